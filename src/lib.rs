@@ -1,0 +1,8 @@
+//! callprobe: places real test calls into voice AI agents behind LiveKit SIP
+//! and says, call by call, whether the chain works and, when not, why.
+//!
+//! Modules read in the order a call happens: `cli` → `call` (with the
+//! sans-I/O `sip` core) → `verdict` → `report`.
+
+pub mod secret;
+pub mod sip;

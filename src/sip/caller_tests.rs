@@ -1,0 +1,320 @@
+//! Simulated-time tests of the caller's call logic: a scripted far end
+//! answers the bytes the caller emits; no sockets, no sleeping.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::caller::*;
+use super::message::{self, Inbound};
+use super::transaction::TimerConfig;
+use crate::secret::Secret;
+
+const FAR: &str = "127.0.0.1:5060";
+const TARGET: &str = "sip:+14144007103@127.0.0.1:5060";
+
+fn far() -> SocketAddr {
+    FAR.parse().unwrap()
+}
+
+fn config(creds: bool) -> CallConfig {
+    CallConfig {
+        target_uri: TARGET.into(),
+        from_uri: "sip:+15550100@127.0.0.1".into(),
+        transport: Transport::Udp,
+        local_addr: "127.0.0.1:40000".parse().unwrap(),
+        credentials: creds.then(|| Credentials { username: "probe".into(), password: Secret::new("s3cret") }),
+        extra_headers: vec![("X-Custom".into(), "1".into())],
+        test_id: "test-123".into(),
+        call_id: "call-abc".into(),
+        sdp: b"v=0\r\n".to_vec(),
+        timers: TimerConfig::default(),
+        invite_timeout: Duration::from_secs(32),
+        hangup_after: Duration::from_secs(5),
+        seed: 7,
+    }
+}
+
+fn text(t: &Transmit) -> String {
+    String::from_utf8(t.bytes.clone()).unwrap()
+}
+
+fn drain(c: &mut Caller) -> Vec<Transmit> {
+    std::iter::from_fn(|| c.poll_transmit()).collect()
+}
+
+fn events(c: &mut Caller) -> Vec<CallEvent> {
+    std::iter::from_fn(|| c.poll_event()).collect()
+}
+
+/// A response to `request` built the way a server would.
+fn respond(request: &Transmit, status: u16, reason: &str, extra: &[&str], to_tag: Option<&str>) -> Vec<u8> {
+    let Inbound::Request(req) = message::parse(&request.bytes).unwrap() else { panic!("not a request") };
+    let mut s = format!("SIP/2.0 {status} {reason}\r\n");
+    for v in req.common.raw_lines("Via") {
+        s.push_str(&format!("Via: {};received=127.0.0.1\r\n", v.value));
+    }
+    s.push_str(&format!("From: {}\r\n", req.common.first("From").unwrap()));
+    let to = req.common.first("To").unwrap();
+    match to_tag {
+        Some(tag) if message::param(&to, "tag").is_none() => s.push_str(&format!("To: {to};tag={tag}\r\n")),
+        _ => s.push_str(&format!("To: {to}\r\n")),
+    }
+    s.push_str(&format!("Call-ID: {}\r\nCSeq: {} {}\r\n", req.common.call_id, req.common.cseq, req.common.cseq_method));
+    for e in extra {
+        s.push_str(e);
+        s.push_str("\r\n");
+    }
+    s.push_str("Content-Length: 0\r\n\r\n");
+    s.into_bytes()
+}
+
+const CHALLENGE: &str = r#"Proxy-Authenticate: Digest realm="LiveKit", nonce="111-call-abc", algorithm=MD5"#;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+#[test]
+fn challenge_then_ok_keeps_call_id_and_bumps_cseq() {
+    let t0 = Instant::now();
+    let mut c = Caller::start(config(true), t0).unwrap();
+    let first = drain(&mut c);
+    assert_eq!(first.len(), 1);
+    let inv1 = text(&first[0]);
+    assert!(inv1.starts_with(&format!("INVITE {TARGET} SIP/2.0")), "{inv1}");
+    assert!(inv1.contains("X-Lk-Test-Id: test-123") && inv1.contains("X-Custom: 1"), "{inv1}");
+    assert!(inv1.contains("CSeq: 1 INVITE") && !inv1.contains("Authorization"), "{inv1}");
+    assert_eq!(first[0].to, Peer::Hop(HostPort { host: "127.0.0.1".into(), port: 5060 }));
+
+    c.handle_message(&respond(&first[0], 100, "Processing", &[], None), far(), t0 + ms(5)).unwrap();
+    c.handle_message(&respond(&first[0], 407, "Unauthorized", &[CHALLENGE], Some("lk1")), far(), t0 + ms(10)).unwrap();
+    let out = drain(&mut c);
+    assert_eq!(out.len(), 2, "ACK for the 407, then the authenticated INVITE");
+    let ack = text(&out[0]);
+    assert!(ack.starts_with("ACK ") && ack.contains("CSeq: 1 ACK") && ack.contains("tag=lk1"), "{ack}");
+    let branch = |t: &str| message::param(t.lines().find(|l| l.starts_with("Via")).unwrap(), "branch");
+    assert_eq!(branch(&ack), branch(&inv1), "ACK for non-2xx reuses the INVITE's branch");
+    let inv2 = text(&out[1]);
+    assert!(inv2.contains("Call-ID: call-abc") && inv2.contains("CSeq: 2 INVITE"), "{inv2}");
+    assert_ne!(branch(&inv2), branch(&inv1));
+    assert!(inv2.contains(r#"Proxy-Authorization: Digest username="probe", realm="LiveKit", nonce="111-call-abc""#), "{inv2}");
+    assert!(!inv2.contains("s3cret"));
+    let from_tag = |t: &str| message::param(t.lines().find(|l| l.starts_with("From")).unwrap(), "tag");
+    assert_eq!(from_tag(&inv1), from_tag(&inv2));
+
+    let ok = respond(&out[1], 200, "OK", &["Contact: <sip:agent@127.0.0.1:5080>", "Record-Route: <sip:127.0.0.1:5060;lr;ftag=x>"], Some("lk2"));
+    c.handle_message(&ok, far(), t0 + ms(1000)).unwrap();
+    let out = drain(&mut c);
+    assert_eq!(out.len(), 1);
+    let ack2 = text(&out[0]);
+    assert!(ack2.starts_with("ACK sip:agent@127.0.0.1:5080 SIP/2.0"), "ACK goes to the Contact: {ack2}");
+    assert!(ack2.contains("Route: <sip:127.0.0.1:5060;lr;ftag=x>") && ack2.contains("CSeq: 2 ACK"), "{ack2}");
+    assert_eq!(out[0].to, Peer::Hop(HostPort { host: "127.0.0.1".into(), port: 5060 }), "through the route set");
+
+    // A retransmitted 200 gets the same ACK again.
+    c.handle_message(&ok, far(), t0 + ms(1500)).unwrap();
+    assert_eq!(text(&drain(&mut c)[0]), ack2);
+
+    let ev = events(&mut c);
+    assert!(ev.contains(&CallEvent::Connected));
+    assert_eq!(c.summary().final_responses.iter().map(|f| f.status).collect::<Vec<_>>(), vec![407, 200]);
+
+    // Hang up after 5 s: BYE with CSeq 3 through the route set.
+    assert_eq!(c.poll_timeout(), Some(t0 + ms(6000)));
+    c.handle_timeout(t0 + ms(6000));
+    let out = drain(&mut c);
+    let bye = text(&out[0]);
+    assert!(bye.starts_with("BYE sip:agent@127.0.0.1:5080") && bye.contains("CSeq: 3 BYE") && bye.contains("tag=lk2"), "{bye}");
+    c.handle_message(&respond(&out[0], 200, "OK", &[], None), far(), t0 + ms(6010)).unwrap();
+    assert!(c.is_ended());
+    assert_eq!(c.summary().ended, Some(EndReason::HungUp { bye_status: 200 }));
+}
+
+#[test]
+fn second_challenge_is_credentials_rejected_not_a_loop() {
+    let t0 = Instant::now();
+    let mut c = Caller::start(config(true), t0).unwrap();
+    let inv1 = drain(&mut c).remove(0);
+    c.handle_message(&respond(&inv1, 407, "Unauthorized", &[CHALLENGE], Some("a")), far(), t0).unwrap();
+    let inv2 = drain(&mut c).remove(1);
+    let again = CHALLENGE.replace("111", "222");
+    c.handle_message(&respond(&inv2, 407, "Unauthorized", &[&again], Some("b")), far(), t0 + ms(5)).unwrap();
+    let out = drain(&mut c);
+    assert_eq!(out.len(), 1, "only the ACK, no third INVITE");
+    assert!(text(&out[0]).starts_with("ACK"));
+    assert!(matches!(c.summary().ended, Some(EndReason::CredentialsRejected { status: 407, .. })));
+    assert_eq!(c.summary().invites_sent, 2);
+}
+
+#[test]
+fn stale_nonce_earns_exactly_one_more_retry() {
+    let t0 = Instant::now();
+    let mut c = Caller::start(config(true), t0).unwrap();
+    let inv1 = drain(&mut c).remove(0);
+    c.handle_message(&respond(&inv1, 407, "x", &[CHALLENGE], Some("a")), far(), t0).unwrap();
+    let inv2 = drain(&mut c).remove(1);
+    let stale = format!("{}, stale=true", CHALLENGE.replace("111", "222"));
+    c.handle_message(&respond(&inv2, 407, "x", &[&stale], Some("b")), far(), t0).unwrap();
+    let out = drain(&mut c);
+    assert_eq!(out.len(), 2);
+    assert!(text(&out[1]).contains("nonce=\"222-call-abc\"") && text(&out[1]).contains("CSeq: 3 INVITE"));
+    c.handle_message(&respond(&out[1], 407, "x", &[&stale], Some("c")), far(), t0).unwrap();
+    assert!(matches!(c.summary().ended, Some(EndReason::CredentialsRejected { .. })));
+}
+
+#[test]
+fn unauthorized_after_credentials_is_rejected() {
+    let t0 = Instant::now();
+    let mut c = Caller::start(config(true), t0).unwrap();
+    let inv1 = drain(&mut c).remove(0);
+    c.handle_message(&respond(&inv1, 407, "x", &[CHALLENGE], Some("a")), far(), t0).unwrap();
+    let inv2 = drain(&mut c).remove(1);
+    c.handle_message(&respond(&inv2, 401, "Unauthorized", &[], Some("b")), far(), t0).unwrap();
+    assert_eq!(
+        c.summary().ended,
+        Some(EndReason::CredentialsRejected { status: 401, reason: "Unauthorized".into() })
+    );
+}
+
+#[test]
+fn without_credentials_a_challenge_ends_the_call() {
+    let t0 = Instant::now();
+    let mut c = Caller::start(config(false), t0).unwrap();
+    let inv = drain(&mut c).remove(0);
+    c.handle_message(&respond(&inv, 407, "Proxy Authentication Required", &[CHALLENGE], Some("a")), far(), t0).unwrap();
+    assert_eq!(drain(&mut c).len(), 1, "ACK only");
+    assert_eq!(c.summary().ended, Some(EndReason::ChallengedWithoutCredentials { status: 407 }));
+    assert_eq!(c.summary().final_responses[0].reason, "Proxy Authentication Required");
+}
+
+#[test]
+fn no_response_ends_after_timer_b_with_retransmissions() {
+    let t0 = Instant::now();
+    let mut cfg = config(false);
+    cfg.invite_timeout = ms(4000);
+    let mut c = Caller::start(cfg, t0).unwrap();
+    let mut sent = 0;
+    let mut now = t0;
+    while !c.is_ended() {
+        sent += drain(&mut c).len();
+        now = c.poll_timeout().unwrap();
+        c.handle_timeout(now);
+    }
+    assert_eq!(now - t0, ms(4000));
+    assert_eq!(sent, 4, "0, 0.5, 1.5, 3.5 s");
+    assert_eq!(c.summary().ended, Some(EndReason::NoResponse { waited_ms: 4000 }));
+    assert_eq!(c.summary().invite_retransmissions, 3);
+}
+
+#[test]
+fn ringing_past_the_deadline_is_cancelled() {
+    let t0 = Instant::now();
+    let mut cfg = config(false);
+    cfg.invite_timeout = ms(3000);
+    let mut c = Caller::start(cfg, t0).unwrap();
+    let inv = drain(&mut c).remove(0);
+    c.handle_message(&respond(&inv, 180, "Ringing", &[], Some("r")), far(), t0 + ms(100)).unwrap();
+    assert_eq!(c.poll_timeout(), Some(t0 + ms(3000)));
+    c.handle_timeout(t0 + ms(3000));
+    let out = drain(&mut c);
+    let cancel = text(&out[0]);
+    assert!(cancel.starts_with(&format!("CANCEL {TARGET}")) && cancel.contains("CSeq: 1 CANCEL"), "{cancel}");
+    c.handle_message(&respond(&out[0], 200, "OK", &[], None), far(), t0 + ms(3010)).unwrap();
+    c.handle_message(&respond(&inv, 487, "Request Terminated", &[], Some("r")), far(), t0 + ms(3020)).unwrap();
+    assert!(text(&drain(&mut c)[0]).starts_with("ACK"));
+    assert_eq!(c.summary().ended, Some(EndReason::Cancelled { last_provisional: Some(180), waited_ms: 3020 }));
+}
+
+fn connected(t0: Instant) -> (Caller, Transmit) {
+    let mut c = Caller::start(config(false), t0).unwrap();
+    let inv = drain(&mut c).remove(0);
+    c.handle_message(&respond(&inv, 200, "OK", &["Contact: <sip:uas@127.0.0.1:5080>"], Some("uas")), far(), t0).unwrap();
+    drain(&mut c);
+    events(&mut c);
+    (c, inv)
+}
+
+fn far_request(method: &str, cseq: u32) -> Vec<u8> {
+    format!(
+        "{method} sip:+15550100@127.0.0.1:40000 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKfar{cseq}\r\n\
+From: <{TARGET}>;tag=uas\r\nTo: <sip:+15550100@127.0.0.1>;tag={{TAG}}\r\nCall-ID: call-abc\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+fn with_local_tag(c: &mut Caller, inv: &Transmit, req: Vec<u8>) -> Vec<u8> {
+    let _ = c;
+    let tag = message::param(text(inv).lines().find(|l| l.starts_with("From")).unwrap(), "tag").unwrap();
+    String::from_utf8(req).unwrap().replace("{TAG}", &tag).into_bytes()
+}
+
+#[test]
+fn far_end_requests_in_dialog() {
+    let t0 = Instant::now();
+    let (mut c, inv) = connected(t0);
+    let src: SocketAddr = "127.0.0.1:5080".parse().unwrap();
+    for (method, status) in [("OPTIONS", 200), ("INVITE", 200), ("INFO", 501)] {
+        let req = with_local_tag(&mut c, &inv, far_request(method, 10));
+        c.handle_message(&req, src, t0 + ms(100)).unwrap();
+        let out = drain(&mut c);
+        assert_eq!(out[0].to, Peer::Addr(src));
+        let resp = text(&out[0]);
+        assert!(resp.starts_with(&format!("SIP/2.0 {status} ")), "{method}: {resp}");
+        assert!(resp.contains("branch=z9hG4bKfar10") && resp.contains(&format!("CSeq: 10 {method}")), "{resp}");
+        if method == "INVITE" {
+            assert!(resp.contains("Content-Type: application/sdp") && resp.ends_with("v=0\r\n"), "{resp}");
+        }
+    }
+    assert!(!c.is_ended(), "OPTIONS / re-INVITE keep the session");
+    let bye = with_local_tag(&mut c, &inv, far_request("BYE", 11));
+    c.handle_message(&bye, src, t0 + ms(200)).unwrap();
+    assert!(text(&drain(&mut c)[0]).starts_with("SIP/2.0 200 OK"));
+    assert_eq!(c.summary().ended, Some(EndReason::FarEndHungUp));
+}
+
+#[test]
+fn strangers_get_481() {
+    let t0 = Instant::now();
+    let (mut c, _) = connected(t0);
+    let other = String::from_utf8(far_request("BYE", 3)).unwrap().replace("call-abc", "other");
+    c.handle_message(other.as_bytes(), far(), t0).unwrap();
+    assert!(text(&drain(&mut c)[0]).starts_with("SIP/2.0 481"));
+    assert!(!c.is_ended());
+}
+
+#[test]
+fn tcp_close_mid_call_ends_with_transport_closed() {
+    let t0 = Instant::now();
+    let (mut c, _) = connected(t0);
+    c.handle_transport_closed();
+    assert!(matches!(c.summary().ended, Some(EndReason::TransportClosed { .. })));
+}
+
+#[test]
+fn bye_without_answer_times_out() {
+    let t0 = Instant::now();
+    let (mut c, _) = connected(t0);
+    let mut now = t0;
+    let mut byes = 0;
+    while !c.is_ended() {
+        byes += drain(&mut c).iter().filter(|t| text(t).starts_with("BYE")).count();
+        now = c.poll_timeout().unwrap();
+        c.handle_timeout(now);
+    }
+    assert_eq!(c.summary().ended, Some(EndReason::ByeTimedOut));
+    assert_eq!(byes, 11);
+    assert_eq!(now - t0, ms(5000 + 32_000));
+}
+
+#[test]
+fn strict_router_becomes_request_uri() {
+    let t0 = Instant::now();
+    let mut c = Caller::start(config(false), t0).unwrap();
+    let inv = drain(&mut c).remove(0);
+    let ok = respond(&inv, 200, "OK", &["Contact: <sip:uas@10.0.0.9:5080>", "Record-Route: <sip:10.0.0.1:5070>"], Some("t"));
+    c.handle_message(&ok, far(), t0).unwrap();
+    let ack = drain(&mut c).remove(0);
+    let t = text(&ack);
+    assert!(t.starts_with("ACK sip:10.0.0.1:5070 SIP/2.0") && t.contains("Route: <sip:uas@10.0.0.9:5080>"), "{t}");
+    assert_eq!(ack.to, Peer::Hop(HostPort { host: "10.0.0.1".into(), port: 5070 }));
+}

@@ -1,0 +1,10 @@
+//! SIP signalling, sans-I/O: messages, digest auth, transactions and the
+//! caller's call state machine. Nothing here touches a socket or the clock.
+
+pub mod digest;
+pub mod message;
+pub mod transaction;
+pub mod caller;
+
+#[cfg(test)]
+mod caller_tests;
