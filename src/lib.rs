@@ -4,5 +4,9 @@
 //! Modules read in the order a call happens: `cli` → `call` (with the
 //! sans-I/O `sip` core) → `verdict` → `report`.
 
+pub mod call;
+pub mod cli;
+pub mod report;
 pub mod secret;
 pub mod sip;
+pub mod verdict;

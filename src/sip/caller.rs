@@ -81,7 +81,7 @@ pub struct CallConfig {
 }
 
 /// A next hop the shell must resolve (a URI's host and port).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct HostPort {
     pub host: String,
     pub port: u16,

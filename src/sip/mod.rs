@@ -5,6 +5,7 @@ pub mod digest;
 pub mod message;
 pub mod transaction;
 pub mod caller;
+pub mod framing;
 
 #[cfg(test)]
 mod caller_tests;

@@ -1,0 +1,282 @@
+//! Placing one call: resolve the target, open the sockets, run the
+//! sans-I/O [`Caller`] against them, and keep a timestamped record of every
+//! SIP message for the checks and the report.
+
+pub mod rtp_sink;
+pub mod transport;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant, SystemTime};
+
+use rand::Rng;
+
+use crate::sip::caller::{CallConfig, CallEvent, CallSummary, Caller, Credentials, EndReason, HostPort, Peer, Transport};
+use crate::sip::message::{self, uri_target};
+use crate::sip::transaction::TimerConfig;
+use rtp_sink::RtpSink;
+use transport::{Incoming, OpenError, SipSockets};
+
+/// One call to place, with everything resolved from flags or a scenario.
+#[derive(Debug, Clone)]
+pub struct CallSpec {
+    pub target_uri: String,
+    /// A `sip:` URI, or a user/number that becomes `sip:<it>@<our address>`.
+    pub from_uri: String,
+    pub transport: Transport,
+    pub credentials: Option<Credentials>,
+    pub headers: Vec<(String, String)>,
+    pub invite_timeout: Duration,
+    pub hangup_after: Duration,
+    pub timers: TimerConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Out,
+    In,
+}
+
+/// One SIP message as sent or received.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LoggedMessage {
+    /// Milliseconds since the first INVITE left.
+    pub t_ms: f64,
+    pub dir: Direction,
+    pub peer: String,
+    pub first_line: String,
+    pub raw: String,
+}
+
+/// Everything observed during one call.
+#[derive(Debug, Clone)]
+pub struct CallRecord {
+    pub call_id: String,
+    pub test_id: String,
+    pub target: String,
+    pub transport: Transport,
+    pub credentials_given: bool,
+    pub started: SystemTime,
+    pub local_sip: Option<SocketAddr>,
+    pub local_rtp: Option<SocketAddr>,
+    pub messages: Vec<LoggedMessage>,
+    pub summary: CallSummary,
+    /// When the 2xx was ACKed, ms since the first INVITE.
+    pub connected_ms: Option<f64>,
+    pub ended_ms: Option<f64>,
+    pub rtp_packets_received: u64,
+    pub first_rtp_ms: Option<f64>,
+    /// Things that went wrong on our side without ending the call (unparseable input …).
+    pub notes: Vec<String>,
+}
+
+/// The tester itself could not run the call (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("bad target: {0}")]
+    Target(String),
+    #[error("cannot resolve {host}: {reason}")]
+    Resolve { host: String, reason: String },
+    #[error("{0}")]
+    Socket(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// How the runner reports progress while the call runs.
+pub trait CallObserver {
+    fn message(&mut self, _msg: &LoggedMessage) {}
+}
+
+impl CallObserver for () {}
+
+pub async fn run(spec: &CallSpec, observer: &mut dyn CallObserver) -> Result<CallRecord, RunError> {
+    let target = uri_target(&spec.target_uri).map_err(|e| RunError::Target(e.to_string()))?;
+    let first_hop = resolve(&target.host, target.port).await?;
+    let local_ip = local_ip_towards(first_hop)?;
+
+    let mut rng = rand::thread_rng();
+    let call_id = format!("{:016x}@callprobe", rng.gen::<u64>());
+    let test_id = format!("cp-{:012x}", rng.gen::<u64>() & 0xffff_ffff_ffff);
+    let mut record = CallRecord {
+        call_id: call_id.clone(),
+        test_id: test_id.clone(),
+        target: spec.target_uri.clone(),
+        transport: spec.transport,
+        credentials_given: spec.credentials.is_some(),
+        started: SystemTime::now(),
+        local_sip: None,
+        local_rtp: None,
+        messages: Vec::new(),
+        summary: CallSummary::default(),
+        connected_ms: None,
+        ended_ms: None,
+        rtp_packets_received: 0,
+        first_rtp_ms: None,
+        notes: Vec::new(),
+    };
+
+    let rtp = RtpSink::bind(local_ip).await.map_err(|e| RunError::Socket(format!("cannot bind an RTP port: {e}")))?;
+    record.local_rtp = Some(rtp.local_addr());
+    let mut sockets = match SipSockets::open(spec.transport, local_ip, first_hop).await {
+        Ok(s) => s,
+        Err(OpenError::Bind(e)) => return Err(RunError::Socket(format!("cannot bind a SIP socket: {e}"))),
+        Err(OpenError::Connect(e)) => {
+            // Nobody accepts TCP there: the endpoint failed, not the tester.
+            record.summary.ended = Some(EndReason::TransportError {
+                detail: format!("TCP connection to {first_hop} failed: {e}"),
+            });
+            return Ok(record);
+        }
+    };
+    record.local_sip = Some(sockets.local_addr());
+
+    let t0 = Instant::now();
+    let cfg = CallConfig {
+        target_uri: spec.target_uri.clone(),
+        from_uri: if spec.from_uri.to_ascii_lowercase().starts_with("sip:") {
+            spec.from_uri.clone()
+        } else {
+            format!("sip:{}@{}", spec.from_uri, local_ip)
+        },
+        transport: spec.transport,
+        local_addr: sockets.local_addr(),
+        credentials: spec.credentials.clone(),
+        extra_headers: spec.headers.clone(),
+        test_id,
+        call_id,
+        sdp: rtp.sdp_offer(rng.gen::<u32>() as u64),
+        timers: spec.timers,
+        invite_timeout: spec.invite_timeout,
+        hangup_after: spec.hangup_after,
+        seed: rng.gen(),
+    };
+    let mut caller = Caller::start(cfg, t0).map_err(|e| RunError::Target(e.to_string()))?;
+    let ms = |at: Instant| (at - t0).as_secs_f64() * 1000.0;
+    let mut hops: HashMap<HostPort, SocketAddr> = HashMap::from([(
+        HostPort { host: target.host.clone(), port: target.port },
+        first_hop,
+    )]);
+    let mut interrupted = false;
+
+    loop {
+        while let Some(t) = caller.poll_transmit() {
+            let to = match &t.to {
+                Peer::Addr(a) => *a,
+                Peer::Hop(hp) => match hops.get(hp) {
+                    Some(a) => *a,
+                    None => match resolve(&hp.host, hp.port).await {
+                        Ok(a) => {
+                            hops.insert(hp.clone(), a);
+                            a
+                        }
+                        Err(e) => {
+                            caller.handle_transport_error(e.to_string());
+                            continue;
+                        }
+                    },
+                },
+            };
+            let logged = log_message(ms(Instant::now()), Direction::Out, to, &t.bytes);
+            observer.message(&logged);
+            record.messages.push(logged);
+            if let Err(e) = sockets.send(to, &t.bytes).await {
+                caller.handle_transport_error(format!("sending to {to} over {:?}: {e}", spec.transport));
+            }
+        }
+        while let Some(ev) = caller.poll_event() {
+            match ev {
+                CallEvent::Connected => record.connected_ms = Some(ms(Instant::now())),
+                CallEvent::Ended(_) => record.ended_ms = Some(ms(Instant::now())),
+                _ => {}
+            }
+        }
+        if caller.is_ended() {
+            // Flush what the end produced (e.g. the 200 to a far-end BYE).
+            if let Some(t) = caller.poll_transmit() {
+                if let Peer::Addr(to) = t.to {
+                    let logged = log_message(ms(Instant::now()), Direction::Out, to, &t.bytes);
+                    observer.message(&logged);
+                    record.messages.push(logged);
+                    let _ = sockets.send(to, &t.bytes).await;
+                }
+                continue;
+            }
+            break;
+        }
+        let Some(deadline) = caller.poll_timeout() else {
+            return Err(RunError::Internal("the call logic has nothing to wait for but did not end".into()));
+        };
+        tokio::select! {
+            incoming = sockets.recv() => {
+                let now = Instant::now();
+                match incoming {
+                    Some(Incoming::Message { bytes, from }) => {
+                        let logged = log_message(ms(now), Direction::In, from, &bytes);
+                        observer.message(&logged);
+                        record.messages.push(logged);
+                        if let Err(e) = caller.handle_message(&bytes, from, now) {
+                            record.notes.push(format!("unparseable message from {from} at {:.1} ms: {e}", ms(now)));
+                        }
+                    }
+                    Some(Incoming::Closed { peer, detail }) => {
+                        record.notes.push(format!("TCP connection to {peer} {detail} at {:.1} ms", ms(now)));
+                        caller.handle_transport_closed();
+                    }
+                    Some(Incoming::Garbage { from, detail }) => {
+                        record.notes.push(format!("bad bytes from {from}: {detail}"));
+                        caller.handle_transport_closed();
+                    }
+                    None => caller.handle_transport_error("transport task stopped".into()),
+                }
+            }
+            _ = tokio::time::sleep_until(deadline.into()) => caller.handle_timeout(Instant::now()),
+            _ = tokio::signal::ctrl_c(), if !interrupted => {
+                interrupted = true;
+                record.notes.push("interrupted by the user".into());
+                caller.abandon(Instant::now());
+            }
+        }
+    }
+    record.summary = caller.summary().clone();
+    record.rtp_packets_received = rtp.packets();
+    record.first_rtp_ms = rtp.first_packet_at().map(|at| if at > t0 { ms(at) } else { 0.0 });
+    Ok(record)
+}
+
+fn log_message(t_ms: f64, dir: Direction, peer: SocketAddr, bytes: &[u8]) -> LoggedMessage {
+    LoggedMessage {
+        t_ms: (t_ms * 10.0).round() / 10.0,
+        dir,
+        peer: peer.to_string(),
+        first_line: message::first_line(bytes),
+        raw: String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
+async fn resolve(host: &str, port: u16) -> Result<SocketAddr, RunError> {
+    let mut addrs = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| RunError::Resolve { host: host.to_string(), reason: e.to_string() })?;
+    let all: Vec<SocketAddr> = addrs.by_ref().collect();
+    all.iter()
+        .find(|a| a.is_ipv4())
+        .or(all.first())
+        .copied()
+        .ok_or_else(|| RunError::Resolve { host: host.to_string(), reason: "no addresses".into() })
+}
+
+/// The local address the OS would use to reach `peer` (a connected probe
+/// socket sends nothing; the SIP socket itself stays unconnected).
+fn local_ip_towards(peer: SocketAddr) -> Result<IpAddr, RunError> {
+    let any: SocketAddr = if peer.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
+        .parse()
+        .map_err(|_| RunError::Internal("wildcard address".into()))?;
+    let probe = std::net::UdpSocket::bind(any).map_err(|e| RunError::Socket(e.to_string()))?;
+    probe
+        .connect(peer)
+        .and_then(|_| probe.local_addr())
+        .map(|a| a.ip())
+        .map_err(|e| RunError::Socket(format!("no route to {peer}: {e}")))
+}

@@ -1,0 +1,158 @@
+//! The sockets of one call: a thin tokio shell that moves SIP bytes between
+//! the network and the sans-I/O caller.
+//!
+//! UDP: one socket, never `connect()`ed — replies may come from another
+//! address than the one we sent to. TCP: one connection per next hop,
+//! opened on first use; incoming bytes are cut into messages by
+//! [`crate::sip::framing::StreamFramer`]; a closed connection is reported.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+
+use crate::sip::caller::Transport;
+use crate::sip::framing::StreamFramer;
+
+/// What the network delivered.
+#[derive(Debug)]
+pub enum Incoming {
+    Message { bytes: Vec<u8>, from: SocketAddr },
+    /// A TCP connection closed (by the peer, or on a read error).
+    Closed { peer: SocketAddr, detail: String },
+    /// Bytes that could not be cut into a SIP message.
+    Garbage { from: SocketAddr, detail: String },
+}
+
+pub struct SipSockets {
+    kind: Transport,
+    udp: Option<Arc<UdpSocket>>,
+    tcp: HashMap<SocketAddr, OwnedWriteHalf>,
+    local_addr: SocketAddr,
+    tx: mpsc::Sender<Incoming>,
+    rx: mpsc::Receiver<Incoming>,
+}
+
+impl SipSockets {
+    /// Opens the transport towards `first_hop`. UDP binds `local_ip:0`; TCP
+    /// connects at once so that our Via/Contact can name the real local port.
+    pub async fn open(kind: Transport, local_ip: IpAddr, first_hop: SocketAddr) -> Result<SipSockets, OpenError> {
+        let (tx, rx) = mpsc::channel(256);
+        match kind {
+            Transport::Udp => {
+                let socket = UdpSocket::bind(SocketAddr::new(local_ip, 0)).await.map_err(OpenError::Bind)?;
+                let local_addr = socket.local_addr().map_err(OpenError::Bind)?;
+                let socket = Arc::new(socket);
+                let reader = socket.clone();
+                let sink = tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65_535];
+                    loop {
+                        match reader.recv_from(&mut buf).await {
+                            Ok((n, from)) => {
+                                let msg = Incoming::Message { bytes: buf[..n].to_vec(), from };
+                                if sink.send(msg).await.is_err() {
+                                    return;
+                                }
+                            }
+                            // ICMP errors surface here on some systems; keep listening.
+                            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
+                            Err(_) => return,
+                        }
+                    }
+                });
+                Ok(SipSockets { kind, udp: Some(socket), tcp: HashMap::new(), local_addr, tx, rx })
+            }
+            Transport::Tcp => {
+                let mut sockets = SipSockets {
+                    kind,
+                    udp: None,
+                    tcp: HashMap::new(),
+                    local_addr: SocketAddr::new(local_ip, 0),
+                    tx,
+                    rx,
+                };
+                sockets.local_addr = sockets.connect(first_hop).await.map_err(OpenError::Connect)?;
+                Ok(sockets)
+            }
+        }
+    }
+
+    /// Our address as the far end sees it (for Via and Contact).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    async fn connect(&mut self, peer: SocketAddr) -> io::Result<SocketAddr> {
+        let stream = TcpStream::connect(peer).await?;
+        stream.set_nodelay(true)?;
+        let local = stream.local_addr()?;
+        let (mut read, write) = stream.into_split();
+        self.tcp.insert(peer, write);
+        let sink = self.tx.clone();
+        tokio::spawn(async move {
+            let mut framer = StreamFramer::default();
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                let detail = match read.read(&mut buf).await {
+                    Ok(0) => "closed by the peer".to_string(),
+                    Ok(n) => {
+                        framer.push(&buf[..n]);
+                        loop {
+                            match framer.next_message() {
+                                Ok(Some(bytes)) => {
+                                    if sink.send(Incoming::Message { bytes, from: peer }).await.is_err() {
+                                        return;
+                                    }
+                                }
+                                Ok(None) => break,
+                                Err(e) => {
+                                    let _ = sink.send(Incoming::Garbage { from: peer, detail: e.to_string() }).await;
+                                    return;
+                                }
+                            }
+                        }
+                        continue;
+                    }
+                    Err(e) => e.to_string(),
+                };
+                let _ = sink.send(Incoming::Closed { peer, detail }).await;
+                return;
+            }
+        });
+        Ok(local)
+    }
+
+    pub async fn send(&mut self, to: SocketAddr, bytes: &[u8]) -> io::Result<()> {
+        match self.kind {
+            Transport::Udp => {
+                let socket = self.udp.as_ref().ok_or_else(|| io::Error::other("UDP socket not open"))?;
+                socket.send_to(bytes, to).await.map(|_| ())
+            }
+            Transport::Tcp => {
+                if !self.tcp.contains_key(&to) {
+                    self.connect(to).await?;
+                }
+                let stream = self.tcp.get_mut(&to).ok_or_else(|| io::Error::other("no TCP connection"))?;
+                stream.write_all(bytes).await
+            }
+        }
+    }
+
+    pub async fn recv(&mut self) -> Option<Incoming> {
+        self.rx.recv().await
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot bind a local SIP socket: {0}")]
+    Bind(io::Error),
+    #[error("cannot open a TCP connection: {0}")]
+    Connect(io::Error),
+}
