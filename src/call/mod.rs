@@ -193,16 +193,6 @@ pub async fn run(spec: &CallSpec, observer: &mut dyn CallObserver) -> Result<Cal
             }
         }
         if caller.is_ended() {
-            // Flush what the end produced (e.g. the 200 to a far-end BYE).
-            if let Some(t) = caller.poll_transmit() {
-                if let Peer::Addr(to) = t.to {
-                    let logged = log_message(ms(Instant::now()), Direction::Out, to, &t.bytes);
-                    observer.message(&logged);
-                    record.messages.push(logged);
-                    let _ = sockets.send(to, &t.bytes).await;
-                }
-                continue;
-            }
             break;
         }
         let Some(deadline) = caller.poll_timeout() else {
@@ -217,7 +207,7 @@ pub async fn run(spec: &CallSpec, observer: &mut dyn CallObserver) -> Result<Cal
                         observer.message(&logged);
                         record.messages.push(logged);
                         if let Err(e) = caller.handle_message(&bytes, from, now) {
-                            record.notes.push(format!("unparseable message from {from} at {:.1} ms: {e}", ms(now)));
+                            record.notes.push(format!("ignored a message from {from} at {:.1} ms: {e}", ms(now)));
                         }
                     }
                     Some(Incoming::Closed { peer, detail }) => {

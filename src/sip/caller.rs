@@ -340,6 +340,8 @@ impl Caller {
             return Ok(());
         }
         match inbound {
+            // Without a Via branch a response matches no transaction (RFC 3261 17.1.3).
+            Inbound::Response(resp) if resp.branch().is_none() => return Err(ParseError::MissingHeader("Via")),
             Inbound::Response(resp) => self.on_response(resp, now),
             Inbound::Request(req) => self.on_request(req, from, now),
         }

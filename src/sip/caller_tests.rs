@@ -318,3 +318,22 @@ fn strict_router_becomes_request_uri() {
     assert!(t.starts_with("ACK sip:10.0.0.1:5070 SIP/2.0") && t.contains("Route: <sip:uas@10.0.0.9:5080>"), "{t}");
     assert_eq!(ack.to, Peer::Hop(HostPort { host: "10.0.0.1".into(), port: 5070 }));
 }
+
+#[test]
+fn cancel_after_an_authenticated_retry() {
+    let t0 = Instant::now();
+    let mut cfg = config(true);
+    cfg.invite_timeout = ms(3000);
+    let mut c = Caller::start(cfg, t0).unwrap();
+    let inv1 = drain(&mut c).remove(0);
+    c.handle_message(&respond(&inv1, 407, "x", &[CHALLENGE], Some("a")), far(), t0).unwrap();
+    let inv2 = drain(&mut c).remove(1);
+    c.handle_message(&respond(&inv2, 180, "Ringing", &[], Some("r")), far(), t0 + ms(5)).unwrap();
+    c.handle_timeout(t0 + ms(3001));
+    let out = drain(&mut c);
+    assert!(text(&out[0]).starts_with("CANCEL") && text(&out[0]).contains("CSeq: 2 CANCEL"), "{}", text(&out[0]));
+    c.handle_message(&respond(&out[0], 200, "canceling", &[], None), far(), t0 + ms(3002)).unwrap();
+    c.handle_message(&respond(&inv2, 487, "Request Terminated", &[], Some("r")), far(), t0 + ms(3003)).unwrap();
+    assert!(text(&drain(&mut c)[0]).starts_with("ACK"));
+    assert_eq!(c.summary().final_responses.iter().map(|f| f.status).collect::<Vec<_>>(), vec![407, 487]);
+}
