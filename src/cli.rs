@@ -198,6 +198,7 @@ pub fn call_spec(args: &CallArgs) -> Result<(CallSpec, Expectations), UsageError
     } else {
         args.from.clone()
     };
+    let (test_id, call_id) = CallSpec::new_ids();
     if args.timeout.is_zero() {
         return Err(UsageError("--timeout must be more than zero".into()));
     }
@@ -211,6 +212,8 @@ pub fn call_spec(args: &CallArgs) -> Result<(CallSpec, Expectations), UsageError
             invite_timeout: args.timeout,
             hangup_after: args.hangup_after,
             timers: TimerConfig::default(),
+            test_id,
+            call_id,
         },
         expect,
     ))

@@ -29,6 +29,19 @@ pub struct CallSpec {
     pub invite_timeout: Duration,
     pub hangup_after: Duration,
     pub timers: TimerConfig,
+    /// Sent as `X-Lk-Test-Id`; LiveKit SIP makes it the participant attribute `lktest.id`.
+    pub test_id: String,
+    pub call_id: String,
+}
+
+impl CallSpec {
+    /// Fresh ids for one call attempt: a unique test id and Call-ID.
+    pub fn new_ids() -> (String, String) {
+        let mut rng = rand::thread_rng();
+        let call_id = format!("{:016x}@callprobe", rng.gen::<u64>());
+        let test_id = format!("cp-{:012x}", rng.gen::<u64>() & 0xffff_ffff_ffff);
+        (test_id, call_id)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -97,11 +110,9 @@ pub async fn run(spec: &CallSpec, observer: &mut dyn CallObserver) -> Result<Cal
     let local_ip = local_ip_towards(first_hop)?;
 
     let mut rng = rand::thread_rng();
-    let call_id = format!("{:016x}@callprobe", rng.gen::<u64>());
-    let test_id = format!("cp-{:012x}", rng.gen::<u64>() & 0xffff_ffff_ffff);
     let mut record = CallRecord {
-        call_id: call_id.clone(),
-        test_id: test_id.clone(),
+        call_id: spec.call_id.clone(),
+        test_id: spec.test_id.clone(),
         target: spec.target_uri.clone(),
         transport: spec.transport,
         credentials_given: spec.credentials.is_some(),
@@ -144,8 +155,8 @@ pub async fn run(spec: &CallSpec, observer: &mut dyn CallObserver) -> Result<Cal
         local_addr: sockets.local_addr(),
         credentials: spec.credentials.clone(),
         extra_headers: spec.headers.clone(),
-        test_id,
-        call_id,
+        test_id: spec.test_id.clone(),
+        call_id: spec.call_id.clone(),
         sdp: rtp.sdp_offer(rng.gen::<u32>() as u64),
         timers: spec.timers,
         invite_timeout: spec.invite_timeout,
