@@ -1,0 +1,4 @@
+//! Shared support code for callprobe's integration tests.
+//! Use from a test file with `mod support;` (then `support::peers::...`).
+
+pub mod peers;
