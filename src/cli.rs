@@ -1,19 +1,29 @@
-//! The command line: parse flags, turn them into a call, run it, print and
-//! write the results, and map the outcome to the exit code
-//! (0 pass, 1 the system under test failed a check, 2 the tester could not run).
+//! The command line: parse flags, turn them into a call, run it (with the
+//! LiveKit watcher alongside when LiveKit is configured), print and write the
+//! results, and map the outcome to the exit code (0 pass, 1 the system under
+//! test failed a check, 2 the tester could not run). `doctor` audits the
+//! LiveKit SIP configuration (0 clean, 1 error-level finding, 2 no access).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::call::{self, CallObserver, CallSpec, Direction, LoggedMessage};
-use crate::report::{self, CallReport, Report};
+use crate::call::media::{PlayPlan, PlayStart, RECORDING_RATE};
+use crate::media::codec::AudioCodec;
+use crate::media::wav;
+use crate::call::{self, CallObserver, CallRecord, CallSpec, Direction, LoggedMessage, RunError};
+use crate::doctor::{self, AuditExpectations};
+use crate::observe::livekit::observation::{self, LiveKitObservation};
+use crate::observe::livekit::room_watch::{self, CallIdentity, RoomWatch, WatchSettings};
+use crate::observe::livekit::{self as lk, LiveKitConfig, LiveKitOverrides, ServerApi};
+use crate::observe::analysis;
+use crate::report::{self, CallReport, MediaReport, Recordings, Report};
 use crate::secret::Secret;
 use crate::sip::caller::{Credentials, Transport};
 use crate::sip::transaction::TimerConfig;
-use crate::verdict::checks::{self, Expectations};
-use crate::verdict::diagnose;
+use crate::verdict::checks::{MediaExpectations, self, AgentExpectation, Expectations};
+use crate::verdict::diagnose::{self, Observation};
 
 #[derive(Debug, Parser)]
 #[command(name = "callprobe", version, about = "Places real test calls into voice AI agents behind LiveKit SIP and says why a call failed.")]
@@ -26,6 +36,51 @@ pub struct Cli {
 pub enum Command {
     /// Place one call and check how the endpoint answers (407 → 200 …).
     Call(CallArgs),
+    /// Audit the LiveKit SIP configuration (inbound trunks, dispatch rules); read-only.
+    Doctor(DoctorArgs),
+}
+
+/// Where the LiveKit server API is; each flag overrides the LIVEKIT_* variable.
+#[derive(Debug, Clone, Default, Args)]
+pub struct LiveKitArgs {
+    /// LiveKit server URL [default: $LIVEKIT_URL], e.g. wss://project.livekit.cloud.
+    #[arg(long, value_name = "URL")]
+    pub livekit_url: Option<String>,
+    /// LiveKit API key [default: $LIVEKIT_API_KEY].
+    #[arg(long, value_name = "KEY")]
+    pub livekit_api_key: Option<String>,
+    /// Environment variable holding the LiveKit API secret [default: LIVEKIT_API_SECRET].
+    #[arg(long, value_name = "VAR", conflicts_with = "livekit_api_secret_file")]
+    pub livekit_api_secret_env: Option<String>,
+    /// File holding the LiveKit API secret.
+    #[arg(long, value_name = "FILE")]
+    pub livekit_api_secret_file: Option<PathBuf>,
+}
+
+impl LiveKitArgs {
+    pub fn overrides(&self) -> LiveKitOverrides {
+        LiveKitOverrides {
+            url: self.livekit_url.clone(),
+            api_key: self.livekit_api_key.clone(),
+            api_secret_env: self.livekit_api_secret_env.clone(),
+            api_secret_file: self.livekit_api_secret_file.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The agent_name every dispatch rule should dispatch.
+    #[arg(long, value_name = "NAME")]
+    pub agent: Option<String>,
+    /// A number that must reach a trunk and a dispatch rule, e.g. +14144007103 (repeatable).
+    #[arg(long = "number", value_name = "NUMBER")]
+    pub numbers: Vec<String>,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub livekit: LiveKitArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -65,7 +120,18 @@ pub struct CallArgs {
     /// Extra header for the INVITE, e.g. 'X-Name: value' (repeatable).
     #[arg(long = "header", value_name = "'NAME: VALUE'")]
     pub headers: Vec<String>,
+    /// Require a LiveKit agent (of this lk.agent_name, or any) in the call's room;
+    /// write --expect-agent=NAME or put it after the target.
+    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "")]
+    pub expect_agent: Option<String>,
+    /// Deadline for --expect-agent, counted from the INVITE that got through.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, requires = "expect_agent")]
+    pub agent_within: Duration,
+    #[command(flatten)]
+    pub livekit: LiveKitArgs,
     /// Write report.json here.
+    #[command(flatten)]
+    pub media: MediaArgs,
     #[arg(long, value_name = "DIR")]
     pub report_dir: Option<PathBuf>,
     /// Print every SIP message (-v: first lines, -vv: whole messages).
@@ -90,6 +156,7 @@ pub fn main() -> i32 {
     init_tracing();
     match cli.command {
         Command::Call(args) => run_call(args),
+        Command::Doctor(args) => run_doctor(args),
     }
 }
 
@@ -114,18 +181,70 @@ fn run_call(args: CallArgs) -> i32 {
             return 2;
         }
     };
+    let mut notes = Vec::new();
+    let livekit = match livekit_for_call(&args.livekit, expect.agent.is_some(), &runtime, &mut notes) {
+        Ok(api) => api,
+        Err(e) => {
+            eprintln!("callprobe: {e}");
+            return 2;
+        }
+    };
     let mut printer = MessagePrinter { verbosity: args.verbose };
-    let record = match runtime.block_on(call::run(&spec, &mut printer)) {
+    let (mut record, watched) = match runtime.block_on(run_watched(&spec, &mut printer, livekit.as_ref())) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("callprobe: {e}");
             return 2;
         }
     };
-    let checks = checks::evaluate(&record, &expect);
+    record.notes.extend(notes);
+    let mut observed: Option<LiveKitObservation> =
+        livekit.as_ref().zip(watched).map(|(api, w)| observation::relate(&w, &record, api.url()));
+    let analysis = analysis::analyse(&record, expect.media.tone_hz);
+    let mut checks = checks::evaluate(&record, &expect);
+    checks.extend(checks::media_checks(&record, analysis.as_ref(), &expect.media));
+    if let Some(want) = &expect.agent {
+        checks.push(checks::agent_joined(want, observed.as_ref()));
+    }
     let failed = checks.iter().any(|c| !c.passed);
-    let diagnosis = if failed { diagnose::diagnose(&record) } else { Vec::new() };
-    let call_report = CallReport::new(&record, checks, diagnosis);
+    // After a failure, the trunks and rules tell which LiveKit cause it is.
+    let sip_config = match (&livekit, failed) {
+        (Some(api), true) => match runtime.block_on(api.fetch_sip_config()) {
+            Ok(config) => Some(config),
+            Err(e) => {
+                record.notes.push(format!("could not read the LiveKit SIP configuration for the diagnosis: {e}"));
+                None
+            }
+        },
+        _ => None,
+    };
+    if let (Some(lk_seen), Some(config)) = (observed.as_mut(), sip_config.as_ref()) {
+        lk_seen.dispatch_rule = lk_seen.rule_id.as_deref().and_then(|id| config.rule(id)).cloned();
+    }
+    let diagnosis = if failed {
+        diagnose::diagnose_observation(&Observation {
+            record: &record,
+            livekit: observed.as_ref(),
+            sip_config: sip_config.as_ref(),
+            expected_agent: expect.agent.as_ref(),
+            far_end_speech: analysis.as_ref().map(|a| !a.speech_segments.is_empty()),
+        })
+    } else {
+        Vec::new()
+    };
+    let recordings = match (&args.report_dir, &record.media) {
+        (Some(dir), Some(media)) => match write_recordings(dir, media) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!("callprobe: {e}");
+                return 2;
+            }
+        },
+        _ => None,
+    };
+    let mut call_report = CallReport::new(&record, checks, diagnosis);
+    call_report.media = MediaReport::new(&record, analysis.as_ref(), recordings);
+    call_report.livekit = observed;
     print!("{}", report::verdict_block(&call_report));
     let report = Report::new(vec![call_report]);
     if let Some(dir) = &args.report_dir {
@@ -138,6 +257,116 @@ fn run_call(args: CallArgs) -> i32 {
         }
     }
     report.verdict.exit_code()
+}
+
+/// The LiveKit API for this call, checked with one request before the call.
+/// `--expect-agent` needs it (a tester error when missing); otherwise it is
+/// used when configured, and a broken configuration only leaves a note.
+fn livekit_for_call(
+    args: &LiveKitArgs,
+    required: bool,
+    runtime: &tokio::runtime::Runtime,
+    notes: &mut Vec<String>,
+) -> Result<Option<ServerApi>, UsageError> {
+    let needed = |why: String| {
+        UsageError(format!(
+            "--expect-agent needs the LiveKit API ({}, {}, {}, or the --livekit-* flags): {why}",
+            lk::URL_VAR,
+            lk::API_KEY_VAR,
+            lk::API_SECRET_VAR
+        ))
+    };
+    let config = match LiveKitConfig::from_env(&args.overrides()) {
+        Ok(Some(c)) => c,
+        Ok(None) if required => return Err(needed(format!("{} is not set", lk::URL_VAR))),
+        Ok(None) => return Ok(None),
+        Err(e) if required => return Err(needed(e.to_string())),
+        Err(e) => {
+            notes.push(format!("LiveKit not observed: {e}"));
+            return Ok(None);
+        }
+    };
+    let api = ServerApi::new(&config);
+    match runtime.block_on(api.preflight()) {
+        Ok(()) => Ok(Some(api)),
+        Err(e) if required => Err(needed(e.to_string())),
+        Err(e) => {
+            notes.push(format!("LiveKit not observed: {e}"));
+            Ok(None)
+        }
+    }
+}
+
+/// Runs the call and, alongside, the LiveKit watcher; the watcher stops
+/// (after one last poll) when the call ends.
+async fn run_watched(
+    spec: &CallSpec,
+    observer: &mut dyn CallObserver,
+    livekit: Option<&ServerApi>,
+) -> Result<(CallRecord, Option<RoomWatch>), RunError> {
+    let (call_ended, watch_stop) = tokio::sync::watch::channel(false);
+    let call = async {
+        let record = call::run(spec, observer).await;
+        let _ = call_ended.send(true);
+        record
+    };
+    let who = CallIdentity { test_id: spec.test_id.clone(), call_id: spec.call_id.clone() };
+    let settings = WatchSettings::default();
+    let watch = async {
+        match livekit {
+            Some(api) => Some(room_watch::watch_call(api, &who, &settings, watch_stop).await),
+            None => None,
+        }
+    };
+    let (record, watched) = tokio::join!(call, watch);
+    Ok((record?, watched))
+}
+
+fn run_doctor(args: DoctorArgs) -> i32 {
+    let config = match LiveKitConfig::from_env(&args.livekit.overrides()) {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            eprintln!(
+                "callprobe doctor: LiveKit is not configured: {} is not set (set {}, {}, {} or use the --livekit-* flags)",
+                lk::URL_VAR,
+                lk::URL_VAR,
+                lk::API_KEY_VAR,
+                lk::API_SECRET_VAR
+            );
+            return 2;
+        }
+        Err(e) => {
+            eprintln!("callprobe doctor: {e}");
+            return 2;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("callprobe doctor: cannot start the async runtime: {e}");
+            return 2;
+        }
+    };
+    let expect = AuditExpectations { agent: args.agent.clone(), numbers: args.numbers.clone() };
+    let report = match runtime.block_on(doctor::run(&ServerApi::new(&config), &expect)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("callprobe doctor: cannot read the SIP configuration: {e}");
+            return 2;
+        }
+    };
+    if args.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(json) => println!("{json}"),
+            Err(e) => {
+                eprintln!("callprobe doctor: cannot serialise the report: {e}");
+                return 2;
+            }
+        }
+    } else {
+        print!("{}", report.table());
+    }
+    report.exit_code()
 }
 
 struct MessagePrinter {
@@ -190,7 +419,19 @@ pub fn call_spec(args: &CallArgs) -> Result<(CallSpec, Expectations), UsageError
         }
         (None, Some(_)) => return Err(UsageError("a password was given without --auth-user".into())),
     };
-    let expect = Expectations { final_responses: args.expect.as_deref().map(parse_expect).transpose()? };
+    if args.agent_within.is_zero() {
+        return Err(UsageError("--agent-within must be more than zero".into()));
+    }
+    let agent = args.expect_agent.as_ref().map(|name| AgentExpectation {
+        name: Some(name.trim().to_string()).filter(|n| !n.is_empty()),
+        within: args.agent_within,
+    });
+    let (codecs, play, media_expect) = media_spec(&args.media)?;
+    let expect = Expectations {
+        final_responses: args.expect.as_deref().map(parse_expect).transpose()?,
+        agent,
+        media: media_expect,
+    };
     let headers = args.headers.iter().map(|h| parse_header(h)).collect::<Result<Vec<_>, _>>()?;
     let from_uri = if args.from.to_ascii_lowercase().starts_with("sip:") {
         crate::sip::message::uri_target(&args.from).map_err(|e| UsageError(format!("bad --from: {e}")))?;
@@ -214,6 +455,8 @@ pub fn call_spec(args: &CallArgs) -> Result<(CallSpec, Expectations), UsageError
             timers: TimerConfig::default(),
             test_id,
             call_id,
+            codecs,
+            play,
         },
         expect,
     ))
@@ -269,4 +512,84 @@ mod tests {
         assert!(parse_header("no colon").is_err());
         assert!(parse_header("Bad Name: x").is_err());
     }
+}
+
+/// Media flags of `call`: what to offer, what to say, what to expect to hear.
+#[derive(Debug, Args)]
+pub struct MediaArgs {
+    /// Codecs to offer, in order (g722, pcmu, pcma); telephone-event is always offered.
+    #[arg(long, value_delimiter = ',', default_value = "g722,pcmu,pcma")]
+    pub codecs: Vec<String>,
+    /// WAV file to say to the far end once connected (any rate, bit depth, channels).
+    #[arg(long, value_name = "WAV")]
+    pub play: Option<PathBuf>,
+    /// Start playing this long after the call connects.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s", conflicts_with = "play_after_greeting")]
+    pub play_after: Duration,
+    /// Start playing when the far end's greeting has ended (speech detection).
+    #[arg(long, requires = "play")]
+    pub play_after_greeting: bool,
+    /// The far end must start speaking within this time of the 200 OK.
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub expect_speech_within: Option<Duration>,
+    /// The far end must answer our played utterance within this time of its end.
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION", requires = "play")]
+    pub expect_response_within: Option<Duration>,
+    /// The far end must play a tone of this frequency (Hz) for at least half a second.
+    #[arg(long, value_name = "HZ")]
+    pub expect_tone: Option<f64>,
+}
+
+fn media_spec(args: &MediaArgs) -> Result<(Vec<AudioCodec>, Option<PlayPlan>, MediaExpectations), UsageError> {
+    let mut codecs = Vec::new();
+    for name in &args.codecs {
+        let codec = match name.trim().to_ascii_lowercase().as_str() {
+            "g722" => AudioCodec::G722,
+            "pcmu" | "ulaw" => AudioCodec::Pcmu,
+            "pcma" | "alaw" => AudioCodec::Pcma,
+            other => return Err(UsageError(format!("--codecs: unknown codec '{other}' (g722, pcmu, pcma)"))),
+        };
+        if !codecs.contains(&codec) {
+            codecs.push(codec);
+        }
+    }
+    if codecs.is_empty() {
+        return Err(UsageError("--codecs needs at least one codec".into()));
+    }
+    let play = match &args.play {
+        None => None,
+        Some(path) => {
+            let pcm_16k = wav::load_mono(path, RECORDING_RATE)
+                .map_err(|e| UsageError(format!("--play {}: {e}", path.display())))?;
+            let start = if args.play_after_greeting {
+                PlayStart::AfterGreeting
+            } else {
+                PlayStart::AfterConnect(args.play_after)
+            };
+            Some(PlayPlan { pcm_16k, start })
+        }
+    };
+    if let Some(hz) = args.expect_tone {
+        if !(50.0..=7000.0).contains(&hz) {
+            return Err(UsageError(format!("--expect-tone {hz}: use a frequency between 50 and 7000 Hz")));
+        }
+    }
+    let expect = MediaExpectations {
+        speech_within: args.expect_speech_within,
+        response_within: args.expect_response_within,
+        tone_hz: args.expect_tone,
+    };
+    Ok((codecs, play, expect))
+}
+
+/// `DIR/rx.wav` (what the far end said) and `DIR/tx.wav` (what we sent),
+/// 16-bit mono at 16 kHz, both starting at the first INVITE.
+fn write_recordings(dir: &std::path::Path, media: &call::media::MediaOutcome) -> Result<Recordings, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let (rx, tx) = (dir.join("rx.wav"), dir.join("tx.wav"));
+    let (mut rx_audio, mut tx_audio) = (media.rx_audio.clone(), media.tx_audio.clone());
+    crate::media::recording::pad_to_common_length(&mut rx_audio, &mut tx_audio);
+    rx_audio.write_wav(&rx).map_err(|e| format!("cannot write {}: {e}", rx.display()))?;
+    tx_audio.write_wav(&tx).map_err(|e| format!("cannot write {}: {e}", tx.display()))?;
+    Ok(Recordings { rx: "rx.wav".into(), tx: "tx.wav".into() })
 }

@@ -2,10 +2,14 @@
 //! and says, call by call, whether the chain works and, when not, why.
 //!
 //! Modules read in the order a call happens: `cli` → `call` (with the
-//! sans-I/O `sip` core) → `verdict` → `report`.
+//! sans-I/O `sip` core, and `observe` watching LiveKit alongside) →
+//! `verdict` → `report`. `doctor` audits the LiveKit SIP configuration.
 
 pub mod call;
 pub mod cli;
+pub mod media;
+pub mod doctor;
+pub mod observe;
 pub mod report;
 pub mod secret;
 pub mod sip;

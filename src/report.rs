@@ -7,6 +7,9 @@ use std::time::UNIX_EPOCH;
 use serde::Serialize;
 
 use crate::call::{CallRecord, LoggedMessage};
+use crate::media::vad::SpeechSegment;
+use crate::observe::analysis::{MediaAnalysis, ToneFinding};
+use crate::observe::livekit::observation::LiveKitObservation;
 use crate::sip::caller::{EndReason, FinalResponse, Transport};
 use crate::verdict::checks::Check;
 use crate::verdict::diagnose::Diagnosis;
@@ -33,6 +36,8 @@ pub struct CallReport {
     pub checks: Vec<Check>,
     pub diagnosis: Vec<Diagnosis>,
     pub notes: Vec<String>,
+    /// What LiveKit's API showed about the call; null when LiveKit was not configured.
+    pub livekit: Option<LiveKitObservation>,
 }
 
 #[derive(Debug, Serialize)]
@@ -52,11 +57,85 @@ pub struct SipReport {
     pub messages: Vec<LoggedMessage>,
 }
 
-#[derive(Debug, Serialize)]
+/// `calls[].media`: times are ms on the same clock as `sip.messages[].t_ms`,
+/// except `first_audio_ms` (from the 200 OK) and `response_latency_ms`
+/// (from the end of our utterance), which are durations.
+#[derive(Debug, Default, Serialize)]
 pub struct MediaReport {
+    pub codec: Option<String>,
     pub local_rtp: Option<String>,
+    pub remote_rtp: Option<String>,
+    /// Why the call had no media (no SDP in the 200, no common codec …).
+    pub error: Option<String>,
+    pub tx_packets: u64,
+    pub tx_late_packets: u64,
     pub rx_packets: u64,
+    pub lost: u64,
+    pub duplicates: u64,
+    pub reordered: u64,
+    pub jitter_ms: f64,
+    pub max_gap_ms: f64,
+    /// Packets from another address or SSRC, or with another payload type (ignored).
+    pub ignored_packets: u64,
     pub first_rtp_ms: Option<f64>,
+    pub first_audio_ms: Option<u64>,
+    pub response_latency_ms: Option<u64>,
+    pub talk_time_ms: Option<u64>,
+    pub longest_silence_ms: Option<u64>,
+    pub speech_segments: Vec<SpeechSegment>,
+    /// When our clip played: {start_ms, end_ms}.
+    pub played: Option<PlayedSpan>,
+    pub dtmf: Vec<String>,
+    pub tone: Option<ToneFinding>,
+    pub recordings: Option<Recordings>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlayedSpan {
+    pub start_ms: f64,
+    pub end_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Recordings {
+    pub rx: String,
+    pub tx: String,
+}
+
+impl MediaReport {
+    pub fn new(record: &CallRecord, analysis: Option<&MediaAnalysis>, recordings: Option<Recordings>) -> MediaReport {
+        let mut r = MediaReport {
+            local_rtp: record.local_rtp.map(|a| a.to_string()),
+            error: record.media_error.clone(),
+            rx_packets: record.rtp_packets_received,
+            first_rtp_ms: record.first_rtp_ms,
+            recordings,
+            ..MediaReport::default()
+        };
+        if let Some(m) = &record.media {
+            r.codec = Some(m.codec.to_string());
+            r.remote_rtp = Some(m.remote_rtp.to_string());
+            r.tx_packets = m.tx_packets;
+            r.tx_late_packets = m.tx_late_packets;
+            r.lost = m.rx.lost;
+            r.duplicates = m.rx.duplicates;
+            r.reordered = m.rx.reordered;
+            r.jitter_ms = (m.rx.jitter_ms * 100.0).round() / 100.0;
+            r.max_gap_ms = m.rx.max_arrival_gap.as_secs_f64() * 1000.0;
+            r.ignored_packets = m.rx.other_source_packets + m.rx.other_ssrc_packets + m.other_payload_packets;
+            r.played = m.played.map(|(start_ms, end_ms)| PlayedSpan { start_ms, end_ms });
+            r.dtmf = m.dtmf.clone();
+        }
+        if let Some(a) = analysis {
+            r.first_audio_ms = a.first_audio_ms;
+            r.response_latency_ms = a.response_latency_ms;
+            r.talk_time_ms = Some(a.talk_time_ms);
+            r.longest_silence_ms = Some(a.longest_silence_ms);
+            r.speech_segments = a.speech_segments.clone();
+            r.tone = a.tone.clone();
+        }
+        r
+    }
 }
 
 impl CallReport {
@@ -85,14 +164,11 @@ impl CallReport {
                 ended_description: s.ended.as_ref().map(describe_end),
                 messages: record.messages.clone(),
             },
-            media: MediaReport {
-                local_rtp: record.local_rtp.map(|a| a.to_string()),
-                rx_packets: record.rtp_packets_received,
-                first_rtp_ms: record.first_rtp_ms,
-            },
+            media: MediaReport::new(record, None, None),
             checks,
             diagnosis,
             notes: record.notes.clone(),
+            livekit: None,
         }
     }
 }
@@ -134,6 +210,11 @@ pub fn verdict_block(call: &CallReport) -> String {
     if let Some(d) = &call.sip.ended_description {
         line(&mut out, format!("ended    {d}"));
     }
+    if let Some(lk) = &call.livekit {
+        for l in livekit_lines(lk) {
+            line(&mut out, l);
+        }
+    }
     for c in &call.checks {
         line(&mut out, format!("{} {}: {}", if c.passed { "  PASS" } else { "  FAIL" }, c.name, c.detail));
     }
@@ -148,4 +229,52 @@ pub fn verdict_block(call: &CallReport) -> String {
     }
     line(&mut out, format!("verdict  {}", format!("{:?}", call.verdict).to_uppercase()));
     out
+}
+
+/// The LiveKit lines of the verdict block: room, SIP participant, agents, dispatches.
+fn livekit_lines(lk: &LiveKitObservation) -> Vec<String> {
+    let mut lines = Vec::new();
+    let Some(room) = &lk.room else {
+        let mut l = format!("livekit  no room found for test id {} ({} polls)", lk.test_id, lk.polls);
+        if let Some(e) = lk.gave_up.as_ref().or(lk.api_errors.last()) {
+            l.push_str(&format!("; API: {e}"));
+        }
+        lines.push(l);
+        return lines;
+    };
+    let status: Vec<&str> = lk
+        .sip_participant
+        .as_ref()
+        .map(|p| p.call_status.iter().map(|s| s.status.as_str()).collect())
+        .unwrap_or_default();
+    lines.push(format!(
+        "livekit  room {room}  trunk {}  rule {}  called {}  caller {}  status {}",
+        lk.trunk_id.as_deref().unwrap_or("?"),
+        lk.rule_id.as_deref().unwrap_or("?"),
+        lk.trunk_phone_number.as_deref().unwrap_or("?"),
+        lk.phone_number.as_deref().unwrap_or("?"),
+        if status.is_empty() { "?".to_string() } else { status.join(" → ") }
+    ));
+    if lk.agents.is_empty() {
+        lines.push("agents   none".into());
+    }
+    for a in &lk.agents {
+        lines.push(format!(
+            "agent    \"{}\" {} joined at {:.0} ms{}",
+            a.agent_name,
+            a.identity,
+            a.joined_ms,
+            a.left_observed_ms.map(|t| format!(", left at about {t:.0} ms")).unwrap_or_default()
+        ));
+    }
+    for d in &lk.dispatches {
+        let jobs: Vec<String> = d.jobs.iter().map(|j| format!("{} {}", j.id, j.status)).collect();
+        lines.push(format!(
+            "dispatch {} agent_name \"{}\" jobs [{}]",
+            d.id,
+            d.agent_name,
+            jobs.join(", ")
+        ));
+    }
+    lines
 }

@@ -2,7 +2,7 @@
 //! sans-I/O [`Caller`] against them, and keep a timestamped record of every
 //! SIP message for the checks and the report.
 
-pub mod rtp_sink;
+pub mod media;
 pub mod transport;
 
 use std::collections::HashMap;
@@ -14,7 +14,9 @@ use rand::Rng;
 use crate::sip::caller::{CallConfig, CallEvent, CallSummary, Caller, Credentials, EndReason, HostPort, Peer, Transport};
 use crate::sip::message::{self, uri_target};
 use crate::sip::transaction::TimerConfig;
-use rtp_sink::RtpSink;
+use crate::media::codec::AudioCodec;
+use crate::media::sdp::{self, OfferParams};
+use media::{MediaOutcome, MediaPort, MediaSession, PlayPlan};
 use transport::{Incoming, OpenError, SipSockets};
 
 /// One call to place, with everything resolved from flags or a scenario.
@@ -32,6 +34,10 @@ pub struct CallSpec {
     /// Sent as `X-Lk-Test-Id`; LiveKit SIP makes it the participant attribute `lktest.id`.
     pub test_id: String,
     pub call_id: String,
+    /// Codecs to offer, in order of preference.
+    pub codecs: Vec<AudioCodec>,
+    /// What to say to the far end, and when.
+    pub play: Option<PlayPlan>,
 }
 
 impl CallSpec {
@@ -78,8 +84,14 @@ pub struct CallRecord {
     /// When the 2xx was ACKed, ms since the first INVITE.
     pub connected_ms: Option<f64>,
     pub ended_ms: Option<f64>,
+    /// RTP packets of the negotiated codec received from the far end.
     pub rtp_packets_received: u64,
+    /// When the first of them arrived, ms since the first INVITE.
     pub first_rtp_ms: Option<f64>,
+    /// What the media side measured (when the call connected with usable SDP).
+    pub media: Option<MediaOutcome>,
+    /// Why there is no media (no SDP in the 200, no common codec …).
+    pub media_error: Option<String>,
     /// Things that went wrong on our side without ending the call (unparseable input …).
     pub notes: Vec<String>,
 }
@@ -125,11 +137,25 @@ pub async fn run(spec: &CallSpec, observer: &mut dyn CallObserver) -> Result<Cal
         ended_ms: None,
         rtp_packets_received: 0,
         first_rtp_ms: None,
+        media: None,
+        media_error: None,
         notes: Vec::new(),
     };
 
-    let rtp = RtpSink::bind(local_ip).await.map_err(|e| RunError::Socket(format!("cannot bind an RTP port: {e}")))?;
-    record.local_rtp = Some(rtp.local_addr());
+    let media_port = MediaPort::bind(local_ip).await.map_err(|e| RunError::Socket(format!("cannot bind an RTP port: {e}")))?;
+    record.local_rtp = Some(media_port.local_addr());
+    let std::net::IpAddr::V4(offer_ip) = local_ip else {
+        return Err(RunError::Socket(format!("IPv6 media is not supported yet (local address {local_ip})")));
+    };
+    let offer = sdp::build_offer(&OfferParams {
+        local_ip: offer_ip,
+        rtp_port: media_port.local_addr().port(),
+        codecs: spec.codecs.clone(),
+        session_id: rng.gen::<u32>() as u64,
+        session_version: 1,
+    });
+    let mut media_port = Some(media_port);
+    let mut media_session: Option<MediaSession> = None;
     let mut sockets = match SipSockets::open(spec.transport, local_ip, first_hop).await {
         Ok(s) => s,
         Err(OpenError::Bind(e)) => return Err(RunError::Socket(format!("cannot bind a SIP socket: {e}"))),
@@ -157,7 +183,7 @@ pub async fn run(spec: &CallSpec, observer: &mut dyn CallObserver) -> Result<Cal
         extra_headers: spec.headers.clone(),
         test_id: spec.test_id.clone(),
         call_id: spec.call_id.clone(),
-        sdp: rtp.sdp_offer(rng.gen::<u32>() as u64),
+        sdp: offer.into_bytes(),
         timers: spec.timers,
         invite_timeout: spec.invite_timeout,
         hangup_after: spec.hangup_after,
@@ -198,7 +224,27 @@ pub async fn run(spec: &CallSpec, observer: &mut dyn CallObserver) -> Result<Cal
         }
         while let Some(ev) = caller.poll_event() {
             match ev {
-                CallEvent::Connected => record.connected_ms = Some(ms(Instant::now())),
+                CallEvent::Connected => {
+                    let now = Instant::now();
+                    record.connected_ms = Some(ms(now));
+                    let answer = caller.summary().answer_sdp.clone();
+                    let negotiated = match answer {
+                        None => Err("the 200 OK carried no SDP answer".to_string()),
+                        Some(body) => sdp::parse_answer(&String::from_utf8_lossy(&body), &spec.codecs)
+                            .map_err(|e| format!("unusable SDP answer: {e}")),
+                    };
+                    match (negotiated, media_port.take()) {
+                        (Ok(audio), Some(port)) => {
+                            media_session = Some(MediaSession::start(port, audio, spec.play.clone(), t0, now));
+                        }
+                        (Err(why), _) => {
+                            // Hang up properly: a call without usable media is a failed call.
+                            record.media_error = Some(why);
+                            caller.abandon(now);
+                        }
+                        (Ok(_), None) => {}
+                    }
+                }
                 CallEvent::Ended(_) => record.ended_ms = Some(ms(Instant::now())),
                 _ => {}
             }
@@ -241,8 +287,13 @@ pub async fn run(spec: &CallSpec, observer: &mut dyn CallObserver) -> Result<Cal
         }
     }
     record.summary = caller.summary().clone();
-    record.rtp_packets_received = rtp.packets();
-    record.first_rtp_ms = rtp.first_packet_at().map(|at| if at > t0 { ms(at) } else { 0.0 });
+    if let Some(session) = media_session {
+        record.media = session.stop().await;
+    }
+    if let Some(m) = &record.media {
+        record.rtp_packets_received = m.rx.received;
+        record.first_rtp_ms = m.rx.first_arrival.map(ms);
+    }
     Ok(record)
 }
 

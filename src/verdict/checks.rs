@@ -1,7 +1,11 @@
 //! The checks one call must pass. Each check names what was expected and
 //! what happened, so a failing line reads as its own explanation.
 
+use std::time::Duration;
+
 use crate::call::CallRecord;
+use crate::observe::analysis::{MediaAnalysis, TONE_MIN_MS};
+use crate::observe::livekit::observation::{JoinSource, LiveKitObservation};
 use crate::sip::caller::EndReason;
 
 use super::describe_end;
@@ -12,6 +16,28 @@ pub struct Expectations {
     /// The exact sequence of final responses to our INVITEs (`407,200`).
     /// `None`: the call must be answered with a 2xx.
     pub final_responses: Option<Vec<u16>>,
+    /// `--expect-agent`: checked by [`agent_joined`] against what LiveKit's
+    /// API showed, which is not part of the SIP record.
+    pub agent: Option<AgentExpectation>,
+    /// What the far end's audio must show.
+    pub media: MediaExpectations,
+}
+
+/// `--expect-speech-within`, `--expect-response-within`, `--expect-tone`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MediaExpectations {
+    pub speech_within: Option<std::time::Duration>,
+    pub response_within: Option<std::time::Duration>,
+    pub tone_hz: Option<f64>,
+}
+
+/// An agent must be in the call's room within a deadline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentExpectation {
+    /// `lk.agent_name` it must have; `None`: any participant of kind AGENT.
+    pub name: Option<String>,
+    /// Counted from the INVITE that got through.
+    pub within: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -65,6 +91,115 @@ pub fn evaluate(record: &CallRecord, expect: &Expectations) -> Vec<Check> {
             _ => (false, how.clone()),
         };
         checks.push(Check { name: "call_ended_cleanly".into(), passed, detail });
+    }
+    checks
+}
+
+/// `agent_joined`: a participant of kind AGENT (named as expected) was in the
+/// call's room within the deadline, counted from the INVITE that got through.
+pub fn agent_joined(want: &AgentExpectation, livekit: Option<&LiveKitObservation>) -> Check {
+    let deadline_ms = want.within.as_secs_f64() * 1000.0;
+    let deadline = humantime::format_duration(want.within).to_string();
+    let what = match want.name.as_deref() {
+        Some(n) if !n.is_empty() => format!("agent \"{n}\""),
+        _ => "an agent".to_string(),
+    };
+    let fail = |detail: String| Check { name: "agent_joined".into(), passed: false, detail };
+    let Some(lk) = livekit else {
+        return fail("LiveKit was not observed, so the agent cannot be checked".into());
+    };
+    let Some(room) = lk.room.as_deref() else {
+        let mut detail = format!(
+            "no LiveKit room found for test id {} (lktest.id) or Call-ID {} after {:.1} s ({} polls)",
+            lk.test_id,
+            lk.call_id,
+            lk.watched_ms / 1000.0,
+            lk.polls
+        );
+        if let Some(e) = lk.gave_up.as_ref().or(lk.api_errors.last()) {
+            detail.push_str(&format!("; LiveKit API: {e}"));
+        }
+        return fail(detail);
+    };
+    match lk.first_agent(want.name.as_deref()) {
+        Some(a) => {
+            let passed = a.joined_ms <= deadline_ms;
+            let source = match a.joined_ms_source {
+                JoinSource::Server => "server join time",
+                JoinSource::Poll => "first seen by a poll",
+            };
+            let detail = format!(
+                "{what} ({}) joined room {room} {:.0} ms after the INVITE ({source}); deadline {deadline}{}",
+                a.identity,
+                a.joined_ms,
+                if passed { "" } else { ": too late" }
+            );
+            Check { name: "agent_joined".into(), passed, detail }
+        }
+        None => {
+            let others: Vec<String> =
+                lk.agents.iter().map(|a| format!("\"{}\" at {:.0} ms", a.agent_name, a.joined_ms)).collect();
+            let mut detail = format!(
+                "no AGENT participant{} in room {room} after {:.1} s (deadline {deadline})",
+                match want.name.as_deref() {
+                    Some(n) if !n.is_empty() => format!(" named \"{n}\""),
+                    _ => String::new(),
+                },
+                lk.watched_ms / 1000.0
+            );
+            if !others.is_empty() {
+                detail.push_str(&format!("; other agents: {}", others.join(", ")));
+            }
+            fail(detail)
+        }
+    }
+}
+
+/// Checks on the media of an answered call: usable SDP, and what the far
+/// end's audio must show.
+pub fn media_checks(record: &CallRecord, analysis: Option<&MediaAnalysis>, want: &MediaExpectations) -> Vec<Check> {
+    let answered = record.summary.final_responses.last().is_some_and(|f| (200..300).contains(&f.status));
+    if !answered {
+        return Vec::new();
+    }
+    let mut checks = Vec::new();
+    match (&record.media_error, &record.media) {
+        (Some(why), _) => checks.push(Check { name: "media_negotiated".into(), passed: false, detail: why.clone() }),
+        (None, Some(m)) => checks.push(Check {
+            name: "media_negotiated".into(),
+            passed: true,
+            detail: format!("{} with {}", m.codec, m.remote_rtp),
+        }),
+        (None, None) => {}
+    }
+    let rx_packets = record.media.as_ref().map_or(0, |m| m.rx.received);
+    if let Some(within) = want.speech_within {
+        let limit = within.as_millis() as u64;
+        let first = analysis.and_then(|a| a.first_audio_ms);
+        let (passed, detail) = match first {
+            Some(ms) if ms <= limit => (true, format!("far end spoke {ms} ms after 200 OK (limit {limit} ms)")),
+            Some(ms) => (false, format!("far end first spoke {ms} ms after 200 OK, later than {limit} ms")),
+            None => (false, format!("no far-end speech after 200 OK ({rx_packets} RTP packets received); limit {limit} ms")),
+        };
+        checks.push(Check { name: "speech_within".into(), passed, detail });
+    }
+    if let Some(within) = want.response_within {
+        let limit = within.as_millis() as u64;
+        let played = record.media.as_ref().and_then(|m| m.played);
+        let latency = analysis.and_then(|a| a.response_latency_ms);
+        let (passed, detail) = match (played, latency) {
+            (None, _) => (false, "our utterance was never played (the call ended first, or the greeting never ended)".to_string()),
+            (Some(_), Some(ms)) if ms <= limit => (true, format!("far end answered {ms} ms after our utterance ended (limit {limit} ms)")),
+            (Some(_), Some(ms)) => (false, format!("far end answered {ms} ms after our utterance ended, later than {limit} ms")),
+            (Some((_, end)), None) => (false, format!("no far-end speech after our utterance ended at {end:.0} ms; limit {limit} ms")),
+        };
+        checks.push(Check { name: "response_within".into(), passed, detail });
+    }
+    if let Some(hz) = want.tone_hz {
+        let present = analysis.and_then(|a| a.tone.as_ref()).map_or(0, |t| t.present_ms);
+        let passed = present >= TONE_MIN_MS;
+        let detail = format!("{hz} Hz tone present for {present} ms (needs {TONE_MIN_MS} ms)");
+        checks.push(Check { name: "tone".into(), passed, detail });
     }
     checks
 }

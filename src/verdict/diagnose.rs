@@ -2,9 +2,22 @@
 //! failure mode from the runbook (shared/runbook.md) with its evidence, the
 //! fix, and where to read more. Rules are data; adding a failure mode means
 //! adding a row, not another `if` somewhere else.
+//!
+//! Observations are the SIP record and, when LiveKit is configured, what its
+//! API showed (the call's room, agents, dispatches; the dispatch rule and
+//! trunks read after a failure). The LiveKit-aware rows come first in the
+//! table and name a specific cause; when one applies, the generic SIP-level
+//! rows it explains (`ringing_without_answer`, `rejected_busy_or_timeout`,
+//! `no_response`, `no_trunk_found`; see [`SUPERSEDED_BY`]) are left out: the
+//! specific row's evidence already states the SIP symptom, and a second,
+//! vaguer "why" would only send people down the wrong list of fixes.
 
 use crate::call::CallRecord;
+use crate::observe::livekit::observation::LiveKitObservation;
+use crate::observe::livekit::sip_config::{is_number_without_e164, looks_like_phone_number, DispatchRule, SipConfig};
 use crate::sip::caller::{EndReason, Transport};
+use crate::verdict::checks::AgentExpectation;
+use crate::verdict::describe_end;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Diagnosis {
@@ -18,9 +31,62 @@ pub struct Diagnosis {
 /// What a rule may look at.
 pub struct Observation<'a> {
     pub record: &'a CallRecord,
+    /// What LiveKit's API showed about the call; `None`: LiveKit not configured.
+    pub livekit: Option<&'a LiveKitObservation>,
+    /// Trunks and dispatch rules read through the SIP API after the failure.
+    pub sip_config: Option<&'a SipConfig>,
+    /// `--expect-agent [NAME] --agent-within D`.
+    pub expected_agent: Option<&'a AgentExpectation>,
+    /// Whether the far end spoke (media analysis); `None` while unknown.
+    pub far_end_speech: Option<bool>,
+}
+
+impl<'a> Observation<'a> {
+    /// Only the SIP record.
+    pub fn new(record: &'a CallRecord) -> Observation<'a> {
+        Observation { record, livekit: None, sip_config: None, expected_agent: None, far_end_speech: None }
+    }
 }
 
 impl Observation<'_> {
+    /// LiveKit's view of the call and its room, when the room was found.
+    fn room(&self) -> Option<(&LiveKitObservation, &str)> {
+        let lk = self.livekit?;
+        Some((lk, lk.room.as_deref()?))
+    }
+    /// The agent name the user expects (`None`: any agent).
+    fn agent_name(&self) -> Option<&str> {
+        self.expected_agent.and_then(|a| a.name.as_deref()).filter(|n| !n.is_empty())
+    }
+    /// The room was found and no agent of the expected name ever joined it.
+    fn no_expected_agent(&self) -> Option<(&LiveKitObservation, &str)> {
+        self.room().filter(|(lk, _)| lk.first_agent(self.agent_name()).is_none())
+    }
+    /// The dispatch rule the call matched (from `sip.ruleID`).
+    fn matched_rule(&self) -> Option<&DispatchRule> {
+        let lk = self.livekit?;
+        lk.dispatch_rule.as_ref().or_else(|| self.sip_config?.rule(lk.rule_id.as_deref()?))
+    }
+    fn answered(&self) -> bool {
+        self.last_final().is_some_and(|(s, _)| (200..300).contains(&s))
+    }
+    /// The SIP side in a few words, for evidence that starts from LiveKit.
+    fn sip_outcome(&self) -> String {
+        self.ended().map(describe_end).unwrap_or_else(|| "the call did not finish".into())
+    }
+    /// The user part of the Request-URI: the number we called.
+    fn called_number(&self) -> Option<&str> {
+        let rest = self.record.target.split_once(':')?.1;
+        let user = rest.split_once('@')?.0;
+        Some(user.split(';').next().unwrap_or(user))
+    }
+    /// RTP packets received from the far end.
+    fn rx_packets(&self) -> u64 {
+        self.record.rtp_packets_received
+    }
+    fn watched_s(&self) -> f64 {
+        self.livekit.map_or(0.0, |lk| lk.watched_ms / 1000.0)
+    }
     fn finals(&self) -> impl Iterator<Item = (u16, &str)> {
         self.record.summary.final_responses.iter().map(|f| (f.status, f.reason.as_str()))
     }
@@ -42,6 +108,49 @@ struct Rule {
 }
 
 const RULES: &[Rule] = &[
+    // LiveKit-aware rows: a specific cause, read from the LiveKit API.
+    Rule {
+        code: "called_number_not_on_trunk",
+        applies: called_number_not_on_trunk,
+        summary: "The called number is on no LiveKit inbound trunk: LiveKit Cloud answers 404 No trunk found, a self-hosted server drops the INVITE",
+        fix: "Add the number in +E.164 form to the inbound trunk (`lk sip inbound update --id <trunk> --numbers ...`), or call a number the trunk lists; run `callprobe doctor --number <N>`",
+        reference: "runbook 1, 5; livekit/sip#592",
+    },
+    Rule {
+        code: "dispatch_rule_without_agents",
+        applies: dispatch_rule_without_agents,
+        summary: "The call reached a room but the dispatch rule dispatches no agent (room_config.agents empty: the deprecated-fields trap), so no agent ever joins",
+        fix: "Update the rule in place through the SIPDispatchRuleInfo wrapper with room_config=RoomConfiguration(agents=[RoomAgentDispatch(agent_name=...)]) (`lk.sip.update_sip_dispatch_rule(rule_id, SIPDispatchRuleInfo(...))`); check with `callprobe doctor`",
+        reference: "runbook 2; livekit/sip#401, livekit/livekit#3690",
+    },
+    Rule {
+        code: "agent_name_mismatch",
+        applies: agent_name_mismatch,
+        summary: "The agent_name the dispatch asks for is not the agent that should answer, or no worker is registered under it",
+        fix: "Use one explicit agent_name on both sides: @server.rtc_session(agent_name=NAME) and the rule's RoomAgentDispatch(agent_name=NAME); check the worker is running (`lk agent list` on Cloud, the worker log otherwise)",
+        reference: "runbook 4; livekit/agents#3202",
+    },
+    Rule {
+        code: "agent_crashed_at_start",
+        applies: agent_crashed_at_start,
+        summary: "A worker accepted the job but the agent never stayed in the room: it crashed (or hung) at start, e.g. wait_for_participant() before ctx.connect()",
+        fix: "Read the agent's log for the job id; call `await ctx.connect()` first in the entrypoint, before wait_for_participant()",
+        reference: "runbook 3; livekit/agents#4861",
+    },
+    Rule {
+        code: "agent_joined_late",
+        applies: agent_joined_late,
+        summary: "The agent joined, but later than the deadline: slow start (cold start, prewarm, model loading) or an overloaded worker",
+        fix: "Load models in prewarm, keep workers warm, check the worker's load; raise --agent-within only if callers may wait that long",
+        reference: "runbook 2 (caller hears silence); shared/notes/livekit.md (LiveKit answers only once the agent publishes audio)",
+    },
+    Rule {
+        code: "agent_joined_but_silent",
+        applies: agent_joined_but_silent,
+        summary: "The call was answered but the agent said nothing",
+        fix: "Check the agent's session starts (greeting sent, TTS reachable) and the media path: the RTP address in LiveKit's SDP answer must be reachable from the caller",
+        reference: "shared/notes/livekit.md (codecs, media); agent logs",
+    },
     Rule {
         code: "no_trunk_found",
         applies: |o| match o.last_final() {
@@ -176,7 +285,187 @@ const RULES: &[Rule] = &[
         fix: "Check Record-Route handling on proxies between us and the endpoint (see the BYE's Route headers in the report)",
         reference: "RFC 3261 sections 12.2 and 16.12",
     },
+    // Context: may explain lookups that fail later in the agent.
+    Rule {
+        code: "number_format",
+        applies: number_format,
+        summary: "A phone number is not in +E.164 form: lookups keyed by +E.164 fail, and dispatch rule numbers are compared exactly",
+        fix: "Normalise numbers in the agent (prefix \"+\"); set the carrier's ani_number_format \"+E.164\" and dnis_number_format \"+e164\"; dial +E.164",
+        reference: "runbook 5",
+    },
 ];
+
+/// Generic rows and the specific rows that, when they apply, explain them.
+const SUPERSEDED_BY: &[(&str, &[&str])] = &[
+    ("ringing_without_answer", AGENT_CAUSES),
+    ("rejected_busy_or_timeout", AGENT_CAUSES),
+    ("no_response", &["called_number_not_on_trunk"]),
+    ("no_trunk_found", &["called_number_not_on_trunk"]),
+];
+
+const AGENT_CAUSES: &[&str] = &[
+    "called_number_not_on_trunk",
+    "dispatch_rule_without_agents",
+    "agent_name_mismatch",
+    "agent_crashed_at_start",
+    "agent_joined_late",
+];
+
+fn called_number_not_on_trunk(o: &Observation) -> Option<String> {
+    let config = o.sip_config?;
+    if o.room().is_some() || config.trunks.is_empty() || o.answered() {
+        return None;
+    }
+    let called = o.called_number().filter(|n| looks_like_phone_number(n))?;
+    if !config.trunks_for_number(called).is_empty() {
+        return None;
+    }
+    let listed: Vec<String> = config.trunks.iter().map(|t| format!("{} [{}]", t.id, t.numbers.join(", "))).collect();
+    Some(format!(
+        "called {called}; inbound trunks and their numbers: {}; no LiveKit room for the call; SIP: {}",
+        listed.join("; "),
+        o.sip_outcome()
+    ))
+}
+
+fn dispatch_rule_without_agents(o: &Observation) -> Option<String> {
+    let (lk, room) = o.room()?;
+    if !lk.agents.is_empty() {
+        return None;
+    }
+    let rule = o.matched_rule();
+    let rule_has_no_agents = rule.is_some_and(|r| r.agents.is_empty());
+    let only_default_dispatch = !lk.dispatches.is_empty() && lk.dispatches.iter().all(|d| d.agent_name.is_empty());
+    if !(rule_has_no_agents || (rule.is_none() && only_default_dispatch)) {
+        return None;
+    }
+    let mut evidence = format!("room {room}: no AGENT participant in {:.1} s", o.watched_s());
+    if let Some(r) = rule.filter(|r| r.agents.is_empty()) {
+        evidence.push_str(&format!("; rule {} \"{}\" room_config.agents = {}", r.id, r.name, r.agents_text()));
+    }
+    if only_default_dispatch {
+        evidence.push_str("; the room's only dispatch has agent_name \"\" (the server's default: only workers registered without a name take it)");
+    }
+    evidence.push_str(&format!("; SIP: {}", o.sip_outcome()));
+    Some(evidence)
+}
+
+fn agent_name_mismatch(o: &Observation) -> Option<String> {
+    let (lk, room) = o.no_expected_agent()?;
+    let want = o.agent_name();
+    let rule = o.matched_rule();
+    if rule.is_some_and(|r| r.agents.is_empty()) {
+        return None; // dispatch_rule_without_agents
+    }
+    let mut why = Vec::new();
+    if let (Some(want), Some(r)) = (want, rule) {
+        if !r.agents.iter().any(|a| a == want) {
+            why.push(format!("rule {} \"{}\" dispatches {}, expected \"{want}\"", r.id, r.name, r.agents_text()));
+        }
+    }
+    if want.is_some() {
+        for a in &lk.agents {
+            why.push(format!("agent \"{}\" ({}) joined at {:.0} ms instead", a.agent_name, a.identity, a.joined_ms));
+        }
+    }
+    for d in lk.dispatches.iter().filter(|d| !d.agent_name.is_empty() && d.jobs.is_empty()) {
+        why.push(format!(
+            "dispatch {} for agent_name \"{}\" got no job in {:.1} s: no worker is registered under that name",
+            d.id,
+            d.agent_name,
+            o.watched_s()
+        ));
+    }
+    if why.is_empty() {
+        return None;
+    }
+    Some(format!("room {room}: {}; SIP: {}", why.join("; "), o.sip_outcome()))
+}
+
+fn agent_crashed_at_start(o: &Observation) -> Option<String> {
+    let (lk, room) = o.room()?;
+    let want = o.agent_name();
+    let mut why = Vec::new();
+    if lk.first_agent(want).is_none() {
+        for (d, j) in lk.jobs_for(want) {
+            let mut job = format!("dispatch {} (\"{}\") job {} accepted by worker {} [{}", d.id, d.agent_name, j.id, j.worker_id, j.status);
+            if !j.error.is_empty() {
+                job.push_str(&format!(": {}", j.error));
+            }
+            job.push(']');
+            why.push(job);
+        }
+        if !why.is_empty() {
+            why.push(format!("no AGENT participant joined in {:.1} s", o.watched_s()));
+        }
+    }
+    // Joined, then left while the caller was still there and before the answer.
+    let answered_at = o.record.connected_ms;
+    for a in lk.agents_named(want) {
+        if let Some(left) = a.left_observed_ms {
+            let caller_left = lk.sip_participant.as_ref().and_then(|p| p.left_observed_ms);
+            let before_answer = answered_at.is_none_or(|t| left < t);
+            if before_answer && caller_left.is_none_or(|c| left < c) {
+                why.push(format!(
+                    "agent {} (\"{}\") joined at {:.0} ms and left at about {:.0} ms, before the call was answered",
+                    a.identity, a.agent_name, a.joined_ms, left
+                ));
+            }
+        }
+    }
+    if why.is_empty() {
+        return None;
+    }
+    Some(format!("room {room}: {}; SIP: {}", why.join("; "), o.sip_outcome()))
+}
+
+fn agent_joined_late(o: &Observation) -> Option<String> {
+    let want = o.expected_agent?;
+    let (lk, room) = o.room()?;
+    let agent = lk.first_agent(o.agent_name())?;
+    let deadline_ms = want.within.as_secs_f64() * 1000.0;
+    (agent.joined_ms > deadline_ms).then(|| {
+        format!(
+            "room {room}: agent \"{}\" joined {:.0} ms after the INVITE, deadline {:.0} ms",
+            agent.agent_name, agent.joined_ms, deadline_ms
+        )
+    })
+}
+
+fn agent_joined_but_silent(o: &Observation) -> Option<String> {
+    if !o.answered() {
+        return None;
+    }
+    let agent = o.room().and_then(|(lk, room)| lk.first_agent(o.agent_name()).map(|a| (room, a)));
+    let who = match agent {
+        Some((room, a)) => format!("agent \"{}\" joined room {room} at {:.0} ms", a.agent_name, a.joined_ms),
+        None => "answered".to_string(),
+    };
+    match o.far_end_speech {
+        Some(false) => Some(format!("{who}; no speech in the audio received ({} RTP packets)", o.rx_packets())),
+        Some(true) => None,
+        None if o.rx_packets() == 0 => Some(format!(
+            "{who}; 0 RTP packets received (silent agent, or the media path to our RTP port is blocked)"
+        )),
+        None => None,
+    }
+}
+
+fn number_format(o: &Observation) -> Option<String> {
+    let mut seen = Vec::new();
+    if let Some(n) = o.called_number().filter(|n| is_number_without_e164(n)) {
+        seen.push(format!("we called {n}"));
+    }
+    if let Some(lk) = o.livekit {
+        if let Some(n) = lk.trunk_phone_number.as_deref().filter(|n| is_number_without_e164(n)) {
+            seen.push(format!("sip.trunkPhoneNumber = {n}"));
+        }
+        if let Some(n) = lk.phone_number.as_deref().filter(|n| is_number_without_e164(n)) {
+            seen.push(format!("sip.phoneNumber = {n}"));
+        }
+    }
+    (!seen.is_empty()).then(|| seen.join("; "))
+}
 
 fn transport_name(t: Transport) -> &'static str {
     match t {
@@ -185,19 +474,239 @@ fn transport_name(t: Transport) -> &'static str {
     }
 }
 
-/// The diagnoses that apply to a call whose checks failed.
+/// The diagnoses that apply to a call whose checks failed (SIP record only).
 pub fn diagnose(record: &CallRecord) -> Vec<Diagnosis> {
-    let obs = Observation { record };
-    RULES
+    diagnose_observation(&Observation::new(record))
+}
+
+/// The diagnoses that apply, specific causes first; a generic row is left
+/// out when a row that supersedes it applies.
+pub fn diagnose_observation(obs: &Observation) -> Vec<Diagnosis> {
+    let applied: Vec<(&Rule, String)> =
+        RULES.iter().filter_map(|r| (r.applies)(obs).map(|evidence| (r, evidence))).collect();
+    let superseded = |code: &str| {
+        SUPERSEDED_BY
+            .iter()
+            .filter(|(generic, _)| *generic == code)
+            .any(|(_, specific)| applied.iter().any(|(r, _)| specific.contains(&r.code)))
+    };
+    applied
         .iter()
-        .filter_map(|r| {
-            (r.applies)(&obs).map(|evidence| Diagnosis {
-                code: r.code.into(),
-                summary: r.summary.into(),
-                evidence,
-                fix: r.fix.into(),
-                reference: r.reference.into(),
-            })
+        .filter(|(r, _)| !superseded(r.code))
+        .map(|(r, evidence)| Diagnosis {
+            code: r.code.into(),
+            summary: r.summary.into(),
+            evidence: evidence.clone(),
+            fix: r.fix.into(),
+            reference: r.reference.into(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::observe::livekit::observation::tests::record_with_invites;
+    use crate::observe::livekit::observation::{
+        AgentReport, DispatchReport, JobReport, JoinSource, TimeReference,
+    };
+    use crate::observe::livekit::sip_config::InboundTrunk;
+
+    fn rang_and_cancelled() -> CallRecord {
+        let mut r = record_with_invites(0, &[(0.0, 1), (30.0, 2)]);
+        r.summary.ended = Some(EndReason::Cancelled { last_provisional: Some(180), waited_ms: 10_000 });
+        r
+    }
+
+    fn room_without_agents() -> LiveKitObservation {
+        LiveKitObservation {
+            url: "ws://127.0.0.1:7880".into(),
+            test_id: "cp-1".into(),
+            call_id: "abc@callprobe".into(),
+            reference: TimeReference { kind: "invite_that_got_through", invite_cseq: Some(2), invite_t_ms: 30.0, unix_ms: 30 },
+            room: Some("call-_+15550100123_abc".into()),
+            room_sid: Some("RM_1".into()),
+            room_created_ms: Some(20.0),
+            room_found_ms: Some(300.0),
+            matched_by: None,
+            sip_participant: None,
+            trunk_id: Some("ST_1".into()),
+            rule_id: Some("SDR_1".into()),
+            phone_number: Some("+15550100123".into()),
+            trunk_phone_number: Some("+14144007103".into()),
+            agents: Vec::new(),
+            dispatches: Vec::new(),
+            dispatch_rule: None,
+            watched_ms: 10_000.0,
+            polls: 30,
+            api_errors: Vec::new(),
+            gave_up: None,
+        }
+    }
+
+    fn config(rule_agents: &[&str]) -> SipConfig {
+        SipConfig {
+            trunks: vec![InboundTrunk {
+                id: "ST_1".into(),
+                numbers: vec!["+14144007103".into()],
+                auth_username: "callprobe".into(),
+                auth_password_set: true,
+                ..Default::default()
+            }],
+            rules: vec![DispatchRule {
+                id: "SDR_1".into(),
+                name: "dispatch".into(),
+                trunk_ids: vec!["ST_1".into()],
+                has_room_config: true,
+                agents: rule_agents.iter().map(|a| a.to_string()).collect(),
+                ..Default::default()
+            }],
+        }
+    }
+
+    fn dispatch(name: &str, jobs: usize) -> DispatchReport {
+        DispatchReport {
+            id: "AD_1".into(),
+            agent_name: name.into(),
+            created_ms: Some(25.0),
+            jobs: (0..jobs)
+                .map(|k| JobReport {
+                    id: format!("AJ_{k}"),
+                    status: "running",
+                    error: String::new(),
+                    worker_id: "AW_1".into(),
+                    participant_identity: "agent-AJ_0".into(),
+                    started_ms: Some(40.0),
+                    ended_ms: None,
+                })
+                .collect(),
+        }
+    }
+
+    fn agent(name: &str, joined_ms: f64) -> AgentReport {
+        AgentReport {
+            identity: "agent-AJ_0".into(),
+            agent_name: name.into(),
+            joined_ms,
+            joined_ms_source: JoinSource::Server,
+            server_joined_ms: Some(joined_ms),
+            observed_ms: joined_ms + 100.0,
+            left_observed_ms: None,
+            attributes: BTreeMap::new(),
+        }
+    }
+
+    fn codes(
+        record: &CallRecord,
+        lk: Option<&LiveKitObservation>,
+        cfg: Option<&SipConfig>,
+        want: Option<&AgentExpectation>,
+    ) -> Vec<String> {
+        let obs = Observation { record, livekit: lk, sip_config: cfg, expected_agent: want, far_end_speech: None };
+        diagnose_observation(&obs).into_iter().map(|d| d.code).collect()
+    }
+
+    fn probe_agent(within_s: u64) -> AgentExpectation {
+        AgentExpectation { name: Some("probe-agent".into()), within: Duration::from_secs(within_s) }
+    }
+
+    #[test]
+    fn without_livekit_the_generic_row_stays() {
+        assert_eq!(codes(&rang_and_cancelled(), None, None, None), ["ringing_without_answer"]);
+    }
+
+    #[test]
+    fn rule_without_agents_replaces_the_generic_row() {
+        let mut lk = room_without_agents();
+        lk.dispatches = vec![dispatch("", 0)];
+        let cfg = config(&[]);
+        let want = probe_agent(5);
+        assert_eq!(codes(&rang_and_cancelled(), Some(&lk), Some(&cfg), Some(&want)), ["dispatch_rule_without_agents"]);
+        // Without the rule, the server's default dispatch alone tells it.
+        assert_eq!(codes(&rang_and_cancelled(), Some(&lk), None, None), ["dispatch_rule_without_agents"]);
+    }
+
+    #[test]
+    fn other_agent_name() {
+        let mut lk = room_without_agents();
+        lk.dispatches = vec![dispatch("other-agent", 0)];
+        let cfg = config(&["other-agent"]);
+        let want = probe_agent(5);
+        let obs = Observation {
+            record: &rang_and_cancelled(),
+            livekit: Some(&lk),
+            sip_config: Some(&cfg),
+            expected_agent: Some(&want),
+            far_end_speech: None,
+        };
+        let d = diagnose_observation(&obs);
+        assert_eq!(d.iter().map(|d| d.code.as_str()).collect::<Vec<_>>(), ["agent_name_mismatch"]);
+        assert!(d[0].evidence.contains("other-agent") && d[0].evidence.contains("no worker"), "{}", d[0].evidence);
+        // The rule is right but no worker runs under its name.
+        let cfg = config(&["probe-agent"]);
+        lk.dispatches = vec![dispatch("probe-agent", 0)];
+        assert_eq!(codes(&rang_and_cancelled(), Some(&lk), Some(&cfg), Some(&want)), ["agent_name_mismatch"]);
+    }
+
+    #[test]
+    fn accepted_job_without_agent_is_a_crash() {
+        let mut lk = room_without_agents();
+        lk.dispatches = vec![dispatch("probe-agent", 1)];
+        let cfg = config(&["probe-agent"]);
+        let want = probe_agent(5);
+        assert_eq!(codes(&rang_and_cancelled(), Some(&lk), Some(&cfg), Some(&want)), ["agent_crashed_at_start"]);
+        // Joined, then left before the answer: also a crash.
+        lk.agents = vec![AgentReport { left_observed_ms: Some(900.0), ..agent("probe-agent", 500.0) }];
+        assert_eq!(codes(&rang_and_cancelled(), Some(&lk), Some(&cfg), Some(&want)), ["agent_crashed_at_start"]);
+    }
+
+    #[test]
+    fn late_agent() {
+        let mut lk = room_without_agents();
+        lk.dispatches = vec![dispatch("probe-agent", 1)];
+        lk.agents = vec![agent("probe-agent", 7_000.0)];
+        let want = probe_agent(5);
+        assert_eq!(codes(&rang_and_cancelled(), Some(&lk), Some(&config(&["probe-agent"])), Some(&want)), ["agent_joined_late"]);
+    }
+
+    #[test]
+    fn called_number_not_on_any_trunk() {
+        let mut record = record_with_invites(0, &[(0.0, 1)]);
+        record.summary.ended = Some(EndReason::NoResponse { waited_ms: 32_000 });
+        let lk = LiveKitObservation { room: None, ..room_without_agents() };
+        let mut cfg = config(&["probe-agent"]);
+        cfg.trunks[0].numbers = vec!["+13658253552".into()];
+        assert_eq!(codes(&record, Some(&lk), Some(&cfg), None), ["called_number_not_on_trunk"]);
+        cfg.trunks[0].numbers.push("+14144007103".into());
+        assert_eq!(codes(&record, Some(&lk), Some(&cfg), None), ["no_response"]);
+    }
+
+    #[test]
+    fn numbers_without_plus_are_context() {
+        let mut record = rang_and_cancelled();
+        record.target = "sip:14144007103@127.0.0.1:5060".into();
+        assert_eq!(codes(&record, None, None, None), ["ringing_without_answer", "number_format"]);
+    }
+
+    #[test]
+    fn answered_but_no_rtp() {
+        let mut record = record_with_invites(0, &[(0.0, 1)]);
+        record.summary.final_responses =
+            vec![crate::sip::caller::FinalResponse { status: 200, reason: "OK".into() }];
+        record.summary.ended = Some(EndReason::HungUp { bye_status: 200 });
+        let mut lk = room_without_agents();
+        lk.agents = vec![agent("probe-agent", 800.0)];
+        assert_eq!(codes(&record, Some(&lk), None, None), ["agent_joined_but_silent"]);
+        let obs = Observation {
+            record: &record,
+            livekit: Some(&lk),
+            sip_config: None,
+            expected_agent: None,
+            far_end_speech: Some(true),
+        };
+        assert!(diagnose_observation(&obs).is_empty());
+    }
 }

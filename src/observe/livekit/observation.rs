@@ -1,0 +1,371 @@
+//! What LiveKit showed about one call, on the call's own timeline: the
+//! `calls[].livekit` part of report.json and the evidence the agent check
+//! and the diagnoses read.
+//!
+//! Times are milliseconds after the INVITE that got through (the first
+//! transmission of the last INVITE transaction: the authenticated one when
+//! there was a challenge). Agent join times prefer the server's `joined_at`;
+//! the time a poll first saw the agent is kept too, and used instead when the
+//! server's clock is evidently ahead of ours.
+
+use std::collections::BTreeMap;
+use std::time::UNIX_EPOCH;
+
+use serde::Serialize;
+
+use crate::call::{CallRecord, Direction};
+
+use super::room_watch::{attr, AgentSighting, DispatchView, MatchedBy, RoomWatch};
+use super::sip_config::DispatchRule;
+
+/// A server join time later than our own sighting by more than this means
+/// the clocks disagree.
+const CLOCK_TOLERANCE_MS: f64 = 250.0;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveKitObservation {
+    pub url: String,
+    /// Looked for: the SIP participant with `lktest.id` = this …
+    pub test_id: String,
+    /// … or `sip.callIDFull` = this SIP Call-ID.
+    pub call_id: String,
+    /// What the times below count from.
+    pub reference: TimeReference,
+    pub room: Option<String>,
+    pub room_sid: Option<String>,
+    pub room_created_ms: Option<f64>,
+    /// When a poll first saw our SIP participant in the room.
+    pub room_found_ms: Option<f64>,
+    pub matched_by: Option<MatchedBy>,
+    pub sip_participant: Option<SipParticipantReport>,
+    pub trunk_id: Option<String>,
+    pub rule_id: Option<String>,
+    /// `sip.phoneNumber`: the caller's number as LiveKit saw it.
+    pub phone_number: Option<String>,
+    /// `sip.trunkPhoneNumber`: the called number as LiveKit saw it.
+    pub trunk_phone_number: Option<String>,
+    pub agents: Vec<AgentReport>,
+    pub dispatches: Vec<DispatchReport>,
+    /// The dispatch rule the call matched (or the rules that could apply),
+    /// read through the SIP API after a failed call.
+    pub dispatch_rule: Option<DispatchRule>,
+    pub watched_ms: f64,
+    pub polls: u32,
+    pub api_errors: Vec<String>,
+    /// The watch stopped early on this error.
+    pub gave_up: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TimeReference {
+    /// `invite_that_got_through`, or `call_start` when no INVITE left.
+    pub kind: &'static str,
+    pub invite_cseq: Option<u32>,
+    /// The INVITE's `t_ms` in `sip.messages`.
+    pub invite_t_ms: f64,
+    pub unix_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SipParticipantReport {
+    pub identity: String,
+    /// Server join time.
+    pub joined_ms: Option<f64>,
+    pub left_observed_ms: Option<f64>,
+    pub attributes: BTreeMap<String, String>,
+    /// `sip.callStatus` as the polls saw it change (ringing → active → hangup).
+    pub call_status: Vec<StatusReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    pub status: String,
+    pub observed_ms: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JoinSource {
+    /// The server's `joined_at`.
+    Server,
+    /// When a poll first saw it (the server's clock disagreed, or it had no join time).
+    Poll,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentReport {
+    pub identity: String,
+    pub agent_name: String,
+    /// When the agent joined, after the INVITE that got through.
+    pub joined_ms: f64,
+    pub joined_ms_source: JoinSource,
+    pub server_joined_ms: Option<f64>,
+    pub observed_ms: f64,
+    pub left_observed_ms: Option<f64>,
+    pub attributes: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DispatchReport {
+    pub id: String,
+    /// Empty: the server's default dispatch for a room without agents in its config.
+    pub agent_name: String,
+    pub created_ms: Option<f64>,
+    pub jobs: Vec<JobReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct JobReport {
+    pub id: String,
+    pub status: &'static str,
+    pub error: String,
+    pub worker_id: String,
+    pub participant_identity: String,
+    pub started_ms: Option<f64>,
+    pub ended_ms: Option<f64>,
+}
+
+impl LiveKitObservation {
+    /// Agents named `name` (any agent when `None` or empty), earliest first.
+    pub fn agents_named<'a>(&'a self, name: Option<&'a str>) -> impl Iterator<Item = &'a AgentReport> + 'a {
+        self.agents.iter().filter(move |a| match name {
+            Some(n) if !n.is_empty() => a.agent_name == n,
+            _ => true,
+        })
+    }
+
+    pub fn first_agent<'a>(&'a self, name: Option<&'a str>) -> Option<&'a AgentReport> {
+        self.agents_named(name).min_by(|a, b| a.joined_ms.total_cmp(&b.joined_ms))
+    }
+
+    /// Any job accepted by a worker for a dispatch of `name` (any when `None`).
+    pub fn jobs_for<'a>(&'a self, name: Option<&'a str>) -> impl Iterator<Item = (&'a DispatchReport, &'a JobReport)> + 'a {
+        self.dispatches
+            .iter()
+            .filter(move |d| name.is_none_or(|n| d.agent_name == n))
+            .flat_map(|d| d.jobs.iter().map(move |j| (d, j)))
+    }
+
+    /// The agent names the room's dispatches ask for.
+    pub fn dispatched_names(&self) -> Vec<&str> {
+        self.dispatches.iter().map(|d| d.agent_name.as_str()).collect()
+    }
+}
+
+/// When the INVITE that got through left: `(t_ms, CSeq)` of the first
+/// transmission of the last INVITE transaction.
+pub fn invite_that_got_through(record: &CallRecord) -> Option<(f64, Option<u32>)> {
+    let invites: Vec<_> = record
+        .messages
+        .iter()
+        .filter(|m| m.dir == Direction::Out && m.first_line.starts_with("INVITE "))
+        .collect();
+    let last = invites.last()?;
+    let cseq = cseq_number(&last.raw);
+    let first = invites.iter().find(|m| cseq.is_some() && cseq_number(&m.raw) == cseq).unwrap_or(last);
+    Some((first.t_ms, cseq))
+}
+
+fn cseq_number(raw: &str) -> Option<u32> {
+    raw.lines()
+        .take_while(|l| !l.trim().is_empty())
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.trim().eq_ignore_ascii_case("CSeq").then(|| value.split_whitespace().next()?.parse().ok())?
+        })
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+/// The server's join time when it fits what the polls saw, else the poll's.
+pub fn effective_join(server_ms: Option<f64>, observed_ms: f64) -> (f64, JoinSource) {
+    match server_ms {
+        Some(s) if s <= observed_ms + CLOCK_TOLERANCE_MS => (s, JoinSource::Server),
+        _ => (observed_ms, JoinSource::Poll),
+    }
+}
+
+fn job_status_name(status: i32) -> &'static str {
+    match status {
+        0 => "pending",
+        1 => "running",
+        2 => "success",
+        3 => "failed",
+        _ => "unknown",
+    }
+}
+
+/// Relates what the watcher saw to the call's timeline.
+pub fn relate(watch: &RoomWatch, record: &CallRecord, url: &str) -> LiveKitObservation {
+    let started_unix_ms = record.started.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    let (kind, invite_t_ms, invite_cseq) = match invite_that_got_through(record) {
+        Some((t, cseq)) => ("invite_that_got_through", t, cseq),
+        None => ("call_start", 0.0, None),
+    };
+    let reference_unix_ms = started_unix_ms as f64 + invite_t_ms;
+    let rel = |unix_ms: i64| round1(unix_ms as f64 - reference_unix_ms);
+    let sip = watch.sip_participant.as_ref();
+    let sip_attr = |key: &str| sip.and_then(|p| p.attr(key)).map(str::to_string);
+    let agent = |a: &AgentSighting| {
+        let server = a.joined_unix_ms.map(rel);
+        let observed = rel(a.first_seen_unix_ms);
+        let (joined_ms, joined_ms_source) = effective_join(server, observed);
+        AgentReport {
+            identity: a.identity.clone(),
+            agent_name: a.agent_name.clone(),
+            joined_ms,
+            joined_ms_source,
+            server_joined_ms: server,
+            observed_ms: observed,
+            left_observed_ms: a.gone_unix_ms.map(rel),
+            attributes: a.attributes.clone(),
+        }
+    };
+    let dispatch = |d: &DispatchView| DispatchReport {
+        id: d.id.clone(),
+        agent_name: d.agent_name.clone(),
+        created_ms: d.created_unix_ms.map(rel),
+        jobs: d
+            .jobs
+            .iter()
+            .map(|j| JobReport {
+                id: j.id.clone(),
+                status: job_status_name(j.status),
+                error: j.error.clone(),
+                worker_id: j.worker_id.clone(),
+                participant_identity: j.participant_identity.clone(),
+                started_ms: j.started_unix_ms.map(rel),
+                ended_ms: j.ended_unix_ms.map(rel),
+            })
+            .collect(),
+    };
+    LiveKitObservation {
+        url: url.to_string(),
+        test_id: record.test_id.clone(),
+        call_id: record.call_id.clone(),
+        reference: TimeReference { kind, invite_cseq, invite_t_ms, unix_ms: reference_unix_ms.round() as i64 },
+        room: watch.room.as_ref().map(|r| r.name.clone()),
+        room_sid: watch.room.as_ref().map(|r| r.sid.clone()),
+        room_created_ms: watch.room.as_ref().and_then(|r| r.created_unix_ms).map(rel),
+        room_found_ms: watch.room_found_unix_ms.map(rel),
+        matched_by: watch.matched_by,
+        sip_participant: sip.map(|p| SipParticipantReport {
+            identity: p.identity.clone(),
+            joined_ms: p.joined_unix_ms.map(rel),
+            left_observed_ms: watch.sip_participant_gone_unix_ms.map(rel),
+            attributes: p.attributes.clone(),
+            call_status: watch
+                .call_status
+                .iter()
+                .map(|s| StatusReport { status: s.status.clone(), observed_ms: rel(s.observed_unix_ms) })
+                .collect(),
+        }),
+        trunk_id: sip_attr(attr::TRUNK_ID),
+        rule_id: sip_attr(attr::RULE_ID),
+        phone_number: sip_attr(attr::PHONE_NUMBER),
+        trunk_phone_number: sip_attr(attr::TRUNK_PHONE_NUMBER),
+        agents: watch.agents.iter().map(agent).collect(),
+        dispatches: watch.dispatches.iter().map(dispatch).collect(),
+        dispatch_rule: None,
+        watched_ms: (watch.ended_unix_ms - watch.started_unix_ms).max(0) as f64,
+        polls: watch.polls,
+        api_errors: watch.errors.clone(),
+        gave_up: watch.gave_up.clone(),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::call::LoggedMessage;
+    use crate::sip::caller::{CallSummary, Transport};
+    use std::time::{Duration, SystemTime};
+
+    pub(crate) fn record_with_invites(started_unix_ms: u64, invites: &[(f64, u32)]) -> CallRecord {
+        CallRecord {
+            call_id: "abc@callprobe".into(),
+            test_id: "cp-1".into(),
+            target: "sip:+14144007103@127.0.0.1:5060".into(),
+            transport: Transport::Udp,
+            credentials_given: true,
+            started: SystemTime::UNIX_EPOCH + Duration::from_millis(started_unix_ms),
+            local_sip: None,
+            local_rtp: None,
+            messages: invites
+                .iter()
+                .map(|(t, cseq)| LoggedMessage {
+                    t_ms: *t,
+                    dir: Direction::Out,
+                    peer: "127.0.0.1:5060".into(),
+                    first_line: "INVITE sip:+14144007103@127.0.0.1:5060 SIP/2.0".into(),
+                    raw: format!("INVITE sip:x SIP/2.0\r\nCall-ID: abc\r\nCSeq: {cseq} INVITE\r\n\r\nv=0\r\n"),
+                })
+                .collect(),
+            summary: CallSummary::default(),
+            connected_ms: None,
+            ended_ms: None,
+            rtp_packets_received: 0,
+            first_rtp_ms: None,
+            rtp_packets_received: 0,
+            first_rtp_ms: None,
+            media: None,
+            media_error: None,
+            notes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_invite_that_got_through_is_the_first_send_of_the_last_transaction() {
+        // CSeq 1 (challenged), CSeq 2 at 40 ms, retransmitted at 540 ms.
+        let r = record_with_invites(0, &[(0.0, 1), (40.0, 2), (540.0, 2)]);
+        assert_eq!(invite_that_got_through(&r), Some((40.0, Some(2))));
+        assert_eq!(invite_that_got_through(&record_with_invites(0, &[])), None);
+    }
+
+    #[test]
+    fn join_times_prefer_the_server_unless_its_clock_is_ahead() {
+        assert_eq!(effective_join(Some(800.0), 1_000.0), (800.0, JoinSource::Server));
+        assert_eq!(effective_join(Some(5_000.0), 1_000.0), (1_000.0, JoinSource::Poll));
+        assert_eq!(effective_join(None, 1_000.0), (1_000.0, JoinSource::Poll));
+    }
+
+    #[test]
+    fn relates_the_watch_to_the_invite() {
+        use super::super::room_watch::{ParticipantView, RoomView, StatusSighting};
+        let record = record_with_invites(1_000_000, &[(0.0, 1), (40.0, 2)]);
+        let mut w = RoomWatch::new(1_000_000);
+        w.room = Some(RoomView { name: "call-_x".into(), sid: "RM_1".into(), created_unix_ms: Some(1_000_090) });
+        w.sip_participant = Some(ParticipantView {
+            identity: "sip_1".into(),
+            kind: 3,
+            state: 1,
+            joined_unix_ms: Some(1_000_100),
+            attributes: [(attr::TRUNK_ID, "ST_1"), (attr::RULE_ID, "SDR_1"), (attr::TRUNK_PHONE_NUMBER, "+14144007103")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        });
+        w.call_status.push(StatusSighting { status: "ringing".into(), observed_unix_ms: 1_000_300 });
+        w.agents.push(AgentSighting {
+            identity: "agent-AJ_1".into(),
+            agent_name: "probe-agent".into(),
+            joined_unix_ms: Some(1_000_840),
+            first_seen_unix_ms: 1_001_000,
+            last_seen_unix_ms: 1_002_000,
+            gone_unix_ms: None,
+            attributes: BTreeMap::new(),
+        });
+        let o = relate(&w, &record, "ws://x");
+        assert_eq!(o.reference.unix_ms, 1_000_040);
+        assert_eq!(o.room.as_deref(), Some("call-_x"));
+        assert_eq!(o.trunk_id.as_deref(), Some("ST_1"));
+        assert_eq!(o.rule_id.as_deref(), Some("SDR_1"));
+        assert_eq!(o.sip_participant.as_ref().unwrap().joined_ms, Some(60.0));
+        let a = o.first_agent(Some("probe-agent")).unwrap();
+        assert_eq!((a.joined_ms, a.joined_ms_source, a.observed_ms), (800.0, JoinSource::Server, 960.0));
+        assert!(o.first_agent(Some("other")).is_none());
+        assert!(o.first_agent(None).is_some());
+    }
+}
