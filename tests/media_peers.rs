@@ -1,0 +1,184 @@
+//! Media of `callprobe call` against real SIPp peers on 127.0.0.1: a peer
+//! that plays a known RTP capture a known delay after the ACK, an echoing
+//! peer, a silent one, tone peers, and answers callprobe cannot use.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use callprobe::media::vad::{detect_speech, VadConfig, VAD_SAMPLE_RATE};
+use callprobe::media::wav;
+use serde_json::Value;
+use support::peers::{free_port, Sipp, SippOptions, TempDir};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+}
+
+/// A media peer: the template with its blanks filled, started as a UAS.
+struct Peer {
+    sipp: Sipp,
+    _dir: TempDir,
+}
+
+fn media_peer(pcap: Option<&str>, delay_ms: u64, answer: (&str, &str), extra: &[&str]) -> Peer {
+    let template = std::fs::read_to_string(support::peers::peers_dir().join("sipp/uas_media_play.xml")).unwrap();
+    let play = match pcap {
+        Some(name) => format!(
+            "<nop><action><exec play_pcap_audio=\"{}\"/></action></nop>",
+            fixture(&format!("pcap/{name}")).display()
+        ),
+        None => String::new(),
+    };
+    let scenario = template
+        .replace("@PLAY@", &play)
+        .replace("@DELAY_MS@", &delay_ms.to_string())
+        .replace("@ANSWER_PT@", answer.0)
+        .replace("@ANSWER_CODEC@", answer.1)
+        .replace("@PCAP@", pcap.unwrap_or("none"));
+    let dir = TempDir::new("callprobe-media-peer").unwrap();
+    let path = dir.path().join("uas_media.xml");
+    std::fs::write(&path, scenario).unwrap();
+    let opts = SippOptions { extra_args: extra.iter().map(|s| s.to_string()).collect(), ..SippOptions::default() };
+    let sipp = Sipp::start_with(path.to_str().unwrap(), free_port(false), opts).expect("start SIPp (sip-tester)");
+    Peer { sipp, _dir: dir }
+}
+
+const PCMU: (&str, &str) = ("0", "PCMU/8000");
+
+struct Run {
+    code: i32,
+    stdout: String,
+    report: Value,
+    dir: TempDir,
+}
+
+impl Run {
+    fn media(&self) -> &Value {
+        &self.report["calls"][0]["media"]
+    }
+    fn check(&self, name: &str) -> &Value {
+        self.report["calls"][0]["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no check {name}: {}", self.stdout))
+    }
+}
+
+fn call(peer: &Peer, args: &[&str]) -> Run {
+    let dir = TempDir::new("callprobe-media-report").unwrap();
+    let uri = format!("sip:+14144007103@127.0.0.1:{}", peer.sipp.port());
+    let out = Command::new(env!("CARGO_BIN_EXE_callprobe"))
+        .args(["call", &uri])
+        .args(args)
+        .arg("--report-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = std::fs::read_to_string(dir.path().join("report.json")).unwrap_or_default();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        report: serde_json::from_str(&text).unwrap_or_else(|e| panic!("report.json: {e}\n{stdout}")),
+        stdout,
+        dir,
+    }
+}
+
+/// Where speech starts in a fixture (ms), measured with the same detector.
+fn speech_onset_ms(name: &str) -> u64 {
+    let pcm = wav::load_mono(&fixture(name), VAD_SAMPLE_RATE).unwrap();
+    detect_speech(&pcm, VadConfig::default())[0].start_ms
+}
+
+/// The same, on the telephone-band version of the fixture (8 kHz, what a
+/// PCMU capture carries): band-limiting delays the detected onset of a word
+/// that starts with a fricative ("Thank") by tens of ms.
+fn speech_onset_8k_ms(name: &str) -> u64 {
+    let narrow = wav::load_mono(&fixture(name), 8000).unwrap();
+    let pcm = wav::resample_i16(&narrow, 8000, VAD_SAMPLE_RATE).unwrap();
+    detect_speech(&pcm, VadConfig::default())[0].start_ms
+}
+
+#[test]
+fn first_audio_matches_the_peers_known_delay() {
+    let delay = 1000;
+    let peer = media_peer(Some("thank_you_for_calling_pcmu.pcap"), delay, PCMU, &[]);
+    let run = call(&peer, &["--hangup-after", "4s", "--expect-speech-within", "3s"]);
+    let outcome = peer.sipp.wait(Duration::from_secs(15));
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert!(outcome.success, "{}", outcome.log);
+    let m = run.media();
+    assert_eq!(m["codec"], "PCMU");
+    let expected = delay + speech_onset_8k_ms("thank_you_for_calling_16k.wav");
+    let measured = m["first_audio_ms"].as_u64().unwrap();
+    let error = measured as i64 - expected as i64;
+    let rtp_after_ok = m["first_rtp_ms"].as_f64().unwrap() - run.report["calls"][0]["sip"]["connected_ms"].as_f64().unwrap();
+    assert!(error.abs() <= 40, "first_audio_ms {measured} vs expected {expected} (error {error} ms); first RTP {rtp_after_ok:.1} ms after 200 OK");
+    assert!(m["rx_packets"].as_u64().unwrap() > 100, "{m}");
+    assert_eq!(m["lost"], 0);
+    // Recordings exist, 16-bit, on the call timeline.
+    for f in ["rx.wav", "tx.wav"] {
+        let spec = hound::WavReader::open(run.dir.path().join(f)).unwrap().spec();
+        assert_eq!((spec.bits_per_sample, spec.channels), (16, 1), "{f}");
+    }
+    println!("first_audio_ms measured {measured}, expected {expected}, error {error} ms");
+}
+
+#[test]
+fn echo_of_our_fixture_is_heard() {
+    let peer = media_peer(None, 0, PCMU, &["-rtp_echo"]);
+    let run = call(
+        &peer,
+        &["--play", fixture("hello_can_you_hear_me_16k.wav").to_str().unwrap(), "--play-after", "500ms",
+          "--hangup-after", "4s", "--expect-speech-within", "3s", "--codecs", "pcmu"],
+    );
+    peer.sipp.wait(Duration::from_secs(15));
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let m = run.media();
+    let played_start = m["played"]["start_ms"].as_f64().unwrap();
+    let onset = speech_onset_ms("hello_can_you_hear_me_16k.wav") as f64;
+    let heard = m["speech_segments"][0]["start_ms"].as_f64().unwrap();
+    assert!((heard - (played_start + onset)).abs() <= 40.0, "echo heard at {heard}, played at {played_start} + onset {onset}");
+    assert!(m["tx_packets"].as_u64().unwrap() >= 150, "{m}");
+}
+
+#[test]
+fn silent_peer_fails_expect_speech_within() {
+    let peer = media_peer(None, 0, PCMU, &[]);
+    let run = call(&peer, &["--hangup-after", "3s", "--expect-speech-within", "2s"]);
+    peer.sipp.wait(Duration::from_secs(15));
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    let c = run.check("speech_within");
+    assert_eq!(c["passed"], false);
+    assert!(c["detail"].as_str().unwrap().contains("no far-end speech"), "{c}");
+    assert!(run.stdout.contains("FAIL speech_within"), "{}", run.stdout);
+}
+
+#[test]
+fn tone_peer_passes_the_right_frequency_only() {
+    for (hz, passes) in [("1000", true), ("1200", false)] {
+        let peer = media_peer(Some("tone_1000hz_pcmu.pcap"), 300, PCMU, &[]);
+        let run = call(&peer, &["--hangup-after", "3s", "--expect-tone", hz]);
+        peer.sipp.wait(Duration::from_secs(15));
+        assert_eq!(run.check("tone")["passed"], passes, "{hz} Hz: {}", run.stdout);
+        assert_eq!(run.code, if passes { 0 } else { 1 }, "{hz} Hz: {}", run.stdout);
+    }
+}
+
+#[test]
+fn no_common_codec_fails_and_hangs_up() {
+    let peer = media_peer(None, 0, ("18", "G729/8000"), &[]);
+    let run = call(&peer, &["--hangup-after", "3s"]);
+    let outcome = peer.sipp.wait(Duration::from_secs(15));
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    let c = run.check("media_negotiated");
+    assert_eq!(c["passed"], false);
+    assert!(c["detail"].as_str().unwrap().contains("codec"), "{c}");
+    assert!(outcome.success, "we still sent BYE: {}", outcome.log);
+    assert_eq!(run.report["calls"][0]["sip"]["ended"]["kind"], "hung_up");
+}
