@@ -32,12 +32,22 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process: the size difference between the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Place one call and check how the endpoint answers (407 → 200 …).
     Call(CallArgs),
     /// Audit the LiveKit SIP configuration (inbound trunks, dispatch rules); read-only.
     Doctor(DoctorArgs),
+    /// Validate scenario files (a file or a directory of *.toml) without calling anyone.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// A scenario file or a directory of them.
+    pub path: PathBuf,
 }
 
 /// Where the LiveKit server API is; each flag overrides the LIVEKIT_* variable.
@@ -157,6 +167,7 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Call(args) => run_call(args),
         Command::Doctor(args) => run_doctor(args),
+        Command::Check(args) => run_check(&args),
     }
 }
 
@@ -538,6 +549,12 @@ pub struct MediaArgs {
     /// The far end must play a tone of this frequency (Hz) for at least half a second.
     #[arg(long, value_name = "HZ")]
     pub expect_tone: Option<f64>,
+    /// Most RTP loss from the far end allowed, in percent of expected packets.
+    #[arg(long, value_name = "PERCENT")]
+    pub max_loss_percent: Option<f64>,
+    /// Most RFC 3550 interarrival jitter from the far end allowed, in ms.
+    #[arg(long, value_name = "MS")]
+    pub max_jitter_ms: Option<f64>,
 }
 
 fn media_spec(args: &MediaArgs) -> Result<(Vec<AudioCodec>, Option<PlayPlan>, MediaExpectations), UsageError> {
@@ -578,6 +595,8 @@ fn media_spec(args: &MediaArgs) -> Result<(Vec<AudioCodec>, Option<PlayPlan>, Me
         speech_within: args.expect_speech_within,
         response_within: args.expect_response_within,
         tone_hz: args.expect_tone,
+        max_loss_percent: args.max_loss_percent,
+        max_jitter_ms: args.max_jitter_ms,
     };
     Ok((codecs, play, expect))
 }
@@ -592,4 +611,26 @@ fn write_recordings(dir: &std::path::Path, media: &call::media::MediaOutcome) ->
     rx_audio.write_wav(&rx).map_err(|e| format!("cannot write {}: {e}", rx.display()))?;
     tx_audio.write_wav(&tx).map_err(|e| format!("cannot write {}: {e}", tx.display()))?;
     Ok(Recordings { rx: "rx.wav".into(), tx: "tx.wav".into() })
+}
+
+/// `callprobe check PATH`: every problem as `file:line:col: message`; exit 2 when any.
+fn run_check(args: &CheckArgs) -> i32 {
+    let (files, cases, errors) = crate::scenario::check_path(&args.path);
+    for e in &errors {
+        println!("{e}");
+    }
+    println!(
+        "checked {files} file{}, {cases} case{}: {}",
+        if files == 1 { "" } else { "s" },
+        if cases == 1 { "" } else { "s" },
+        if errors.is_empty() { "ok".to_string() } else { format!("{} error(s)", errors.len()) }
+    );
+    if errors.is_empty() && files > 0 {
+        0
+    } else {
+        if files == 0 && errors.is_empty() {
+            println!("no scenario files (*.toml) in {}", args.path.display());
+        }
+        2
+    }
 }

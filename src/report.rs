@@ -15,6 +15,15 @@ use crate::verdict::checks::Check;
 use crate::verdict::diagnose::Diagnosis;
 use crate::verdict::{describe_end, Verdict};
 
+pub mod call_identity;
+pub mod html;
+pub mod junit;
+pub mod metrics;
+pub mod pcap;
+pub mod run_dir;
+pub mod utc;
+pub mod webhook;
+
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub tool: &'static str,

@@ -77,6 +77,9 @@ fn call(peer: &Peer, args: &[&str]) -> Run {
         .args(args)
         .arg("--report-dir")
         .arg(dir.path())
+        .env_remove("LIVEKIT_URL")
+        .env_remove("LIVEKIT_API_KEY")
+        .env_remove("LIVEKIT_API_SECRET")
         .output()
         .unwrap();
     let text = std::fs::read_to_string(dir.path().join("report.json")).unwrap_or_default();
@@ -108,9 +111,13 @@ fn speech_onset_8k_ms(name: &str) -> u64 {
 fn first_audio_matches_the_peers_known_delay() {
     let delay = 1000;
     let peer = media_peer(Some("thank_you_for_calling_pcmu.pcap"), delay, PCMU, &[]);
-    let run = call(&peer, &["--hangup-after", "4s", "--expect-speech-within", "3s"]);
+    let run = call(
+        &peer,
+        &["--hangup-after", "4s", "--expect-speech-within", "3s", "--max-loss-percent", "1", "--max-jitter-ms", "30"],
+    );
     let outcome = peer.sipp.wait(Duration::from_secs(15));
     assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(run.check("rtp_quality")["passed"], true, "{}", run.stdout);
     assert!(outcome.success, "{}", outcome.log);
     let m = run.media();
     assert_eq!(m["codec"], "PCMU");
@@ -157,6 +164,17 @@ fn silent_peer_fails_expect_speech_within() {
     assert_eq!(c["passed"], false);
     assert!(c["detail"].as_str().unwrap().contains("no far-end speech"), "{c}");
     assert!(run.stdout.contains("FAIL speech_within"), "{}", run.stdout);
+}
+
+#[test]
+fn silent_peer_fails_rtp_quality() {
+    let peer = media_peer(None, 0, PCMU, &[]);
+    let run = call(&peer, &["--hangup-after", "2s", "--max-loss-percent", "1"]);
+    peer.sipp.wait(Duration::from_secs(15));
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    let c = run.check("rtp_quality");
+    assert_eq!(c["passed"], false);
+    assert!(c["detail"].as_str().unwrap().contains("no RTP received"), "{c}");
 }
 
 #[test]

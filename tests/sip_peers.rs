@@ -56,7 +56,11 @@ impl Run {
 fn callprobe(args: &[&str], password: Option<&str>) -> Run {
     let dir = support::peers::TempDir::new("callprobe-report").unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_callprobe"));
+    // Not a LiveKit endpoint: keep the LiveKit API out of these calls.
     cmd.args(args).arg("--report-dir").arg(dir.path()).env_remove(PASSWORD_VAR);
+    for var in ["LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"] {
+        cmd.env_remove(var);
+    }
     if let Some(p) = password {
         cmd.env(PASSWORD_VAR, p);
     }

@@ -59,7 +59,23 @@ pub struct MediaOutcome {
     pub played: Option<(f64, f64)>,
     pub rx_audio: TimelineRecorder,
     pub tx_audio: TimelineRecorder,
+    /// Our RTP address, and every RTP datagram sent or received (for call.pcap).
+    pub local_rtp: SocketAddr,
+    pub wire: Vec<RtpDatagram>,
 }
+
+/// One RTP datagram as it crossed our socket.
+#[derive(Debug, Clone)]
+pub struct RtpDatagram {
+    /// ms since the call's t0.
+    pub t_ms: f64,
+    pub outbound: bool,
+    pub peer: SocketAddr,
+    pub bytes: Vec<u8>,
+}
+
+/// Datagrams kept for the capture; past this the capture is cut (10 min of both directions).
+const MAX_CAPTURED: usize = 60_000;
 
 /// A bound RTP socket, before the far end's address is known.
 pub struct MediaPort {
@@ -192,6 +208,7 @@ async fn run(
         })
         .unwrap_or_default();
     let mut buf = vec![0u8; 2048];
+    let mut wire: Vec<RtpDatagram> = Vec::new();
 
     loop {
         // Decide whether the clip starts now.
@@ -230,6 +247,9 @@ async fn run(
                 let now = Instant::now();
                 while let Some(pkt) = pacer.poll(now) {
                     let _ = port.socket.send_to(&pkt.datagram, audio.remote_rtp).await;
+                    if wire.len() < MAX_CAPTURED {
+                        wire.push(RtpDatagram { t_ms: ms_between(t0, now), outbound: true, peer: audio.remote_rtp, bytes: pkt.datagram.clone() });
+                    }
                     let offset = pkt.scheduled_at.saturating_duration_since(t0);
                     if let Some(pcm) = tx_frame_pcm.get(pkt.frame_index) {
                         if !pcm.is_empty() {
@@ -252,6 +272,9 @@ async fn run(
                 let Ok((n, from)) = received else { continue };
                 let now = Instant::now();
                 let datagram = &buf[..n];
+                if wire.len() < MAX_CAPTURED {
+                    wire.push(RtpDatagram { t_ms: ms_between(t0, now), outbound: false, peer: from, bytes: datagram.to_vec() });
+                }
                 if looks_like_rtcp(datagram) {
                     continue;
                 }
@@ -298,5 +321,7 @@ async fn run(
         played,
         rx_audio,
         tx_audio,
+        local_rtp: port.local,
+        wire,
     }
 }

@@ -170,6 +170,8 @@ pub async fn run(spec: &CallSpec, observer: &mut dyn CallObserver) -> Result<Cal
     record.local_sip = Some(sockets.local_addr());
 
     let t0 = Instant::now();
+    // The report's wall-clock start is the same instant as t0 (t_ms = 0).
+    record.started = SystemTime::now();
     let cfg = CallConfig {
         target_uri: spec.target_uri.clone(),
         from_uri: if spec.from_uri.to_ascii_lowercase().starts_with("sip:") {

@@ -175,6 +175,15 @@ impl ApiError {
                 };
                 (kind, format!("{}: {}", code.code, code.msg))
             }
+            // The crate reads a non-200 answer as Twirp JSON; LiveKit's auth
+            // layer answers a bad token with plain text (`401 invalid
+            // authorization token`), which then fails to decode.
+            ServiceError::Twirp(ServerError::Request(r)) if r.is_decode() => (
+                ApiErrorKind::Unauthenticated,
+                "the server refused the request with a non-Twirp answer, as LiveKit does for a token it \
+                 cannot verify (401 invalid authorization token): check the API key and secret"
+                    .to_string(),
+            ),
             ServiceError::Twirp(ServerError::Request(r)) => {
                 let kind = if r.is_connect() || r.is_timeout() || r.is_request() {
                     ApiErrorKind::Unreachable

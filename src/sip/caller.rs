@@ -461,7 +461,8 @@ impl Caller {
     fn on_invite_response(&mut self, branch: &str, resp: InResponse, now: Instant) {
         let Some(idx) = self.invites.iter().position(|a| a.branch == branch) else { return };
         let is_current = idx + 1 == self.invites.len();
-        let ack = self.ack_for_non_2xx(&self.invites[idx], &resp);
+        // Only a non-2xx final is ACKed by the transaction itself.
+        let ack = if resp.status >= 300 { self.ack_for_non_2xx(&self.invites[idx], &resp) } else { Vec::new() };
         let attempt = &mut self.invites[idx];
         let disposition = attempt.tx.on_response(resp.status, || ack, now);
         let authenticated = attempt.authenticated;

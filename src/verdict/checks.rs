@@ -29,6 +29,9 @@ pub struct MediaExpectations {
     pub speech_within: Option<std::time::Duration>,
     pub response_within: Option<std::time::Duration>,
     pub tone_hz: Option<f64>,
+    /// Minimum RTP quality of what the far end sent.
+    pub max_loss_percent: Option<f64>,
+    pub max_jitter_ms: Option<f64>,
 }
 
 /// An agent must be in the call's room within a deadline.
@@ -195,6 +198,9 @@ pub fn media_checks(record: &CallRecord, analysis: Option<&MediaAnalysis>, want:
         };
         checks.push(Check { name: "response_within".into(), passed, detail });
     }
+    if want.max_loss_percent.is_some() || want.max_jitter_ms.is_some() {
+        checks.push(rtp_quality(record, want));
+    }
     if let Some(hz) = want.tone_hz {
         let present = analysis.and_then(|a| a.tone.as_ref()).map_or(0, |t| t.present_ms);
         let passed = present >= TONE_MIN_MS;
@@ -202,4 +208,74 @@ pub fn media_checks(record: &CallRecord, analysis: Option<&MediaAnalysis>, want:
         checks.push(Check { name: "tone".into(), passed, detail });
     }
     checks
+}
+
+
+/// Loss and jitter of the far end's RTP against the limits.
+fn rtp_quality(record: &CallRecord, want: &MediaExpectations) -> Check {
+    let Some(m) = &record.media else {
+        return Check { name: "rtp_quality".into(), passed: false, detail: "no media to measure".into() };
+    };
+    let expected = m.rx.expected.max(1);
+    let loss = m.rx.lost as f64 * 100.0 / expected as f64;
+    let jitter = m.rx.jitter_ms;
+    let mut problems = Vec::new();
+    if m.rx.received == 0 {
+        problems.push("no RTP received".to_string());
+    }
+    if let Some(max) = want.max_loss_percent {
+        if loss > max {
+            problems.push(format!("loss {loss:.2}% > {max}%"));
+        }
+    }
+    if let Some(max) = want.max_jitter_ms {
+        if jitter > max {
+            problems.push(format!("jitter {jitter:.1} ms > {max} ms"));
+        }
+    }
+    let measured = format!(
+        "{} packets received, {} lost ({loss:.2}%), jitter {jitter:.1} ms, {} duplicates, {} reordered",
+        m.rx.received, m.rx.lost, m.rx.duplicates, m.rx.reordered
+    );
+    Check {
+        name: "rtp_quality".into(),
+        passed: problems.is_empty(),
+        detail: if problems.is_empty() { measured } else { format!("{}: {measured}", problems.join(", ")) },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::livekit::observation::tests::{agent, observation_with_room};
+
+    fn want(name: Option<&str>) -> AgentExpectation {
+        AgentExpectation { name: name.map(str::to_string), within: Duration::from_secs(5) }
+    }
+
+    #[test]
+    fn agent_joined_within_the_deadline() {
+        let mut lk = observation_with_room();
+        lk.agents = vec![agent("probe-agent", 812.0)];
+        let c = agent_joined(&want(Some("probe-agent")), Some(&lk));
+        assert!(c.passed, "{}", c.detail);
+        assert!(c.detail.contains("812 ms") && c.detail.contains("deadline 5s"), "{}", c.detail);
+        assert!(agent_joined(&want(None), Some(&lk)).passed);
+    }
+
+    #[test]
+    fn agent_too_late_wrong_name_or_no_room() {
+        let mut lk = observation_with_room();
+        lk.agents = vec![agent("probe-agent", 7_000.0)];
+        let c = agent_joined(&want(Some("probe-agent")), Some(&lk));
+        assert!(!c.passed && c.detail.contains("too late"), "{}", c.detail);
+        lk.agents = vec![agent("other-agent", 700.0)];
+        let c = agent_joined(&want(Some("probe-agent")), Some(&lk));
+        assert!(!c.passed && c.detail.contains("no AGENT participant named \"probe-agent\""), "{}", c.detail);
+        assert!(c.detail.contains("other-agent"), "{}", c.detail);
+        lk.room = None;
+        let c = agent_joined(&want(None), Some(&lk));
+        assert!(!c.passed && c.detail.contains("no LiveKit room found for test id cp-1"), "{}", c.detail);
+        assert!(!agent_joined(&want(None), None).passed);
+    }
 }

@@ -444,7 +444,8 @@ fn agent_joined_but_silent(o: &Observation) -> Option<String> {
     match o.far_end_speech {
         Some(false) => Some(format!("{who}; no speech in the audio received ({} RTP packets)", o.rx_packets())),
         Some(true) => None,
-        None if o.rx_packets() == 0 => Some(format!(
+        // Without speech analysis, only an agent LiveKit saw join makes "silent" the likely reading.
+        None if agent.is_some() && o.rx_packets() == 0 => Some(format!(
             "{who}; 0 RTP packets received (silent agent, or the media path to our RTP port is blocked)"
         )),
         None => None,
@@ -505,14 +506,11 @@ pub fn diagnose_observation(obs: &Observation) -> Vec<Diagnosis> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::time::Duration;
 
     use super::*;
-    use crate::observe::livekit::observation::tests::record_with_invites;
-    use crate::observe::livekit::observation::{
-        AgentReport, DispatchReport, JobReport, JoinSource, TimeReference,
-    };
+    use crate::observe::livekit::observation::tests::{agent, observation_with_room, record_with_invites};
+    use crate::observe::livekit::observation::{AgentReport, DispatchReport, JobReport};
     use crate::observe::livekit::sip_config::InboundTrunk;
 
     fn rang_and_cancelled() -> CallRecord {
@@ -522,29 +520,7 @@ mod tests {
     }
 
     fn room_without_agents() -> LiveKitObservation {
-        LiveKitObservation {
-            url: "ws://127.0.0.1:7880".into(),
-            test_id: "cp-1".into(),
-            call_id: "abc@callprobe".into(),
-            reference: TimeReference { kind: "invite_that_got_through", invite_cseq: Some(2), invite_t_ms: 30.0, unix_ms: 30 },
-            room: Some("call-_+15550100123_abc".into()),
-            room_sid: Some("RM_1".into()),
-            room_created_ms: Some(20.0),
-            room_found_ms: Some(300.0),
-            matched_by: None,
-            sip_participant: None,
-            trunk_id: Some("ST_1".into()),
-            rule_id: Some("SDR_1".into()),
-            phone_number: Some("+15550100123".into()),
-            trunk_phone_number: Some("+14144007103".into()),
-            agents: Vec::new(),
-            dispatches: Vec::new(),
-            dispatch_rule: None,
-            watched_ms: 10_000.0,
-            polls: 30,
-            api_errors: Vec::new(),
-            gave_up: None,
-        }
+        observation_with_room()
     }
 
     fn config(rule_agents: &[&str]) -> SipConfig {
@@ -583,19 +559,6 @@ mod tests {
                     ended_ms: None,
                 })
                 .collect(),
-        }
-    }
-
-    fn agent(name: &str, joined_ms: f64) -> AgentReport {
-        AgentReport {
-            identity: "agent-AJ_0".into(),
-            agent_name: name.into(),
-            joined_ms,
-            joined_ms_source: JoinSource::Server,
-            server_joined_ms: Some(joined_ms),
-            observed_ms: joined_ms + 100.0,
-            left_observed_ms: None,
-            attributes: BTreeMap::new(),
         }
     }
 

@@ -187,6 +187,18 @@ pub fn effective_join(server_ms: Option<f64>, observed_ms: f64) -> (f64, JoinSou
     }
 }
 
+/// Attributes as reported: a trunk with `include_headers` copies INVITE
+/// headers into `sip.h.*` attributes, and digest credentials stay out.
+fn reportable(attributes: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    attributes
+        .iter()
+        .map(|(k, v)| {
+            let credential = k.to_ascii_lowercase().contains("authorization");
+            (k.clone(), if credential { "<redacted>".to_string() } else { v.clone() })
+        })
+        .collect()
+}
+
 fn job_status_name(status: i32) -> &'static str {
     match status {
         0 => "pending",
@@ -220,7 +232,7 @@ pub fn relate(watch: &RoomWatch, record: &CallRecord, url: &str) -> LiveKitObser
             server_joined_ms: server,
             observed_ms: observed,
             left_observed_ms: a.gone_unix_ms.map(rel),
-            attributes: a.attributes.clone(),
+            attributes: reportable(&a.attributes),
         }
     };
     let dispatch = |d: &DispatchView| DispatchReport {
@@ -255,7 +267,7 @@ pub fn relate(watch: &RoomWatch, record: &CallRecord, url: &str) -> LiveKitObser
             identity: p.identity.clone(),
             joined_ms: p.joined_unix_ms.map(rel),
             left_observed_ms: watch.sip_participant_gone_unix_ms.map(rel),
-            attributes: p.attributes.clone(),
+            attributes: reportable(&p.attributes),
             call_status: watch
                 .call_status
                 .iter()
@@ -308,11 +320,49 @@ pub(crate) mod tests {
             ended_ms: None,
             rtp_packets_received: 0,
             first_rtp_ms: None,
-            rtp_packets_received: 0,
-            first_rtp_ms: None,
             media: None,
             media_error: None,
             notes: Vec::new(),
+        }
+    }
+
+    /// The call's room was found; nobody else is in it yet.
+    pub(crate) fn observation_with_room() -> LiveKitObservation {
+        LiveKitObservation {
+            url: "ws://127.0.0.1:7880".into(),
+            test_id: "cp-1".into(),
+            call_id: "abc@callprobe".into(),
+            reference: TimeReference { kind: "invite_that_got_through", invite_cseq: Some(2), invite_t_ms: 30.0, unix_ms: 30 },
+            room: Some("call-_+15550100123_abc".into()),
+            room_sid: Some("RM_1".into()),
+            room_created_ms: Some(20.0),
+            room_found_ms: Some(300.0),
+            matched_by: Some(MatchedBy::TestId),
+            sip_participant: None,
+            trunk_id: Some("ST_1".into()),
+            rule_id: Some("SDR_1".into()),
+            phone_number: Some("+15550100123".into()),
+            trunk_phone_number: Some("+14144007103".into()),
+            agents: Vec::new(),
+            dispatches: Vec::new(),
+            dispatch_rule: None,
+            watched_ms: 10_000.0,
+            polls: 30,
+            api_errors: Vec::new(),
+            gave_up: None,
+        }
+    }
+
+    pub(crate) fn agent(name: &str, joined_ms: f64) -> AgentReport {
+        AgentReport {
+            identity: "agent-AJ_0".into(),
+            agent_name: name.into(),
+            joined_ms,
+            joined_ms_source: JoinSource::Server,
+            server_joined_ms: Some(joined_ms),
+            observed_ms: joined_ms + 100.0,
+            left_observed_ms: None,
+            attributes: BTreeMap::new(),
         }
     }
 
@@ -357,7 +407,9 @@ pub(crate) mod tests {
             gone_unix_ms: None,
             attributes: BTreeMap::new(),
         });
+        w.sip_participant.as_mut().unwrap().attributes.insert("sip.h.proxy-authorization".into(), "Digest x".into());
         let o = relate(&w, &record, "ws://x");
+        assert_eq!(o.sip_participant.as_ref().unwrap().attributes["sip.h.proxy-authorization"], "<redacted>");
         assert_eq!(o.reference.unix_ms, 1_000_040);
         assert_eq!(o.room.as_deref(), Some("call-_x"));
         assert_eq!(o.trunk_id.as_deref(), Some("ST_1"));

@@ -45,6 +45,8 @@ const MAX_ROOMS_PER_POLL: usize = 50;
 const FRESH_ROOM_SLACK_MS: i64 = 10_000;
 /// Older rooms (a `direct` rule's long-lived room) are looked into every Nth poll.
 const OLD_ROOM_EVERY: u32 = 10;
+/// ListDispatch may take this long before the last list seen is kept.
+const DISPATCH_LIST_TIMEOUT: Duration = Duration::from_millis(1500);
 /// Distinct API error texts kept.
 const MAX_ERRORS_KEPT: usize = 10;
 
@@ -294,7 +296,7 @@ impl Default for WatchSettings {
         WatchSettings {
             poll_interval: Duration::from_millis(300),
             max_backoff: Duration::from_secs(3),
-            final_poll_timeout: Duration::from_secs(5),
+            final_poll_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -329,9 +331,18 @@ pub async fn watch_call(
         } else {
             poll_once(api, call, &mut seen).await
         };
+        tracing::debug!(
+            poll = seen.polls,
+            stopping,
+            room = seen.room.as_ref().map(|r| r.name.as_str()),
+            agents = seen.agents.len(),
+            ok = result.is_ok(),
+            "livekit poll"
+        );
         match result {
             Ok(()) => delay = settings.poll_interval,
             Err(e) => {
+                tracing::debug!(error = %e, "livekit poll failed");
                 seen.note_error(&e);
                 if !e.is_transient() {
                     seen.gave_up = Some(e.to_string());
@@ -385,11 +396,18 @@ async fn poll_once(api: &ServerApi, call: &CallIdentity, seen: &mut RoomWatch) -
             }
         }
     }
-    if let (Some(room), None) = (&seen.room, seen.room_gone_unix_ms) {
-        match api.list_dispatches(&room.name).await {
-            Ok(dispatches) => seen.dispatches = dispatches,
-            Err(e) if e.kind == ApiErrorKind::NotFound => seen.room_gone(now_unix_ms()),
-            Err(e) => return Err(e),
+    // Once our SIP participant has left, the room is closing: ListDispatch
+    // then hangs until the server gives up on the room's node ("no response
+    // from servers", 3 s), so the last list seen is kept instead. Dispatches
+    // are secondary evidence: their errors are noted, not fatal to the poll.
+    let closing = seen.sip_participant_gone_unix_ms.is_some();
+    if let (Some(room), None, false) = (seen.room.clone(), seen.room_gone_unix_ms, closing) {
+        match tokio::time::timeout(DISPATCH_LIST_TIMEOUT, api.list_dispatches(&room.name)).await {
+            Ok(Ok(dispatches)) => seen.dispatches = dispatches,
+            Ok(Err(e)) if e.kind == ApiErrorKind::NotFound => seen.room_gone(now_unix_ms()),
+            Ok(Err(e)) if e.is_transient() => seen.note_error(&e),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => tracing::debug!(room = %room.name, "ListDispatch too slow; keeping the last list"),
         }
     }
     Ok(())

@@ -1,0 +1,32 @@
+//! How a call is named in the outputs (JUnit test case, HTML heading,
+//! metrics label, webhook line). `CallReport` has no `name`/`tags` yet; these
+//! accessors are the one place to change when it does.
+
+use crate::report::CallReport;
+
+/// The scenario's name for the call, when it has one.
+// When `CallReport` gains `pub name: Option<String>`: `call.name.as_deref()`.
+pub fn call_name(_call: &CallReport) -> Option<&str> {
+    None
+}
+
+/// The scenario's tags for the call.
+// When `CallReport` gains `pub tags: Vec<String>`: `&call.tags`.
+pub fn call_tags(_call: &CallReport) -> &[String] {
+    &[]
+}
+
+/// A name people can tell calls apart by: the scenario name, or the target
+/// and test id.
+pub fn display_name(call: &CallReport) -> String {
+    match call_name(call) {
+        Some(name) => name.to_string(),
+        None => format!("{} [{}]", call.target, call.test_id),
+    }
+}
+
+/// A stable label for time series: the scenario name, or the target (never
+/// the per-call test id, which would make a new series on every run).
+pub fn scenario_label(call: &CallReport) -> String {
+    call_name(call).map_or_else(|| call.target.clone(), str::to_string)
+}

@@ -1,0 +1,527 @@
+//! `index.html`: one self-contained page per run (inline CSS, JS and SVG;
+//! nothing loaded from elsewhere, only the calls' WAV files next to it).
+//! Per call: the verdict and checks, the diagnoses, a SIP ladder diagram, a
+//! waveform of both directions with speech and key times marked, audio
+//! players, what LiveKit showed, and the raw SIP messages. All text from
+//! the call goes through [`escape::text`].
+
+mod escape;
+mod ladder;
+mod waveform;
+
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+use self::escape::{is_safe_link, text, url_path};
+use self::waveform::{KeyTime, Marks, Track};
+use super::call_identity::{call_tags, display_name};
+use super::utc::UtcDateTime;
+use super::{CallReport, Report};
+use crate::call::Direction;
+use crate::verdict::Verdict;
+
+const STYLE: &str = include_str!("html/page.css");
+const SCRIPT: &str = include_str!("html/page.js");
+
+/// Writes `run_dir/index.html`. `call_dirs[i]` (relative to `run_dir`) is
+/// where call `i`'s `rx.wav`/`tx.wav`/`call.pcap` live; a call without an
+/// entry is shown without recordings.
+pub fn write_index(report: &Report, run_dir: &Path, call_dirs: &[PathBuf]) -> Result<PathBuf, String> {
+    let html = index_html(report, run_dir, call_dirs);
+    let path = run_dir.join("index.html");
+    std::fs::write(&path, html).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// The page for `report`; recordings are read from `run_dir/call_dirs[i]`.
+pub fn index_html(report: &Report, run_dir: &Path, call_dirs: &[PathBuf]) -> String {
+    let started = report
+        .calls
+        .iter()
+        .map(|c| c.started_unix_ms)
+        .filter(|&ms| ms > 0)
+        .min();
+    let when = started
+        .map(|ms| UtcDateTime::from_unix_seconds(ms / 1000).readable())
+        .unwrap_or_default();
+    let verdict = verdict_word(report.verdict);
+    let failed = report.calls.iter().filter(|c| c.verdict != Verdict::Pass).count();
+
+    let mut page = String::new();
+    let _ = write!(
+        page,
+        r#"<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>callprobe {verdict} · {when}</title>
+<style>{STYLE}</style></head>
+<body>{defs}<main>
+<div class="run-header"><span class="badge big {class}" id="run-verdict">{verdict}</span><div><h1>callprobe run</h1>
+<div class="sub">{when} · {calls} call{s} · {passed} passed · {failed} failed · {tool} {version} · <a href="report.json">report.json</a> · <a href="junit.xml">junit.xml</a></div></div></div>
+"#,
+        verdict = verdict,
+        when = text(&when),
+        defs = ladder::MARKER_DEFS,
+        class = verdict_class(report.verdict),
+        calls = report.calls.len(),
+        s = if report.calls.len() == 1 { "" } else { "s" },
+        passed = report.calls.len() - failed,
+        tool = text(report.tool),
+        version = text(report.version),
+    );
+    calls_index(&mut page, report);
+    for (index, call) in report.calls.iter().enumerate() {
+        call_section(
+            &mut page,
+            index,
+            call,
+            run_dir,
+            call_dirs.get(index).map(PathBuf::as_path),
+        );
+    }
+    let _ = write!(
+        page,
+        "<footer>Times are ms since the first INVITE left, except first audio (from the 200 OK) and response latency (from the end of our clip). Dates are UTC.</footer>\n</main><script>{SCRIPT}</script></body></html>\n"
+    );
+    page
+}
+
+fn verdict_word(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Pass => "PASS",
+        Verdict::Fail => "FAIL",
+        Verdict::Error => "ERROR",
+    }
+}
+
+fn verdict_class(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Pass => "pass",
+        Verdict::Fail => "fail",
+        Verdict::Error => "error",
+    }
+}
+
+fn call_anchor(index: usize) -> String {
+    format!("call-{}", index + 1)
+}
+
+/// The table of calls at the top, each row linking to its section.
+fn calls_index(page: &mut String, report: &Report) {
+    page.push_str(r#"<table class="calls-index"><tr><th>#</th><th>verdict</th><th>call</th><th>why</th><th>setup</th><th>first audio</th></tr>"#);
+    for (index, call) in report.calls.iter().enumerate() {
+        let why = match call.diagnosis.first() {
+            Some(d) => format!("[{}] {}", d.code, d.summary),
+            None => call
+                .checks
+                .iter()
+                .find(|c| !c.passed)
+                .map(|c| c.name.clone())
+                .unwrap_or_default(),
+        };
+        let _ = write!(
+            page,
+            r##"<tr><td>{n}</td><td><span class="badge {class}">{verdict}</span></td><td><a href="#{anchor}">{name}</a></td><td>{why}</td><td>{setup}</td><td>{first_audio}</td></tr>"##,
+            n = index + 1,
+            class = verdict_class(call.verdict),
+            verdict = verdict_word(call.verdict),
+            anchor = call_anchor(index),
+            name = text(&display_name(call)),
+            why = text(&why),
+            setup = text(&call.sip.connected_ms.map(ms).unwrap_or_default()),
+            first_audio = text(&call.media.first_audio_ms.map(|v| ms(v as f64)).unwrap_or_default()),
+        );
+    }
+    page.push_str("</table>\n");
+}
+
+/// `554 ms`, `1.25 s`.
+fn ms(v: f64) -> String {
+    if v.abs() >= 1000.0 {
+        format!("{:.2} s", v / 1000.0)
+    } else {
+        format!("{v:.0} ms")
+    }
+}
+
+fn call_section(page: &mut String, index: usize, call: &CallReport, run_dir: &Path, call_dir: Option<&Path>) {
+    let anchor = call_anchor(index);
+    let started = UtcDateTime::from_unix_seconds(call.started_unix_ms / 1000).readable();
+    let tags = call_tags(call);
+    let _ = write!(
+        page,
+        r#"<section class="call {class}" id="{anchor}"><h2><span class="badge {class}">{verdict}</span> {name}</h2>
+<div class="ids">{target} over {transport} · test id <code>{test_id}</code> · Call-ID <code>{call_id}</code> · started {started}{tags}</div>
+"#,
+        class = verdict_class(call.verdict),
+        verdict = verdict_word(call.verdict),
+        name = text(&display_name(call)),
+        target = text(&call.target),
+        transport = call.transport.via_name(),
+        test_id = text(&call.test_id),
+        call_id = text(&call.call_id),
+        started = text(&started),
+        tags = if tags.is_empty() {
+            String::new()
+        } else {
+            format!(" · tags {}", text(&tags.join(", ")))
+        },
+    );
+    facts(page, call);
+    if !call.diagnosis.is_empty() {
+        page.push_str("<h3>Why</h3>");
+        diagnoses(page, call);
+    }
+    checks(page, call);
+    page.push_str("<h3>SIP ladder</h3>");
+    if call.sip.messages.is_empty() {
+        page.push_str("<p class=\"sub\">No SIP message was sent or received.</p>");
+    } else {
+        let _ = write!(
+            page,
+            r#"<div class="scroll">{}</div>"#,
+            ladder::ladder_svg(call, &anchor)
+        );
+    }
+    audio(page, call, run_dir, call_dir);
+    if let Some(lk) = &call.livekit {
+        livekit(page, lk);
+    }
+    if !call.notes.is_empty() {
+        page.push_str("<h3>Notes</h3><ul>");
+        for n in &call.notes {
+            let _ = write!(page, r#"<li class="note">{}</li>"#, text(n));
+        }
+        page.push_str("</ul>");
+    }
+    raw_messages(page, call, &anchor);
+    page.push_str("</section>\n");
+}
+
+/// The call's numbers at a glance.
+fn facts(page: &mut String, call: &CallReport) {
+    let sip = &call.sip;
+    let media = &call.media;
+    let finals: Vec<String> = sip
+        .final_responses
+        .iter()
+        .map(|f| format!("{} {}", f.status, f.reason))
+        .collect();
+    let provisional: Vec<String> = sip.provisional.iter().map(u16::to_string).collect();
+    let or_dash = |s: String| if s.is_empty() { "—".to_string() } else { s };
+    let mut items: Vec<(&str, String)> = vec![
+        ("final responses", or_dash(finals.join(" → "))),
+        ("provisional", or_dash(provisional.join(", "))),
+        ("ended", or_dash(sip.ended_description.clone().unwrap_or_default())),
+        (
+            "setup (INVITE → ACK of 2xx)",
+            or_dash(sip.connected_ms.map(ms).unwrap_or_default()),
+        ),
+        (
+            "INVITEs",
+            format!(
+                "{} sent, {} retransmitted{}",
+                sip.invites_sent,
+                sip.invite_retransmissions,
+                if sip.authenticated { ", authenticated" } else { "" }
+            ),
+        ),
+    ];
+    match (&media.codec, &media.error) {
+        (Some(codec), _) => {
+            items.push(("codec", codec.clone()));
+            items.push((
+                "RTP",
+                format!(
+                    "{} → {}",
+                    media.local_rtp.as_deref().unwrap_or("?"),
+                    media.remote_rtp.as_deref().unwrap_or("?")
+                ),
+            ));
+            items.push((
+                "packets",
+                format!(
+                    "sent {} ({} late) · received {} · lost {} · jitter {:.1} ms",
+                    media.tx_packets, media.tx_late_packets, media.rx_packets, media.lost, media.jitter_ms
+                ),
+            ));
+        }
+        (None, Some(error)) => items.push(("media", error.clone())),
+        (None, None) => items.push(("media", "none".into())),
+    }
+    let optional = [
+        ("first audio (after 200 OK)", media.first_audio_ms.map(|v| ms(v as f64))),
+        ("response latency", media.response_latency_ms.map(|v| ms(v as f64))),
+        ("far-end talk time", media.talk_time_ms.map(|v| ms(v as f64))),
+        ("longest silence", media.longest_silence_ms.map(|v| ms(v as f64))),
+        ("DTMF received", (!media.dtmf.is_empty()).then(|| media.dtmf.join(" "))),
+        (
+            "tone",
+            media
+                .tone
+                .as_ref()
+                .map(|t| format!("{:.0} Hz present {}", t.frequency_hz, ms(t.present_ms as f64))),
+        ),
+    ];
+    items.extend(optional.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
+    page.push_str(r#"<dl class="facts">"#);
+    for (k, v) in items {
+        let _ = write!(page, "<div><dt>{}</dt><dd>{}</dd></div>", text(k), text(&v));
+    }
+    page.push_str("</dl>");
+}
+
+fn diagnoses(page: &mut String, call: &CallReport) {
+    for d in &call.diagnosis {
+        let reference = if is_safe_link(&d.reference) {
+            format!(r#"<a href="{0}">{0}</a>"#, text(&d.reference))
+        } else {
+            format!("<code>{}</code>", text(&d.reference))
+        };
+        let _ = write!(
+            page,
+            r#"<div class="diagnosis"><span class="code">{code}</span> {summary}<dl><dt>evidence</dt><dd>{evidence}</dd><dt>fix</dt><dd>{fix}</dd><dt>see</dt><dd>{reference}</dd></dl></div>"#,
+            code = text(&d.code),
+            summary = text(&d.summary),
+            evidence = text(&d.evidence),
+            fix = text(&d.fix),
+        );
+    }
+}
+
+fn checks(page: &mut String, call: &CallReport) {
+    page.push_str("<h3>Checks</h3>");
+    if call.checks.is_empty() {
+        page.push_str("<p class=\"sub\">No checks.</p>");
+        return;
+    }
+    page.push_str("<table class=\"checks\"><tr><th>result</th><th>check</th><th>detail</th></tr>");
+    for c in &call.checks {
+        let _ = write!(
+            page,
+            "<tr><td class=\"{}\">{}</td><td><code>{}</code></td><td>{}</td></tr>",
+            if c.passed { "ok" } else { "bad" },
+            if c.passed { "PASS" } else { "FAIL" },
+            text(&c.name),
+            text(&c.detail)
+        );
+    }
+    page.push_str("</table>");
+}
+
+/// The waveform and the players, from the call folder's recordings.
+fn audio(page: &mut String, call: &CallReport, run_dir: &Path, call_dir: Option<&Path>) {
+    page.push_str("<h3>Audio</h3>");
+    let (rx_name, tx_name) = match &call.media.recordings {
+        Some(r) => (r.rx.as_str(), r.tx.as_str()),
+        None => ("rx.wav", "tx.wav"),
+    };
+    let Some(call_dir) = call_dir else {
+        page.push_str("<p class=\"sub\">No call folder, so no recordings.</p>");
+        return;
+    };
+    let no_media = call
+        .media
+        .error
+        .clone()
+        .unwrap_or_else(|| "the call had no media".into());
+    let load = |name: &str| -> Result<Track, String> {
+        let path = run_dir.join(call_dir).join(name);
+        if !path.exists() {
+            return Err(format!("no {name}: {no_media}"));
+        }
+        Track::read(&path)
+    };
+    let rx = load(rx_name);
+    let tx = load(tx_name);
+    if rx.is_err() && tx.is_err() {
+        let why = rx.err().unwrap_or_default();
+        let _ = write!(page, "<p class=\"sub\">No recordings ({}).</p>", text(&why));
+        return;
+    }
+    let duration = [
+        rx.as_ref().map(Track::duration_ms).unwrap_or(0.0),
+        tx.as_ref().map(Track::duration_ms).unwrap_or(0.0),
+        call.sip.ended_ms.unwrap_or(0.0),
+        call.media.played.as_ref().map_or(0.0, |p| p.end_ms),
+    ]
+    .into_iter()
+    .fold(1000.0, f64::max);
+    let svg = waveform::waveform_svg(
+        rx.as_ref().map_err(String::as_str),
+        tx.as_ref().map_err(String::as_str),
+        &marks(call),
+        duration,
+    );
+    page.push_str(&svg);
+    page.push_str(
+        r#"<div class="legend"><span><i class="swatch" style="background:#10b98133"></i>far-end speech</span><span><i class="swatch" style="background:#3b82f633"></i>our clip</span><span>click the waveform to seek both players</span></div><div class="players">"#,
+    );
+    for (label, name, ok) in [("far end · ", rx_name, rx.is_ok()), ("we sent · ", tx_name, tx.is_ok())] {
+        if ok {
+            let _ = write!(
+                page,
+                r#"<figure><figcaption>{label}{name}</figcaption><audio controls preload="metadata" src="{src}"></audio></figure>"#,
+                name = text(name),
+                src = text(&url_path(&call_dir.join(name))),
+            );
+        }
+    }
+    page.push_str("</div>");
+}
+
+/// Speech, the played clip and key times, on the call timeline.
+fn marks(call: &CallReport) -> Marks {
+    let media = &call.media;
+    let mut key_times = Vec::new();
+    if let Some(connected) = call.sip.connected_ms {
+        key_times.push(KeyTime {
+            at_ms: connected,
+            label: "connected".into(),
+            class: "connected",
+        });
+        if let Some(first) = media.first_audio_ms {
+            key_times.push(KeyTime {
+                at_ms: connected + first as f64,
+                label: format!("first audio +{}", ms(first as f64)),
+                class: "first-audio",
+            });
+        }
+    }
+    if let (Some(played), Some(latency)) = (&media.played, media.response_latency_ms) {
+        key_times.push(KeyTime {
+            at_ms: played.end_ms + latency as f64,
+            label: format!("response +{}", ms(latency as f64)),
+            class: "response",
+        });
+    }
+    if let Some(lk) = &call.livekit {
+        for agent in &lk.agents {
+            key_times.push(KeyTime {
+                at_ms: lk.reference.invite_t_ms + agent.joined_ms,
+                label: format!("agent {} joined", agent.agent_name),
+                class: "agent",
+            });
+        }
+    }
+    if let Some(ended) = call.sip.ended_ms {
+        key_times.push(KeyTime {
+            at_ms: ended,
+            label: "ended".into(),
+            class: "ended",
+        });
+    }
+    Marks {
+        speech_segments: media
+            .speech_segments
+            .iter()
+            .map(|s| (s.start_ms as f64, s.end_ms as f64))
+            .collect(),
+        played: media.played.as_ref().map(|p| (p.start_ms, p.end_ms)),
+        key_times,
+    }
+}
+
+/// What LiveKit showed: a summary, then the whole observation as JSON.
+fn livekit(page: &mut String, lk: &crate::observe::livekit::observation::LiveKitObservation) {
+    page.push_str("<h3>LiveKit</h3><dl class=\"facts\">");
+    let status: Vec<&str> = lk
+        .sip_participant
+        .as_ref()
+        .map(|p| p.call_status.iter().map(|s| s.status.as_str()).collect())
+        .unwrap_or_default();
+    let agents: Vec<String> = lk
+        .agents
+        .iter()
+        .map(|a| format!("\"{}\" {} joined at {}", a.agent_name, a.identity, ms(a.joined_ms)))
+        .collect();
+    let dispatches: Vec<String> = lk
+        .dispatches
+        .iter()
+        .map(|d| {
+            let jobs: Vec<String> = d.jobs.iter().map(|j| format!("{} {}", j.id, j.status)).collect();
+            format!("{} agent \"{}\" jobs [{}]", d.id, d.agent_name, jobs.join(", "))
+        })
+        .collect();
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "—".into());
+    let items = [
+        (
+            "room",
+            lk.room
+                .clone()
+                .unwrap_or_else(|| format!("not found for test id {} ({} polls)", lk.test_id, lk.polls)),
+        ),
+        ("trunk", opt(&lk.trunk_id)),
+        ("dispatch rule", opt(&lk.rule_id)),
+        ("called (trunk number)", opt(&lk.trunk_phone_number)),
+        ("caller", opt(&lk.phone_number)),
+        (
+            "SIP call status",
+            if status.is_empty() {
+                "—".into()
+            } else {
+                status.join(" → ")
+            },
+        ),
+        (
+            "agents (after the INVITE that got through)",
+            if agents.is_empty() {
+                "none".into()
+            } else {
+                agents.join("; ")
+            },
+        ),
+        (
+            "dispatches",
+            if dispatches.is_empty() {
+                "none".into()
+            } else {
+                dispatches.join("; ")
+            },
+        ),
+        (
+            "API errors",
+            if lk.api_errors.is_empty() {
+                "none".into()
+            } else {
+                lk.api_errors.join("; ")
+            },
+        ),
+    ];
+    for (k, v) in items {
+        let _ = write!(page, "<div><dt>{}</dt><dd>{}</dd></div>", text(k), text(&v));
+    }
+    page.push_str("</dl>");
+    let json = serde_json::to_string_pretty(lk).unwrap_or_else(|e| format!("cannot show the observation: {e}"));
+    let _ = write!(
+        page,
+        "<details><summary>LiveKit observation (JSON)</summary><pre>{}</pre></details>",
+        text(&json)
+    );
+}
+
+fn raw_messages(page: &mut String, call: &CallReport, anchor: &str) {
+    if call.sip.messages.is_empty() {
+        return;
+    }
+    let _ = write!(
+        page,
+        "<details class=\"raw\"><summary>SIP messages ({})</summary>",
+        call.sip.messages.len()
+    );
+    for (i, m) in call.sip.messages.iter().enumerate() {
+        let arrow = match m.dir {
+            Direction::Out => "→",
+            Direction::In => "←",
+        };
+        let _ = write!(
+            page,
+            r#"<div class="raw-message" id="{anchor}-msg-{i}"><h4>{t:.1} ms {arrow} {peer} · {first}</h4><pre>{raw}</pre></div>"#,
+            anchor = text(anchor),
+            t = m.t_ms,
+            peer = text(&m.peer),
+            first = text(&m.first_line),
+            raw = text(m.raw.trim_end()),
+        );
+    }
+    page.push_str("</details>");
+}

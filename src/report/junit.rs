@@ -1,0 +1,127 @@
+//! `junit.xml`: one test case per call, for CI systems. A failed call's
+//! `<failure>` names the failed checks (message) and carries the diagnoses
+//! (text); `<system-out>` is the SIP ladder as first lines with times.
+
+use std::path::Path;
+use std::time::Duration;
+
+use quick_junit::{NonSuccessKind, Property, TestCase, TestCaseStatus, TestSuite};
+
+use super::call_identity::{call_tags, display_name};
+use super::{CallReport, Report};
+use crate::call::Direction;
+use crate::verdict::Verdict;
+
+/// Writes `report` as a JUnit XML file with one suite named `suite_name`.
+pub fn write_junit(report: &Report, suite_name: &str, path: &Path) -> Result<(), String> {
+    let xml = junit_xml(report, suite_name)?;
+    std::fs::write(path, xml).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// The JUnit XML document for `report`.
+pub fn junit_xml(report: &Report, suite_name: &str) -> Result<String, String> {
+    let mut suite = TestSuite::new(suite_name);
+    let mut total = Duration::ZERO;
+    for call in &report.calls {
+        let case = test_case(call, suite_name);
+        total += call_duration(call);
+        suite.add_test_case(case);
+    }
+    suite.set_time(total);
+    let mut junit = quick_junit::Report::new(suite_name);
+    junit.set_time(total);
+    junit.add_test_suite(suite);
+    junit
+        .to_string()
+        .map_err(|e| format!("cannot serialise the JUnit report: {e}"))
+}
+
+fn test_case(call: &CallReport, suite_name: &str) -> TestCase {
+    let status = match call.verdict {
+        Verdict::Pass => TestCaseStatus::success(),
+        Verdict::Fail => failure_status(call, NonSuccessKind::Failure),
+        Verdict::Error => failure_status(call, NonSuccessKind::Error),
+    };
+    let mut case = TestCase::new(display_name(call), status);
+    case.set_classname(suite_name);
+    case.set_time(call_duration(call));
+    case.set_assertions(call.checks.len());
+    case.set_system_out(sip_ladder_text(call));
+    case.add_property(Property::new("target", call.target.as_str()));
+    case.add_property(Property::new("transport", call.transport.via_name()));
+    case.add_property(Property::new("test_id", call.test_id.as_str()));
+    case.add_property(Property::new("call_id", call.call_id.as_str()));
+    for tag in call_tags(call) {
+        case.add_property(Property::new("tag", tag.as_str()));
+    }
+    case
+}
+
+fn failure_status(call: &CallReport, kind: NonSuccessKind) -> TestCaseStatus {
+    let mut status = TestCaseStatus::non_success(kind);
+    status.set_message(failure_message(call));
+    if let Some(first) = call.diagnosis.first() {
+        status.set_type(first.code.as_str());
+    }
+    status.set_description(diagnosis_text(call));
+    status
+}
+
+/// `final_responses: expected 407,200, got 404 …; agent_joined: …`.
+pub fn failure_message(call: &CallReport) -> String {
+    let failed: Vec<String> = call
+        .checks
+        .iter()
+        .filter(|c| !c.passed)
+        .map(|c| format!("{}: {}", c.name, c.detail))
+        .collect();
+    if failed.is_empty() {
+        format!("verdict {:?} without a failed check", call.verdict).to_lowercase()
+    } else {
+        failed.join("; ")
+    }
+}
+
+/// Every diagnosis, one block each, then how the call ended and any notes.
+fn diagnosis_text(call: &CallReport) -> String {
+    let mut text = String::new();
+    for d in &call.diagnosis {
+        text.push_str(&format!(
+            "[{}] {}\n  evidence: {}\n  fix: {}\n  see: {}\n",
+            d.code, d.summary, d.evidence, d.fix, d.reference
+        ));
+    }
+    if call.diagnosis.is_empty() {
+        text.push_str("no known failure mode matched\n");
+    }
+    if let Some(ended) = &call.sip.ended_description {
+        text.push_str(&format!("ended: {ended}\n"));
+    }
+    for note in &call.notes {
+        text.push_str(&format!("note: {note}\n"));
+    }
+    text
+}
+
+/// `   1.1 ms → 127.0.0.1:5070  INVITE sip:… SIP/2.0`, one line per message.
+fn sip_ladder_text(call: &CallReport) -> String {
+    let mut text = String::new();
+    for m in &call.sip.messages {
+        let arrow = match m.dir {
+            Direction::Out => "→",
+            Direction::In => "←",
+        };
+        text.push_str(&format!("{:9.1} ms {arrow} {:<22} {}\n", m.t_ms, m.peer, m.first_line));
+    }
+    if text.is_empty() {
+        text.push_str("no SIP messages\n");
+    }
+    text
+}
+
+/// From the first INVITE to the end of the call (or the last message).
+fn call_duration(call: &CallReport) -> Duration {
+    let last_message = call.sip.messages.iter().map(|m| m.t_ms).fold(0.0, f64::max);
+    let ms = call.sip.ended_ms.unwrap_or(0.0).max(last_message);
+    Duration::try_from_secs_f64(ms / 1000.0).unwrap_or(Duration::ZERO)
+}

@@ -1,0 +1,176 @@
+//! Scenario files (`scenarios/*.toml`): test calls written down once, with
+//! their expectations, expanded over a matrix into runnable cases, each
+//! resolved into the same [`CallArgs`] that `callprobe call` parses from
+//! its flags (so [`crate::cli::call_spec`] does the rest).
+//!
+//! # Format
+//!
+//! ```toml
+//! name = "smoke: credentials accepted"    # required; case names add "[AXIS=value]"
+//! description = "free text"               # optional
+//! tags = ["smoke"]                        # letters, digits, - _ .
+//!
+//! [target]                                # required
+//! uri = "sip:${CALLED}@127.0.0.1:5060"    # a sip: URI
+//! transport = "udp"                       # "udp" | "tcp"; default: the URI's ;transport=, else udp
+//!
+//! [caller]
+//! from = "+15550100123"                   # number/user or sip: URI; default "callprobe"
+//! headers = ["X-Customer: acme"]          # extra INVITE headers, "Name: value"
+//! codecs = ["g722", "pcmu", "pcma"]       # offer order; also "ulaw", "alaw"
+//!
+//! [auth]                                  # no [auth]: call without credentials
+//! user = "${LK_SIP_USER}"
+//! password_env = "LK_SIP_PASSWORD"        # or password_file = "PATH"; `password = "…"` is refused
+//!
+//! [expect]
+//! final_responses = [407, 200]            # exact sequence of finals; "any": recorded, not checked;
+//!                                         # absent: the call must be answered (2xx)
+//! agent = "probe-agent"                   # lk.agent_name, or "*" for any agent
+//! agent_within = "5s"                     # default 5s, counted from the INVITE that got through
+//! speech_within = "3s"                    # far end speaks within this of the 200 OK
+//! response_within = "2s"                  # far end answers our `play` within this of its end
+//! tone_hz = 1000                          # far end plays this tone (50-7000 Hz)
+//! max_loss_percent = 1.0                  # RTP quality: received packet loss, 0-100
+//! max_jitter_ms = 30                      # RTP quality: interarrival jitter (RFC 3550)
+//!
+//! [timeline]
+//! play = "../fixtures/hello_can_you_hear_me_16k.wav"  # relative to THIS FILE's directory
+//! play_after = "greeting"                 # or a duration after connect; default "1s"
+//! hangup_after = "8s"                     # stay connected this long; default "5s"
+//! timeout = "32s"                         # per INVITE, for a final response; default "32s"
+//!
+//! [livekit]                               # optional; each key overrides a LIVEKIT_* variable
+//! url = "${LIVEKIT_URL}"
+//! api_key = "${LIVEKIT_API_KEY}"
+//! api_secret_env = "LIVEKIT_API_SECRET"   # or api_secret_file; `api_secret = "…"` is refused
+//!
+//! [matrix]                                # one case per combination of values
+//! CALLED = ["+14144007103", "14144007103", "4144007103"]
+//!
+//! [[case]]                                # overrides for the cases `when` matches
+//! when = { CALLED = "+14144007103" }      # axis = value as written; all must match
+//! expect = { final_responses = [407, 200], agent = "probe-agent" }
+//! auth = false                            # or a table replacing [auth]
+//! tags = ["happy-path"]                   # added to the scenario's tags
+//! ```
+//!
+//! Durations are humantime strings (`"1.5s"`, `"500ms"`, `"2m"`).
+//!
+//! `${NAME}` in any string value is the current case's value of matrix axis
+//! `NAME`, else the environment variable `NAME`; neither is an error naming
+//! the variable and its `file:line:col`. `$$` is a literal `$`. Comments,
+//! keys and numbers are never substituted. Secrets are only referenced
+//! (`password_env`, `password_file`) and read when the call is prepared, so
+//! `check` does not need them.
+//!
+//! A `[[case]]`'s `expect` keys replace the scenario's `[expect]` keys one by
+//! one (put in `[expect]` only what holds for every case); its `auth`
+//! replaces `[auth]` as a whole. Several matching `[[case]]`s apply in file
+//! order. Every axis must be used by a `${AXIS}` or a `when`.
+//!
+//! A directory means the `*.toml` files directly in it, sorted; subdirectories
+//! (`scenarios/local-trunk/`, `scenarios/templates/`) are suites of their own.
+//! Case names must be unique in what is loaded.
+
+mod env;
+mod error;
+mod format;
+mod load;
+mod matrix;
+mod resolve;
+mod tags;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+
+use crate::call::CallSpec;
+use crate::cli::{CallArgs, UsageError};
+use crate::verdict::checks::Expectations;
+
+pub use error::{Position, ScenarioError};
+pub use matrix::MAX_CASES_PER_FILE;
+pub use tags::matches_tags;
+
+/// One scenario file and the cases it expands to.
+#[derive(Debug)]
+pub struct ScenarioFile {
+    pub path: PathBuf,
+    pub cases: Vec<ScenarioCase>,
+}
+
+/// One runnable call of a scenario (one matrix combination).
+#[derive(Debug)]
+pub struct ScenarioCase {
+    /// The scenario's name (substituted), plus `[AXIS=value, …]` for the
+    /// axes it does not show itself; unique in a loaded suite.
+    pub name: String,
+    /// The scenario's name alone (shared by the cases of a matrix).
+    pub scenario: String,
+    pub description: Option<String>,
+    pub file: PathBuf,
+    /// The scenario's tags and those of the matching `[[case]]`s.
+    pub tags: Vec<String>,
+    /// This case's axis values (substituted), in file order.
+    pub matrix: Vec<(String, String)>,
+    /// The call as `callprobe call` flags; `report_dir` is `None` and
+    /// `verbose` 0 for the runner to set.
+    pub call: CallArgs,
+    /// `final_responses = "any"`: the final responses are recorded, not
+    /// checked. `call.expect` is then `None`, which on its own would mean
+    /// "must be answered", so the runner has to drop that check.
+    pub any_final_response: bool,
+}
+
+impl ScenarioCase {
+    /// The call and its expectations, through [`crate::cli::call_spec`]
+    /// (reads the secret and the WAV to play; fresh test and call ids).
+    pub fn call_spec(&self) -> Result<(CallSpec, Expectations), ScenarioError> {
+        crate::cli::call_spec(&self.call).map_err(|e| self.error(&e))
+    }
+
+    /// A problem found when the case was prepared, as `file: case "name": message`.
+    pub fn error(&self, e: &UsageError) -> ScenarioError {
+        ScenarioError::in_file(&self.file, format!("case \"{}\": {}", self.name, e.0))
+    }
+}
+
+/// Loads a scenario file, or every `*.toml` directly in a directory, with
+/// `${VAR}` taken from the process environment. All errors of all files.
+pub fn load_path(path: &Path) -> Result<Vec<ScenarioFile>, Vec<ScenarioError>> {
+    load_path_with_env(path, &|name| std::env::var(name).ok())
+}
+
+/// [`load_path`] with the variables from `env` instead of the process
+/// environment.
+pub fn load_path_with_env(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<ScenarioFile>, Vec<ScenarioError>> {
+    let loaded = load::load(path, env);
+    if loaded.errors.is_empty() {
+        Ok(loaded.files)
+    } else {
+        Err(loaded.errors)
+    }
+}
+
+/// For `callprobe check PATH`: (files read, cases of the files without
+/// errors, every error). Exit 0 when the errors are empty, else 2.
+pub fn check_path(path: &Path) -> (usize, usize, Vec<ScenarioError>) {
+    check_path_with_env(path, &|name| std::env::var(name).ok())
+}
+
+/// [`check_path`] with the variables from `env`.
+pub fn check_path_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> (usize, usize, Vec<ScenarioError>) {
+    let loaded = load::load(path, env);
+    let cases = loaded.files.iter().map(|f| f.cases.len()).sum();
+    (loaded.files_read, cases, loaded.errors)
+}
+
+/// Every case of `files`, in order.
+pub fn cases(files: &[ScenarioFile]) -> impl Iterator<Item = &ScenarioCase> {
+    files.iter().flat_map(|f| f.cases.iter())
+}

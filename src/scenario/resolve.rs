@@ -1,0 +1,569 @@
+//! One matrix combination of a parsed scenario → one runnable
+//! [`ScenarioCase`]: `${VAR}` substituted, `[[case]]` overrides applied, every
+//! value checked with its position, and the result expressed as the
+//! [`CallArgs`] that `callprobe call` would have parsed from flags.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::cli::{CallArgs, LiveKitArgs, MediaArgs, TransportArg};
+
+use super::env::{is_variable_name, substitute};
+use super::error::{ScenarioError, Source};
+use super::format::{RawAuth, RawCaseAuth, RawExpect, RawFinalResponses, RawLiveKit, RawScenario, RawTimeline, Text};
+use super::matrix::{self, Axis};
+use super::ScenarioCase;
+
+const DURATION: &str = "a duration like \"1.5s\", \"500ms\" or \"2m\"";
+const VARIABLE: &str = "the name of an environment variable, like \"LK_SIP_PASSWORD\"";
+const DEFAULT_FROM: &str = "callprobe";
+const DEFAULT_CODECS: [&str; 3] = ["g722", "pcmu", "pcma"];
+const DEFAULT_HANGUP_AFTER: Duration = Duration::from_secs(5);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(32);
+const DEFAULT_AGENT_WITHIN: Duration = Duration::from_secs(5);
+const DEFAULT_PLAY_AFTER: Duration = Duration::from_secs(1);
+
+/// Where variables come from besides the matrix.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Resolves the cases of one file, sharing what they have in common.
+pub struct Resolver<'a> {
+    pub src: Source<'a>,
+    pub raw: &'a RawScenario,
+    pub axes: &'a [Axis],
+    pub env: EnvLookup<'a>,
+    /// Every variable name a `${…}` referred to, in any case.
+    pub used: BTreeSet<String>,
+    pub errors: Vec<ScenarioError>,
+}
+
+/// The per-case state while one combination is resolved.
+struct CaseScope<'r, 'a> {
+    r: &'r mut Resolver<'a>,
+    vars: Vec<(String, String)>,
+}
+
+impl<'a> Resolver<'a> {
+    pub fn new(src: Source<'a>, raw: &'a RawScenario, axes: &'a [Axis], env: EnvLookup<'a>) -> Self {
+        Resolver { src, raw, axes, env, used: BTreeSet::new(), errors: Vec::new() }
+    }
+
+    /// The case for one combination, or `None` after recording its errors.
+    pub fn case(&mut self, combination: &[usize]) -> Option<ScenarioCase> {
+        let errors_before = self.errors.len();
+        let written = matrix::assignments(self.axes, combination);
+        let mut vars = Vec::new();
+        for (axis, value) in &written {
+            let env = self.env;
+            // Axis values may use the environment, not other axes.
+            if let Some(v) = self.substitute_with(value, &mut |name| env(name)) {
+                vars.push((axis.clone(), v));
+            }
+        }
+        if self.errors.len() > errors_before {
+            return None;
+        }
+        let mut scope = CaseScope { r: self, vars };
+        let case = scope.resolve(combination);
+        if scope.r.errors.len() > errors_before {
+            None
+        } else {
+            case
+        }
+    }
+
+    fn substitute_with(&mut self, text: &Text, lookup: &mut dyn FnMut(&str) -> Option<String>) -> Option<String> {
+        let used = &mut self.used;
+        let mut recording = |name: &str| {
+            used.insert(name.to_string());
+            lookup(name)
+        };
+        match substitute(text.get_ref(), &mut recording) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let (message, expected) = e.describe();
+                let at = self.src.offset_in_string(text.span(), text.get_ref(), e.offset());
+                self.errors.push(self.src.error(at..at, message, Some(expected)));
+                None
+            }
+        }
+    }
+
+    fn error(&mut self, text_span: std::ops::Range<usize>, message: impl Into<String>, expected: Option<&str>) {
+        self.errors.push(self.src.error(text_span, message, expected));
+    }
+
+    fn base_dir(&self) -> PathBuf {
+        self.src.path.parent().map(Path::to_path_buf).unwrap_or_default()
+    }
+}
+
+impl CaseScope<'_, '_> {
+    fn text(&mut self, text: &Text) -> Option<String> {
+        let (vars, env) = (&self.vars, self.r.env);
+        let mut lookup =
+            |name: &str| vars.iter().find(|(axis, _)| axis == name).map(|(_, v)| v.clone()).or_else(|| env(name));
+        self.r.substitute_with(text, &mut lookup)
+    }
+
+    fn duration(&mut self, text: &Text) -> Option<Duration> {
+        let value = self.text(text)?;
+        match humantime::parse_duration(value.trim()) {
+            Ok(d) => Some(d),
+            Err(_) => {
+                self.r.error(text.span(), format!("'{value}' is not a duration"), Some(DURATION));
+                None
+            }
+        }
+    }
+
+    fn positive_duration(&mut self, text: &Text, key: &str) -> Option<Duration> {
+        let d = self.duration(text)?;
+        if d.is_zero() {
+            self.r.error(text.span(), format!("{key} must be more than zero"), Some(DURATION));
+            return None;
+        }
+        Some(d)
+    }
+
+    /// A path in the file, relative to the file's directory.
+    fn path(&mut self, text: &Text) -> Option<PathBuf> {
+        let value = self.text(text)?;
+        if value.trim().is_empty() {
+            self.r.error(text.span(), "the path is empty", Some("a file path, relative to this scenario file"));
+            return None;
+        }
+        let path = Path::new(&value);
+        Some(if path.is_absolute() { path.to_path_buf() } else { self.r.base_dir().join(path) })
+    }
+
+    fn variable_name(&mut self, text: &Text) -> Option<String> {
+        let name = self.text(text)?;
+        if !is_variable_name(&name) {
+            self.r.error(text.span(), format!("'{name}' is not an environment variable name"), Some(VARIABLE));
+            return None;
+        }
+        Some(name)
+    }
+
+    fn resolve(&mut self, combination: &[usize]) -> Option<ScenarioCase> {
+        let raw = self.r.raw;
+        let matching: Vec<_> =
+            raw.cases.iter().filter(|c| matrix::case_matches(c, self.r.axes, combination)).collect();
+
+        let scenario = self.text(&raw.name);
+        if scenario.as_deref().is_some_and(|n| n.trim().is_empty()) {
+            self.r.error(raw.name.span(), "the scenario name is empty", Some("a short name like \"smoke: credentials accepted\""));
+        }
+        let description = raw.description.as_ref().and_then(|d| self.text(d));
+        let mut tags = Vec::new();
+        for tag in raw.tags.iter().chain(matching.iter().flat_map(|c| c.tags.iter())) {
+            if let Some(t) = self.tag(tag) {
+                if !tags.contains(&t) {
+                    tags.push(t);
+                }
+            }
+        }
+
+        let target = self.target_uri(&raw.target.uri);
+        let transport = raw.target.transport.as_ref().and_then(|t| self.transport(t));
+        let from = match &raw.caller.from {
+            Some(from) => self.from(from),
+            None => Some(DEFAULT_FROM.to_string()),
+        };
+        let headers: Vec<String> = raw.caller.headers.iter().filter_map(|h| self.header(h)).collect();
+        let codecs = self.codecs();
+
+        let auth = match matching.iter().rev().find_map(|c| c.auth.as_ref()) {
+            Some(over) => match over.get_ref() {
+                RawCaseAuth::Without => None,
+                RawCaseAuth::With(auth) => Some((auth, over.span())),
+            },
+            None => raw.auth.as_ref().map(|a| (a.get_ref(), a.span())),
+        };
+        let (auth_user, auth_password_env, auth_password_file) = match auth {
+            Some((auth, span)) => self.auth(auth, span),
+            None => (None, None, None),
+        };
+
+        let expect = matching.iter().fold(raw.expect.clone(), |acc, c| acc.overridden_by(&c.expect));
+        let timeline = self.timeline(&raw.timeline);
+        let expectations = self.expect(&expect, raw.timeline.play.is_some());
+        let livekit = raw.livekit.as_ref().map(|l| self.livekit(l)).unwrap_or_default();
+
+        let (scenario, target, from, codecs, timeline, expectations) =
+            (scenario?, target?, from?, codecs?, timeline?, expectations?);
+        let name = self.case_name(&scenario);
+        let call = CallArgs {
+            target,
+            from,
+            transport,
+            auth_user,
+            auth_password_env,
+            auth_password_file,
+            expect: expectations.final_responses,
+            hangup_after: timeline.hangup_after,
+            timeout: timeline.timeout,
+            headers,
+            expect_agent: expectations.agent,
+            agent_within: expectations.agent_within,
+            livekit,
+            media: MediaArgs {
+                codecs,
+                play: timeline.play,
+                play_after: timeline.play_after,
+                play_after_greeting: timeline.play_after_greeting,
+                expect_speech_within: expectations.speech_within,
+                expect_response_within: expectations.response_within,
+                expect_tone: expectations.tone_hz,
+                max_loss_percent: expectations.max_loss_percent,
+                max_jitter_ms: expectations.max_jitter_ms,
+            },
+            report_dir: None,
+            verbose: 0,
+        };
+        Some(ScenarioCase {
+            name,
+            scenario,
+            description,
+            file: self.r.src.path.to_path_buf(),
+            tags,
+            matrix: self.vars.clone(),
+            call,
+            any_final_response: expectations.any_final_response,
+        })
+    }
+
+    /// The scenario name, plus `[AXIS=value, …]` for each axis the name
+    /// does not already show through `${AXIS}`.
+    fn case_name(&self, scenario: &str) -> String {
+        let written = self.r.raw.name.get_ref();
+        let shown: Vec<String> = self
+            .vars
+            .iter()
+            .filter(|(axis, _)| !written.contains(&format!("${{{axis}}}")))
+            .map(|(axis, value)| format!("{axis}={value}"))
+            .collect();
+        if shown.is_empty() {
+            scenario.to_string()
+        } else {
+            format!("{scenario} [{}]", shown.join(", "))
+        }
+    }
+
+    fn tag(&mut self, tag: &Text) -> Option<String> {
+        let value = self.text(tag)?;
+        let mut chars = value.chars();
+        let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && chars.all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !ok {
+            self.r.error(
+                tag.span(),
+                format!("'{value}' is not a tag"),
+                Some("letters, digits, '-', '_' and '.', starting with a letter or digit, like \"smoke\" or \"runbook-5\""),
+            );
+            return None;
+        }
+        Some(value)
+    }
+
+    fn target_uri(&mut self, uri: &Text) -> Option<String> {
+        let value = self.text(uri)?;
+        let expected = "a SIP URI like \"sip:+14144007103@127.0.0.1:5060\"";
+        if !value.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("sip:")) {
+            self.r.error(uri.span(), format!("'{value}' is not a sip: URI"), Some(expected));
+            return None;
+        }
+        match crate::sip::message::uri_target(&value) {
+            Ok(_) => Some(value),
+            Err(e) => {
+                self.r.error(uri.span(), format!("bad target URI: {e}"), Some(expected));
+                None
+            }
+        }
+    }
+
+    fn transport(&mut self, transport: &Text) -> Option<TransportArg> {
+        let value = self.text(transport)?;
+        match value.to_ascii_lowercase().as_str() {
+            "udp" => Some(TransportArg::Udp),
+            "tcp" => Some(TransportArg::Tcp),
+            _ => {
+                self.r.error(transport.span(), format!("transport '{value}' is not supported"), Some("\"udp\" or \"tcp\""));
+                None
+            }
+        }
+    }
+
+    fn from(&mut self, from: &Text) -> Option<String> {
+        let value = self.text(from)?;
+        let expected = "a number or user like \"+15550100123\", or a SIP URI";
+        if value.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("sip:")) {
+            if let Err(e) = crate::sip::message::uri_target(&value) {
+                self.r.error(from.span(), format!("bad caller URI: {e}"), Some(expected));
+                return None;
+            }
+        } else if value.is_empty() || value.contains(|c: char| c.is_whitespace() || "@<>;:\"".contains(c)) {
+            self.r.error(from.span(), format!("'{value}' is not a caller number or user"), Some(expected));
+            return None;
+        }
+        Some(value)
+    }
+
+    fn header(&mut self, header: &Text) -> Option<String> {
+        let value = self.text(header)?;
+        match crate::cli::parse_header(&value) {
+            Ok(_) => Some(value),
+            Err(e) => {
+                let message = e.0.strip_prefix("--header ").unwrap_or(&e.0).to_string();
+                self.r.error(header.span(), format!("bad header {message}"), Some("\"Name: value\", like \"X-Customer: acme\""));
+                None
+            }
+        }
+    }
+
+    fn codecs(&mut self) -> Option<Vec<String>> {
+        let Some(list) = &self.r.raw.caller.codecs else {
+            return Some(DEFAULT_CODECS.iter().map(|c| c.to_string()).collect());
+        };
+        let expected = "g722, pcmu (or ulaw), pcma (or alaw)";
+        if list.get_ref().is_empty() {
+            self.r.error(list.span(), "codecs is empty", Some(&format!("at least one of {expected}")));
+            return None;
+        }
+        let mut codecs = Vec::new();
+        for codec in list.get_ref() {
+            let value = self.text(codec)?;
+            match value.to_ascii_lowercase().as_str() {
+                "g722" | "pcmu" | "ulaw" | "pcma" | "alaw" => codecs.push(value.to_ascii_lowercase()),
+                _ => self.r.error(codec.span(), format!("unknown codec '{value}'"), Some(expected)),
+            }
+        }
+        (codecs.len() == list.get_ref().len()).then_some(codecs)
+    }
+
+    /// `(user, password_env, password_file)`.
+    fn auth(
+        &mut self,
+        auth: &RawAuth,
+        table: std::ops::Range<usize>,
+    ) -> (Option<String>, Option<String>, Option<PathBuf>) {
+        let none = (None, None, None);
+        if let Some(literal) = &auth.password {
+            self.r.error(
+                literal.span(),
+                "a literal password is not allowed in a scenario file",
+                Some("password_env = \"VAR\" or password_file = \"PATH\""),
+            );
+            return none;
+        }
+        let user = auth.user.as_ref().and_then(|u| {
+            let value = self.text(u)?;
+            if value.trim().is_empty() {
+                self.r.error(u.span(), "the auth user is empty", Some("the trunk's digest user name"));
+                return None;
+            }
+            Some(value)
+        });
+        let password_env = auth.password_env.as_ref().and_then(|v| self.variable_name(v));
+        let password_file = auth.password_file.as_ref().and_then(|f| self.path(f));
+        if let (Some(_), Some(file)) = (&auth.password_env, &auth.password_file) {
+            self.r.error(file.span(), "both password_env and password_file are set", Some("only one of them"));
+            return none;
+        }
+        let password_given = auth.password_env.as_ref().or(auth.password_file.as_ref());
+        match (&auth.user, password_given) {
+            (Some(u), None) => self.r.error(
+                u.span(),
+                "an auth user without a password",
+                Some("password_env = \"VAR\" or password_file = \"PATH\" next to it"),
+            ),
+            (None, Some(p)) => self.r.error(p.span(), "a password without an auth user", Some("user = \"…\" next to it")),
+            (None, None) => self.r.error(
+                table,
+                "the auth table is empty",
+                Some("user and password_env or password_file (or no auth table, to call without credentials)"),
+            ),
+            (Some(_), Some(_)) => return (user, password_env, password_file),
+        }
+        none
+    }
+
+    fn timeline(&mut self, timeline: &RawTimeline) -> Option<ResolvedTimeline> {
+        let errors_before = self.r.errors.len();
+        let play = timeline.play.as_ref().and_then(|p| {
+            let path = self.path(p)?;
+            if !path.is_file() {
+                self.r.error(
+                    p.span(),
+                    format!("{} is not a file", path.display()),
+                    Some("a WAV file, relative to this scenario file"),
+                );
+                return None;
+            }
+            Some(path)
+        });
+        let (play_after, play_after_greeting) = match &timeline.play_after {
+            None => (DEFAULT_PLAY_AFTER, false),
+            Some(after) if timeline.play.is_none() => {
+                self.r.error(after.span(), "play_after without play", Some("play = \"WAV\" in [timeline]"));
+                (DEFAULT_PLAY_AFTER, false)
+            }
+            Some(after) => match self.text(after) {
+                Some(v) if v.trim() == "greeting" => (DEFAULT_PLAY_AFTER, true),
+                Some(_) => (self.duration(after).unwrap_or(DEFAULT_PLAY_AFTER), false),
+                None => (DEFAULT_PLAY_AFTER, false),
+            },
+        };
+        let hangup_after = match &timeline.hangup_after {
+            Some(d) => self.duration(d),
+            None => Some(DEFAULT_HANGUP_AFTER),
+        };
+        let timeout = match &timeline.timeout {
+            Some(d) => self.positive_duration(d, "timeout"),
+            None => Some(DEFAULT_TIMEOUT),
+        };
+        if self.r.errors.len() > errors_before {
+            return None;
+        }
+        Some(ResolvedTimeline { play, play_after, play_after_greeting, hangup_after: hangup_after?, timeout: timeout? })
+    }
+
+    fn expect(&mut self, expect: &RawExpect, plays: bool) -> Option<ResolvedExpect> {
+        let errors_before = self.r.errors.len();
+        let (final_responses, any_final_response) = match &expect.final_responses {
+            None => (None, false),
+            Some(finals) => match finals.get_ref() {
+                RawFinalResponses::Any => (None, true),
+                RawFinalResponses::Codes(codes) if codes.is_empty() => {
+                    self.r.error(finals.span(), "final_responses is empty", Some("a list like [407, 200], or \"any\""));
+                    (None, false)
+                }
+                RawFinalResponses::Codes(codes) => {
+                    for code in codes {
+                        if !(200..700).contains(code.get_ref()) {
+                            self.r.error(
+                                code.span(),
+                                format!("{} is not a final response (provisional responses are recorded, not expected)", code.get_ref()),
+                                Some("a SIP status code from 200 to 699"),
+                            );
+                        }
+                    }
+                    let joined = codes.iter().map(|c| c.get_ref().to_string()).collect::<Vec<_>>().join(",");
+                    (Some(joined), false)
+                }
+            },
+        };
+        let agent = expect.agent.as_ref().and_then(|a| {
+            let value = self.text(a)?;
+            let expected = "the agent's lk.agent_name, like \"probe-agent\", or \"*\" for any agent";
+            if value.trim().is_empty() || value.contains(char::is_whitespace) {
+                self.r.error(a.span(), format!("'{value}' is not an agent name"), Some(expected));
+                return None;
+            }
+            Some(if value == "*" { String::new() } else { value })
+        });
+        let agent_within = match &expect.agent_within {
+            Some(d) if expect.agent.is_none() => {
+                self.r.error(d.span(), "agent_within without agent", Some("agent = \"NAME\" (or \"*\") in the same table"));
+                None
+            }
+            Some(d) => self.positive_duration(d, "agent_within"),
+            None => Some(DEFAULT_AGENT_WITHIN),
+        };
+        let speech_within = expect.speech_within.as_ref().and_then(|d| self.duration(d));
+        let response_within = match &expect.response_within {
+            Some(d) if !plays => {
+                self.r.error(d.span(), "response_within without something to respond to", Some("play = \"WAV\" in [timeline]"));
+                None
+            }
+            Some(d) => self.duration(d),
+            None => None,
+        };
+        let tone_hz = expect.tone_hz.as_ref().and_then(|hz| {
+            let value = *hz.get_ref();
+            if !(50.0..=7000.0).contains(&value) {
+                self.r.error(hz.span(), format!("tone_hz {value} is out of range"), Some("a frequency from 50 to 7000 Hz"));
+                return None;
+            }
+            Some(value)
+        });
+        let max_loss_percent = self.bounded(expect.max_loss_percent.as_ref(), 0.0, 100.0, "max_loss_percent", "a percentage from 0 to 100");
+        let max_jitter_ms = self.bounded(expect.max_jitter_ms.as_ref(), 0.0, 10_000.0, "max_jitter_ms", "milliseconds from 0 to 10000");
+        if self.r.errors.len() > errors_before {
+            return None;
+        }
+        Some(ResolvedExpect {
+            final_responses,
+            any_final_response,
+            agent,
+            agent_within: agent_within?,
+            speech_within,
+            response_within,
+            tone_hz,
+            max_loss_percent,
+            max_jitter_ms,
+        })
+    }
+
+    fn bounded(&mut self, value: Option<&toml::Spanned<f64>>, min: f64, max: f64, key: &str, expected: &str) -> Option<f64> {
+        let value = value?;
+        let v = *value.get_ref();
+        if !(min..=max).contains(&v) {
+            self.r.error(value.span(), format!("{key} {v} is out of range"), Some(expected));
+            return None;
+        }
+        Some(v)
+    }
+
+    fn livekit(&mut self, lk: &RawLiveKit) -> LiveKitArgs {
+        if let Some(literal) = &lk.api_secret {
+            self.r.error(
+                literal.span(),
+                "a literal API secret is not allowed in a scenario file",
+                Some("api_secret_env = \"VAR\" or api_secret_file = \"PATH\""),
+            );
+        }
+        if let (Some(_), Some(file)) = (&lk.api_secret_env, &lk.api_secret_file) {
+            self.r.error(file.span(), "both api_secret_env and api_secret_file are set", Some("only one of them"));
+        }
+        let url = lk.url.as_ref().and_then(|u| {
+            let value = self.text(u)?;
+            let schemes = ["ws://", "wss://", "http://", "https://"];
+            if !schemes.iter().any(|s| value.to_ascii_lowercase().starts_with(s)) {
+                self.r.error(u.span(), format!("'{value}' is not a LiveKit URL"), Some("a URL like \"wss://project.livekit.cloud\""));
+                return None;
+            }
+            Some(value)
+        });
+        LiveKitArgs {
+            livekit_url: url,
+            livekit_api_key: lk.api_key.as_ref().and_then(|k| self.text(k)),
+            livekit_api_secret_env: lk.api_secret_env.as_ref().and_then(|v| self.variable_name(v)),
+            livekit_api_secret_file: lk.api_secret_file.as_ref().and_then(|f| self.path(f)),
+        }
+    }
+}
+
+struct ResolvedTimeline {
+    play: Option<PathBuf>,
+    play_after: Duration,
+    play_after_greeting: bool,
+    hangup_after: Duration,
+    timeout: Duration,
+}
+
+struct ResolvedExpect {
+    /// For `--expect`: `"407,200"`.
+    final_responses: Option<String>,
+    any_final_response: bool,
+    /// For `--expect-agent`: `""` is any agent.
+    agent: Option<String>,
+    agent_within: Duration,
+    speech_within: Option<Duration>,
+    response_within: Option<Duration>,
+    tone_hz: Option<f64>,
+    max_loss_percent: Option<f64>,
+    max_jitter_ms: Option<f64>,
+}

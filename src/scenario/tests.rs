@@ -1,0 +1,478 @@
+//! Scenario files end to end: good files, each kind of error at its exact
+//! line:col, substitution, matrix expansion and per-value expectations.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::load::load_file;
+use super::*;
+use crate::cli::TransportArg;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "LK_SIP_USER" => Some("callprobe".into()),
+        "LK_SIP_HOST" => Some("127.0.0.1:5060".into()),
+        "DOLLAR_USER" => Some("u$er".into()),
+        _ => None,
+    }
+}
+
+fn load(text: &str) -> Result<Vec<ScenarioCase>, Vec<String>> {
+    load_file(Path::new("s/a.toml"), text, &env)
+        .map(|(f, _)| f.cases)
+        .map_err(|errors| errors.iter().map(|e| e.to_string()).collect())
+}
+
+fn one(text: &str) -> ScenarioCase {
+    match load(text) {
+        Ok(mut cases) if cases.len() == 1 => cases.remove(0),
+        other => panic!("expected one case, got {other:?}"),
+    }
+}
+
+/// The errors of a file that must not load.
+fn errors(text: &str) -> Vec<String> {
+    match load(text) {
+        Ok(cases) => panic!("expected errors, got {} cases", cases.len()),
+        Err(e) => e,
+    }
+}
+
+fn single_error(text: &str) -> String {
+    let e = errors(text);
+    assert_eq!(e.len(), 1, "{e:#?}");
+    e[0].clone()
+}
+
+const MINIMAL: &str = r#"
+name = "minimal"
+[target]
+uri = "sip:+14144007103@127.0.0.1:5070"
+"#;
+
+/// A scratch directory with a fixture, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("callprobe-scenario-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("fixtures")).expect("scratch dir");
+        Scratch(dir)
+    }
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, text).expect("scratch file");
+        p
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn minimal_file_gets_the_cli_defaults() {
+    let case = one(MINIMAL);
+    assert_eq!(case.name, "minimal");
+    assert_eq!(case.file, Path::new("s/a.toml"));
+    assert!(case.tags.is_empty() && case.matrix.is_empty() && !case.any_final_response);
+    let c = &case.call;
+    assert_eq!(c.target, "sip:+14144007103@127.0.0.1:5070");
+    assert_eq!(c.from, "callprobe");
+    assert!(c.transport.is_none() && c.auth_user.is_none() && c.expect.is_none() && c.expect_agent.is_none());
+    assert_eq!((c.hangup_after, c.timeout, c.agent_within), (Duration::from_secs(5), Duration::from_secs(32), Duration::from_secs(5)));
+    assert_eq!(c.media.codecs, ["g722", "pcmu", "pcma"]);
+    assert!(c.media.play.is_none() && !c.media.play_after_greeting);
+    assert!(c.report_dir.is_none() && c.verbose == 0);
+}
+
+#[test]
+fn full_file_maps_every_key() {
+    let scratch = Scratch::new("full");
+    std::fs::write(scratch.0.join("fixtures/hello.wav"), b"RIFF").expect("fixture");
+    let path = scratch.write(
+        "full.toml",
+        r#"
+name = "full"
+description = "every key"
+tags = ["smoke", "agent"]
+[target]
+uri = "sip:+14144007103@${LK_SIP_HOST}"
+transport = "TCP"
+[caller]
+from = "+15550100123"
+headers = ["X-Customer: acme", "X-Note: a: b"]
+codecs = ["PCMU", "g722"]
+[auth]
+user = "${LK_SIP_USER}"
+password_env = "LK_SIP_PASSWORD"
+[expect]
+final_responses = [407, 200]
+agent = "probe-agent"
+agent_within = "7s"
+speech_within = "3s"
+response_within = "2s"
+tone_hz = 1000
+max_loss_percent = 1.5
+max_jitter_ms = 30
+[timeline]
+play = "fixtures/hello.wav"
+play_after = "greeting"
+hangup_after = "8s"
+timeout = "1.5s"
+[livekit]
+url = "wss://example.livekit.cloud"
+api_key = "APIkey"
+api_secret_env = "LIVEKIT_API_SECRET"
+"#,
+    );
+    let files = load_path_with_env(&path, &env).unwrap_or_else(|e| panic!("{e:#?}"));
+    let case = &files[0].cases[0];
+    assert_eq!(case.description.as_deref(), Some("every key"));
+    assert_eq!(case.tags, ["smoke", "agent"]);
+    let c = &case.call;
+    assert_eq!(c.target, "sip:+14144007103@127.0.0.1:5060");
+    assert!(matches!(c.transport, Some(TransportArg::Tcp)));
+    assert_eq!(c.from, "+15550100123");
+    assert_eq!(c.headers, ["X-Customer: acme", "X-Note: a: b"]);
+    assert_eq!(c.media.codecs, ["pcmu", "g722"]);
+    assert_eq!(c.auth_user.as_deref(), Some("callprobe"));
+    assert_eq!(c.auth_password_env.as_deref(), Some("LK_SIP_PASSWORD"));
+    assert_eq!(c.expect.as_deref(), Some("407,200"));
+    assert_eq!(c.expect_agent.as_deref(), Some("probe-agent"));
+    assert_eq!(c.agent_within, Duration::from_secs(7));
+    assert_eq!(c.media.expect_speech_within, Some(Duration::from_secs(3)));
+    assert_eq!(c.media.expect_response_within, Some(Duration::from_secs(2)));
+    assert_eq!(c.media.expect_tone, Some(1000.0));
+    assert_eq!((c.media.max_loss_percent, c.media.max_jitter_ms), (Some(1.5), Some(30.0)));
+    assert_eq!(c.media.play.as_deref(), Some(scratch.0.join("fixtures/hello.wav").as_path()));
+    assert!(c.media.play_after_greeting);
+    assert_eq!((c.hangup_after, c.timeout), (Duration::from_secs(8), Duration::from_millis(1500)));
+    assert_eq!(c.livekit.livekit_url.as_deref(), Some("wss://example.livekit.cloud"));
+    assert_eq!(c.livekit.livekit_api_secret_env.as_deref(), Some("LIVEKIT_API_SECRET"));
+}
+
+#[test]
+fn cases_go_through_call_spec() {
+    let scratch = Scratch::new("spec");
+    scratch.write("pw", "hunter2\n");
+    let path = scratch.write(
+        "a.toml",
+        r#"
+name = "spec"
+[target]
+uri = "sip:+14144007103@127.0.0.1:5070;transport=tcp"
+[auth]
+user = "callprobe"
+password_file = "pw"
+[expect]
+final_responses = [407, 200]
+agent = "*"
+max_jitter_ms = 20
+"#,
+    );
+    let files = load_path_with_env(&path, &env).unwrap_or_else(|e| panic!("{e:#?}"));
+    let (spec, expect) = files[0].cases[0].call_spec().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(spec.transport, crate::sip::caller::Transport::Tcp);
+    assert_eq!(spec.credentials.as_ref().map(|c| c.password.expose()), Some("hunter2"));
+    assert_eq!(expect.final_responses, Some(vec![407, 200]));
+    assert_eq!(expect.agent.as_ref().map(|a| a.name.clone()), Some(None));
+    assert_eq!(expect.media.max_jitter_ms, Some(20.0));
+
+    // What only call_spec finds comes back as `file: case "name": message`.
+    std::fs::remove_file(scratch.0.join("pw")).expect("remove pw");
+    let e = files[0].cases[0].call_spec().err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(e.starts_with(&format!("{}: case \"spec\": --auth-password-file: cannot read secret file", path.display())), "{e}");
+}
+
+#[test]
+fn toml_syntax_and_unknown_keys_point_at_their_place() {
+    let e = single_error("name = \"x\"\n[target\nuri = \"sip:a@b\"\n");
+    assert!(e.starts_with("s/a.toml:2:8: "), "{e}");
+    let e = single_error("name = \"x\"\n[target]\nuri = \"sip:a@b\"\nport = 5060\n");
+    assert!(e.starts_with("s/a.toml:4:1: unknown field `port`, expected"), "{e}");
+    let e = single_error("name = \"x\"\n");
+    assert!(e.starts_with("s/a.toml:1:1: missing field `target`"), "{e}");
+    let e = single_error(&format!("{MINIMAL}[expect]\ntone_hz = \"loud\"\n"));
+    assert!(e.starts_with("s/a.toml:6:11: invalid type: string \"loud\", expected f64"), "{e}");
+}
+
+#[test]
+fn each_semantic_error_has_its_exact_line_and_column() {
+    let cases: &[(&str, &str)] = &[
+        ("[timeline]\nhangup_after = \"8 parsecs\"", "s/a.toml:6:16: '8 parsecs' is not a duration (expected a duration like \"1.5s\", \"500ms\" or \"2m\")"),
+        ("[timeline]\ntimeout = \"0s\"", "s/a.toml:6:11: timeout must be more than zero"),
+        ("[caller]\ncodecs = [\"pcmu\", \"opus\"]", "s/a.toml:6:19: unknown codec 'opus' (expected g722, pcmu (or ulaw), pcma (or alaw))"),
+        ("[caller]\ncodecs = []", "s/a.toml:6:10: codecs is empty"),
+        ("[expect]\nfinal_responses = [407, 180]", "s/a.toml:6:25: 180 is not a final response (provisional responses are recorded, not expected) (expected a SIP status code from 200 to 699)"),
+        ("[expect]\nfinal_responses = \"some\"", "s/a.toml:6:19: invalid value: string \"some\", expected a list of final status codes like [407, 200], or \"any\""),
+        ("[expect]\nfinal_responses = []", "s/a.toml:6:19: final_responses is empty"),
+        ("[caller]\nheaders = [\"X-Ok: 1\", \"Bad Name: x\"]", "s/a.toml:6:23: bad header 'Bad Name: x': 'Bad Name' is not a valid header name"),
+        ("[caller]\nfrom = \"Bob <sip:bob@x>\"", "s/a.toml:6:8: 'Bob <sip:bob@x>' is not a caller number or user"),
+        ("[expect]\nagent_within = \"5s\"", "s/a.toml:6:16: agent_within without agent"),
+        ("[expect]\nresponse_within = \"2s\"", "s/a.toml:6:19: response_within without something to respond to"),
+        ("[expect]\ntone_hz = 20", "s/a.toml:6:11: tone_hz 20 is out of range"),
+        ("[expect]\nmax_loss_percent = 101", "s/a.toml:6:20: max_loss_percent 101 is out of range"),
+        ("[timeline]\nplay = \"nope.wav\"", "s/a.toml:6:8: s/nope.wav is not a file (expected a WAV file, relative to this scenario file)"),
+        ("[timeline]\nplay_after = \"greeting\"", "s/a.toml:6:14: play_after without play"),
+        ("[livekit]\nurl = \"example.com\"", "s/a.toml:6:7: 'example.com' is not a LiveKit URL"),
+    ];
+    for (extra, want) in cases {
+        let e = single_error(&format!("{MINIMAL}{extra}\n"));
+        assert!(e.starts_with(want), "{extra}\n got: {e}\nwant: {want}");
+    }
+}
+
+#[test]
+fn tags_are_checked() {
+    let e = single_error(&format!("tags = [\"ok\", \"not ok\"]\n{MINIMAL}"));
+    assert!(e.starts_with("s/a.toml:1:15: 'not ok' is not a tag"), "{e}");
+}
+
+#[test]
+fn target_uri_and_transport_are_checked() {
+    let e = single_error("name = \"x\"\n[target]\nuri = \"tel:+14144007103\"\n");
+    assert_eq!(e, "s/a.toml:3:7: 'tel:+14144007103' is not a sip: URI (expected a SIP URI like \"sip:+14144007103@127.0.0.1:5060\")");
+    let e = single_error("name = \"x\"\n[target]\nuri = \"sip:a@b:notaport\"\n");
+    assert!(e.starts_with("s/a.toml:3:7: bad target URI: "), "{e}");
+    let e = single_error("name = \"x\"\n[target]\nuri = \"sip:a@b\"\ntransport = \"tls\"\n");
+    assert_eq!(e, "s/a.toml:4:13: transport 'tls' is not supported (expected \"udp\" or \"tcp\")");
+}
+
+#[test]
+fn several_errors_in_one_file_are_all_reported_in_order() {
+    let e = errors(&format!("{MINIMAL}[timeline]\nhangup_after = \"x\"\ntimeout = \"y\"\n[caller]\ncodecs = [\"opus\"]\n"));
+    let at: Vec<&str> = e.iter().map(|e| e.split(": ").next().unwrap_or("")).collect();
+    assert_eq!(at, ["s/a.toml:6:16", "s/a.toml:7:11", "s/a.toml:9:11"]);
+}
+
+#[test]
+fn missing_variable_names_it_and_points_at_the_dollar() {
+    let e = single_error("name = \"x\"\n[target]\nuri = \"sip:+1@${LIVEKIT_SIP_HOST}\"\n");
+    assert_eq!(
+        e,
+        "s/a.toml:3:15: variable ${LIVEKIT_SIP_HOST} is not set (expected a matrix axis or an environment variable of that name)"
+    );
+    let e = single_error("name = \"x\"\n[target]\nuri = \"sip:${BROKEN@h\"\n");
+    assert!(e.starts_with("s/a.toml:3:12: unterminated ${"), "{e}");
+    // Comments are not substituted; $$ is a literal $.
+    let case = one("# uri = \"sip:${NOT_SET}@h\"\nname = \"cost $$5 ${DOLLAR_USER}\"\n[target]\nuri = \"sip:a@b\"\n");
+    assert_eq!(case.name, "cost $5 u$er");
+}
+
+#[test]
+fn literal_secrets_are_refused() {
+    let e = single_error(&format!("{MINIMAL}[auth]\nuser = \"callprobe\"\npassword = \"hunter2\"\n"));
+    assert_eq!(
+        e,
+        "s/a.toml:7:12: a literal password is not allowed in a scenario file (expected password_env = \"VAR\" or password_file = \"PATH\")"
+    );
+    assert!(!e.contains("hunter2"));
+    let e = single_error(&format!("{MINIMAL}[livekit]\napi_secret = \"s3cret\"\n"));
+    assert!(e.starts_with("s/a.toml:6:14: a literal API secret is not allowed"), "{e}");
+    let e = single_error(&format!("{MINIMAL}[matrix]\nA = [\"x\"]\n[[case]]\nwhen = {{ A = \"x\" }}\nauth = {{ user = \"u\", password = \"p\" }}\n"));
+    assert!(e.starts_with("s/a.toml:9:33: a literal password is not allowed"), "{e}");
+}
+
+#[test]
+fn auth_needs_a_user_and_exactly_one_password_reference() {
+    let e = single_error(&format!("{MINIMAL}[auth]\nuser = \"callprobe\"\n"));
+    assert!(e.starts_with("s/a.toml:6:8: an auth user without a password"), "{e}");
+    let e = single_error(&format!("{MINIMAL}[auth]\npassword_env = \"PW\"\n"));
+    assert!(e.starts_with("s/a.toml:6:16: a password without an auth user"), "{e}");
+    let e = single_error(&format!("{MINIMAL}[auth]\nuser = \"u\"\npassword_env = \"PW\"\npassword_file = \"pw\"\n"));
+    assert!(e.starts_with("s/a.toml:8:17: both password_env and password_file are set"), "{e}");
+    let e = single_error(&format!("{MINIMAL}[auth]\nuser = \"u\"\npassword_env = \"not a var\"\n"));
+    assert!(e.starts_with("s/a.toml:7:16: 'not a var' is not an environment variable name"), "{e}");
+}
+
+const NUMBER_FORMATS: &str = r#"
+name = "number formats ${CALLED}"
+tags = ["runbook-5"]
+[target]
+uri = "sip:${CALLED}@127.0.0.1:5070"
+[auth]
+user = "${LK_SIP_USER}"
+password_env = "LK_SIP_PASSWORD"
+[expect]
+final_responses = [404]
+[matrix]
+CALLED = ["+14144007103", "14144007103", "4144007103"]
+[[case]]
+when = { CALLED = "+14144007103" }
+expect = { final_responses = [407, 200], agent = "probe-agent" }
+tags = ["happy-path"]
+"#;
+
+#[test]
+fn matrix_expands_with_per_value_expectations() {
+    let cases = load(NUMBER_FORMATS).unwrap_or_else(|e| panic!("{e:#?}"));
+    let names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
+    // The name shows ${CALLED} itself, so no "[CALLED=…]" suffix.
+    assert_eq!(names, ["number formats +14144007103", "number formats 14144007103", "number formats 4144007103"]);
+    assert_eq!(cases[0].call.target, "sip:+14144007103@127.0.0.1:5070");
+    assert_eq!(cases[0].call.expect.as_deref(), Some("407,200"));
+    assert_eq!(cases[0].call.expect_agent.as_deref(), Some("probe-agent"));
+    assert_eq!(cases[0].tags, ["runbook-5", "happy-path"]);
+    assert_eq!(cases[1].call.expect.as_deref(), Some("404"));
+    assert!(cases[1].call.expect_agent.is_none());
+    assert_eq!(cases[1].tags, ["runbook-5"]);
+    assert_eq!(cases[2].matrix, [("CALLED".to_string(), "4144007103".to_string())]);
+    assert!(cases.iter().all(|c| c.scenario.starts_with("number formats ")));
+}
+
+#[test]
+fn credentials_axis_drops_auth_per_value() {
+    let cases = load(
+        r#"
+name = "credentials"
+[target]
+uri = "sip:+14144007103@127.0.0.1:5070"
+[auth]
+user = "callprobe"
+password_env = "LK_SIP_PASSWORD"
+[matrix]
+credentials = ["with", "without", "wrong"]
+[[case]]
+when = { credentials = "with" }
+expect.final_responses = [407, 200]
+[[case]]
+when = { credentials = "without" }
+auth = false
+expect.final_responses = [407]
+[[case]]
+when = { credentials = "wrong" }
+auth = { user = "callprobe", password_env = "WRONG_PASSWORD" }
+expect.final_responses = "any"
+"#,
+    )
+    .unwrap_or_else(|e| panic!("{e:#?}"));
+    let names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["credentials [credentials=with]", "credentials [credentials=without]", "credentials [credentials=wrong]"]);
+    assert_eq!(cases[0].call.auth_password_env.as_deref(), Some("LK_SIP_PASSWORD"));
+    assert_eq!(cases[0].call.expect.as_deref(), Some("407,200"));
+    assert!(cases[1].call.auth_user.is_none() && cases[1].call.auth_password_env.is_none());
+    assert_eq!(cases[1].call.expect.as_deref(), Some("407"));
+    assert_eq!(cases[2].call.auth_password_env.as_deref(), Some("WRONG_PASSWORD"));
+    assert!(cases[2].any_final_response && cases[2].call.expect.is_none());
+}
+
+#[test]
+fn two_axes_make_the_product_in_file_order() {
+    let cases = load(
+        r#"
+name = "grid"
+[target]
+uri = "sip:${NUMBER}@127.0.0.1:5070"
+transport = "${TRANSPORT}"
+[matrix]
+TRANSPORT = ["udp", "tcp"]
+NUMBER = ["+14144007103", "+13658253552", "+19999999999"]
+[[case]]
+when = { NUMBER = "+19999999999" }
+expect.final_responses = [404]
+[[case]]
+when = { NUMBER = "+19999999999", TRANSPORT = "tcp" }
+tags = ["tcp-404"]
+"#,
+    )
+    .unwrap_or_else(|e| panic!("{e:#?}"));
+    assert_eq!(cases.len(), 6);
+    assert_eq!(cases[0].name, "grid [TRANSPORT=udp, NUMBER=+14144007103]");
+    assert_eq!(cases[5].name, "grid [TRANSPORT=tcp, NUMBER=+19999999999]");
+    assert!(matches!(cases[5].call.transport, Some(TransportArg::Tcp)));
+    assert_eq!(cases[2].call.expect.as_deref(), Some("404"));
+    assert_eq!(cases[5].tags, ["tcp-404"]);
+    assert!(cases[2].tags.is_empty());
+}
+
+#[test]
+fn matrix_mistakes_point_at_the_axis_or_value() {
+    let base = "name = \"m\"\n[target]\nuri = \"sip:${A}@h\"\n[matrix]\n";
+    let e = single_error(&format!("{base}A = [\"1\"]\nB = [\"x\", \"y\"]\n"));
+    assert!(e.starts_with("s/a.toml:6:1: matrix axis B is not used"), "{e}");
+    let e = single_error(&format!("{base}A = []\n"));
+    assert!(e.starts_with("s/a.toml:5:5: matrix axis A has no values"), "{e}");
+    let e = single_error(&format!("{base}A = [\"1\", \"1\"]\n"));
+    assert!(e.starts_with("s/a.toml:5:11: matrix axis A lists '1' twice"), "{e}");
+    let e = single_error(&format!("{base}A = [\"1\", \"2\"]\n[[case]]\nwhen = {{ A = \"3\" }}\n"));
+    assert_eq!(e, "s/a.toml:7:14: '3' is not a value of matrix axis A (expected one of: \"1\", \"2\")");
+    let e = single_error(&format!("{base}A = [\"1\"]\n[[case]]\nwhen = {{ Z = \"1\" }}\n"));
+    assert_eq!(e, "s/a.toml:7:10: `when` names 'Z', which is not a matrix axis (expected one of: A)");
+    let e = single_error(&format!("{MINIMAL}[[case]]\nwhen = {{ A = \"1\" }}\n"));
+    assert!(e.starts_with("s/a.toml:6:8: [[case]] overrides matrix cases, but this file has no [matrix]"), "{e}");
+    let e = single_error(&format!("{base}A = [\"1\"]\n[[case]]\nwhen = {{ A = \"1\" }}\nauth = true\n"));
+    assert!(e.starts_with("s/a.toml:8:8: invalid value: boolean `true`, expected false"), "{e}");
+    let axis = (0..300).map(|i| format!("\"{i}\"")).collect::<Vec<_>>().join(",");
+    let e = single_error(&format!("{base}A = [{axis}]\n"));
+    assert!(e.starts_with("s/a.toml:5:1: the matrix expands to 300 cases (expected at most 256 cases per file)"), "{e}");
+}
+
+#[test]
+fn a_missing_variable_in_a_matrix_file_is_reported_once() {
+    let e = errors("name = \"m\"\n[target]\nuri = \"sip:${A}@${NOPE}\"\n[matrix]\nA = [\"1\", \"2\", \"3\"]\n");
+    assert_eq!(e, ["s/a.toml:3:17: variable ${NOPE} is not set (expected a matrix axis or an environment variable of that name)"]);
+}
+
+#[test]
+fn directories_load_sorted_non_recursive_with_unique_names() {
+    let scratch = Scratch::new("dir");
+    scratch.write("b.toml", &MINIMAL.replace("minimal", "second"));
+    scratch.write("a.toml", MINIMAL);
+    scratch.write("notes.txt", "not a scenario");
+    std::fs::create_dir_all(scratch.0.join("sub")).expect("subdir");
+    scratch.write("sub/c.toml", "broken = ");
+    let files = load_path_with_env(&scratch.0, &env).unwrap_or_else(|e| panic!("{e:#?}"));
+    let names: Vec<&str> = cases(&files).map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["minimal", "second"]);
+    assert_eq!(check_path_with_env(&scratch.0, &env), (2, 2, Vec::new()));
+
+    scratch.write("c.toml", MINIMAL);
+    let (files, cases, errors) = check_path_with_env(&scratch.0, &env);
+    assert_eq!((files, cases), (3, 2));
+    let c = scratch.0.join("c.toml");
+    let a = scratch.0.join("a.toml");
+    assert_eq!(
+        errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+        [format!(
+            "{}:2:8: case name \"minimal\" is already used at {}:2:8 (expected a name unique in the suite)",
+            c.display(),
+            a.display()
+        )]
+    );
+
+    let empty = scratch.0.join("sub/empty");
+    std::fs::create_dir_all(&empty).expect("empty dir");
+    let (_, _, errors) = check_path_with_env(&empty, &env);
+    assert!(errors[0].to_string().ends_with("no scenario files here (expected *.toml files directly in the directory (subdirectories are not searched))"));
+    let (files, _, errors) = check_path_with_env(&scratch.0.join("missing.toml"), &env);
+    assert_eq!(files, 0);
+    assert!(errors[0].to_string().contains("missing.toml: cannot read: "), "{}", errors[0]);
+}
+
+#[test]
+fn tag_filters_include_any_and_exclude_all() {
+    let mut case = one(MINIMAL);
+    case.tags = vec!["smoke".into(), "slow".into()];
+    let f = |tags: &[&str]| matches_tags(&case, &tags.iter().map(|t| t.to_string()).collect::<Vec<_>>());
+    assert!(f(&[]));
+    assert!(f(&["smoke"]));
+    assert!(f(&["agent", "smoke"]));
+    assert!(f(&["agent,smoke"]));
+    assert!(!f(&["agent"]));
+    assert!(!f(&["smoke", "!slow"]));
+    assert!(!f(&["!slow"]));
+    assert!(f(&["!flaky"]));
+}
+
+#[test]
+fn an_empty_auth_table_is_an_error() {
+    let e = single_error(&format!("{MINIMAL}[auth]\n"));
+    assert_eq!(
+        e,
+        "s/a.toml:5:1: the auth table is empty (expected user and password_env or password_file (or no auth table, to call without credentials))"
+    );
+}

@@ -1,0 +1,663 @@
+//! callprobe against the local LiveKit testbed (testbed/: Redis, LiveKit
+//! server, LiveKit SIP and the `probe-agent` reference agent on 127.0.0.1):
+//! the agent-join check, the diagnoses of the testbed's planted faults, and
+//! `callprobe doctor` on clean and broken configurations.
+//!
+//! The `emulated_*` tests need only the LiveKit server and the agent: a SIPp
+//! stub answers the SIP side, and the testbed's room-level caller
+//! (`probe.py room-call`) plays LiveKit SIP's part in LiveKit (a participant
+//! of kind SIP with our `lktest.id`, in a room that dispatches an agent). The
+//! rooms, agents, dispatches and jobs they observe are LiveKit's own.
+//!
+//! The testbed is shared: every test here takes one lock, and a test that
+//! plants a fault (dispatch rule, trunk, agent mode) puts the clean state
+//! back in a Drop guard, also when it fails. Without a running testbed the
+//! tests print a SKIP line and pass, unless `CALLPROBE_REQUIRE_TESTBED=1`
+//! (CI), where they fail and say what is missing. The SIP tests also skip
+//! when the testbed runs without LiveKit SIP on purpose
+//! (`CALLPROBE_TESTBED_SIP=off`).
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+#[allow(dead_code)]
+mod support;
+
+/// One test at a time on the shared testbed.
+static TESTBED_LOCK: Mutex<()> = Mutex::new(());
+
+const PASSWORD_VAR: &str = "CALLPROBE_TESTBED_SIP_PASSWORD";
+const LIVEKIT_VARS: [&str; 3] = ["LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"];
+
+fn testbed_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testbed")
+}
+
+/// testbed/testbed.env, with variables already in the environment winning (as the testbed scripts do).
+fn testbed_env() -> HashMap<String, String> {
+    let text = std::fs::read_to_string(testbed_dir().join("testbed.env")).unwrap_or_default();
+    let mut env = HashMap::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        if let Some((k, v)) = line.split_once('=') {
+            let value = std::env::var(k).unwrap_or_else(|_| v.to_string());
+            env.insert(k.to_string(), value);
+        }
+    }
+    env
+}
+
+struct Testbed {
+    env: HashMap<String, String>,
+    python: PathBuf,
+    _lock: MutexGuard<'static, ()>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Needs {
+    /// LiveKit server (+ Redis) and the testbed's Python.
+    Server,
+    /// … and LiveKit SIP.
+    Sip,
+}
+
+fn listening(port: &str) -> bool {
+    port.parse::<u16>()
+        .ok()
+        .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+        .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_millis(500)).is_ok())
+}
+
+/// The testbed when it runs, else `None` after a loud SKIP (or a panic under CALLPROBE_REQUIRE_TESTBED=1).
+fn testbed(test: &str, needs: Needs) -> Option<Testbed> {
+    let lock = TESTBED_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let env = testbed_env();
+    let get = |k: &str| env.get(k).cloned().unwrap_or_default();
+    let home = std::env::var("CALLPROBE_TESTBED_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/callprobe-testbed"));
+    let python = home.join("venv/bin/python");
+    let missing = if env.is_empty() {
+        Some("testbed/testbed.env is missing".to_string())
+    } else if !listening(&get("LK_HTTP_PORT")) {
+        Some(format!("the LiveKit server is not listening on 127.0.0.1:{} (run testbed/up)", get("LK_HTTP_PORT")))
+    } else if !python.exists() {
+        Some(format!("the testbed's Python {} is missing (run testbed/install)", python.display()))
+    } else if needs == Needs::Sip && !listening(&get("LK_SIP_PORT")) {
+        Some(format!("LiveKit SIP is not listening on 127.0.0.1:{} (run testbed/up; see testbed/README.md about livekit-sip)", get("LK_SIP_PORT")))
+    } else {
+        None
+    };
+    let Some(why) = missing else {
+        return Some(Testbed { env, python, _lock: lock });
+    };
+    let sip_off = std::env::var("CALLPROBE_TESTBED_SIP").is_ok_and(|v| v == "off");
+    if std::env::var("CALLPROBE_REQUIRE_TESTBED").is_ok_and(|v| v == "1") && !(needs == Needs::Sip && sip_off) {
+        panic!("{test}: CALLPROBE_REQUIRE_TESTBED=1 but the testbed is not usable: {why}");
+    }
+    eprintln!("\n*** SKIP {test}: {why} ***\n");
+    None
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    report: Option<Value>,
+    took: Duration,
+}
+
+impl Run {
+    fn call(&self) -> &Value {
+        &self.report.as_ref().unwrap_or_else(|| panic!("no report.json\n{}", self.explain()))["calls"][0]
+    }
+    fn livekit(&self) -> &Value {
+        &self.call()["livekit"]
+    }
+    fn diagnosis_codes(&self) -> Vec<String> {
+        self.call()["diagnosis"].as_array().map_or(vec![], |a| a.iter().filter_map(|d| d["code"].as_str().map(str::to_string)).collect())
+    }
+    fn check(&self, name: &str) -> &Value {
+        self.call()["checks"].as_array().and_then(|a| a.iter().find(|c| c["name"] == name)).unwrap_or(&Value::Null)
+    }
+    fn explain(&self) -> String {
+        format!("exit {} after {:.1} s\nstdout:\n{}\nstderr:\n{}", self.code, self.took.as_secs_f64(), self.stdout, self.stderr)
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+fn output_of(cmd: &mut Command, what: &str) -> Output {
+    cmd.output().unwrap_or_else(|e| panic!("cannot run {what}: {e}"))
+}
+
+impl Testbed {
+    fn get(&self, k: &str) -> &str {
+        self.env.get(k).map(String::as_str).unwrap_or("")
+    }
+
+    /// The callprobe binary with the testbed's LiveKit variables (and nothing else LiveKit from our environment).
+    fn callprobe(&self, args: &[&str], password: Option<&str>) -> Run {
+        let dir = std::env::temp_dir().join(unique("callprobe-lk-report"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_callprobe"));
+        cmd.args(args).env_remove(PASSWORD_VAR);
+        for var in LIVEKIT_VARS {
+            cmd.env(var, self.get(var));
+        }
+        if args.first() == Some(&"call") {
+            cmd.arg("--report-dir").arg(&dir);
+        }
+        if let Some(p) = password {
+            cmd.env(PASSWORD_VAR, p);
+        }
+        let started = Instant::now();
+        let out = output_of(&mut cmd, "callprobe");
+        let report = std::fs::read_to_string(dir.join("report.json")).ok().and_then(|t| serde_json::from_str(&t).ok());
+        let _ = std::fs::remove_dir_all(&dir);
+        let run = Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            report,
+            took: started.elapsed(),
+        };
+        eprintln!("callprobe {} → exit {} in {:.1} s", args.join(" "), run.code, run.took.as_secs_f64());
+        run
+    }
+
+    /// A call to the testbed's number with its credentials (or `password`).
+    fn call(&self, password: &str, extra: &[&str]) -> Run {
+        let target = format!("sip:{}@127.0.0.1:{}", self.get("LK_SIP_CALL_NUMBER"), self.get("LK_SIP_PORT"));
+        let mut args = vec!["call", target.as_str(), "--from", self.get("LK_SIP_CALLER_NUMBER")];
+        args.extend(["--auth-user", self.get("LK_SIP_USER"), "--auth-password-env", PASSWORD_VAR]);
+        args.extend_from_slice(extra);
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        self.callprobe(&args.iter().map(String::as_str).collect::<Vec<_>>(), Some(password))
+    }
+
+    fn doctor_json(&self, extra: &[&str]) -> (Run, Value) {
+        let mut args = vec!["doctor", "--json"];
+        args.extend_from_slice(extra);
+        let run = self.callprobe(&args, None);
+        let json = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("doctor --json: {e}\n{}", run.explain()));
+        (run, json)
+    }
+
+    fn script(&self, what: &str, cmd: &mut Command) -> Output {
+        let out = output_of(cmd.current_dir(testbed_dir()), what);
+        if !out.status.success() {
+            eprintln!(
+                "{what} failed ({}):\n{}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        out
+    }
+
+    fn provision(&self, fault: Option<&str>) -> bool {
+        let mut cmd = Command::new(&self.python);
+        cmd.arg("provision.py").arg("apply");
+        if let Some(f) = fault {
+            cmd.args(["--fault", f]);
+        }
+        self.script(&format!("provision.py apply {}", fault.unwrap_or("(clean)")), &mut cmd).status.success()
+    }
+
+    fn agent_ctl(&self, args: &[&str]) -> bool {
+        self.script(&format!("agent-ctl {}", args.join(" ")), Command::new(testbed_dir().join("agent-ctl")).args(args)).status.success()
+    }
+}
+
+/// Puts the clean testbed back (clean provisioning, probe-agent in normal mode) when dropped.
+struct Restore<'a> {
+    tb: &'a Testbed,
+    provisioning: bool,
+    agent: bool,
+}
+
+impl<'a> Restore<'a> {
+    fn fault(tb: &'a Testbed, fault: &str) -> Restore<'a> {
+        let guard = Restore { tb, provisioning: true, agent: false };
+        assert!(tb.provision(Some(fault)), "could not plant the fault {fault}");
+        guard
+    }
+    fn agent_mode(tb: &'a Testbed, mode: &str) -> Restore<'a> {
+        let guard = Restore { tb, provisioning: false, agent: true };
+        assert!(tb.agent_ctl(&["restart", "--mode", mode]), "could not restart the agent in mode {mode}");
+        guard
+    }
+}
+
+impl Drop for Restore<'_> {
+    fn drop(&mut self) {
+        if self.agent && !self.tb.agent_ctl(&["restart", "--mode", "normal"]) {
+            eprintln!("WARNING: could not put the probe-agent back in normal mode: run testbed/agent-ctl restart --mode normal");
+        }
+        if self.provisioning && !self.tb.provision(None) {
+            eprintln!("WARNING: could not restore the clean testbed config: run testbed/provision.py apply");
+        }
+    }
+}
+
+// ------------------------------------------------------------------ calls through LiveKit SIP
+
+#[test]
+fn agent_joins_within_deadline_and_the_join_time_is_reported() {
+    let Some(tb) = testbed("agent_joins_within_deadline", Needs::Sip) else { return };
+    let run = tb.call(
+        tb.get("LK_SIP_PASSWORD"),
+        &["--expect-agent", tb.get("PROBE_AGENT_NAME"), "--agent-within", "5s", "--hangup-after", "3s", "--timeout", "20s"],
+    );
+    assert_eq!(run.code, 0, "{}", run.explain());
+    let check = run.check("agent_joined");
+    assert_eq!(check["passed"], true, "{check}");
+    let lk = run.livekit();
+    assert!(lk["room"].as_str().is_some_and(|r| r.starts_with(tb.get("LK_ROOM_PREFIX"))), "{lk}");
+    let test_id = run.call()["test_id"].as_str().unwrap_or_default();
+    assert_eq!(lk["sip_participant"]["attributes"]["lktest.id"], test_id);
+    assert_eq!(lk["trunk_phone_number"], tb.get("LK_SIP_CALL_NUMBER"));
+    assert!(lk["trunk_id"].as_str().is_some_and(|t| t.starts_with("ST_")), "{lk}");
+    assert!(lk["rule_id"].as_str().is_some_and(|t| t.starts_with("SDR_")), "{lk}");
+    let agent = &lk["agents"][0];
+    assert_eq!(agent["agent_name"], tb.get("PROBE_AGENT_NAME"));
+    let joined = agent["joined_ms"].as_f64().unwrap_or(f64::MAX);
+    assert!((0.0..=5000.0).contains(&joined), "joined_ms {joined}");
+    eprintln!("agent joined {joined} ms after the INVITE ({}); report.livekit = {lk:#}", agent["joined_ms_source"]);
+}
+
+#[test]
+fn rule_without_agents_is_diagnosed() {
+    let Some(tb) = testbed("rule_without_agents_is_diagnosed", Needs::Sip) else { return };
+    let _restore = Restore::fault(&tb, "no-agents");
+    let run = tb.call(tb.get("LK_SIP_PASSWORD"), &["--expect-agent", tb.get("PROBE_AGENT_NAME"), "--timeout", "8s"]);
+    assert_eq!(run.code, 1, "{}", run.explain());
+    assert_eq!(run.check("agent_joined")["passed"], false);
+    assert_eq!(run.diagnosis_codes().first().map(String::as_str), Some("dispatch_rule_without_agents"), "{}", run.explain());
+    assert!(run.livekit()["agents"].as_array().is_some_and(|a| a.is_empty()));
+}
+
+#[test]
+fn agent_under_another_name_is_diagnosed() {
+    let Some(tb) = testbed("agent_under_another_name_is_diagnosed", Needs::Sip) else { return };
+    let _restore = Restore::fault(&tb, "other-agent");
+    let run = tb.call(tb.get("LK_SIP_PASSWORD"), &["--expect-agent", tb.get("PROBE_AGENT_NAME"), "--timeout", "8s"]);
+    assert_eq!(run.code, 1, "{}", run.explain());
+    assert_eq!(run.diagnosis_codes().first().map(String::as_str), Some("agent_name_mismatch"), "{}", run.explain());
+}
+
+#[test]
+fn crashing_agent_is_diagnosed() {
+    let Some(tb) = testbed("crashing_agent_is_diagnosed", Needs::Sip) else { return };
+    let _restore = Restore::agent_mode(&tb, "crash");
+    let run = tb.call(tb.get("LK_SIP_PASSWORD"), &["--expect-agent", tb.get("PROBE_AGENT_NAME"), "--timeout", "8s"]);
+    assert_eq!(run.code, 1, "{}", run.explain());
+    assert_eq!(run.diagnosis_codes().first().map(String::as_str), Some("agent_crashed_at_start"), "{}", run.explain());
+    eprintln!("dispatches seen: {:#}", run.livekit()["dispatches"]);
+}
+
+#[test]
+fn wrong_password_is_diagnosed() {
+    let Some(tb) = testbed("wrong_password_is_diagnosed", Needs::Sip) else { return };
+    let run = tb.call("not-the-testbed-password", &["--expect-agent", tb.get("PROBE_AGENT_NAME"), "--timeout", "8s"]);
+    assert_eq!(run.code, 1, "{}", run.explain());
+    assert_eq!(run.diagnosis_codes().first().map(String::as_str), Some("credentials_rejected"), "{}", run.explain());
+    assert!(run.check("agent_joined")["detail"].as_str().is_some_and(|d| d.contains("no LiveKit room")), "{}", run.explain());
+    assert!(!run.stdout.contains("not-the-testbed-password"));
+}
+
+// ------------------------------------------------------------------ doctor
+
+#[test]
+fn doctor_finds_nothing_on_the_clean_config() {
+    let Some(tb) = testbed("doctor_finds_nothing_on_the_clean_config", Needs::Server) else { return };
+    let (run, json) = tb.doctor_json(&["--agent", tb.get("PROBE_AGENT_NAME"), "--number", tb.get("LK_SIP_CALL_NUMBER")]);
+    assert_eq!(run.code, 0, "{}", run.explain());
+    assert_eq!(json["findings"], serde_json::json!([]), "{json:#}");
+    assert!(json["trunks"].as_array().is_some_and(|t| !t.is_empty()));
+    assert!(!run.stdout.contains(tb.get("LK_SIP_PASSWORD")), "the trunk password must never be printed");
+    let table = tb.callprobe(&["doctor", "--agent", tb.get("PROBE_AGENT_NAME")], None);
+    assert_eq!(table.code, 0, "{}", table.explain());
+    assert!(table.stdout.contains("FINDINGS none") && table.stdout.contains(tb.get("LK_TRUNK_NAME")), "{}", table.stdout);
+}
+
+#[test]
+fn doctor_finds_each_planted_problem() {
+    let Some(tb) = testbed("doctor_finds_each_planted_problem", Needs::Server) else { return };
+    let planted = [
+        ("no-agents", "dispatch_rule_without_agents"),
+        ("no-auth", "trunk_without_credentials"),
+        ("missing-number", "number_not_on_trunk"),
+        ("other-agent", "agent_name_mismatch"),
+    ];
+    for (fault, code) in planted {
+        let _restore = Restore::fault(&tb, fault);
+        let (run, json) = tb.doctor_json(&["--agent", tb.get("PROBE_AGENT_NAME"), "--number", tb.get("LK_SIP_CALL_NUMBER")]);
+        let codes: Vec<&str> = json["findings"].as_array().map_or(vec![], |f| f.iter().filter_map(|f| f["code"].as_str()).collect());
+        assert_eq!(codes, [code], "fault {fault}: {json:#}");
+        assert_eq!(run.code, 1, "fault {fault}: {}", run.explain());
+        assert_eq!(json["findings"][0]["severity"], "error");
+        assert!(json["findings"][0]["reference"].as_str().is_some_and(|r| r.contains("runbook")));
+    }
+}
+
+#[test]
+fn doctor_without_access_says_why_and_exits_2() {
+    // Needs no testbed: nothing listens on port 9.
+    let out = output_of(
+        Command::new(env!("CARGO_BIN_EXE_callprobe"))
+            .args(["doctor", "--livekit-url", "http://127.0.0.1:9", "--livekit-api-key", "k"])
+            .env("LIVEKIT_API_SECRET", "not-a-real-secret"),
+        "callprobe doctor",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("127.0.0.1:9"), "{stderr}");
+    assert!(!stderr.contains("not-a-real-secret"));
+    let out = output_of(
+        Command::new(env!("CARGO_BIN_EXE_callprobe")).arg("doctor").env_remove("LIVEKIT_URL").env_remove("LIVEKIT_API_KEY").env_remove("LIVEKIT_API_SECRET"),
+        "callprobe doctor",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("LIVEKIT_URL"), "{stderr}");
+}
+
+#[test]
+fn doctor_with_a_wrong_secret_exits_2() {
+    let Some(tb) = testbed("doctor_with_a_wrong_secret_exits_2", Needs::Server) else { return };
+    let out = output_of(
+        Command::new(env!("CARGO_BIN_EXE_callprobe"))
+            .arg("doctor")
+            .env("LIVEKIT_URL", tb.get("LIVEKIT_URL"))
+            .env("LIVEKIT_API_KEY", tb.get("LIVEKIT_API_KEY"))
+            .env("LIVEKIT_API_SECRET", "wrong-secret-for-the-test"),
+        "callprobe doctor",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("API key and secret"), "{stderr}");
+    assert!(!stderr.contains("wrong-secret-for-the-test"));
+}
+
+#[test]
+fn expect_agent_without_livekit_is_a_tester_error() {
+    // Needs no testbed: callprobe stops before calling.
+    let out = output_of(
+        Command::new(env!("CARGO_BIN_EXE_callprobe"))
+            .args(["call", "sip:+14144007103@127.0.0.1:9", "--expect-agent", "probe-agent"])
+            .env_remove("LIVEKIT_URL")
+            .env_remove("LIVEKIT_API_KEY")
+            .env_remove("LIVEKIT_API_SECRET"),
+        "callprobe call",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("LIVEKIT_URL is not set"), "{stderr}");
+}
+
+// ------------------------------------------------------------------ LiveKit SIP emulated at room level
+
+/// Stands in for LiveKit SIP's SIP side: answers at once, holds until BYE.
+const UAS_ANSWER: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="livekit-sip stand-in: answer">
+  <recv request="INVITE" crlf="true"/>
+  <send><![CDATA[
+
+      SIP/2.0 180 Ringing
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:uas@[local_ip]:[local_port];transport=[transport]>
+      Content-Length: 0
+
+  ]]></send>
+  <send retrans="500"><![CDATA[
+
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:uas@[local_ip]:[local_port];transport=[transport]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=uas 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0
+      a=rtpmap:0 PCMU/8000
+
+  ]]></send>
+  <recv request="ACK"/>
+  <recv request="BYE"/>
+  <send><![CDATA[
+
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+  ]]></send>
+</scenario>
+"#;
+
+/// Stands in for LiveKit SIP while no agent answers: rings until CANCEL.
+const UAS_RING: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="livekit-sip stand-in: ring until CANCEL">
+  <recv request="INVITE" crlf="true">
+    <action>
+      <ereg regexp="SIP/2.0/.*" search_in="hdr" header="Via:" assign_to="invite_via"/>
+      <ereg regexp="^ *([0-9]+)" search_in="hdr" header="CSeq:" assign_to="junk,invite_cseq"/>
+    </action>
+  </recv>
+  <send><![CDATA[
+
+      SIP/2.0 180 Ringing
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:uas@[local_ip]:[local_port];transport=[transport]>
+      Content-Length: 0
+
+  ]]></send>
+  <recv request="CANCEL"/>
+  <send><![CDATA[
+
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+  ]]></send>
+  <send><![CDATA[
+
+      SIP/2.0 487 Request Terminated
+      Via: [$invite_via]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      CSeq: [$invite_cseq] INVITE
+      Content-Length: 0
+
+  ]]></send>
+  <recv request="ACK"/>
+  <Reference variables="junk"/>
+</scenario>
+"#;
+
+/// `callprobe call -vv` against a SIPp stand-in for LiveKit SIP's SIP side;
+/// as soon as the INVITE shows its `X-Lk-Test-Id`, the testbed's room-level
+/// caller (`probe.py room-call`) joins a new room as a participant of kind
+/// SIP with that `lktest.id` and a room config dispatching `room_agent`, as
+/// LiveKit SIP does for a dispatch rule. Everything on the LiveKit side
+/// (rooms, agents, dispatches, jobs) is real; the SIP answers are the stub's.
+fn emulated_call(tb: &Testbed, scenario: &str, room_agent: &str, room_expect: &str, extra: &[&str]) -> (Run, String) {
+    use std::io::{BufRead, BufReader};
+    let dir = support::peers::TempDir::new("livekit-emulated").expect("temp dir");
+    let scenario_path = dir.path().join("uas.xml");
+    std::fs::write(&scenario_path, scenario).expect("write the SIPp scenario");
+    let port = support::peers::free_port(false);
+    let opts = support::peers::SippOptions { timeout: Duration::from_secs(60), ..Default::default() };
+    let uas = support::peers::Sipp::start_with(&scenario_path.to_string_lossy(), port, opts).expect("start SIPp");
+    let target = format!("sip:{}@127.0.0.1:{port}", tb.get("LK_SIP_CALL_NUMBER"));
+    let report_dir = dir.path().join("report");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_callprobe"));
+    cmd.args(["call", &target, "--from", tb.get("LK_SIP_CALLER_NUMBER"), "-vv", "--report-dir"])
+        .arg(&report_dir)
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for var in LIVEKIT_VARS {
+        cmd.env(var, tb.get(var));
+    }
+    let started = Instant::now();
+    let mut child = cmd.spawn().expect("start callprobe");
+    let stdout = child.stdout.take().expect("callprobe stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(id) = line.split("X-Lk-Test-Id:").nth(1) {
+                let _ = tx.send(id.trim().to_string());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let mut room_caller = rx.recv_timeout(Duration::from_secs(15)).ok().map(|test_id| {
+        Command::new(&tb.python)
+            .current_dir(testbed_dir())
+            .args(["probe.py", "room-call", "--test-id", &test_id, "--agent", room_agent, "--expect", room_expect])
+            .args(["--join-timeout", "9"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start probe.py room-call")
+    });
+    let status = child.wait().expect("callprobe exit");
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+    }
+    let run = Run {
+        code: status.code().unwrap_or(-1),
+        stdout: reader.join().unwrap_or_default(),
+        stderr,
+        report: std::fs::read_to_string(report_dir.join("report.json")).ok().and_then(|t| serde_json::from_str(&t).ok()),
+        took: started.elapsed(),
+    };
+    eprintln!(
+        "callprobe call (emulated LiveKit SIP, room agent \"{room_agent}\") → exit {} in {:.1} s (call ended at {} ms)",
+        run.code,
+        run.took.as_secs_f64(),
+        run.report.as_ref().map_or(Value::Null, |r| r["calls"][0]["sip"]["ended_ms"].clone())
+    );
+    let mut caller = String::from("(room-level caller never started: no X-Lk-Test-Id seen)");
+    if let Some(mut c) = room_caller.take() {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline && matches!(c.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = c.kill();
+        caller = c
+            .wait_with_output()
+            .map(|o| format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+            .unwrap_or_default();
+    }
+    let _ = uas.wait(Duration::from_secs(2));
+    (run, caller)
+}
+
+#[test]
+fn emulated_agent_join_is_measured_from_the_invite() {
+    let Some(tb) = testbed("emulated_agent_join_is_measured_from_the_invite", Needs::Server) else { return };
+    let (run, caller) = emulated_call(
+        &tb,
+        UAS_ANSWER,
+        tb.get("PROBE_AGENT_NAME"),
+        "speech",
+        &["--expect-agent", tb.get("PROBE_AGENT_NAME"), "--agent-within", "10s", "--hangup-after", "8s"],
+    );
+    assert_eq!(run.code, 0, "{}\nroom caller:\n{caller}", run.explain());
+    assert_eq!(run.check("agent_joined")["passed"], true, "{}", run.explain());
+    let lk = run.livekit();
+    let test_id = run.call()["test_id"].as_str().unwrap_or_default();
+    assert_eq!(lk["sip_participant"]["attributes"]["lktest.id"], test_id, "{lk:#}");
+    assert_eq!(lk["matched_by"], "lktest.id");
+    assert_eq!(lk["reference"]["kind"], "invite_that_got_through");
+    let agent = &lk["agents"][0];
+    assert_eq!(agent["agent_name"], tb.get("PROBE_AGENT_NAME"), "{lk:#}");
+    let joined = agent["joined_ms"].as_f64().unwrap_or(f64::MAX);
+    assert!((0.0..10_000.0).contains(&joined), "joined_ms {joined}");
+    assert!(lk["dispatches"][0]["jobs"][0]["id"].as_str().is_some_and(|j| j.starts_with("AJ_")), "{lk:#}");
+    assert!(run.stdout.contains("agent    \"probe-agent\""), "{}", run.stdout);
+    eprintln!("report.calls[0].livekit = {lk:#}");
+}
+
+#[test]
+fn emulated_room_without_agents_is_diagnosed() {
+    let Some(tb) = testbed("emulated_room_without_agents_is_diagnosed", Needs::Server) else { return };
+    // A room config dispatching agent_name "" is what the server makes of a rule without agents.
+    let (run, caller) = emulated_call(&tb, UAS_RING, "", "no-agent", &["--expect-agent", tb.get("PROBE_AGENT_NAME"), "--timeout", "10s"]);
+    assert_eq!(run.code, 1, "{}\nroom caller:\n{caller}", run.explain());
+    assert_eq!(run.diagnosis_codes(), ["dispatch_rule_without_agents"], "{}", run.explain());
+    assert_eq!(run.check("agent_joined")["passed"], false);
+}
+
+#[test]
+fn emulated_other_agent_name_is_diagnosed() {
+    let Some(tb) = testbed("emulated_other_agent_name_is_diagnosed", Needs::Server) else { return };
+    let (run, caller) = emulated_call(
+        &tb,
+        UAS_RING,
+        tb.get("PROBE_OTHER_AGENT_NAME"),
+        "no-agent",
+        &["--expect-agent", tb.get("PROBE_AGENT_NAME"), "--timeout", "10s"],
+    );
+    assert_eq!(run.code, 1, "{}\nroom caller:\n{caller}", run.explain());
+    assert_eq!(run.diagnosis_codes().first().map(String::as_str), Some("agent_name_mismatch"), "{}", run.explain());
+    assert!(!run.diagnosis_codes().contains(&"ringing_without_answer".to_string()));
+}
+
+#[test]
+fn emulated_crashing_agent_is_diagnosed() {
+    let Some(tb) = testbed("emulated_crashing_agent_is_diagnosed", Needs::Server) else { return };
+    let _restore = Restore::agent_mode(&tb, "crash");
+    let (run, caller) = emulated_call(
+        &tb,
+        UAS_RING,
+        tb.get("PROBE_AGENT_NAME"),
+        "no-agent",
+        &["--expect-agent", tb.get("PROBE_AGENT_NAME"), "--timeout", "10s"],
+    );
+    assert_eq!(run.code, 1, "{}\nroom caller:\n{caller}", run.explain());
+    assert_eq!(run.diagnosis_codes(), ["agent_crashed_at_start"], "{}", run.explain());
+    eprintln!("crash mode through the API: {:#}", run.livekit()["dispatches"]);
+}

@@ -1,0 +1,1091 @@
+//! The outputs of a run, written from a hand-built three-call report: the
+//! run folder and `latest` link, `junit.xml`, `index.html` (rendered in
+//! headless Chromium), `call.pcap` (decoded by tshark), the Prometheus
+//! textfile and the failure webhook (against a local HTTP server).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use callprobe::call::{Direction, LoggedMessage};
+use callprobe::media::vad::{detect_speech, VadConfig, VAD_SAMPLE_RATE};
+use callprobe::media::wav;
+use callprobe::observe::livekit::observation::{
+    AgentReport, DispatchReport, JobReport, JoinSource, LiveKitObservation, SipParticipantReport, StatusReport,
+    TimeReference,
+};
+use callprobe::observe::livekit::room_watch::MatchedBy;
+use callprobe::report::html::write_index;
+use callprobe::report::junit::write_junit;
+use callprobe::report::metrics::write_metrics;
+use callprobe::report::pcap::{write_call_pcap, CapturedPacket, CapturedProtocol};
+use callprobe::report::run_dir::{call_dir_name, create_run_dir};
+use callprobe::report::webhook::notify_failure;
+use callprobe::report::{CallReport, MediaReport, PlayedSpan, Recordings, Report, SipReport};
+use callprobe::sip::caller::{EndReason, FinalResponse, Transport};
+use callprobe::verdict::checks::Check;
+use callprobe::verdict::diagnose::Diagnosis;
+use callprobe::verdict::{describe_end, Verdict};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The SIP reason phrase of call 2: markup that must never become markup.
+const HOSTILE_REASON: &str = r#"No trunk found <script>alert("pwned")</script><img src=x onerror=alert(1)>"#;
+/// When call 1 started (2025-03-14 09:26:53 UTC).
+const STARTED_UNIX_MS: u64 = 1_741_944_413_000;
+const RATE: u32 = VAD_SAMPLE_RATE;
+
+// ---------------------------------------------------------------- fixtures
+
+fn fixture_audio(name: &str) -> Vec<i16> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name);
+    wav::load_mono(&path, RATE).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+}
+
+fn sample_at(ms: f64) -> usize {
+    (ms * f64::from(RATE) / 1000.0) as usize
+}
+
+/// `clip` copied into `track` from `at_ms` on.
+fn place(track: &mut [i16], at_ms: f64, clip: &[i16]) {
+    let start = sample_at(at_ms);
+    for (slot, s) in track.iter_mut().skip(start).zip(clip) {
+        *slot = *s;
+    }
+}
+
+/// Low-level noise, like a quiet line.
+fn line_noise(len: usize) -> Vec<i16> {
+    let mut state = 0x2545_f491_u32;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            ((state >> 24) as i16 - 128) / 4
+        })
+        .collect()
+}
+
+fn message(t_ms: f64, dir: Direction, peer: &str, raw: &str) -> LoggedMessage {
+    LoggedMessage {
+        t_ms,
+        dir,
+        peer: peer.into(),
+        first_line: raw.lines().next().unwrap_or("").to_string(),
+        raw: raw.replace('\n', "\r\n"),
+    }
+}
+
+fn invite(target: &str, cseq: u32, auth: bool) -> String {
+    let auth_line = if auth {
+        "Proxy-Authorization: Digest username=\"callprobe\", realm=\"livekit\", nonce=\"abc123\", uri=\"sip:+14144007103@127.0.0.1:5070\", response=\"6629fae49393a05397450978507c4ef1\", algorithm=MD5\n"
+    } else {
+        ""
+    };
+    format!(
+        "INVITE {target} SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:40123;branch=z9hG4bK{cseq}\nFrom: <sip:+15550100123@127.0.0.1>;tag=cp1\nTo: <{target}>\nCall-ID: c57841a8a6da6db9@callprobe\nCSeq: {cseq} INVITE\nX-Lk-Test-Id: cp-795c97f44bca\n{auth_line}Content-Type: application/sdp\nContent-Length: 0\n\n"
+    )
+}
+
+fn response(status: &str, cseq: u32, method: &str, extra: &str) -> String {
+    format!(
+        "SIP/2.0 {status}\nVia: SIP/2.0/UDP 127.0.0.1:40123;branch=z9hG4bK{cseq}\nFrom: <sip:+15550100123@127.0.0.1>;tag=cp1\nTo: <sip:+14144007103@127.0.0.1>;tag=far\nCall-ID: c57841a8a6da6db9@callprobe\nCSeq: {cseq} {method}\n{extra}Content-Length: 0\n\n"
+    )
+}
+
+fn request(method: &str, cseq: u32) -> String {
+    format!(
+        "{method} sip:uas@127.0.0.1:5080;transport=UDP SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:40123;branch=z9hG4bK{method}{cseq}\nCall-ID: c57841a8a6da6db9@callprobe\nCSeq: {cseq} {method}\nContent-Length: 0\n\n"
+    )
+}
+
+/// A 407 → 200 call with a greeting, our clip and an answer.
+fn answered_messages(target: &str, connected: f64, ended: f64) -> Vec<LoggedMessage> {
+    let peer = "127.0.0.1:5070";
+    vec![
+        message(0.2, Direction::Out, peer, &invite(target, 1, false)),
+        message(
+            0.9,
+            Direction::In,
+            peer,
+            &response(
+                "407 Proxy Authentication Required",
+                1,
+                "INVITE",
+                "Proxy-Authenticate: Digest realm=\"livekit\", nonce=\"abc123\", algorithm=MD5\n",
+            ),
+        ),
+        message(1.0, Direction::Out, peer, &request("ACK", 1)),
+        message(1.1, Direction::Out, peer, &invite(target, 2, true)),
+        message(1.6, Direction::In, peer, &response("100 Trying", 2, "INVITE", "")),
+        message(4.3, Direction::In, peer, &response("180 Ringing", 2, "INVITE", "")),
+        message(
+            connected - 0.2,
+            Direction::In,
+            peer,
+            &response("200 OK", 2, "INVITE", "Contact: <sip:uas@127.0.0.1:5080>\n"),
+        ),
+        message(connected, Direction::Out, peer, &request("ACK", 2)),
+        message(ended - 2.0, Direction::Out, peer, &request("BYE", 3)),
+        message(ended, Direction::In, peer, &response("200 OK", 3, "BYE", "")),
+    ]
+}
+
+fn sip_report(
+    messages: Vec<LoggedMessage>,
+    finals: &[(u16, &str)],
+    connected: Option<f64>,
+    ended: EndReason,
+    ended_ms: f64,
+    transport: Transport,
+) -> SipReport {
+    let local = match transport {
+        Transport::Udp => "127.0.0.1:40123",
+        Transport::Tcp => "127.0.0.1:40124",
+    };
+    SipReport {
+        final_responses: finals
+            .iter()
+            .map(|(status, reason)| FinalResponse {
+                status: *status,
+                reason: reason.to_string(),
+            })
+            .collect(),
+        provisional: vec![100, 180],
+        invites_sent: finals.len() as u32,
+        invite_retransmissions: 0,
+        authenticated: finals.len() > 1,
+        local: Some(local.into()),
+        remote_target: connected.map(|_| "sip:uas@127.0.0.1:5080".into()),
+        route_set: Vec::new(),
+        connected_ms: connected,
+        ended_ms: Some(ended_ms),
+        ended_description: Some(describe_end(&ended)),
+        ended: Some(ended),
+        messages,
+    }
+}
+
+fn check(name: &str, passed: bool, detail: &str) -> Check {
+    Check {
+        name: name.into(),
+        passed,
+        detail: detail.into(),
+    }
+}
+
+fn livekit(test_id: &str, agent_joined_ms: f64) -> LiveKitObservation {
+    LiveKitObservation {
+        url: "ws://127.0.0.1:7880".into(),
+        test_id: test_id.into(),
+        call_id: "c57841a8a6da6db9@callprobe".into(),
+        reference: TimeReference {
+            kind: "invite_that_got_through",
+            invite_cseq: Some(2),
+            invite_t_ms: 1.1,
+            unix_ms: STARTED_UNIX_MS as i64 + 1,
+        },
+        room: Some("call-_+15550100123_x7Qa".into()),
+        room_sid: Some("RM_x7Qa".into()),
+        room_created_ms: Some(120.0),
+        room_found_ms: Some(300.0),
+        matched_by: Some(MatchedBy::TestId),
+        sip_participant: Some(SipParticipantReport {
+            identity: "sip_+15550100123".into(),
+            joined_ms: Some(118.0),
+            left_observed_ms: None,
+            attributes: BTreeMap::from([("lktest.id".to_string(), test_id.to_string())]),
+            call_status: vec![
+                StatusReport {
+                    status: "ringing".into(),
+                    observed_ms: 150.0,
+                },
+                StatusReport {
+                    status: "active".into(),
+                    observed_ms: 450.0,
+                },
+            ],
+        }),
+        trunk_id: Some("ST_demo".into()),
+        rule_id: Some("SDR_demo".into()),
+        phone_number: Some("+15550100123".into()),
+        trunk_phone_number: Some("+14144007103".into()),
+        agents: vec![AgentReport {
+            identity: "agent-AJ_demo".into(),
+            agent_name: "telephony-agent".into(),
+            joined_ms: agent_joined_ms,
+            joined_ms_source: JoinSource::Server,
+            server_joined_ms: Some(agent_joined_ms),
+            observed_ms: agent_joined_ms + 150.0,
+            left_observed_ms: None,
+            attributes: BTreeMap::new(),
+        }],
+        dispatches: vec![DispatchReport {
+            id: "AD_demo".into(),
+            agent_name: "telephony-agent".into(),
+            created_ms: Some(125.0),
+            jobs: vec![JobReport {
+                id: "AJ_demo".into(),
+                status: "JS_RUNNING",
+                error: String::new(),
+                worker_id: "AW_demo".into(),
+                participant_identity: "agent-AJ_demo".into(),
+                started_ms: Some(140.0),
+                ended_ms: None,
+            }],
+        }],
+        dispatch_rule: None,
+        watched_ms: 9000.0,
+        polls: 27,
+        api_errors: Vec::new(),
+        gave_up: None,
+    }
+}
+
+/// A run of three calls in `run_dir`, with recordings written into the
+/// call folders: a pass (407 → 200, greeting, our clip, an answer), a 404
+/// with a hostile reason phrase over TCP, and an answered call whose agent
+/// stays silent.
+fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
+    let greeting = fixture_audio("thank_you_for_calling_16k.wav");
+    let clip = fixture_audio("hello_can_you_hear_me_16k.wav");
+    let answer = fixture_audio("hello_test_caller_tell_me_the_time_16k.wav");
+
+    // Call 1: passes.
+    let connected = 305.6;
+    let greeting_at = connected + 560.0;
+    let clip_at = greeting_at + greeting.len() as f64 * 1000.0 / f64::from(RATE) + 500.0;
+    let clip_end = clip_at + clip.len() as f64 * 1000.0 / f64::from(RATE);
+    let answer_at = clip_end + 700.0;
+    let ended = answer_at + answer.len() as f64 * 1000.0 / f64::from(RATE) + 600.0;
+    let mut rx = line_noise(sample_at(ended));
+    place(&mut rx, greeting_at, &greeting);
+    place(&mut rx, answer_at, &answer);
+    let mut tx = vec![0i16; sample_at(ended)];
+    place(&mut tx, clip_at, &clip);
+    let segments = detect_speech(&rx, VadConfig::default());
+    assert!(!segments.is_empty(), "the fixture speech must be detected");
+    let first_audio = segments[0].start_ms.saturating_sub(connected as u64);
+    let response_latency = segments
+        .iter()
+        .find(|s| s.start_ms as f64 >= clip_end)
+        .map(|s| s.start_ms - clip_end as u64);
+    let target1 = "sip:+14144007103@127.0.0.1:5070";
+    let call1 = CallReport {
+        call_id: "c57841a8a6da6db9@callprobe".into(),
+        test_id: "cp-795c97f44bca".into(),
+        target: target1.into(),
+        transport: Transport::Udp,
+        verdict: Verdict::Pass,
+        started_unix_ms: STARTED_UNIX_MS,
+        sip: sip_report(
+            answered_messages(target1, connected, ended),
+            &[(407, "Proxy Authentication Required"), (200, "OK")],
+            Some(connected),
+            EndReason::HungUp { bye_status: 200 },
+            ended,
+            Transport::Udp,
+        ),
+        media: MediaReport {
+            codec: Some("PCMU".into()),
+            local_rtp: Some("127.0.0.1:16000".into()),
+            remote_rtp: Some("127.0.0.1:20000".into()),
+            tx_packets: (ended / 20.0) as u64,
+            rx_packets: (ended / 20.0) as u64 - 3,
+            lost: 0,
+            jitter_ms: 0.42,
+            max_gap_ms: 21.0,
+            first_rtp_ms: Some(connected + 20.0),
+            first_audio_ms: Some(first_audio),
+            response_latency_ms: response_latency,
+            talk_time_ms: Some(segments.iter().map(|s| s.duration_ms()).sum()),
+            longest_silence_ms: Some(900),
+            speech_segments: segments,
+            played: Some(PlayedSpan {
+                start_ms: clip_at,
+                end_ms: clip_end,
+            }),
+            recordings: Some(Recordings {
+                rx: "rx.wav".into(),
+                tx: "tx.wav".into(),
+            }),
+            ..MediaReport::default()
+        },
+        checks: vec![
+            check("final_responses", true, "expected 407,200, got 407,200"),
+            check("call_ended_cleanly", true, "we hung up (BYE answered 200)"),
+            check("media_negotiated", true, "PCMU with 127.0.0.1:20000"),
+            check(
+                "agent_joined",
+                true,
+                "agent \"telephony-agent\" joined 212 ms after the INVITE (within 5 s)",
+            ),
+            check(
+                "speech_within",
+                true,
+                &format!("far end spoke {first_audio} ms after the 200 OK (within 3 s)"),
+            ),
+        ],
+        diagnosis: Vec::new(),
+        notes: Vec::new(),
+        livekit: Some(livekit("cp-795c97f44bca", 212.0)),
+    };
+
+    // Call 2: 404 with a hostile reason phrase, over TCP.
+    let target2 = "sip:+19995550000@127.0.0.1:5071;transport=tcp";
+    let peer2 = "127.0.0.1:5071";
+    let reason404 = HOSTILE_REASON;
+    let call2 = CallReport {
+        call_id: "0b1c2d3e4f506172@callprobe".into(),
+        test_id: "cp-0000deadbeef".into(),
+        target: target2.into(),
+        transport: Transport::Tcp,
+        verdict: Verdict::Fail,
+        started_unix_ms: STARTED_UNIX_MS + 20_000,
+        sip: sip_report(
+            vec![
+                message(0.3, Direction::Out, peer2, &invite(target2, 1, false).replace("UDP", "TCP")),
+                message(2.4, Direction::In, peer2, &response(&format!("404 {reason404}"), 1, "INVITE", "")),
+                message(2.6, Direction::Out, peer2, &request("ACK", 1).replace("UDP", "TCP")),
+            ],
+            &[(404, reason404)],
+            None,
+            EndReason::Rejected { status: 404, reason: reason404.into() },
+            2.6,
+            Transport::Tcp,
+        ),
+        media: MediaReport { error: Some("the call was not answered".into()), ..MediaReport::default() },
+        checks: vec![check("final_responses", false, &format!("expected 407,200, got 404 — rejected with 404 {reason404}"))],
+        diagnosis: vec![Diagnosis {
+            code: "no_trunk_found".into(),
+            summary: "LiveKit found no inbound trunk for this call".into(),
+            evidence: format!("INVITE answered 404 {reason404}"),
+            fix: "Set the same user/password on the carrier and on the LiveKit inbound trunk; check the called number is on the trunk in +E.164 form".into(),
+            reference: "https://github.com/livekit/sip/issues/592".into(),
+        }],
+        notes: vec!["TCP connection to 127.0.0.1:5071 closed by peer at 3.1 ms".into()],
+        livekit: None,
+    };
+
+    // Call 3: answered, our clip played, the agent never spoke.
+    let target3 = "sip:+14144007104@127.0.0.1:5070";
+    let connected3 = 280.4;
+    let clip3_at = connected3 + 1000.0;
+    let clip3_end = clip3_at + clip.len() as f64 * 1000.0 / f64::from(RATE);
+    let ended3 = 8_000.0;
+    let rx3 = line_noise(sample_at(ended3));
+    let mut tx3 = vec![0i16; sample_at(ended3)];
+    place(&mut tx3, clip3_at, &clip);
+    let call3 = CallReport {
+        call_id: "77aa88bb99cc00dd@callprobe".into(),
+        test_id: "cp-0123456789ab".into(),
+        target: target3.into(),
+        transport: Transport::Udp,
+        verdict: Verdict::Fail,
+        started_unix_ms: STARTED_UNIX_MS + 40_000,
+        sip: sip_report(
+            answered_messages(target3, connected3, ended3),
+            &[(407, "Proxy Authentication Required"), (200, "OK")],
+            Some(connected3),
+            EndReason::HungUp { bye_status: 200 },
+            ended3,
+            Transport::Udp,
+        ),
+        media: MediaReport {
+            codec: Some("G722".into()),
+            local_rtp: Some("127.0.0.1:16002".into()),
+            remote_rtp: Some("127.0.0.1:20002".into()),
+            tx_packets: 385,
+            rx_packets: 384,
+            talk_time_ms: Some(0),
+            longest_silence_ms: Some(7700),
+            played: Some(PlayedSpan {
+                start_ms: clip3_at,
+                end_ms: clip3_end,
+            }),
+            recordings: Some(Recordings {
+                rx: "rx.wav".into(),
+                tx: "tx.wav".into(),
+            }),
+            ..MediaReport::default()
+        },
+        checks: vec![
+            check("final_responses", true, "expected 407,200, got 407,200"),
+            check("media_negotiated", true, "G722 with 127.0.0.1:20002"),
+            check("speech_within", false, "no far-end speech within 3 s of the 200 OK"),
+        ],
+        diagnosis: vec![Diagnosis {
+            code: "agent_joined_but_silent".into(),
+            summary: "The call was answered but the agent said nothing".into(),
+            evidence: "agent \"telephony-agent\" joined at 240 ms; 384 RTP packets of silence".into(),
+            fix: "Check the agent's session starts (greeting sent, TTS reachable) and the media path".into(),
+            reference: "shared/notes/livekit.md (codecs, media); agent logs".into(),
+        }],
+        notes: Vec::new(),
+        livekit: Some(livekit("cp-0123456789ab", 240.0)),
+    };
+
+    let calls = vec![call1, call2, call3];
+    let mut call_dirs = Vec::new();
+    for (index, call) in calls.iter().enumerate() {
+        let dir = PathBuf::from(call_dir_name(index + 1, &call.target));
+        std::fs::create_dir_all(run_dir.join(&dir)).expect("create call folder");
+        call_dirs.push(dir);
+    }
+    for (dir, (rx, tx)) in [(&call_dirs[0], (&rx, &tx)), (&call_dirs[2], (&rx3, &tx3))] {
+        wav::write_mono(&run_dir.join(dir).join("rx.wav"), RATE, rx).expect("write rx.wav");
+        wav::write_mono(&run_dir.join(dir).join("tx.wav"), RATE, tx).expect("write tx.wav");
+    }
+    (Report::new(calls), call_dirs)
+}
+
+/// A fresh folder under the target dir (kept after the test, to look at).
+fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("report_outputs")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch folder");
+    dir
+}
+
+// ---------------------------------------------------------------- run folder, JUnit
+
+#[test]
+fn run_folder_gets_a_timestamped_name_and_latest_points_at_it() {
+    let base = scratch("run-dir");
+    let now = UNIX_EPOCH + Duration::from_millis(STARTED_UNIX_MS);
+    let run = create_run_dir(&base, now).expect("create run dir");
+    assert_eq!(run, base.join("20250314-092653"));
+    let again = create_run_dir(&base, now).expect("second run in the same second");
+    assert_eq!(again, base.join("20250314-092653-1"));
+    assert_eq!(
+        std::fs::read_link(base.join("latest")).expect("latest link"),
+        Path::new("20250314-092653-1")
+    );
+    assert_eq!(
+        call_dir_name(3, "smoke: credentials accepted"),
+        "003-smoke-credentials-accepted"
+    );
+}
+
+#[test]
+fn junit_has_one_case_per_call_with_failures_and_the_sip_ladder() {
+    let run = scratch("junit");
+    let (report, _) = sample_run(&run);
+    let path = run.join("junit.xml");
+    write_junit(&report, "callprobe smoke", &path).expect("write junit.xml");
+    let xml = std::fs::read_to_string(&path).expect("read junit.xml");
+
+    let parsed = quick_junit::Report::deserialize_from_str(&xml).expect("junit.xml parses back");
+    assert_eq!(parsed.test_suites.len(), 1);
+    let suite = &parsed.test_suites[0];
+    assert_eq!((suite.tests, suite.failures, suite.errors), (3, 2, 0), "{xml}");
+    let cases = &suite.test_cases;
+    assert_eq!(
+        cases[0].name.as_str(),
+        "sip:+14144007103@127.0.0.1:5070 [cp-795c97f44bca]"
+    );
+    let time = cases[0].time.expect("call duration");
+    assert!(
+        time > Duration::from_secs(15) && time < Duration::from_secs(20),
+        "{time:?}"
+    );
+    match &cases[1].status {
+        quick_junit::TestCaseStatus::NonSuccess {
+            kind,
+            message,
+            ty,
+            description,
+            ..
+        } => {
+            assert_eq!(*kind, quick_junit::NonSuccessKind::Failure);
+            let message = message.as_ref().expect("failure message").as_str();
+            assert!(
+                message.starts_with("final_responses: expected 407,200, got 404"),
+                "{message}"
+            );
+            assert_eq!(ty.as_ref().map(|t| t.as_str()), Some("no_trunk_found"));
+            let text = description.as_ref().expect("failure text").as_str();
+            for part in [
+                "[no_trunk_found]",
+                "evidence: INVITE answered 404",
+                "fix: Set the same",
+                "see: https://github.com/livekit/sip/issues/592",
+            ] {
+                assert!(text.contains(part), "missing {part:?} in {text}");
+            }
+        }
+        other => panic!("call 2 must fail: {other:?}"),
+    }
+    let out = cases[0].system_out.as_ref().expect("system-out").as_str();
+    assert!(
+        out.contains("0.2 ms → 127.0.0.1:5070") && out.contains("SIP/2.0 407 Proxy Authentication Required"),
+        "{out}"
+    );
+    // The hostile reason phrase is escaped XML, not markup.
+    assert!(!xml.contains("<script>") && xml.contains("&lt;script&gt;"));
+}
+
+// ---------------------------------------------------------------- HTML
+
+#[test]
+fn index_html_is_self_contained_and_escapes_call_data() {
+    let run = scratch("html-static");
+    let (report, call_dirs) = sample_run(&run);
+    let path = write_index(&report, &run, &call_dirs).expect("write index.html");
+    let html = std::fs::read_to_string(&path).expect("read index.html");
+
+    assert!(html.contains(r#"id="run-verdict">FAIL<"#));
+    assert_eq!(html.matches(r#"<section class="call "#).count(), 3);
+    assert_eq!(html.matches(r#"<svg class="ladder""#).count(), 3);
+    assert_eq!(
+        html.matches(r#"<svg class="wave""#).count(),
+        2,
+        "calls 1 and 3 have recordings"
+    );
+    assert!(html.contains(r#"src="001-sip-14144007103-127-0-0-1-5070/rx.wav""#));
+    assert!(html.contains("class=\"speech\"") && html.contains("class=\"played\""));
+    assert!(html.contains("agent telephony-agent joined") && html.contains("first audio +"));
+    assert!(html.contains("LiveKit observation (JSON)") && html.contains("call-_+15550100123_x7Qa"));
+    // Nothing from the call becomes markup.
+    assert!(
+        !html.contains("<script>alert") && !html.contains("<img src=x"),
+        "hostile reason phrase leaked as markup"
+    );
+    assert!(html.contains("No trunk found &lt;script&gt;alert(&quot;pwned&quot;)&lt;/script&gt;"));
+    // Self-contained: no external resources (links to references are fine).
+    for forbidden in ["src=\"http", "src='http", "<link", "url(http", "@import"] {
+        assert!(!html.contains(forbidden), "external resource: {forbidden}");
+    }
+    assert_eq!(html.matches("<script").count(), 1, "only the page's own inline script");
+}
+
+#[test]
+fn index_html_renders_in_headless_chromium() {
+    if std::env::var("CALLPROBE_SKIP_BROWSER").as_deref() == Ok("1") {
+        eprintln!("CALLPROBE_SKIP_BROWSER=1: NOT checking index.html in Chromium");
+        return;
+    }
+    let chromium = match chromium_binary() {
+        Ok(path) => path,
+        Err(e) => panic!("Chromium is needed to check index.html (set CALLPROBE_SKIP_BROWSER=1 to skip): {e}"),
+    };
+    let run = scratch("html-chromium");
+    let (report, call_dirs) = sample_run(&run);
+    let page = write_index(&report, &run, &call_dirs).expect("write index.html");
+    let url = format!("file://{}", page.display());
+    let profile = run.join("chromium-profile");
+
+    let dom = run_chromium(
+        &chromium,
+        &profile,
+        &["--enable-logging=stderr", "--v=0", "--dump-dom", &url],
+    );
+    let dump = String::from_utf8_lossy(&dom.stdout);
+    let log = String::from_utf8_lossy(&dom.stderr);
+    assert!(dom.status.success(), "chromium --dump-dom failed: {log}");
+    assert!(
+        dump.contains(r#"id="run-verdict">FAIL<"#),
+        "verdict not in the rendered DOM:\n{dump:.2000}"
+    );
+    assert_eq!(
+        dump.matches(r#"<span class="badge pass">PASS</span>"#).count(),
+        2,
+        "index row + call 1 heading"
+    );
+    assert!(
+        !dump.contains("<script>alert"),
+        "hostile reason phrase became markup in the DOM"
+    );
+    assert!(!log.contains("Uncaught"), "the page's script threw:\n{log}");
+
+    let shot = run.join("shot.png");
+    let out = run_chromium(
+        &chromium,
+        &profile,
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1280,2000",
+            "--hide-scrollbars",
+            &url,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "chromium --screenshot failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        size > 50_000,
+        "screenshot {} is suspiciously small ({size} bytes)",
+        shot.display()
+    );
+    eprintln!("screenshot: {}", shot.display());
+}
+
+/// Chromium on PATH, installed with apt when missing.
+fn chromium_binary() -> Result<PathBuf, String> {
+    let find = || ["chromium", "chromium-browser"].iter().find_map(|name| which(name));
+    if let Some(found) = find() {
+        return Ok(found);
+    }
+    let install = Command::new("sh")
+        .args([
+            "-c",
+            "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium",
+        ])
+        .output()
+        .map_err(|e| format!("cannot run apt-get: {e}"))?;
+    find().ok_or_else(|| {
+        format!(
+            "chromium is not installed and `apt-get install -y chromium` failed ({}):\n{}{}",
+            install.status,
+            String::from_utf8_lossy(&install.stdout),
+            String::from_utf8_lossy(&install.stderr)
+        )
+    })
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+fn run_chromium(chromium: &Path, profile: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("timeout")
+        .arg("120")
+        .arg(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--allow-file-access-from-files",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", chromium.display()))
+}
+
+// ---------------------------------------------------------------- pcap
+
+const RTP_PORT: u16 = 16_000;
+
+fn captured(ms: u64, src: &str, dst: &str, protocol: CapturedProtocol, payload: Vec<u8>) -> CapturedPacket {
+    CapturedPacket {
+        at: UNIX_EPOCH + Duration::from_millis(STARTED_UNIX_MS + ms),
+        src: src.parse::<SocketAddr>().expect("address"),
+        dst: dst.parse::<SocketAddr>().expect("address"),
+        protocol,
+        payload,
+    }
+}
+
+fn rtp_packet(seq: u16) -> Vec<u8> {
+    let mut p = vec![0x80, 0x00];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    p.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+    p.extend(std::iter::repeat_n(0xffu8, 160));
+    p
+}
+
+fn sip_bytes(raw: &str) -> Vec<u8> {
+    raw.replace('\n', "\r\n").into_bytes()
+}
+
+/// tshark on PATH, installed with apt when missing; `None` (and a loud
+/// message) when it cannot be installed.
+fn tshark() -> Option<PathBuf> {
+    if let Some(found) = which("tshark") {
+        return Some(found);
+    }
+    let _ = Command::new("sh")
+        .args([
+            "-c",
+            "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y tshark",
+        ])
+        .output();
+    let found = which("tshark");
+    if found.is_none() {
+        eprintln!("\n!!!!!!!! tshark is not installed and could not be installed: call.pcap NOT checked with tshark !!!!!!!!\n");
+    }
+    found
+}
+
+fn tshark_fields(tshark: &Path, pcap: &Path, extra: &[&str]) -> String {
+    let out = Command::new(tshark)
+        .arg("-r")
+        .arg(pcap)
+        .args(["-T", "fields"])
+        .args(extra)
+        .output()
+        .expect("run tshark");
+    assert!(
+        out.status.success(),
+        "tshark failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn call_pcap_with_sip_over_udp_and_rtp_decodes_in_tshark() {
+    let dir = scratch("pcap-udp");
+    let us = "10.0.0.1:5062";
+    let them = "10.0.0.2:5060";
+    let mut packets = vec![
+        captured(
+            0,
+            us,
+            them,
+            CapturedProtocol::Udp,
+            sip_bytes(&invite("sip:+14144007103@10.0.0.2", 1, false)),
+        ),
+        captured(
+            300,
+            them,
+            us,
+            CapturedProtocol::Udp,
+            sip_bytes(&response("200 OK", 1, "INVITE", "")),
+        ),
+    ];
+    for (i, seq) in (100u16..105).enumerate() {
+        packets.push(captured(
+            320 + 20 * i as u64,
+            &format!("10.0.0.1:{RTP_PORT}"),
+            "10.0.0.2:20000",
+            CapturedProtocol::Udp,
+            rtp_packet(seq),
+        ));
+    }
+    let path = dir.join("call.pcap");
+    write_call_pcap(&path, &packets).expect("write call.pcap");
+    assert!(std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) > 24);
+
+    let Some(tshark) = tshark() else { return };
+    let fields = tshark_fields(
+        &tshark,
+        &path,
+        &[
+            "-e",
+            "sip.Method",
+            "-e",
+            "sip.Status-Code",
+            "-e",
+            "rtp.seq",
+            "-d",
+            &format!("udp.port=={RTP_PORT},rtp"),
+        ],
+    );
+    let rows: Vec<Vec<&str>> = fields.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(rows.len(), 7, "{fields}");
+    assert_eq!(rows[0][0], "INVITE", "{fields}");
+    assert_eq!(rows[1][1], "200", "{fields}");
+    let seqs: Vec<&str> = rows[2..].iter().map(|r| r[2]).collect();
+    assert_eq!(seqs, ["100", "101", "102", "103", "104"], "{fields}");
+}
+
+#[test]
+fn call_pcap_with_sip_over_tcp_reassembles_cleanly_in_tshark() {
+    let dir = scratch("pcap-tcp");
+    let us = "10.0.0.1:40124";
+    let them = "10.0.0.2:5060";
+    let packets = vec![
+        captured(
+            0,
+            us,
+            them,
+            CapturedProtocol::Tcp,
+            sip_bytes(&invite("sip:+14144007103@10.0.0.2", 1, false)),
+        ),
+        captured(
+            1,
+            them,
+            us,
+            CapturedProtocol::Tcp,
+            sip_bytes(&response("100 Trying", 1, "INVITE", "")),
+        ),
+        captured(
+            300,
+            them,
+            us,
+            CapturedProtocol::Tcp,
+            sip_bytes(&response("200 OK", 1, "INVITE", "")),
+        ),
+        captured(301, us, them, CapturedProtocol::Tcp, sip_bytes(&request("ACK", 1))),
+    ];
+    let path = dir.join("call.pcap");
+    write_call_pcap(&path, &packets).expect("write call.pcap");
+
+    let Some(tshark) = tshark() else { return };
+    let fields = tshark_fields(
+        &tshark,
+        &path,
+        &["-Y", "sip", "-e", "sip.Method", "-e", "sip.Status-Code"],
+    );
+    let rows: Vec<&str> = fields.lines().collect();
+    assert_eq!(rows, ["INVITE\t", "\t100", "\t200", "ACK\t"], "{fields}");
+    let problems = tshark_fields(
+        &tshark,
+        &path,
+        &[
+            "-Y",
+            "tcp.analysis.flags",
+            "-e",
+            "frame.number",
+            "-e",
+            "_ws.expert.message",
+        ],
+    );
+    assert!(
+        problems.trim().is_empty(),
+        "tshark's TCP analysis complains:\n{problems}"
+    );
+
+    // sngrep (when installed) finds the dialog too: it re-exports the 4 messages it parsed.
+    if let Some(sngrep) = which("sngrep") {
+        let exported = dir.join("sngrep.pcap");
+        let out = Command::new("timeout")
+            .arg("30")
+            .arg(sngrep)
+            .args(["-N", "-q", "-I"])
+            .arg(&path)
+            .arg("-O")
+            .arg(&exported)
+            .output()
+            .expect("run sngrep");
+        assert!(out.status.success(), "sngrep failed: {}", String::from_utf8_lossy(&out.stderr));
+        let methods = tshark_fields(&tshark, &exported, &["-Y", "sip", "-e", "sip.CSeq.method"]);
+        assert_eq!(methods.lines().count(), 4, "sngrep parsed:\n{methods}");
+    } else {
+        eprintln!("sngrep not installed: call.pcap not checked with sngrep (tshark checked it)");
+    }
+}
+
+// ---------------------------------------------------------------- metrics
+
+/// `name{labels} value` lines of a Prometheus text exposition.
+fn samples(text: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').unwrap_or_else(|| panic!("bad line {l:?}"));
+            (
+                series.to_string(),
+                value.parse::<f64>().unwrap_or_else(|_| panic!("bad value in {l:?}")),
+            )
+        })
+        .collect()
+}
+
+fn value_of(samples: &[(String, f64)], name: &str, target: &str) -> Option<f64> {
+    let series_prefix = format!("{name}{{");
+    samples
+        .iter()
+        .find(|(s, _)| (s == name) || (s.starts_with(&series_prefix) && s.contains(&format!("target=\"{target}\""))))
+        .map(|(_, v)| *v)
+}
+
+#[test]
+fn metrics_file_is_prometheus_text_written_atomically() {
+    let dir = scratch("metrics");
+    let (report, _) = sample_run(&dir);
+    let path = dir.join("callprobe.prom");
+    std::fs::write(&path, "stale\n").expect("an older file to replace");
+    write_metrics(&report, &path).expect("write metrics");
+    let text = std::fs::read_to_string(&path).expect("read metrics");
+    let s = samples(&text);
+
+    let t1 = "sip:+14144007103@127.0.0.1:5070";
+    let t2 = "sip:+19995550000@127.0.0.1:5071;transport=tcp";
+    assert_eq!(value_of(&s, "callprobe_call_passed", t1), Some(1.0), "{text}");
+    assert_eq!(value_of(&s, "callprobe_call_passed", t2), Some(0.0), "{text}");
+    assert_eq!(value_of(&s, "callprobe_call_setup_seconds", t1), Some(0.3056), "{text}");
+    assert_eq!(
+        value_of(&s, "callprobe_call_setup_seconds", t2),
+        None,
+        "no answer, no setup time"
+    );
+    assert_eq!(value_of(&s, "callprobe_agent_join_seconds", t1), Some(0.212), "{text}");
+    let first_audio = value_of(&s, "callprobe_first_audio_seconds", t1).expect("first audio");
+    assert!(first_audio > 0.4 && first_audio < 2.5, "{first_audio}");
+    assert!(
+        value_of(&s, "callprobe_response_latency_seconds", t1).is_some(),
+        "{text}"
+    );
+    assert_eq!(value_of(&s, "callprobe_run_passed", ""), Some(0.0));
+    assert_eq!(value_of(&s, "callprobe_run_failed_calls", ""), Some(2.0));
+    assert_eq!(
+        value_of(&s, "callprobe_run_timestamp_seconds", ""),
+        Some(STARTED_UNIX_MS as f64 / 1000.0)
+    );
+    assert!(text.contains("# TYPE callprobe_call_setup_seconds gauge"), "{text}");
+    assert!(text.contains(r#"scenario="sip:+14144007103@127.0.0.1:5070""#), "{text}");
+    // Only the final file is left behind.
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("list")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("prom"))
+        .collect();
+    assert_eq!(names, ["callprobe.prom"]);
+}
+
+#[test]
+fn metric_label_values_are_escaped() {
+    let dir = scratch("metrics-escape");
+    let (mut report, _) = sample_run(&dir);
+    report.calls.truncate(1);
+    report.calls[0].target = "sip:\"odd\\name\"@host\nx".into();
+    let path = dir.join("odd.prom");
+    write_metrics(&report, &path).expect("write metrics");
+    let text = std::fs::read_to_string(&path).expect("read metrics");
+    assert!(text.contains(r#"target="sip:\"odd\\name\"@host\nx""#), "{text}");
+    assert!(
+        text.lines().all(|l| l.starts_with('#') || l.starts_with("callprobe_")),
+        "{text}"
+    );
+}
+
+// ---------------------------------------------------------------- webhook
+
+/// A one-request HTTP server answering `status`; returns the request's
+/// head and body.
+async fn one_shot_server(status: &'static str) -> (String, tokio::task::JoinHandle<(String, String)>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let task = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.expect("accept");
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let head_end = loop {
+            let n = stream.read(&mut chunk).await.expect("read");
+            assert!(n > 0, "connection closed before the request ended");
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse().unwrap_or(0))
+            })
+            .expect("a Content-Length");
+        while buf.len() < head_end + length {
+            let n = stream.read(&mut chunk).await.expect("read body");
+            assert!(n > 0, "connection closed inside the body");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let body = String::from_utf8_lossy(&buf[head_end..head_end + length]).into_owned();
+        let answer = format!("HTTP/1.1 {status}\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        stream.write_all(answer.as_bytes()).await.expect("answer");
+        let _ = stream.shutdown().await;
+        (head, body)
+    });
+    (format!("http://{addr}/services/T000/B000/SECRET-TOKEN"), task)
+}
+
+#[tokio::test]
+async fn webhook_posts_a_slack_style_summary_of_the_failures() {
+    let dir = scratch("webhook");
+    let (report, _) = sample_run(&dir);
+    let (url, server) = one_shot_server("200 OK").await;
+    notify_failure(&url, &report, Some(Path::new("/var/lib/callprobe/20250314-092653")))
+        .await
+        .expect("webhook accepted");
+    let (head, body) = server.await.expect("server task");
+    assert!(
+        head.starts_with("POST /services/T000/B000/SECRET-TOKEN HTTP/1.1"),
+        "{head}"
+    );
+    assert!(
+        head.to_ascii_lowercase().contains("content-type: application/json"),
+        "{head}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&body).expect("JSON body");
+    let text = json["text"].as_str().expect("a text field");
+    assert!(text.starts_with("callprobe: 2 of 3 calls failed"), "{text}");
+    assert!(
+        text.contains("[no_trunk_found] LiveKit found no inbound trunk"),
+        "{text}"
+    );
+    assert!(text.contains("[agent_joined_but_silent]"), "{text}");
+    assert!(
+        text.contains("/var/lib/callprobe/20250314-092653/report.json (calls[1])"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("cp-795c97f44bca"),
+        "the passing call is not listed: {text}"
+    );
+}
+
+#[tokio::test]
+async fn webhook_error_names_the_status_but_not_the_secret_url() {
+    let dir = scratch("webhook-500");
+    let (report, _) = sample_run(&dir);
+    let (url, server) = one_shot_server("500 Internal Server Error").await;
+    let err = notify_failure(&url, &report, None)
+        .await
+        .expect_err("a 500 is an error");
+    let _ = server.await;
+    assert!(err.contains("500"), "{err}");
+    assert!(
+        !err.contains("SECRET-TOKEN"),
+        "the webhook URL leaked into the error: {err}"
+    );
+
+    // Nobody listening: an error naming the host, still without the token.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = closed.local_addr().expect("address").port();
+    drop(closed);
+    let err = notify_failure(&format!("http://127.0.0.1:{port}/SECRET-TOKEN"), &report, None)
+        .await
+        .expect_err("connection refused");
+    assert!(err.contains("127.0.0.1") && !err.contains("SECRET-TOKEN"), "{err}");
+}
+
+#[test]
+fn all_outputs_together_in_one_run_folder() {
+    let base = scratch("full-run");
+    let run = create_run_dir(&base, SystemTime::now()).expect("run dir");
+    let (report, call_dirs) = sample_run(&run);
+    report.write_json(&run).expect("report.json");
+    write_junit(&report, "callprobe", &run.join("junit.xml")).expect("junit.xml");
+    write_index(&report, &run, &call_dirs).expect("index.html");
+    write_metrics(&report, &base.join("callprobe.prom")).expect("metrics");
+    for (call, dir) in report.calls.iter().zip(&call_dirs) {
+        let packets = callprobe::report::pcap::sip_packets_from_report(call);
+        assert_eq!(packets.len(), call.sip.messages.len());
+        write_call_pcap(&run.join(dir).join("call.pcap"), &packets).expect("call.pcap");
+    }
+    for file in ["report.json", "junit.xml", "index.html"] {
+        assert!(base.join("latest").join(file).is_file(), "latest/{file}");
+    }
+    assert!(run.join(&call_dirs[0]).join("call.pcap").is_file());
+    if let Some(tshark) = which("tshark") {
+        let tcp_pcap = run.join(&call_dirs[1]).join("call.pcap");
+        let fields = tshark_fields(
+            &tshark,
+            &tcp_pcap,
+            &["-Y", "sip", "-d", "tcp.port==5071,sip", "-e", "sip.Status-Code"],
+        );
+        assert!(fields.lines().any(|l| l.trim() == "404"), "{fields}");
+    }
+}

@@ -1,0 +1,245 @@
+//! The shipped scenario suites load, expand and turn into calls; broken
+//! files are reported as `file:line:col: message`. Through the library
+//! (`callprobe::scenario`), and through `callprobe check` once the binary
+//! has that subcommand.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
+
+use callprobe::scenario::{self, check_path, load_path, matches_tags, ScenarioCase};
+
+/// The tests here set and remove process environment variables.
+static ENV_LOCK: Mutex<()> = Mutex::new(());
+
+/// What the shipped suites need: the testbed's dev-only values
+/// (testbed/testbed.env) and placeholders for the cloud templates.
+const ENV: &[(&str, &str)] = &[
+    ("LK_SIP_USER", "callprobe"),
+    ("LK_SIP_PASSWORD", "testbed-dev-only-not-secret-7d41"),
+    ("LIVEKIT_SIP_HOST", "example.sip.livekit.cloud"),
+    ("CALLED_NUMBER", "+14144007103"),
+    ("CALLED_DIGITS", "14144007103"),
+    ("CALLED_NATIONAL", "4144007103"),
+    ("CALLER_NUMBER", "+15550100123"),
+    ("SIP_AUTH_USER", "example-user"),
+    ("SIP_AUTH_PASSWORD", "placeholder-not-a-secret"),
+    ("AGENT_NAME", "example-agent"),
+    ("LIVEKIT_URL", "wss://example.livekit.cloud"),
+    ("LIVEKIT_API_KEY", "APIexample"),
+];
+
+fn with_env() -> MutexGuard<'static, ()> {
+    let guard = ENV_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    for (k, v) in ENV {
+        std::env::set_var(k, v);
+    }
+    guard
+}
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn load_cases(path: &str) -> Vec<ScenarioCase> {
+    match load_path(&repo(path)) {
+        Ok(files) => files.into_iter().flat_map(|f| f.cases).collect(),
+        Err(errors) => panic!("{path}:\n{}", errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")),
+    }
+}
+
+fn names(cases: &[ScenarioCase]) -> Vec<&str> {
+    cases.iter().map(|c| c.name.as_str()).collect()
+}
+
+fn case<'a>(cases: &'a [ScenarioCase], name: &str) -> &'a ScenarioCase {
+    cases.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no case {name:?} in {:?}", names(cases)))
+}
+
+#[test]
+fn every_shipped_case_becomes_a_call() {
+    let _env = with_env();
+    for suite in ["scenarios", "scenarios/local-trunk", "scenarios/templates"] {
+        for case in load_cases(suite) {
+            // Secrets and fixtures are read here, as the runner will.
+            if let Err(e) = case.call_spec() {
+                panic!("{suite}: {e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn testbed_smoke_suite() {
+    let _env = with_env();
+    let cases = load_cases("scenarios");
+    assert_eq!(
+        names(&cases),
+        [
+            "smoke: agent greets and answers",
+            "smoke: credentials [credentials=with]",
+            "smoke: credentials [credentials=without]",
+            "smoke: called number +14144007103",
+            "smoke: called number 14144007103",
+            "smoke: called number 4144007103",
+            "smoke: unknown number is refused",
+        ]
+    );
+    assert!(cases.iter().all(|c| c.tags.iter().any(|t| t == "smoke")));
+    assert!(cases.iter().all(|c| c.call.target.contains("@127.0.0.1:5060")));
+    let with = case(&cases, "smoke: credentials [credentials=with]");
+    assert_eq!(with.call.expect.as_deref(), Some("407,200"));
+    assert_eq!(with.call.expect_agent.as_deref(), Some("probe-agent"));
+    assert_eq!(with.call.auth_user.as_deref(), Some("callprobe"));
+    let without = case(&cases, "smoke: credentials [credentials=without]");
+    assert_eq!(without.call.expect.as_deref(), Some("407"));
+    assert!(without.call.auth_user.is_none() && without.call.expect_agent.is_none());
+    let talk = case(&cases, "smoke: agent greets and answers");
+    assert!(talk.call.media.play_after_greeting && talk.call.media.play.as_ref().is_some_and(|p| p.is_file()));
+    assert_eq!(talk.call.media.max_loss_percent, Some(1.0));
+    let e164 = case(&cases, "smoke: called number +14144007103");
+    assert_eq!((e164.call.expect.as_deref(), e164.any_final_response), (Some("407,200"), false));
+    let bare = case(&cases, "smoke: called number 4144007103");
+    assert_eq!(bare.call.target, "sip:4144007103@127.0.0.1:5060");
+    assert!(bare.any_final_response && bare.call.expect.is_none());
+    let runbook5: Vec<_> = cases.iter().filter(|c| matches_tags(c, &["runbook-5".into()])).collect();
+    assert_eq!(runbook5.len(), 3);
+}
+
+#[test]
+fn local_trunk_suite_expects_what_the_demo_trunk_does() {
+    let _env = with_env();
+    let cases = load_cases("scenarios/local-trunk");
+    let expected: Vec<(&str, Option<&str>)> = cases.iter().map(|c| (c.name.as_str(), c.call.expect.as_deref())).collect();
+    assert_eq!(
+        expected,
+        [
+            ("local trunk: credentials [credentials=with]", Some("407,200")),
+            ("local trunk: credentials [credentials=without]", Some("407")),
+            ("local trunk: credentials [credentials=wrong-user]", Some("407,407")),
+            ("local trunk: called number +14144007103", Some("407,200")),
+            ("local trunk: called number 14144007103", Some("404")),
+            ("local trunk: called number 4144007103", Some("404")),
+            ("local trunk: credentials over TCP", Some("407,200")),
+            ("local trunk: unknown number is refused", Some("404")),
+        ]
+    );
+    for c in &cases {
+        assert!(c.call.target.contains("@127.0.0.1:5070"), "{}", c.name);
+        // SIP-level only: no agent, no media expectations.
+        assert!(c.call.expect_agent.is_none() && c.call.media.play.is_none(), "{}", c.name);
+        assert!(!c.any_final_response, "{}", c.name);
+    }
+    let wrong = case(&cases, "local trunk: credentials [credentials=wrong-user]");
+    assert_eq!(wrong.call.auth_user.as_deref(), Some("not-callprobe"));
+}
+
+#[test]
+fn cloud_templates_use_only_references() {
+    let _env = with_env();
+    let cases = load_cases("scenarios/templates");
+    assert_eq!(cases.len(), 5);
+    for c in &cases {
+        assert!(c.call.target.ends_with("@example.sip.livekit.cloud"), "{}", c.call.target);
+        assert_eq!(c.call.livekit.livekit_api_secret_env.as_deref(), Some("LIVEKIT_API_SECRET"));
+    }
+    let with = case(&cases, "cloud: credentials [credentials=with]");
+    assert_eq!(with.call.auth_password_env.as_deref(), Some("SIP_AUTH_PASSWORD"));
+    assert_eq!(with.call.expect_agent.as_deref(), Some("example-agent"));
+    let text: String = ["livekit-cloud-telnyx.toml", "livekit-cloud-telnyx-number-formats.toml"]
+        .iter()
+        .map(|f| std::fs::read_to_string(repo("scenarios/templates").join(f)).unwrap_or_default())
+        .collect();
+    assert!(!text.contains("testbed-dev-only"), "a template holds the testbed password");
+    assert!(!text.lines().any(|l| { let l = l.trim_start(); l.starts_with("password ") || l.starts_with("password=") }), "a template has a password key");
+}
+
+#[test]
+fn a_missing_variable_names_itself_and_the_file() {
+    let _env = with_env();
+    std::env::remove_var("LIVEKIT_SIP_HOST");
+    let (files, cases, errors) = check_path(&repo("scenarios/templates"));
+    std::env::set_var("LIVEKIT_SIP_HOST", "example.sip.livekit.cloud");
+    assert_eq!((files, cases), (2, 0));
+    let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    let file = repo("scenarios/templates/livekit-cloud-telnyx.toml");
+    assert!(
+        lines.iter().any(|l| l.starts_with(&format!("{}:25:29:", file.display())) && l.contains("variable ${LIVEKIT_SIP_HOST} is not set")),
+        "{lines:#?}"
+    );
+}
+
+/// A scratch directory, removed on drop.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn broken_suite() -> Scratch {
+    let dir = std::env::temp_dir().join(format!("callprobe-scenario-check-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let files = [
+        ("a-good.toml", "name = \"good\"\n[target]\nuri = \"sip:+14144007103@127.0.0.1:5070\"\n"),
+        ("b-syntax.toml", "name = \"syntax\"\n[target\n"),
+        (
+            "c-semantic.toml",
+            "name = \"semantic\"\n[target]\nuri = \"sip:+1@h\"\ntransport = \"sctp\"\n[timeline]\nhangup_after = \"soon\"\n",
+        ),
+        ("d-secret.toml", "name = \"secret\"\n[target]\nuri = \"sip:+1@h\"\n[auth]\nuser = \"u\"\npassword = \"hunter2\"\n"),
+    ];
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).expect("scratch file");
+    }
+    Scratch(dir)
+}
+
+#[test]
+fn broken_files_are_reported_with_positions() {
+    let _env = with_env();
+    let suite = broken_suite();
+    let (files, cases, errors) = check_path(&suite.0);
+    assert_eq!((files, cases), (4, 1));
+    let at = |name: &str| suite.0.join(name).display().to_string();
+    let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+    assert!(lines[0].starts_with(&format!("{}:2:8: ", at("b-syntax.toml"))), "{}", lines[0]);
+    assert_eq!(lines[1], format!("{}:4:13: transport 'sctp' is not supported (expected \"udp\" or \"tcp\")", at("c-semantic.toml")));
+    assert!(lines[2].starts_with(&format!("{}:6:16: 'soon' is not a duration", at("c-semantic.toml"))), "{}", lines[2]);
+    assert!(lines[3].starts_with(&format!("{}:6:12: a literal password is not allowed", at("d-secret.toml"))), "{}", lines[3]);
+    assert!(lines.iter().all(|l| !l.contains("hunter2")));
+    assert!(scenario::load_path(&suite.0).is_err());
+}
+
+/// Whether the binary has `check` yet (the runner is wired separately).
+fn binary_has_check() -> bool {
+    Command::new(env!("CARGO_BIN_EXE_callprobe"))
+        .args(["check", "--help"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn check_subcommand_when_present() {
+    if !binary_has_check() {
+        eprintln!("callprobe has no `check` subcommand yet; tested through the library only");
+        return;
+    }
+    let _env = with_env();
+    let run = |path: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_callprobe")).arg("check").arg(path).output().expect("run callprobe");
+        (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    for suite in ["scenarios", "scenarios/local-trunk", "scenarios/templates"] {
+        let (code, text) = run(&repo(suite));
+        assert_eq!(code, Some(0), "{suite}: {text}");
+    }
+    let suite = broken_suite();
+    let (code, text) = run(&suite.0);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains(&format!("{}:4:13: transport 'sctp' is not supported", suite.0.join("c-semantic.toml").display())), "{text}");
+}
