@@ -10,20 +10,17 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::call::media::{PlayPlan, PlayStart, RECORDING_RATE};
+use crate::call::{CallObserver, CallSpec, Direction, LoggedMessage};
+use crate::doctor::{self, AuditExpectations};
 use crate::media::codec::AudioCodec;
 use crate::media::wav;
-use crate::call::{self, CallObserver, CallRecord, CallSpec, Direction, LoggedMessage, RunError};
-use crate::doctor::{self, AuditExpectations};
-use crate::observe::livekit::observation::{self, LiveKitObservation};
-use crate::observe::livekit::room_watch::{self, CallIdentity, RoomWatch, WatchSettings};
 use crate::observe::livekit::{self as lk, LiveKitConfig, LiveKitOverrides, ServerApi};
-use crate::observe::analysis;
-use crate::report::{self, CallReport, MediaReport, Recordings, Report};
+use crate::report::{self, Report};
+use crate::run::{self, CallPlan, SuiteOptions};
 use crate::secret::Secret;
 use crate::sip::caller::{Credentials, Transport};
 use crate::sip::transaction::TimerConfig;
-use crate::verdict::checks::{MediaExpectations, self, AgentExpectation, Expectations};
-use crate::verdict::diagnose::{self, Observation};
+use crate::verdict::checks::{AgentExpectation, Expectations, MediaExpectations};
 
 #[derive(Debug, Parser)]
 #[command(name = "callprobe", version, about = "Places real test calls into voice AI agents behind LiveKit SIP and says why a call failed.")]
@@ -42,6 +39,38 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Validate scenario files (a file or a directory of *.toml) without calling anyone.
     Check(CheckArgs),
+    /// Run scenario files: every case is a call; reports land in a timestamped run folder.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A scenario file or a directory of them.
+    pub path: PathBuf,
+    /// Only cases with one of these tags (repeatable; `!tag` excludes).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Calls at once.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallel: u16,
+    /// Run every case this many times.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub repeat: u16,
+    /// Base folder for run folders (`<base>/<UTC time>/`, and `<base>/latest`).
+    #[arg(long, value_name = "DIR", default_value = "reports")]
+    pub report_dir: PathBuf,
+    /// Start no new call after the first failure.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// On failure, POST a short JSON summary (Slack-compatible `text`) here.
+    #[arg(long, value_name = "URL")]
+    pub notify_webhook: Option<String>,
+    /// Write Prometheus textfile-collector metrics here.
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+    /// Print each call's verdict block as it finishes.
+    #[arg(short, long)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Args)]
@@ -168,6 +197,7 @@ pub fn main() -> i32 {
         Command::Call(args) => run_call(args),
         Command::Doctor(args) => run_doctor(args),
         Command::Check(args) => run_check(&args),
+        Command::Run(args) => run_suite(&args),
     }
 }
 
@@ -192,70 +222,15 @@ fn run_call(args: CallArgs) -> i32 {
             return 2;
         }
     };
-    let mut notes = Vec::new();
-    let livekit = match livekit_for_call(&args.livekit, expect.agent.is_some(), &runtime, &mut notes) {
-        Ok(api) => api,
-        Err(e) => {
-            eprintln!("callprobe: {e}");
-            return 2;
-        }
-    };
+    let plan = CallPlan { name: None, tags: Vec::new(), spec, expect, livekit: args.livekit.clone() };
     let mut printer = MessagePrinter { verbosity: args.verbose };
-    let (mut record, watched) = match runtime.block_on(run_watched(&spec, &mut printer, livekit.as_ref())) {
+    let call_report = match runtime.block_on(run::execute(&plan, &mut printer, args.report_dir.as_deref())) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("callprobe: {e}");
             return 2;
         }
     };
-    record.notes.extend(notes);
-    let mut observed: Option<LiveKitObservation> =
-        livekit.as_ref().zip(watched).map(|(api, w)| observation::relate(&w, &record, api.url()));
-    let analysis = analysis::analyse(&record, expect.media.tone_hz);
-    let mut checks = checks::evaluate(&record, &expect);
-    checks.extend(checks::media_checks(&record, analysis.as_ref(), &expect.media));
-    if let Some(want) = &expect.agent {
-        checks.push(checks::agent_joined(want, observed.as_ref()));
-    }
-    let failed = checks.iter().any(|c| !c.passed);
-    // After a failure, the trunks and rules tell which LiveKit cause it is.
-    let sip_config = match (&livekit, failed) {
-        (Some(api), true) => match runtime.block_on(api.fetch_sip_config()) {
-            Ok(config) => Some(config),
-            Err(e) => {
-                record.notes.push(format!("could not read the LiveKit SIP configuration for the diagnosis: {e}"));
-                None
-            }
-        },
-        _ => None,
-    };
-    if let (Some(lk_seen), Some(config)) = (observed.as_mut(), sip_config.as_ref()) {
-        lk_seen.dispatch_rule = lk_seen.rule_id.as_deref().and_then(|id| config.rule(id)).cloned();
-    }
-    let diagnosis = if failed {
-        diagnose::diagnose_observation(&Observation {
-            record: &record,
-            livekit: observed.as_ref(),
-            sip_config: sip_config.as_ref(),
-            expected_agent: expect.agent.as_ref(),
-            far_end_speech: analysis.as_ref().map(|a| !a.speech_segments.is_empty()),
-        })
-    } else {
-        Vec::new()
-    };
-    let recordings = match (&args.report_dir, &record.media) {
-        (Some(dir), Some(media)) => match write_recordings(dir, media) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                eprintln!("callprobe: {e}");
-                return 2;
-            }
-        },
-        _ => None,
-    };
-    let mut call_report = CallReport::new(&record, checks, diagnosis);
-    call_report.media = MediaReport::new(&record, analysis.as_ref(), recordings);
-    call_report.livekit = observed;
     print!("{}", report::verdict_block(&call_report));
     let report = Report::new(vec![call_report]);
     if let Some(dir) = &args.report_dir {
@@ -268,69 +243,6 @@ fn run_call(args: CallArgs) -> i32 {
         }
     }
     report.verdict.exit_code()
-}
-
-/// The LiveKit API for this call, checked with one request before the call.
-/// `--expect-agent` needs it (a tester error when missing); otherwise it is
-/// used when configured, and a broken configuration only leaves a note.
-fn livekit_for_call(
-    args: &LiveKitArgs,
-    required: bool,
-    runtime: &tokio::runtime::Runtime,
-    notes: &mut Vec<String>,
-) -> Result<Option<ServerApi>, UsageError> {
-    let needed = |why: String| {
-        UsageError(format!(
-            "--expect-agent needs the LiveKit API ({}, {}, {}, or the --livekit-* flags): {why}",
-            lk::URL_VAR,
-            lk::API_KEY_VAR,
-            lk::API_SECRET_VAR
-        ))
-    };
-    let config = match LiveKitConfig::from_env(&args.overrides()) {
-        Ok(Some(c)) => c,
-        Ok(None) if required => return Err(needed(format!("{} is not set", lk::URL_VAR))),
-        Ok(None) => return Ok(None),
-        Err(e) if required => return Err(needed(e.to_string())),
-        Err(e) => {
-            notes.push(format!("LiveKit not observed: {e}"));
-            return Ok(None);
-        }
-    };
-    let api = ServerApi::new(&config);
-    match runtime.block_on(api.preflight()) {
-        Ok(()) => Ok(Some(api)),
-        Err(e) if required => Err(needed(e.to_string())),
-        Err(e) => {
-            notes.push(format!("LiveKit not observed: {e}"));
-            Ok(None)
-        }
-    }
-}
-
-/// Runs the call and, alongside, the LiveKit watcher; the watcher stops
-/// (after one last poll) when the call ends.
-async fn run_watched(
-    spec: &CallSpec,
-    observer: &mut dyn CallObserver,
-    livekit: Option<&ServerApi>,
-) -> Result<(CallRecord, Option<RoomWatch>), RunError> {
-    let (call_ended, watch_stop) = tokio::sync::watch::channel(false);
-    let call = async {
-        let record = call::run(spec, observer).await;
-        let _ = call_ended.send(true);
-        record
-    };
-    let who = CallIdentity { test_id: spec.test_id.clone(), call_id: spec.call_id.clone() };
-    let settings = WatchSettings::default();
-    let watch = async {
-        match livekit {
-            Some(api) => Some(room_watch::watch_call(api, &who, &settings, watch_stop).await),
-            None => None,
-        }
-    };
-    let (record, watched) = tokio::join!(call, watch);
-    Ok((record?, watched))
 }
 
 fn run_doctor(args: DoctorArgs) -> i32 {
@@ -440,6 +352,7 @@ pub fn call_spec(args: &CallArgs) -> Result<(CallSpec, Expectations), UsageError
     let (codecs, play, media_expect) = media_spec(&args.media)?;
     let expect = Expectations {
         final_responses: args.expect.as_deref().map(parse_expect).transpose()?,
+        any_final_response: false,
         agent,
         media: media_expect,
     };
@@ -601,17 +514,6 @@ fn media_spec(args: &MediaArgs) -> Result<(Vec<AudioCodec>, Option<PlayPlan>, Me
     Ok((codecs, play, expect))
 }
 
-/// `DIR/rx.wav` (what the far end said) and `DIR/tx.wav` (what we sent),
-/// 16-bit mono at 16 kHz, both starting at the first INVITE.
-fn write_recordings(dir: &std::path::Path, media: &call::media::MediaOutcome) -> Result<Recordings, String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let (rx, tx) = (dir.join("rx.wav"), dir.join("tx.wav"));
-    let (mut rx_audio, mut tx_audio) = (media.rx_audio.clone(), media.tx_audio.clone());
-    crate::media::recording::pad_to_common_length(&mut rx_audio, &mut tx_audio);
-    rx_audio.write_wav(&rx).map_err(|e| format!("cannot write {}: {e}", rx.display()))?;
-    tx_audio.write_wav(&tx).map_err(|e| format!("cannot write {}: {e}", tx.display()))?;
-    Ok(Recordings { rx: "rx.wav".into(), tx: "tx.wav".into() })
-}
 
 /// `callprobe check PATH`: every problem as `file:line:col: message`; exit 2 when any.
 fn run_check(args: &CheckArgs) -> i32 {
@@ -633,4 +535,94 @@ fn run_check(args: &CheckArgs) -> i32 {
         }
         2
     }
+}
+
+/// `callprobe run PATH`: the scenario suite, its summary, and the run folder.
+fn run_suite(args: &RunArgs) -> i32 {
+    let files = match crate::scenario::load_path(&args.path) {
+        Ok(f) => f,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            eprintln!("callprobe: {} error(s) in the scenario files; nothing was called", errors.len());
+            return 2;
+        }
+    };
+    let mut plans = Vec::new();
+    let mut problems = Vec::new();
+    for case in crate::scenario::cases(&files).filter(|c| crate::scenario::matches_tags(c, &args.tags)) {
+        match case.call_spec() {
+            Ok((spec, mut expect)) => {
+                expect.any_final_response = case.any_final_response;
+                plans.push(CallPlan {
+                    name: Some(case.name.clone()),
+                    tags: case.tags.clone(),
+                    spec,
+                    expect,
+                    livekit: case.call.livekit.clone(),
+                });
+            }
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("{p}");
+        }
+        eprintln!("callprobe: {} case(s) cannot run; nothing was called", problems.len());
+        return 2;
+    }
+    if plans.is_empty() {
+        eprintln!("callprobe: no case in {} matches the tags {:?}", args.path.display(), args.tags);
+        return 2;
+    }
+    let suite_name = args.path.file_stem().map_or("callprobe".into(), |s| s.to_string_lossy().into_owned());
+    let options = SuiteOptions {
+        parallel: usize::from(args.parallel),
+        repeat: usize::from(args.repeat),
+        fail_fast: args.fail_fast,
+        report_base: args.report_dir.clone(),
+        suite_name,
+        notify_webhook: args.notify_webhook.clone(),
+        metrics_file: args.metrics_file.clone(),
+        verbose: args.verbose,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("callprobe: cannot start the async runtime: {e}");
+            return 2;
+        }
+    };
+    println!("running {} call(s) from {}", plans.len() * options.repeat, args.path.display());
+    let outcome = match runtime.block_on(run::run_suite(plans, &options)) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("callprobe: {e}");
+            return 2;
+        }
+    };
+    print!("{}", run::summary_table(&outcome.report));
+    let passed = outcome.report.calls.iter().filter(|c| c.verdict == crate::verdict::Verdict::Pass).count();
+    println!(
+        "{passed} of {} call(s) passed{}{}",
+        outcome.report.calls.len(),
+        if outcome.skipped > 0 { format!(", {} not run (--fail-fast)", outcome.skipped) } else { String::new() },
+        if outcome.errors.is_empty() { String::new() } else { format!(", {} could not run", outcome.errors.len()) }
+    );
+    for (name, e) in &outcome.errors {
+        eprintln!("callprobe: {name}: {e}");
+    }
+    for p in &outcome.output_problems {
+        eprintln!("callprobe: {p}");
+    }
+    println!("report   {}", outcome.run_dir.join("index.html").display());
+    if !outcome.output_problems.is_empty() && outcome.report.verdict == crate::verdict::Verdict::Pass {
+        return 2;
+    }
+    if outcome.skipped > 0 && outcome.report.verdict == crate::verdict::Verdict::Pass {
+        return 1;
+    }
+    outcome.report.verdict.exit_code()
 }

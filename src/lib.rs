@@ -11,6 +11,7 @@ pub mod media;
 pub mod doctor;
 pub mod observe;
 pub mod report;
+pub mod run;
 pub mod scenario;
 pub mod secret;
 pub mod sip;

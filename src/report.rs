@@ -34,6 +34,11 @@ pub struct Report {
 
 #[derive(Debug, Serialize)]
 pub struct CallReport {
+    /// The scenario case's name (`callprobe run`); absent for `callprobe call`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
     pub call_id: String,
     pub test_id: String,
     pub target: String,
@@ -152,6 +157,8 @@ impl CallReport {
         let verdict = if checks.iter().all(|c| c.passed) { Verdict::Pass } else { Verdict::Fail };
         let s = &record.summary;
         CallReport {
+            name: None,
+            tags: Vec::new(),
             call_id: record.call_id.clone(),
             test_id: record.test_id.clone(),
             target: record.target.clone(),

@@ -110,7 +110,7 @@ pub enum RunError {
 }
 
 /// How the runner reports progress while the call runs.
-pub trait CallObserver {
+pub trait CallObserver: Send {
     fn message(&mut self, _msg: &LoggedMessage) {}
 }
 
@@ -121,7 +121,8 @@ pub async fn run(spec: &CallSpec, observer: &mut dyn CallObserver) -> Result<Cal
     let first_hop = resolve(&target.host, target.port).await?;
     let local_ip = local_ip_towards(first_hop)?;
 
-    let mut rng = rand::thread_rng();
+    // StdRng (not thread_rng) so the call future can move between threads.
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_entropy();
     let mut record = CallRecord {
         call_id: spec.call_id.clone(),
         test_id: spec.test_id.clone(),

@@ -1,19 +1,16 @@
 //! How a call is named in the outputs (JUnit test case, HTML heading,
-//! metrics label, webhook line). `CallReport` has no `name`/`tags` yet; these
-//! accessors are the one place to change when it does.
+//! metrics label, webhook line).
 
 use crate::report::CallReport;
 
 /// The scenario's name for the call, when it has one.
-// When `CallReport` gains `pub name: Option<String>`: `call.name.as_deref()`.
-pub fn call_name(_call: &CallReport) -> Option<&str> {
-    None
+pub fn call_name(call: &CallReport) -> Option<&str> {
+    call.name.as_deref()
 }
 
 /// The scenario's tags for the call.
-// When `CallReport` gains `pub tags: Vec<String>`: `&call.tags`.
-pub fn call_tags(_call: &CallReport) -> &[String] {
-    &[]
+pub fn call_tags(call: &CallReport) -> &[String] {
+    &call.tags
 }
 
 /// A name people can tell calls apart by: the scenario name, or the target

@@ -1,0 +1,373 @@
+//! Running calls end to end. [`execute`] places one call with everything
+//! around it — the LiveKit watcher, checks, diagnosis, recordings and the
+//! packet capture — and returns its report; [`run_suite`] runs many such
+//! calls (from scenario files) in parallel, repeated, optionally stopping at
+//! the first failure, and writes the run's outputs: a timestamped folder
+//! with report.json, junit.xml, index.html and one folder per call, the
+//! `latest` link, the metrics file and the failure webhook.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::call::media::MediaOutcome;
+use crate::call::{self, CallObserver, CallRecord, CallSpec, Direction, RunError};
+use crate::cli::LiveKitArgs;
+use crate::observe::analysis;
+use crate::observe::livekit::observation::{self, LiveKitObservation};
+use crate::observe::livekit::room_watch::{self, CallIdentity, RoomWatch, WatchSettings};
+use crate::observe::livekit::{self as lk, LiveKitConfig, ServerApi};
+use crate::report::pcap::{write_call_pcap, CapturedPacket, CapturedProtocol};
+use crate::report::{self, html, junit, metrics, run_dir, webhook, CallReport, MediaReport, Recordings, Report};
+use crate::sip::caller::Transport;
+use crate::verdict::checks::{self, Expectations};
+use crate::verdict::diagnose::{self, Observation};
+use crate::verdict::Verdict;
+
+/// One call to place and what it must show.
+#[derive(Debug, Clone)]
+pub struct CallPlan {
+    /// The scenario case's name (`None` for a one-off `callprobe call`).
+    pub name: Option<String>,
+    pub tags: Vec<String>,
+    pub spec: CallSpec,
+    pub expect: Expectations,
+    pub livekit: LiveKitArgs,
+}
+
+/// Why a call could not be run at all (the tester's problem: exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError {
+    #[error("{0}")]
+    Run(#[from] RunError),
+    #[error("{0}")]
+    LiveKit(String),
+    #[error("{0}")]
+    Output(String),
+}
+
+/// Places the call described by `plan`, watching LiveKit alongside when it
+/// is configured, and judges it. With `out_dir`, the call's files (rx.wav,
+/// tx.wav, call.pcap) are written there.
+pub async fn execute(
+    plan: &CallPlan,
+    observer: &mut dyn CallObserver,
+    out_dir: Option<&Path>,
+) -> Result<CallReport, ExecuteError> {
+    let mut notes = Vec::new();
+    let livekit = livekit_for_call(&plan.livekit, plan.expect.agent.is_some(), &mut notes).await?;
+    let (mut record, watched) = run_watched(&plan.spec, observer, livekit.as_ref()).await?;
+    record.notes.extend(notes);
+    let mut observed: Option<LiveKitObservation> =
+        livekit.as_ref().zip(watched).map(|(api, w)| observation::relate(&w, &record, api.url()));
+    let expect = &plan.expect;
+    let analysis = analysis::analyse(&record, expect.media.tone_hz);
+    let mut checks = checks::evaluate(&record, expect);
+    checks.extend(checks::media_checks(&record, analysis.as_ref(), &expect.media));
+    if let Some(want) = &expect.agent {
+        checks.push(checks::agent_joined(want, observed.as_ref()));
+    }
+    let failed = checks.iter().any(|c| !c.passed);
+    // After a failure, the trunks and rules tell which LiveKit cause it is.
+    let sip_config = match (&livekit, failed) {
+        (Some(api), true) => match api.fetch_sip_config().await {
+            Ok(config) => Some(config),
+            Err(e) => {
+                record.notes.push(format!("could not read the LiveKit SIP configuration for the diagnosis: {e}"));
+                None
+            }
+        },
+        _ => None,
+    };
+    if let (Some(seen), Some(config)) = (observed.as_mut(), sip_config.as_ref()) {
+        seen.dispatch_rule = seen.rule_id.as_deref().and_then(|id| config.rule(id)).cloned();
+    }
+    let diagnosis = if failed {
+        diagnose::diagnose_observation(&Observation {
+            record: &record,
+            livekit: observed.as_ref(),
+            sip_config: sip_config.as_ref(),
+            expected_agent: expect.agent.as_ref(),
+            far_end_speech: analysis.as_ref().map(|a| !a.speech_segments.is_empty()),
+        })
+    } else {
+        Vec::new()
+    };
+    let recordings = match out_dir {
+        Some(dir) => write_call_files(dir, &record).map_err(ExecuteError::Output)?,
+        None => None,
+    };
+    let mut call_report = CallReport::new(&record, checks, diagnosis);
+    call_report.name = plan.name.clone();
+    call_report.tags = plan.tags.clone();
+    call_report.media = MediaReport::new(&record, analysis.as_ref(), recordings);
+    call_report.livekit = observed;
+    Ok(call_report)
+}
+
+/// The LiveKit API for this call, checked with one request before the call.
+/// `--expect-agent` needs it (a tester error when missing); otherwise it is
+/// used when configured, and a broken configuration only leaves a note.
+async fn livekit_for_call(
+    args: &LiveKitArgs,
+    required: bool,
+    notes: &mut Vec<String>,
+) -> Result<Option<ServerApi>, ExecuteError> {
+    let needed = |why: String| {
+        ExecuteError::LiveKit(format!(
+            "--expect-agent needs the LiveKit API ({}, {}, {}, or the --livekit-* flags): {why}",
+            lk::URL_VAR,
+            lk::API_KEY_VAR,
+            lk::API_SECRET_VAR
+        ))
+    };
+    let config = match LiveKitConfig::from_env(&args.overrides()) {
+        Ok(Some(c)) => c,
+        Ok(None) if required => return Err(needed(format!("{} is not set", lk::URL_VAR))),
+        Ok(None) => return Ok(None),
+        Err(e) if required => return Err(needed(e.to_string())),
+        Err(e) => {
+            notes.push(format!("LiveKit not observed: {e}"));
+            return Ok(None);
+        }
+    };
+    let api = ServerApi::new(&config);
+    match api.preflight().await {
+        Ok(()) => Ok(Some(api)),
+        Err(e) if required => Err(needed(e.to_string())),
+        Err(e) => {
+            notes.push(format!("LiveKit not observed: {e}"));
+            Ok(None)
+        }
+    }
+}
+
+/// Runs the call and, alongside, the LiveKit watcher; the watcher stops
+/// (after one last poll) when the call ends.
+async fn run_watched(
+    spec: &CallSpec,
+    observer: &mut dyn CallObserver,
+    livekit: Option<&ServerApi>,
+) -> Result<(CallRecord, Option<RoomWatch>), RunError> {
+    let (call_ended, watch_stop) = tokio::sync::watch::channel(false);
+    let call = async {
+        let record = call::run(spec, observer).await;
+        let _ = call_ended.send(true);
+        record
+    };
+    let who = CallIdentity { test_id: spec.test_id.clone(), call_id: spec.call_id.clone() };
+    let settings = WatchSettings::default();
+    let watch = async {
+        match livekit {
+            Some(api) => Some(room_watch::watch_call(api, &who, &settings, watch_stop).await),
+            None => None,
+        }
+    };
+    let (record, watched) = tokio::join!(call, watch);
+    Ok((record?, watched))
+}
+
+/// `DIR/rx.wav` (what the far end said), `DIR/tx.wav` (what we sent) — 16-bit
+/// mono 16 kHz, both starting at the first INVITE — and `DIR/call.pcap`
+/// (SIP and RTP as sent and received).
+fn write_call_files(dir: &Path, record: &CallRecord) -> Result<Option<Recordings>, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    write_call_pcap(&dir.join("call.pcap"), &captured_packets(record))?;
+    let Some(media) = &record.media else { return Ok(None) };
+    let (rx, tx) = (dir.join("rx.wav"), dir.join("tx.wav"));
+    let (mut rx_audio, mut tx_audio) = (media.rx_audio.clone(), media.tx_audio.clone());
+    crate::media::recording::pad_to_common_length(&mut rx_audio, &mut tx_audio);
+    rx_audio.write_wav(&rx).map_err(|e| format!("cannot write {}: {e}", rx.display()))?;
+    tx_audio.write_wav(&tx).map_err(|e| format!("cannot write {}: {e}", tx.display()))?;
+    Ok(Some(Recordings { rx: "rx.wav".into(), tx: "tx.wav".into() }))
+}
+
+/// Every SIP message and RTP datagram of the call, as on the wire.
+fn captured_packets(record: &CallRecord) -> Vec<CapturedPacket> {
+    let at = |t_ms: f64| record.started + Duration::from_secs_f64(t_ms.max(0.0) / 1000.0);
+    let mut packets = Vec::new();
+    if let Some(local) = record.local_sip {
+        let protocol = match record.transport {
+            Transport::Udp => CapturedProtocol::Udp,
+            Transport::Tcp => CapturedProtocol::Tcp,
+        };
+        for m in &record.messages {
+            let Ok(peer) = m.peer.parse::<SocketAddr>() else { continue };
+            let (src, dst) = match m.dir {
+                Direction::Out => (local, peer),
+                Direction::In => (peer, local),
+            };
+            packets.push(CapturedPacket { at: at(m.t_ms), src, dst, protocol, payload: m.raw.clone().into_bytes() });
+        }
+    }
+    if let Some(MediaOutcome { local_rtp, wire, .. }) = &record.media {
+        for d in wire {
+            let (src, dst) = if d.outbound { (*local_rtp, d.peer) } else { (d.peer, *local_rtp) };
+            packets.push(CapturedPacket {
+                at: at(d.t_ms),
+                src,
+                dst,
+                protocol: CapturedProtocol::Udp,
+                payload: d.bytes.clone(),
+            });
+        }
+    }
+    packets
+}
+
+/// How a suite runs.
+#[derive(Debug, Clone)]
+pub struct SuiteOptions {
+    pub parallel: usize,
+    pub repeat: usize,
+    pub fail_fast: bool,
+    /// Base folder of the timestamped run folders (and the `latest` link).
+    pub report_base: PathBuf,
+    pub suite_name: String,
+    pub notify_webhook: Option<String>,
+    pub metrics_file: Option<PathBuf>,
+    /// Print each call's verdict block as it finishes.
+    pub verbose: bool,
+}
+
+/// What a suite run produced.
+pub struct SuiteOutcome {
+    pub report: Report,
+    pub run_dir: PathBuf,
+    /// Calls not started because of `--fail-fast`.
+    pub skipped: usize,
+    /// Calls that could not run (tester errors), with the reason.
+    pub errors: Vec<(String, String)>,
+    /// Problems with the outputs after the calls (metrics, webhook).
+    pub output_problems: Vec<String>,
+}
+
+/// Runs `plans` (each `repeat` times) with at most `parallel` calls at once.
+pub async fn run_suite(plans: Vec<CallPlan>, opts: &SuiteOptions) -> Result<SuiteOutcome, String> {
+    let run_dir = run_dir::create_run_dir(&opts.report_base, SystemTime::now())
+        .map_err(|e| format!("cannot create a run folder under {}: {e}", opts.report_base.display()))?;
+    let mut queue: Vec<CallPlan> = Vec::new();
+    for round in 1..=opts.repeat.max(1) {
+        for plan in &plans {
+            let mut p = plan.clone();
+            // Every call attempt gets its own test id and Call-ID.
+            let (test_id, call_id) = CallSpec::new_ids();
+            p.spec.test_id = test_id;
+            p.spec.call_id = call_id;
+            if opts.repeat > 1 {
+                p.name = p.name.map(|n| format!("{n} #{round}"));
+            }
+            queue.push(p);
+        }
+    }
+    let total = queue.len();
+    let progress = indicatif::ProgressBar::new(total as u64);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let limit = Arc::new(tokio::sync::Semaphore::new(opts.parallel.max(1)));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, plan) in queue.into_iter().enumerate() {
+        let (limit, stop, run_dir) = (limit.clone(), stop.clone(), run_dir.clone());
+        let fail_fast = opts.fail_fast;
+        tasks.spawn(async move {
+            let Ok(_permit) = limit.acquire_owned().await else { return (index, None, plan) };
+            if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                return (index, None, plan);
+            }
+            let label = plan.name.clone().unwrap_or_else(|| plan.spec.target_uri.clone());
+            let dir = run_dir.join(run_dir::call_dir_name(index + 1, &label));
+            let result = execute(&plan, &mut (), Some(&dir)).await;
+            let failed = !matches!(&result, Ok(r) if r.verdict == Verdict::Pass);
+            if failed && fail_fast {
+                stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            (index, Some((result, dir)), plan)
+        });
+    }
+    let mut finished: Vec<(usize, CallReport, PathBuf)> = Vec::new();
+    let mut errors = Vec::new();
+    let mut skipped = 0;
+    while let Some(joined) = tasks.join_next().await {
+        let (index, outcome, plan) = joined.map_err(|e| format!("a call task failed: {e}"))?;
+        let label = plan.name.clone().unwrap_or_else(|| plan.spec.target_uri.clone());
+        match outcome {
+            None => skipped += 1,
+            Some((Ok(call_report), dir)) => {
+                progress.set_message(format!("{label}: {:?}", call_report.verdict).to_lowercase());
+                if opts.verbose {
+                    progress.suspend(|| print!("{}", report::verdict_block(&call_report)));
+                }
+                finished.push((index, call_report, dir));
+            }
+            Some((Err(e), _)) => {
+                progress.set_message(format!("{label}: error"));
+                errors.push((label, e.to_string()));
+            }
+        }
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    finished.sort_by_key(|(i, _, _)| *i);
+    let call_dirs: Vec<PathBuf> = finished
+        .iter()
+        .map(|(_, _, dir)| dir.strip_prefix(&run_dir).map(Path::to_path_buf).unwrap_or_else(|_| dir.clone()))
+        .collect();
+    let mut report = Report::new(finished.into_iter().map(|(_, r, _)| r).collect());
+    if !errors.is_empty() {
+        report.verdict = Verdict::Error;
+    }
+    report.write_json(&run_dir)?;
+    junit::write_junit(&report, &opts.suite_name, &run_dir.join("junit.xml"))?;
+    html::write_index(&report, &run_dir, &call_dirs)?;
+    let mut output_problems = Vec::new();
+    if let Some(path) = &opts.metrics_file {
+        if let Err(e) = metrics::write_metrics(&report, path) {
+            output_problems.push(format!("metrics file: {e}"));
+        }
+    }
+    if let (Some(url), true) = (&opts.notify_webhook, report.verdict != Verdict::Pass) {
+        if let Err(e) = webhook::notify_failure(url, &report, Some(&run_dir)).await {
+            output_problems.push(format!("webhook: {e}"));
+        }
+    }
+    Ok(SuiteOutcome { report, run_dir, skipped, errors, output_problems })
+}
+
+/// The summary table printed after a suite: one line per call.
+pub fn summary_table(report: &Report) -> String {
+    let mut out = format!("{:<6} {:<48} {:<14} {:>9} {:>11}  {}\n", "result", "call", "finals", "setup ms", "1st audio", "why");
+    for c in &report.calls {
+        let name = report::call_identity::display_name(c);
+        let finals: Vec<String> = c.sip.final_responses.iter().map(|f| f.status.to_string()).collect();
+        let setup = c.sip.connected_ms.map_or("-".into(), |ms| format!("{ms:.0}"));
+        let first_audio = c.media.first_audio_ms.map_or("-".into(), |ms| ms.to_string());
+        let why = c.diagnosis.first().map_or_else(
+            || c.checks.iter().find(|k| !k.passed).map_or(String::new(), |k| k.name.clone()),
+            |d| d.code.clone(),
+        );
+        out.push_str(&format!(
+            "{:<6} {:<48} {:<14} {:>9} {:>11}  {}\n",
+            format!("{:?}", c.verdict).to_uppercase(),
+            truncate(&name, 48),
+            finals.join(","),
+            setup,
+            first_audio,
+            why
+        ));
+    }
+    out
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(max - 1).collect();
+        t.push('…');
+        t
+    }
+}
