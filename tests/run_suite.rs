@@ -1,0 +1,221 @@
+//! `callprobe run` and `callprobe check` end to end: scenario files written
+//! by the test, a Kamailio trunk with a SIPp answering peer behind it, and
+//! the run folder, JUnit, HTML, metrics and webhook that come out.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use support::peers::{free_port, Kamailio, Sipp, TempDir, TrunkConfig};
+
+const PASSWORD_VAR: &str = "CALLPROBE_RUN_TEST_PASSWORD";
+
+struct Out {
+    code: i32,
+    stdout: String,
+}
+
+fn callprobe(args: &[&str]) -> Out {
+    let out = Command::new(env!("CARGO_BIN_EXE_callprobe"))
+        .args(args)
+        .env(PASSWORD_VAR, "callprobe-secret")
+        .env_remove("LIVEKIT_URL")
+        .env_remove("LIVEKIT_API_KEY")
+        .env_remove("LIVEKIT_API_SECRET")
+        .output()
+        .expect("run callprobe");
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    }
+}
+
+/// One scenario file per case, all against the trunk on `port`.
+fn write_suite(dir: &Path, port: u16, cases: &[(&str, &str, &str, &str)]) {
+    for (file, name, number, expect) in cases {
+        let auth = if expect.starts_with("[407]") {
+            String::new()
+        } else {
+            format!("[auth]\nuser = \"callprobe\"\npassword_env = \"{PASSWORD_VAR}\"\n")
+        };
+        let tag = if name.contains("tagged") { "tagged" } else { "plain" };
+        let text = format!(
+            "name = \"{name}\"\ntags = [\"{tag}\"]\n[target]\nuri = \"sip:{number}@127.0.0.1:{port}\"\n{auth}\
+             [expect]\nfinal_responses = {expect}\n[timeline]\nhangup_after = \"1s\"\ntimeout = \"3s\"\n"
+        );
+        std::fs::write(dir.join(format!("{file}.toml")), text).unwrap();
+    }
+}
+
+fn trunk() -> (Kamailio, Sipp) {
+    let uas_port = free_port(false);
+    let uas = Sipp::start("uas_answer.xml", uas_port).expect("SIPp (sip-tester)");
+    let trunk = Kamailio::start(TrunkConfig::new(uas_port)).expect("Kamailio");
+    (trunk, uas)
+}
+
+/// A one-shot HTTP server: returns its URL and the body of the first request.
+fn webhook_server() -> (String, mpsc::Receiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok((mut stream, _)) = listener.accept() else { return };
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
+        let mut data = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let Ok(n) = stream.read(&mut buf) else { break };
+            if n == 0 {
+                break;
+            }
+            data.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&data);
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len = head
+                    .lines()
+                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+                    .unwrap_or(0);
+                if body.len() >= len {
+                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+                    let _ = tx.send(body.to_string());
+                    return;
+                }
+            }
+        }
+    });
+    (url, rx)
+}
+
+#[test]
+fn a_passing_suite_writes_the_run_folder() {
+    let (trunk, uas) = trunk();
+    let suite = TempDir::new("callprobe-suite").unwrap();
+    write_suite(
+        suite.path(),
+        trunk.port,
+        &[
+            ("a", "credentials accepted", "+14144007103", "[407, 200]"),
+            ("b", "credentials demanded", "+14144007103", "[407]"),
+            ("c", "unknown number refused", "+19999999999", "[404]"),
+        ],
+    );
+    let reports = TempDir::new("callprobe-reports").unwrap();
+    let metrics = reports.path().join("callprobe.prom");
+    let out = callprobe(&[
+        "run",
+        suite.path().to_str().unwrap(),
+        "--report-dir",
+        reports.path().to_str().unwrap(),
+        "--parallel",
+        "2",
+        "--metrics-file",
+        metrics.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert!(uas.wait(Duration::from_secs(10)).success, "the answered call went through the trunk");
+    assert!(out.stdout.contains("3 of 3 call(s) passed"), "{}", out.stdout);
+    let latest = reports.path().join("latest");
+    let run_dir = std::fs::canonicalize(&latest).expect("latest link");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("report.json")).unwrap()).unwrap();
+    let names: Vec<&str> = report["calls"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["credentials accepted", "credentials demanded", "unknown number refused"]);
+    let junit = std::fs::read_to_string(run_dir.join("junit.xml")).unwrap();
+    assert!(junit.contains("tests=\"3\"") && junit.contains("failures=\"0\""), "{junit}");
+    let html = std::fs::read_to_string(run_dir.join("index.html")).unwrap();
+    assert!(html.contains("credentials accepted") && html.contains("PASS"));
+    let call_dirs: Vec<_> = std::fs::read_dir(&run_dir).unwrap().filter_map(|e| e.ok()).filter(|e| e.path().is_dir()).collect();
+    assert_eq!(call_dirs.len(), 3);
+    assert!(call_dirs.iter().all(|d| d.path().join("call.pcap").exists()));
+    let prom = std::fs::read_to_string(&metrics).unwrap();
+    assert!(prom.contains("callprobe_call_passed{") && prom.contains("credentials accepted"), "{prom}");
+}
+
+#[test]
+fn a_failing_suite_exits_1_notifies_and_can_stop_early() {
+    let (trunk, _uas) = trunk();
+    let suite = TempDir::new("callprobe-suite").unwrap();
+    write_suite(
+        suite.path(),
+        trunk.port,
+        &[
+            ("a", "wrong expectation", "+19999999999", "[407, 200]"),
+            ("b", "never reached", "+14144007103", "[407]"),
+        ],
+    );
+    let reports = TempDir::new("callprobe-reports").unwrap();
+    let (url, bodies) = webhook_server();
+    let out = callprobe(&[
+        "run",
+        suite.path().to_str().unwrap(),
+        "--report-dir",
+        reports.path().to_str().unwrap(),
+        "--fail-fast",
+        "--notify-webhook",
+        &url,
+    ]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(out.stdout.contains("1 not run (--fail-fast)"), "{}", out.stdout);
+    assert!(out.stdout.contains("no_trunk_found"), "the summary names the cause: {}", out.stdout);
+    let body = bodies.recv_timeout(Duration::from_secs(10)).expect("webhook POST");
+    let json: serde_json::Value = serde_json::from_str(&body).expect("JSON body");
+    assert!(json["text"].as_str().unwrap().contains("wrong expectation"), "{body}");
+    let junit = std::fs::read_to_string(reports.path().join("latest/junit.xml")).unwrap();
+    assert!(junit.contains("failures=\"1\"") && junit.contains("no_trunk_found"), "{junit}");
+}
+
+#[test]
+fn tags_and_repeat_choose_the_calls() {
+    let (trunk, _uas) = trunk();
+    let suite = TempDir::new("callprobe-suite").unwrap();
+    write_suite(
+        suite.path(),
+        trunk.port,
+        &[("a", "tagged unknown number", "+19999999999", "[404]"), ("b", "plain demanded", "+14144007103", "[407]")],
+    );
+    let reports = TempDir::new("callprobe-reports").unwrap();
+    let out = callprobe(&[
+        "run",
+        suite.path().to_str().unwrap(),
+        "--report-dir",
+        reports.path().to_str().unwrap(),
+        "--tag",
+        "tagged",
+        "--repeat",
+        "3",
+        "--parallel",
+        "3",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert!(out.stdout.contains("3 of 3 call(s) passed"), "{}", out.stdout);
+    assert!(out.stdout.contains("tagged unknown number #3") && !out.stdout.contains("plain demanded"), "{}", out.stdout);
+}
+
+#[test]
+fn broken_or_incomplete_scenarios_exit_2_before_calling() {
+    let suite = TempDir::new("callprobe-suite").unwrap();
+    std::fs::write(
+        suite.path().join("x.toml"),
+        "name = \"x\"\n[target]\nuri = \"sip:${CALLPROBE_SURELY_UNSET}@127.0.0.1:5\"\n",
+    )
+    .unwrap();
+    let out = callprobe(&["run", suite.path().to_str().unwrap(), "--report-dir", suite.path().to_str().unwrap()]);
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(out.stdout.contains("CALLPROBE_SURELY_UNSET") && out.stdout.contains("x.toml:3:"), "{}", out.stdout);
+    assert!(!suite.path().join("latest").exists(), "nothing ran");
+    let out = callprobe(&["check", suite.path().to_str().unwrap()]);
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    std::fs::write(suite.path().join("x.toml"), "name = \"x\"\n[target]\nuri = \"sip:+1@127.0.0.1:5\"\ntransport = \"sctp\"\n").unwrap();
+    let out = callprobe(&["check", suite.path().to_str().unwrap()]);
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(out.stdout.contains("x.toml:4:"), "{}", out.stdout);
+    std::fs::write(suite.path().join("x.toml"), "name = \"x\"\n[target]\nuri = \"sip:+1@127.0.0.1:5\"\n").unwrap();
+    let out = callprobe(&["check", suite.path().to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+}
