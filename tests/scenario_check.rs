@@ -117,6 +117,7 @@ fn local_trunk_suite_expects_what_the_demo_trunk_does() {
             ("local trunk: credentials [credentials=with]", Some("407,200")),
             ("local trunk: credentials [credentials=without]", Some("407")),
             ("local trunk: credentials [credentials=wrong-user]", Some("407,407")),
+            ("local trunk: the agent greets within 3 s", Some("407,200")),
             ("local trunk: called number +14144007103", Some("407,200")),
             ("local trunk: called number 14144007103", Some("404")),
             ("local trunk: called number 4144007103", Some("404")),
@@ -126,8 +127,11 @@ fn local_trunk_suite_expects_what_the_demo_trunk_does() {
     );
     for c in &cases {
         assert!(c.call.target.contains("@127.0.0.1:5070"), "{}", c.name);
-        // SIP-level only: no agent, no media expectations.
-        assert!(c.call.expect_agent.is_none() && c.call.media.play.is_none(), "{}", c.name);
+        // No agent there (no LiveKit); only the greeting case plays and listens.
+        assert!(c.call.expect_agent.is_none(), "{}", c.name);
+        let media = c.name == "local trunk: the agent greets within 3 s";
+        assert_eq!(c.call.media.play.is_some(), media, "{}", c.name);
+        assert_eq!(c.call.media.expect_speech_within.is_some(), media, "{}", c.name);
         assert!(!c.any_final_response, "{}", c.name);
     }
     let wrong = case(&cases, "local trunk: credentials [credentials=wrong-user]");
