@@ -274,6 +274,8 @@ fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
         .map(|s| s.start_ms - clip_end as u64);
     let target1 = "sip:+14144007103@127.0.0.1:5070";
     let call1 = CallReport {
+        name: None,
+        tags: Vec::new(),
         call_id: "c57841a8a6da6db9@callprobe".into(),
         test_id: "cp-795c97f44bca".into(),
         target: target1.into(),
@@ -338,6 +340,8 @@ fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
     let peer2 = "127.0.0.1:5071";
     let reason404 = HOSTILE_REASON;
     let call2 = CallReport {
+        name: None,
+        tags: Vec::new(),
         call_id: "0b1c2d3e4f506172@callprobe".into(),
         test_id: "cp-0000deadbeef".into(),
         target: target2.into(),
@@ -379,6 +383,8 @@ fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
     let mut tx3 = vec![0i16; sample_at(ended3)];
     place(&mut tx3, clip3_at, &clip);
     let call3 = CallReport {
+        name: None,
+        tags: Vec::new(),
         call_id: "77aa88bb99cc00dd@callprobe".into(),
         test_id: "cp-0123456789ab".into(),
         target: target3.into(),

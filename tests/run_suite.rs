@@ -69,8 +69,7 @@ fn webhook_server() -> (String, mpsc::Receiver<String>) {
         stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
         let mut data = Vec::new();
         let mut buf = [0u8; 4096];
-        loop {
-            let Ok(n) = stream.read(&mut buf) else { break };
+        while let Ok(n) = stream.read(&mut buf) {
             if n == 0 {
                 break;
             }

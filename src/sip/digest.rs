@@ -249,7 +249,7 @@ pub fn strongest(values: &[String]) -> Result<Challenge, DigestError> {
     for v in values {
         match parse_challenge(v) {
             Ok(c) => {
-                if best.as_ref().map_or(true, |b| c.algorithm > b.algorithm) {
+                if best.as_ref().is_none_or(|b| c.algorithm > b.algorithm) {
                     best = Some(c);
                 }
             }
