@@ -144,6 +144,18 @@ fn from_analysis_rate(pcm: &[i16], rate: u32) -> Vec<i16> {
     }
 }
 
+/// The received audio at the recording rate (16 kHz), resampled in one go.
+fn at_recording_rate(recorded: TimelineRecorder) -> TimelineRecorder {
+    if recorded.sample_rate() == RECORDING_RATE {
+        return recorded;
+    }
+    let mut out = TimelineRecorder::new(RECORDING_RATE, MAX_RECORDING);
+    let resampled = crate::media::wav::resample_i16(recorded.samples(), recorded.sample_rate(), RECORDING_RATE)
+        .unwrap_or_else(|_| to_analysis_rate(recorded.samples(), recorded.sample_rate()));
+    let _ = out.place(Duration::ZERO, &resampled);
+    out
+}
+
 fn ms_between(t0: Instant, at: Instant) -> f64 {
     at.saturating_duration_since(t0).as_secs_f64() * 1000.0
 }
@@ -178,7 +190,10 @@ async fn run(
     let mut rx_stats = RxStats::new(codec.rtp_clock_rate());
     let mut dtmf = audio.telephone_event_payload_type.map(|_| DtmfReceiver::new(8000));
     let mut digits = Vec::new();
-    let mut rx_audio = TimelineRecorder::new(RECORDING_RATE, MAX_RECORDING);
+    // Received audio is kept at the codec's rate and resampled once at the
+    // end with a proper filter (rubato); the live speech detector gets a
+    // cheap interpolated 16 kHz copy, which is plenty to spot a pause.
+    let mut rx_audio = TimelineRecorder::new(rate, MAX_RECORDING);
     let mut tx_audio = TimelineRecorder::new(RECORDING_RATE, MAX_RECORDING);
     let mut rx_timeline: Option<RtpTimeline> = None;
     let mut live_vad = SpeechDetector::new(VadConfig::default());
@@ -292,13 +307,14 @@ async fn run(
                     continue;
                 }
                 rx_stats.on_packet(&packet.header, from, now);
-                let pcm = to_analysis_rate(&decoder.decode(packet.payload), rate);
+                let decoded = decoder.decode(packet.payload);
                 let timeline = rx_timeline.get_or_insert_with(|| {
                     RtpTimeline::new(codec.rtp_clock_rate(), packet.header.timestamp, now.saturating_duration_since(t0))
                 });
                 if let Some(offset) = timeline.offset_of(packet.header.timestamp) {
-                    let _ = rx_audio.place(offset, &pcm);
+                    let _ = rx_audio.place(offset, &decoded);
                 }
+                let pcm = to_analysis_rate(&decoded, rate);
                 let before = live_vad.speech_started_at_ms();
                 let finished = live_vad.push(&pcm);
                 if !finished.is_empty() || (before.is_some() && live_vad.speech_started_at_ms().is_none()) {
@@ -308,6 +324,8 @@ async fn run(
         }
     }
     let end = Instant::now().saturating_duration_since(t0);
+    rx_audio.pad_to(end);
+    let mut rx_audio = at_recording_rate(rx_audio);
     rx_audio.pad_to(end);
     tx_audio.pad_to(end);
     MediaOutcome {
