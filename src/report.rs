@@ -91,6 +91,8 @@ pub struct MediaReport {
     pub max_gap_ms: f64,
     /// Packets from another address or SSRC, or with another payload type (ignored).
     pub ignored_packets: u64,
+    /// Times the far end's RTP timestamps jumped away from real time (stream restarts).
+    pub rx_stream_restarts: u64,
     pub first_rtp_ms: Option<f64>,
     pub first_audio_ms: Option<u64>,
     pub response_latency_ms: Option<u64>,
@@ -137,6 +139,7 @@ impl MediaReport {
             r.jitter_ms = (m.rx.jitter_ms * 100.0).round() / 100.0;
             r.max_gap_ms = m.rx.max_arrival_gap.as_secs_f64() * 1000.0;
             r.ignored_packets = m.rx.other_source_packets + m.rx.other_ssrc_packets + m.other_payload_packets;
+            r.rx_stream_restarts = m.rx_timeline_resets;
             r.played = m.played.map(|(start_ms, end_ms)| PlayedSpan { start_ms, end_ms });
             r.dtmf = m.dtmf.clone();
         }

@@ -48,6 +48,29 @@ fn media_peer(pcap: Option<&str>, delay_ms: u64, answer: (&str, &str), extra: &[
 
 const PCMU: (&str, &str) = ("0", "PCMU/8000");
 
+/// A peer that greets 300 ms after the ACK and "answers" 6.5 s after the
+/// greeting started (SIPp plays captures asynchronously, so the second
+/// pause counts from the first playback's start).
+fn greeting_then_reply_peer() -> Peer {
+    let pcap = fixture("pcap/thank_you_for_calling_pcmu.pcap").display().to_string();
+    let play = format!(
+        "<nop><action><exec play_pcap_audio=\"{pcap}\"/></action></nop>\n  <pause milliseconds=\"6500\"/>\n  \
+         <nop><action><exec play_pcap_audio=\"{pcap}\"/></action></nop>"
+    );
+    let template = std::fs::read_to_string(support::peers::peers_dir().join("sipp/uas_media_play.xml")).unwrap();
+    let scenario = template
+        .replace("@PLAY@", &play)
+        .replace("@DELAY_MS@", "300")
+        .replace("@ANSWER_PT@", PCMU.0)
+        .replace("@ANSWER_CODEC@", PCMU.1)
+        .replace("@PCAP@", &pcap);
+    let dir = TempDir::new("callprobe-media-peer").unwrap();
+    let path = dir.path().join("uas_media.xml");
+    std::fs::write(&path, scenario).unwrap();
+    let sipp = Sipp::start_with(path.to_str().unwrap(), free_port(false), SippOptions::default()).expect("SIPp");
+    Peer { sipp, _dir: dir }
+}
+
 struct Run {
     code: i32,
     stdout: String,
@@ -199,4 +222,33 @@ fn no_common_codec_fails_and_hangs_up() {
     assert!(c["detail"].as_str().unwrap().contains("codec"), "{c}");
     assert!(outcome.success, "we still sent BYE: {}", outcome.log);
     assert_eq!(run.report["calls"][0]["sip"]["ended"]["kind"], "hung_up");
+}
+
+#[test]
+fn we_speak_after_the_greeting_and_time_the_reply() {
+    for (limit, passes) in [("4s", true), ("1s", false)] {
+        let peer = greeting_then_reply_peer();
+        let run = call(
+            &peer,
+            &["--play", fixture("hello_can_you_hear_me_16k.wav").to_str().unwrap(), "--play-after-greeting",
+              "--expect-response-within", limit, "--hangup-after", "11s", "--codecs", "pcmu"],
+        );
+        peer.sipp.wait(Duration::from_secs(20));
+        let m = run.media();
+        let segments = m["speech_segments"].as_array().unwrap();
+        assert!(segments.len() >= 2, "greeting and reply heard: {m}");
+        // SIPp replays the capture with its original timestamps: one restart.
+        assert_eq!(m["rx_stream_restarts"], 1, "{m}");
+        let greeting_end = segments[0]["end_ms"].as_f64().unwrap();
+        let played = (m["played"]["start_ms"].as_f64().unwrap(), m["played"]["end_ms"].as_f64().unwrap());
+        // We waited for the end of the greeting, and not much longer.
+        assert!(played.0 > greeting_end && played.0 < greeting_end + 1000.0, "played {played:?}, greeting ended {greeting_end}");
+        // The reply is the first far-end speech after our utterance ended.
+        let reply = segments.iter().map(|s| s["start_ms"].as_f64().unwrap()).find(|&t| t >= played.1).expect("a reply");
+        let latency = m["response_latency_ms"].as_f64().unwrap();
+        assert!((latency - (reply - played.1)).abs() <= 1.0, "latency {latency} vs reply {reply} - end {}", played.1);
+        assert_eq!(run.check("response_within")["passed"], passes, "limit {limit}: {}", run.stdout);
+        assert_eq!(run.code, if passes { 0 } else { 1 }, "limit {limit}: {}", run.stdout);
+        println!("limit {limit}: greeting ended {greeting_end:.0} ms, we played {:.0}-{:.0} ms, reply at {reply:.0} ms, latency {latency} ms", played.0, played.1);
+    }
 }

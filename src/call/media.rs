@@ -54,6 +54,8 @@ pub struct MediaOutcome {
     pub tx_late_packets: u64,
     pub rx: RxStatsReport,
     pub other_payload_packets: u64,
+    /// Times the far end's RTP timestamps jumped away from real time (stream restarts).
+    pub rx_timeline_resets: u64,
     pub dtmf: Vec<String>,
     /// When our clip started and ended (ms on the call timeline).
     pub played: Option<(f64, f64)>,
@@ -73,6 +75,10 @@ pub struct RtpDatagram {
     pub peer: SocketAddr,
     pub bytes: Vec<u8>,
 }
+
+/// How far a packet's timestamp-derived place may stray from its arrival
+/// before the far end's stream counts as restarted.
+const MAX_TIMELINE_SKEW: Duration = Duration::from_secs(1);
 
 /// Datagrams kept for the capture; past this the capture is cut (10 min of both directions).
 const MAX_CAPTURED: usize = 60_000;
@@ -199,6 +205,7 @@ async fn run(
     let mut live_vad = SpeechDetector::new(VadConfig::default());
     let mut greeting_over = false;
     let mut other_payload = 0u64;
+    let mut rx_timeline_resets = 0u64;
     let mut clip: Option<Vec<TxFrame>> = None;
     let mut clip_frames_pending: std::collections::VecDeque<TxFrame> = Default::default();
     let mut clip_span: Option<(usize, usize)> = None;
@@ -308,12 +315,23 @@ async fn run(
                 }
                 rx_stats.on_packet(&packet.header, from, now);
                 let decoded = decoder.decode(packet.payload);
+                // Audio goes where its RTP timestamp says; a sender that
+                // restarts its stream (timestamps far from the arrival time,
+                // e.g. a replayed capture or a re-published track) is
+                // re-anchored on arrival instead of overwriting earlier audio.
+                let arrival = now.saturating_duration_since(t0);
                 let timeline = rx_timeline.get_or_insert_with(|| {
-                    RtpTimeline::new(codec.rtp_clock_rate(), packet.header.timestamp, now.saturating_duration_since(t0))
+                    RtpTimeline::new(codec.rtp_clock_rate(), packet.header.timestamp, arrival)
                 });
-                if let Some(offset) = timeline.offset_of(packet.header.timestamp) {
-                    let _ = rx_audio.place(offset, &decoded);
-                }
+                let offset = match timeline.offset_of(packet.header.timestamp) {
+                    Some(o) if o.abs_diff(arrival) <= MAX_TIMELINE_SKEW => o,
+                    _ => {
+                        *timeline = RtpTimeline::new(codec.rtp_clock_rate(), packet.header.timestamp, arrival);
+                        rx_timeline_resets += 1;
+                        arrival
+                    }
+                };
+                let _ = rx_audio.place(offset, &decoded);
                 let pcm = to_analysis_rate(&decoded, rate);
                 let before = live_vad.speech_started_at_ms();
                 let finished = live_vad.push(&pcm);
@@ -335,6 +353,7 @@ async fn run(
         tx_late_packets: pacer.stats().late_packets,
         rx: rx_stats.report(),
         other_payload_packets: other_payload,
+        rx_timeline_resets,
         dtmf: digits,
         played,
         rx_audio,
