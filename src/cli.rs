@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::call::media::{PlayPlan, PlayStart, RECORDING_RATE};
+use crate::media::session::{PlayPlan, PlayStart, RECORDING_RATE};
 use crate::call::{CallObserver, CallSpec, Direction, LoggedMessage};
 use crate::doctor::{self, AuditExpectations};
 use crate::media::codec::AudioCodec;

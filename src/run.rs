@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::call::media::MediaOutcome;
+use crate::media::session::MediaOutcome;
 use crate::call::{self, CallObserver, CallRecord, CallSpec, Direction, RunError};
 use crate::cli::LiveKitArgs;
 use crate::observe::analysis;

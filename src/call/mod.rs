@@ -16,7 +16,8 @@ use crate::sip::message::{self, uri_target};
 use crate::sip::transaction::TimerConfig;
 use crate::media::codec::AudioCodec;
 use crate::media::sdp::{self, OfferParams};
-use media::{MediaOutcome, MediaPort, MediaSession, PlayPlan};
+use crate::media::session::{MediaOutcome, PlayPlan};
+use media::{MediaPort, MediaSession};
 use transport::{Incoming, OpenError, SipSockets};
 
 /// One call to place, with everything resolved from flags or a scenario.

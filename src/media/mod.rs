@@ -14,6 +14,7 @@ pub mod recording;
 pub mod rtp;
 pub mod rx_stats;
 pub mod sdp;
+pub mod session;
 pub mod tone;
 pub mod vad;
 pub mod wav;
