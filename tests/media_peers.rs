@@ -177,6 +177,26 @@ fn echo_of_our_fixture_is_heard() {
     assert!(m["tx_packets"].as_u64().unwrap() >= 150, "{m}");
 }
 
+/// G.722 (LiveKit SIP's first choice): our encoder's frames echoed back
+/// decode to speech where we said it.
+#[test]
+fn g722_echo_is_heard() {
+    let peer = media_peer(None, 0, ("9", "G722/8000"), &["-rtp_echo"]);
+    let run = call(
+        &peer,
+        &["--play", fixture("hello_can_you_hear_me_16k.wav").to_str().unwrap(), "--play-after", "500ms",
+          "--hangup-after", "4s", "--expect-speech-within", "3s"],
+    );
+    peer.sipp.wait(Duration::from_secs(15));
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let m = run.media();
+    assert_eq!(m["codec"], "G722");
+    let played_start = m["played"]["start_ms"].as_f64().unwrap();
+    let onset = speech_onset_ms("hello_can_you_hear_me_16k.wav") as f64;
+    let heard = m["speech_segments"][0]["start_ms"].as_f64().unwrap();
+    assert!((heard - (played_start + onset)).abs() <= 40.0, "echo heard at {heard}, played at {played_start} + onset {onset}");
+}
+
 #[test]
 fn silent_peer_fails_expect_speech_within() {
     let peer = media_peer(None, 0, PCMU, &[]);
