@@ -99,8 +99,12 @@ pub struct MediaReport {
     pub talk_time_ms: Option<u64>,
     pub longest_silence_ms: Option<u64>,
     pub speech_segments: Vec<SpeechSegment>,
-    /// When our clip played: {start_ms, end_ms}.
+    /// When our clip played: {start_ms, end_ms} (absent when it was cut short).
     pub played: Option<PlayedSpan>,
+    /// Our clip started but the call ended before it finished.
+    pub play_cut_short: bool,
+    /// When our speech in the clip ended: response latency counts from here.
+    pub utterance_end_ms: Option<f64>,
     pub dtmf: Vec<String>,
     pub tone: Option<ToneFinding>,
     pub recordings: Option<Recordings>,
@@ -141,6 +145,8 @@ impl MediaReport {
             r.ignored_packets = m.rx.other_source_packets + m.rx.other_ssrc_packets + m.other_payload_packets;
             r.rx_stream_restarts = m.rx_timeline_resets;
             r.played = m.played.map(|(start_ms, end_ms)| PlayedSpan { start_ms, end_ms });
+            r.play_cut_short = m.play_started_ms.is_some() && m.played.is_none();
+            r.utterance_end_ms = m.utterance_end_ms;
             r.dtmf = m.dtmf.clone();
         }
         if let Some(a) = analysis {
@@ -157,7 +163,14 @@ impl MediaReport {
 
 impl CallReport {
     pub fn new(record: &CallRecord, checks: Vec<Check>, diagnosis: Vec<Diagnosis>) -> CallReport {
-        let verdict = if checks.iter().all(|c| c.passed) { Verdict::Pass } else { Verdict::Fail };
+        // Interrupted by the user: the tester did not finish, whatever the checks say.
+        let verdict = if matches!(record.summary.ended, Some(EndReason::Abandoned)) {
+            Verdict::Error
+        } else if checks.iter().all(|c| c.passed) {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        };
         let s = &record.summary;
         CallReport {
             name: None,

@@ -263,10 +263,13 @@ fn we_speak_after_the_greeting_and_time_the_reply() {
         let played = (m["played"]["start_ms"].as_f64().unwrap(), m["played"]["end_ms"].as_f64().unwrap());
         // We waited for the end of the greeting, and not much longer.
         assert!(played.0 > greeting_end && played.0 < greeting_end + 1000.0, "played {played:?}, greeting ended {greeting_end}");
-        // The reply is the first far-end speech after our utterance ended.
-        let reply = segments.iter().map(|s| s["start_ms"].as_f64().unwrap()).find(|&t| t >= played.1).expect("a reply");
+        // Latency counts from the end of our speech (the clip's trailing
+        // silence excluded) to the first far-end speech after it.
+        let spoken_end = m["utterance_end_ms"].as_f64().unwrap();
+        assert!(spoken_end > played.0 && spoken_end <= played.1, "{m}");
+        let reply = segments.iter().map(|s| s["start_ms"].as_f64().unwrap()).find(|&t| t >= spoken_end).expect("a reply");
         let latency = m["response_latency_ms"].as_f64().unwrap();
-        assert!((latency - (reply - played.1)).abs() <= 1.0, "latency {latency} vs reply {reply} - end {}", played.1);
+        assert!((latency - (reply - spoken_end)).abs() <= 1.0, "latency {latency} vs reply {reply} - end {spoken_end}");
         assert_eq!(run.check("response_within")["passed"], passes, "limit {limit}: {}", run.stdout);
         assert_eq!(run.code, if passes { 0 } else { 1 }, "limit {limit}: {}", run.stdout);
         println!("limit {limit}: greeting ended {greeting_end:.0} ms, we played {:.0}-{:.0} ms, reply at {reply:.0} ms, latency {latency} ms", played.0, played.1);

@@ -41,7 +41,8 @@ impl MediaSession {
     /// `connected_at` is when the 200 OK was ACKed; `t0` the call's origin.
     pub fn start(port: MediaPort, audio: NegotiatedAudio, play: Option<PlayPlan>, t0: Instant, connected_at: Instant) -> MediaSession {
         let (stop_tx, stop_rx) = oneshot::channel();
-        let core = MediaSessionCore::new(audio, port.local, play, rand::thread_rng().gen(), t0, connected_at, Instant::now());
+        let core = MediaSessionCore::new(audio, port.local, play, rand::thread_rng().gen(), t0, connected_at)
+            .started(Instant::now());
         let task = tokio::spawn(run(port.socket, core, stop_rx));
         MediaSession { stop: Some(stop_tx), task }
     }

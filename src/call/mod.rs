@@ -244,7 +244,7 @@ pub async fn run(spec: &CallSpec, observer: &mut dyn CallObserver) -> Result<Cal
                         (Err(why), _) => {
                             // Hang up properly: a call without usable media is a failed call.
                             record.media_error = Some(why);
-                            caller.abandon(now);
+                            caller.hang_up(now);
                         }
                         (Ok(_), None) => {}
                     }

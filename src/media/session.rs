@@ -20,7 +20,7 @@ use crate::media::recording::{RtpTimeline, TimelineRecorder};
 use crate::media::rtp::{looks_like_rtcp, parse_packet};
 use crate::media::rx_stats::{RxStats, RxStatsReport};
 use crate::media::sdp::NegotiatedAudio;
-use crate::media::vad::{SpeechDetector, VadConfig, VAD_SAMPLE_RATE};
+use crate::media::vad::{detect_speech, SpeechDetector, VadConfig, VAD_SAMPLE_RATE};
 
 /// Recordings and analysis run at 16 kHz whatever the codec.
 pub const RECORDING_RATE: u32 = VAD_SAMPLE_RATE;
@@ -72,8 +72,14 @@ pub struct MediaOutcome {
     /// Times the far end's RTP timestamps jumped away from real time (stream restarts).
     pub rx_timeline_resets: u64,
     pub dtmf: Vec<String>,
-    /// When our clip started and ended (ms on the call timeline).
+    /// When our clip started and ended (ms on the call timeline), once it
+    /// was sent to the end.
     pub played: Option<(f64, f64)>,
+    /// When our clip started, also when the call ended before it finished.
+    pub play_started_ms: Option<f64>,
+    /// When our speech in the clip ended (the clip's trailing silence not
+    /// counted): what the far end's response latency is measured from.
+    pub utterance_end_ms: Option<f64>,
     /// Both at [`RECORDING_RATE`], starting at t0.
     pub rx_audio: TimelineRecorder,
     pub tx_audio: TimelineRecorder,
@@ -87,6 +93,8 @@ struct Clip {
     frames: Vec<TxFrame>,
     pcm_16k_frames: Vec<Vec<i16>>,
     start: PlayStart,
+    /// Where our speech ends inside the clip (ms from its start).
+    speech_end_ms: f64,
 }
 
 pub struct MediaSessionCore {
@@ -104,6 +112,7 @@ pub struct MediaSessionCore {
     clip_span: Option<(usize, usize)>,
     clip_pending: VecDeque<(TxFrame, Vec<i16>)>,
     played: Option<(f64, f64)>,
+    play_started_ms: Option<f64>,
     rx_stats: RxStats,
     dtmf: Option<DtmfReceiver>,
     digits: Vec<String>,
@@ -115,12 +124,14 @@ pub struct MediaSessionCore {
     greeting_over: bool,
     other_payload: u64,
     wire: Vec<RtpDatagram>,
+    seed: u64,
 }
 
 impl MediaSessionCore {
-    /// A session whose first packet is due at `now`. `t0` is the call's
-    /// origin, `connected_at` when the 200 OK was ACKed; `seed` picks SSRC,
-    /// sequence and timestamp origins.
+    /// Prepares a session (encodes the clip, finds where its speech ends):
+    /// nothing is scheduled until [`MediaSessionCore::started`]. `t0` is the
+    /// call's origin, `connected_at` when the 200 OK was ACKed; `seed` picks
+    /// SSRC, sequence and timestamp origins.
     pub fn new(
         audio: NegotiatedAudio,
         local: SocketAddr,
@@ -128,7 +139,6 @@ impl MediaSessionCore {
         seed: u64,
         t0: Instant,
         connected_at: Instant,
-        now: Instant,
     ) -> MediaSessionCore {
         let codec = audio.codec;
         let mut encoder = codec.encoder();
@@ -146,16 +156,20 @@ impl MediaSessionCore {
                 })
                 .collect();
             let pcm_16k_frames = p.pcm_16k.chunks(per_frame_16k).map(<[i16]>::to_vec).collect();
-            Clip { frames, pcm_16k_frames, start: p.start }
+            let clip_ms = p.pcm_16k.len() as f64 * 1000.0 / f64::from(RECORDING_RATE);
+            let speech_end_ms = detect_speech(&p.pcm_16k, VadConfig::default())
+                .last()
+                .map_or(clip_ms, |seg| seg.end_ms as f64);
+            Clip { frames, pcm_16k_frames, start: p.start, speech_end_ms }
         });
         let pacer = Pacer::with_payload_type(
             audio.payload_type,
             codec.timestamp_increment_per_frame(),
             StreamIdentity::from_seed(seed),
-            now,
+            connected_at,
             Vec::new(),
         );
-        let mut core = MediaSessionCore {
+        MediaSessionCore {
             local,
             t0,
             connected_at,
@@ -167,6 +181,7 @@ impl MediaSessionCore {
             clip_span: None,
             clip_pending: VecDeque::new(),
             played: None,
+            play_started_ms: None,
             rx_stats: RxStats::new(codec.rtp_clock_rate()),
             dtmf: audio.telephone_event_payload_type.map(|_| DtmfReceiver::new(8000)),
             digits: Vec::new(),
@@ -181,10 +196,23 @@ impl MediaSessionCore {
             greeting_over: false,
             other_payload: 0,
             wire: Vec::new(),
+            seed,
             audio,
-        };
-        core.plan_ahead(now);
-        core
+        }
+    }
+
+    /// Starts the outgoing stream: its first packet is due at `now` (taken
+    /// after the preparation in `new`, which may take a while for a long clip).
+    pub fn started(mut self, now: Instant) -> MediaSessionCore {
+        self.pacer = Pacer::with_payload_type(
+            self.audio.payload_type,
+            self.audio.codec.timestamp_increment_per_frame(),
+            StreamIdentity::from_seed(self.seed),
+            now,
+            Vec::new(),
+        );
+        self.plan_ahead(now);
+        self
     }
 
     /// When the next packet is due.
@@ -204,11 +232,11 @@ impl MediaSessionCore {
         }
         if let Some((start, end)) = self.clip_span {
             if pkt.frame_index == start {
-                self.played = Some((ms_since(self.t0, pkt.scheduled_at), 0.0));
+                self.play_started_ms = Some(ms_since(self.t0, pkt.scheduled_at));
             }
             if pkt.frame_index + 1 == end {
-                if let Some(p) = &mut self.played {
-                    p.1 = ms_since(self.t0, pkt.scheduled_at + FRAME_DURATION);
+                if let Some(started) = self.play_started_ms {
+                    self.played = Some((started, ms_since(self.t0, pkt.scheduled_at + FRAME_DURATION)));
                 }
             }
         }
@@ -283,7 +311,12 @@ impl MediaSessionCore {
             other_payload_packets: self.other_payload,
             rx_timeline_resets: self.rx_timeline_resets,
             dtmf: self.digits,
+            utterance_end_ms: self
+                .played
+                .zip(self.clip.as_ref())
+                .map(|((start, end), clip)| (start + clip.speech_end_ms).min(end)),
             played: self.played,
+            play_started_ms: self.play_started_ms,
             rx_audio,
             tx_audio,
             local_rtp: self.local,
@@ -337,14 +370,14 @@ fn interpolate_to_recording_rate(pcm: &[i16], rate: u32) -> Vec<i16> {
     out
 }
 
-/// 16 kHz → the codec's rate. The fixture was resampled with a proper filter
-/// when loaded, so for 8 kHz this picks every other sample of band-limited audio.
+/// 16 kHz → the codec's rate, low-pass filtered (rubato) so 8 kHz codecs
+/// get no aliasing; plain decimation only if the resampler refuses.
 fn from_recording_rate(pcm: &[i16], rate: u32) -> Vec<i16> {
     if rate == RECORDING_RATE {
-        pcm.to_vec()
-    } else {
-        pcm.iter().step_by((RECORDING_RATE / rate) as usize).copied().collect()
+        return pcm.to_vec();
     }
+    crate::media::wav::resample_i16(pcm, RECORDING_RATE, rate)
+        .unwrap_or_else(|_| pcm.iter().step_by((RECORDING_RATE / rate) as usize).copied().collect())
 }
 
 /// The received audio at [`RECORDING_RATE`], resampled in one go.
@@ -369,7 +402,6 @@ mod tests {
     use crate::media::dtmf::key_press_packets;
     use crate::media::rtp::{build_packet, RtpHeader};
     use crate::media::sdp::MediaDirection;
-    use crate::media::vad::{detect_speech, VadConfig};
     use crate::media::wav;
 
     const FAR: &str = "127.0.0.1:40000";
@@ -449,7 +481,7 @@ mod tests {
     fn sends_comfort_silence_every_20ms_from_the_start() {
         let t0 = Instant::now();
         let connected = t0 + ms(100);
-        let mut core = MediaSessionCore::new(audio(), LOCAL.parse().unwrap(), None, 1, t0, connected, connected);
+        let mut core = MediaSessionCore::new(audio(), LOCAL.parse().unwrap(), None, 1, t0, connected).started(connected);
         let sent = drive(&mut core, t0, ms(1099), Vec::new());
         assert_eq!(sent.len(), 50);
         assert!(sent.iter().enumerate().all(|(n, at)| *at == ms(100 + 20 * n as u64)), "{sent:?}");
@@ -470,7 +502,7 @@ mod tests {
         let clip = fixture("hello_can_you_hear_me_16k.wav");
         let clip_ms = (clip.len() as u64 * 1000).div_ceil(u64::from(RECORDING_RATE)).div_ceil(20) * 20;
         let play = PlayPlan { pcm_16k: clip.clone(), start: PlayStart::AfterConnect(ms(500)) };
-        let mut core = MediaSessionCore::new(audio(), LOCAL.parse().unwrap(), Some(play), 2, t0, connected, connected);
+        let mut core = MediaSessionCore::new(audio(), LOCAL.parse().unwrap(), Some(play), 2, t0, connected).started(connected);
         drive(&mut core, t0, ms(200 + 500 + clip_ms + 500), Vec::new());
         let out = core.finish(t0 + ms(200 + 500 + clip_ms + 500));
         let (start, end) = out.played.expect("played");
@@ -481,6 +513,31 @@ mod tests {
         let at = |ms: f64| (ms * f64::from(RECORDING_RATE) / 1000.0) as usize;
         assert!(tx[..at(start)].iter().all(|s| *s == 0));
         assert_eq!(&tx[at(start)..at(start) + clip.len()], &clip[..]);
+    }
+
+    #[test]
+    fn a_clip_cut_short_by_the_end_of_the_call_is_not_an_utterance() {
+        let t0 = Instant::now();
+        let play = PlayPlan { pcm_16k: fixture("hello_can_you_hear_me_16k.wav"), start: PlayStart::AfterConnect(ms(100)) };
+        let mut core = MediaSessionCore::new(audio(), LOCAL.parse().unwrap(), Some(play), 6, t0, t0).started(t0);
+        drive(&mut core, t0, ms(600), Vec::new());
+        let out = core.finish(t0 + ms(600));
+        assert!(out.play_started_ms.is_some());
+        assert_eq!((out.played, out.utterance_end_ms), (None, None));
+    }
+
+    #[test]
+    fn utterance_ends_with_our_speech_not_the_clips_silence() {
+        let t0 = Instant::now();
+        let clip = fixture("hello_can_you_hear_me_16k.wav");
+        let speech_end = detect_speech(&clip, VadConfig::default()).last().unwrap().end_ms as f64;
+        let play = PlayPlan { pcm_16k: clip, start: PlayStart::AfterConnect(ms(100)) };
+        let mut core = MediaSessionCore::new(audio(), LOCAL.parse().unwrap(), Some(play), 7, t0, t0).started(t0);
+        drive(&mut core, t0, ms(3000), Vec::new());
+        let out = core.finish(t0 + ms(3000));
+        let (start, end) = out.played.unwrap();
+        assert_eq!(out.utterance_end_ms, Some(start + speech_end));
+        assert!(start + speech_end < end, "the fixture ends with silence");
     }
 
     #[test]
@@ -497,7 +554,7 @@ mod tests {
             .collect();
         let greeting_end = 300 + detect_speech(&greeting, VadConfig::default()).last().unwrap().end_ms;
         let play = PlayPlan { pcm_16k: fixture("hello_can_you_hear_me_16k.wav"), start: PlayStart::AfterGreeting };
-        let mut core = MediaSessionCore::new(audio(), LOCAL.parse().unwrap(), Some(play), 3, t0, connected, connected);
+        let mut core = MediaSessionCore::new(audio(), LOCAL.parse().unwrap(), Some(play), 3, t0, connected).started(connected);
         drive(&mut core, t0, ms(greeting_end + 3000), incoming);
         let out = core.finish(t0 + ms(greeting_end + 3000));
         let (start, _) = out.played.expect("played after the greeting");
@@ -516,7 +573,7 @@ mod tests {
             far_end_packets(&tone, 1, 1000).into_iter().enumerate().map(|(i, d)| (ms(100 + 20 * i as u64), d)).collect();
         // The same stream again 3 s later, with the same timestamps (a replayed capture).
         incoming.extend(far_end_packets(&tone, 26, 1000).into_iter().enumerate().map(|(i, d)| (ms(3100 + 20 * i as u64), d)));
-        let mut core = MediaSessionCore::new(audio(), LOCAL.parse().unwrap(), None, 4, t0, t0, t0);
+        let mut core = MediaSessionCore::new(audio(), LOCAL.parse().unwrap(), None, 4, t0, t0).started(t0);
         drive(&mut core, t0, ms(4000), incoming);
         let out = core.finish(t0 + ms(4000));
         assert_eq!(out.rx_timeline_resets, 1);
@@ -529,7 +586,7 @@ mod tests {
     #[test]
     fn counts_other_payloads_and_decodes_dtmf() {
         let t0 = Instant::now();
-        let mut core = MediaSessionCore::new(audio(), LOCAL.parse().unwrap(), None, 5, t0, t0, t0);
+        let mut core = MediaSessionCore::new(audio(), LOCAL.parse().unwrap(), None, 5, t0, t0).started(t0);
         let far: SocketAddr = FAR.parse().unwrap();
         let pcma = RtpHeader { marker: false, payload_type: 8, sequence_number: 1, timestamp: 1, ssrc: 9 };
         core.handle_datagram(&build_packet(&pcma, &[0xd5; 160]), far, t0 + ms(10));

@@ -42,7 +42,7 @@ pub fn analyse(record: &CallRecord, tone_hz: Option<f64>) -> Option<MediaAnalysi
     let call_end_ms = (rx.len() as u64 * 1000) / u64::from(VAD_SAMPLE_RATE);
     let events = CallEvents {
         answered_at_ms,
-        utterance_end_ms: media.played.map(|(_, end)| end.round() as u64),
+        utterance_end_ms: media.utterance_end_ms.map(|end| end.round() as u64),
         call_end_ms,
     };
     let timings = speech_timings(&speech_segments, &events);

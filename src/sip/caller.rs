@@ -160,6 +160,8 @@ pub struct CallSummary {
     pub remote_target: Option<String>,
     pub route_set: Vec<String>,
     pub ended: Option<EndReason>,
+    /// The 2xx arrived only after `--timeout` had passed and we had sent CANCEL.
+    pub answered_after_deadline: bool,
     /// SDP body of the 2xx, when there was one.
     #[serde(skip)]
     pub answer_sdp: Option<Vec<u8>>,
@@ -194,6 +196,8 @@ struct InviteAttempt {
     cseq: u32,
     tx: InviteClient,
     authenticated: bool,
+    /// The (Proxy-)Authorization headers it carried; the ACK for its 2xx repeats them.
+    credentials: Vec<(&'static str, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -401,12 +405,26 @@ impl Caller {
     pub fn abandon(&mut self, now: Instant) {
         self.abandoned = true;
         match self.phase {
+            // CANCEL needs a provisional response first (RFC 3261 9.1); with
+            // none yet there is nothing to cancel, so the call just ends.
+            Phase::Inviting if self.invites.last().is_some_and(|a| a.tx.state() != InviteState::Proceeding) => {
+                self.end(EndReason::Abandoned);
+            }
             Phase::Inviting => self.request_cancel(now),
             Phase::Established => {
                 self.hangup_at = None;
                 self.send_bye(now);
             }
             _ => {}
+        }
+    }
+
+    /// callprobe itself ends a connected call early (e.g. the answer's SDP is
+    /// unusable): BYE now. Unlike [`Caller::abandon`] this is part of the test.
+    pub fn hang_up(&mut self, now: Instant) {
+        if self.phase == Phase::Established {
+            self.hangup_at = None;
+            self.send_bye(now);
         }
     }
 
@@ -451,7 +469,9 @@ impl Caller {
                     return;
                 }
                 if resp.status >= 200 && self.phase == Phase::Terminating {
-                    self.end(EndReason::HungUp { bye_status: resp.status });
+                    let reason =
+                        if self.abandoned { EndReason::Abandoned } else { EndReason::HungUp { bye_status: resp.status } };
+                    self.end(reason);
                 }
             }
             _ => {}
@@ -528,6 +548,9 @@ impl Caller {
         self.summary.route_set = route_set.clone();
         self.summary.authenticated = authenticated;
         self.summary.answer_sdp = (!resp.common.body.is_empty()).then(|| resp.common.body.clone());
+        // A 2xx that beat our CANCEL came after the deadline: it is recorded,
+        // and the checks do not count it as answered in time.
+        self.summary.answered_after_deadline = self.phase == Phase::Cancelling && !self.abandoned;
         let mut dialog = Dialog {
             remote_tag,
             remote_target,
@@ -536,7 +559,7 @@ impl Caller {
             ack_to: Peer::Hop(self.first_hop.clone()),
         };
         let branch = self.new_branch();
-        let auth = self.authorization_headers("ACK", &dialog_request_uri(&dialog), b"");
+        let auth = self.invites[idx].credentials.clone();
         match self.in_dialog_request(&dialog, "ACK", cseq, &branch, auth, b"") {
             Ok((bytes, to)) => {
                 dialog.ack = bytes.clone();
@@ -593,12 +616,21 @@ impl Caller {
                 return;
             }
         };
+        if self.abandoned {
+            // The user asked to stop: never send another INVITE.
+            self.end(EndReason::Abandoned);
+            return;
+        }
+        // One authenticated retry per call attempt: once we have sent
+        // credentials, another challenge means they were refused — unless it
+        // says the nonce was merely stale, which earns one fresh retry for
+        // the same challenge.
         let previous = self
             .answered
             .iter_mut()
             .find(|a| a.kind == kind && a.challenge.realm == challenge.realm);
         match previous {
-            None => self.answered.push(Answered {
+            None if !authenticated => self.answered.push(Answered {
                 kind,
                 challenge,
                 nonce_count: 0,
@@ -609,7 +641,7 @@ impl Caller {
                 prev.nonce_count = 0;
                 prev.stale_retry_used = true;
             }
-            Some(_) => {
+            _ => {
                 self.end(EndReason::CredentialsRejected { status: resp.status, reason: resp.reason.clone() });
                 return;
             }
@@ -692,6 +724,7 @@ impl Caller {
         let branch = self.new_branch();
         let authenticated = !self.answered.is_empty();
         let auth = self.authorization_headers("INVITE", &self.request_uri.clone(), &self.cfg.sdp.clone());
+        let credentials = auth.clone();
         let mut headers: Vec<(&str, String)> = self.common_headers(&branch, None, cseq, "INVITE");
         headers.push(("Contact", self.contact()));
         headers.push(("Allow", ALLOW.into()));
@@ -714,7 +747,7 @@ impl Caller {
             self.cfg.invite_timeout,
             now,
         );
-        self.invites.push(InviteAttempt { branch, cseq, tx, authenticated });
+        self.invites.push(InviteAttempt { branch, cseq, tx, authenticated, credentials });
         self.summary.invites_sent += 1;
         self.invite_deadline = Some(now + self.cfg.invite_timeout);
         Ok(())
@@ -866,10 +899,7 @@ impl Caller {
         for i in 0..self.answered.len() {
             let cnonce = random_token(&mut self.rng, 16);
             let a = &mut self.answered[i];
-            // ACK reuses the INVITE's count; other requests advance it.
-            if method != "ACK" || a.nonce_count == 0 {
-                a.nonce_count += 1;
-            }
+            a.nonce_count += 1;
             let auth = digest::authorize(
                 &a.challenge,
                 &creds.username,
@@ -923,7 +953,7 @@ impl Caller {
     }
 }
 
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS";
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE";
 
 fn user_agent() -> String {
     format!("callprobe/{}", env!("CARGO_PKG_VERSION"))

@@ -337,3 +337,65 @@ fn cancel_after_an_authenticated_retry() {
     assert!(text(&drain(&mut c)[0]).starts_with("ACK"));
     assert_eq!(c.summary().final_responses.iter().map(|f| f.status).collect::<Vec<_>>(), vec![407, 487]);
 }
+
+#[test]
+fn abandoning_before_any_response_ends_at_once_and_never_retries() {
+    let t0 = Instant::now();
+    let mut c = Caller::start(config(true), t0).unwrap();
+    let inv = drain(&mut c).remove(0);
+    c.abandon(t0 + ms(10));
+    assert_eq!(c.summary().ended, Some(EndReason::Abandoned));
+    // A 407 that arrives later earns no authenticated retry.
+    let mut c = Caller::start(config(true), t0).unwrap();
+    let inv2 = drain(&mut c).remove(0);
+    c.handle_message(&respond(&inv2, 100, "Trying", &[], None), far(), t0).unwrap();
+    c.abandon(t0 + ms(10));
+    assert!(text(&drain(&mut c)[0]).starts_with("CANCEL"));
+    c.handle_message(&respond(&inv2, 407, "x", &[CHALLENGE], Some("a")), far(), t0 + ms(20)).unwrap();
+    let out = drain(&mut c);
+    assert!(out.iter().all(|t| !text(t).starts_with("INVITE")), "no new INVITE after the user stopped");
+    assert_eq!(c.summary().ended, Some(EndReason::Abandoned));
+    let _ = inv;
+}
+
+#[test]
+fn a_challenge_for_another_realm_after_credentials_is_a_rejection() {
+    let t0 = Instant::now();
+    let mut c = Caller::start(config(true), t0).unwrap();
+    let inv1 = drain(&mut c).remove(0);
+    c.handle_message(&respond(&inv1, 407, "x", &[CHALLENGE], Some("a")), far(), t0).unwrap();
+    let inv2 = drain(&mut c).remove(1);
+    let other_realm = r#"WWW-Authenticate: Digest realm="uas", nonce="n2", algorithm=MD5"#;
+    c.handle_message(&respond(&inv2, 401, "Unauthorized", &[other_realm], Some("b")), far(), t0).unwrap();
+    assert!(matches!(c.summary().ended, Some(EndReason::CredentialsRejected { status: 401, .. })));
+    assert_eq!(c.summary().invites_sent, 2);
+}
+
+#[test]
+fn ack_for_2xx_repeats_the_invites_credentials() {
+    let t0 = Instant::now();
+    let mut c = Caller::start(config(true), t0).unwrap();
+    let inv1 = drain(&mut c).remove(0);
+    c.handle_message(&respond(&inv1, 407, "x", &[CHALLENGE], Some("a")), far(), t0).unwrap();
+    let inv2 = drain(&mut c).remove(1);
+    c.handle_message(&respond(&inv2, 200, "OK", &["Contact: <sip:uas@127.0.0.1:5080>"], Some("b")), far(), t0).unwrap();
+    let ack = text(&drain(&mut c)[0]);
+    let creds = |m: &str| m.lines().find(|l| l.starts_with("Proxy-Authorization:")).map(str::to_string);
+    assert_eq!(creds(&ack), creds(&text(&inv2)), "{ack}");
+}
+
+#[test]
+fn a_2xx_that_beats_our_cancel_is_flagged_late() {
+    let t0 = Instant::now();
+    let mut cfg = config(false);
+    cfg.invite_timeout = ms(1000);
+    let mut c = Caller::start(cfg, t0).unwrap();
+    let inv = drain(&mut c).remove(0);
+    c.handle_message(&respond(&inv, 180, "Ringing", &[], Some("r")), far(), t0).unwrap();
+    c.handle_timeout(t0 + ms(1000));
+    assert!(text(&drain(&mut c)[0]).starts_with("CANCEL"));
+    c.handle_message(&respond(&inv, 200, "OK", &["Contact: <sip:uas@127.0.0.1:5080>"], Some("r")), far(), t0 + ms(1001)).unwrap();
+    let out = drain(&mut c);
+    assert!(text(&out[0]).starts_with("ACK") && text(&out[1]).starts_with("BYE"));
+    assert!(c.summary().answered_after_deadline);
+}

@@ -95,6 +95,13 @@ pub fn evaluate(record: &CallRecord, expect: &Expectations) -> Vec<Check> {
             checks.push(Check { name: "call_answered".into(), passed: answered, detail });
         }
     }
+    if answered && record.summary.answered_after_deadline {
+        checks.push(Check {
+            name: "answered_in_time".into(),
+            passed: false,
+            detail: "the 2xx arrived only after --timeout, when our CANCEL was already on its way".into(),
+        });
+    }
     if answered {
         let (passed, detail) = match ended {
             Some(EndReason::HungUp { bye_status }) if (200..300).contains(bye_status) => (true, how.clone()),
@@ -196,13 +203,16 @@ pub fn media_checks(record: &CallRecord, analysis: Option<&MediaAnalysis>, want:
     }
     if let Some(within) = want.response_within {
         let limit = within.as_millis() as u64;
-        let played = record.media.as_ref().and_then(|m| m.played);
+        let media = record.media.as_ref();
+        let started = media.and_then(|m| m.play_started_ms);
+        let utterance_end = media.and_then(|m| m.utterance_end_ms);
         let latency = analysis.and_then(|a| a.response_latency_ms);
-        let (passed, detail) = match (played, latency) {
-            (None, _) => (false, "our utterance was never played (the call ended first, or the greeting never ended)".to_string()),
-            (Some(_), Some(ms)) if ms <= limit => (true, format!("far end answered {ms} ms after our utterance ended (limit {limit} ms)")),
-            (Some(_), Some(ms)) => (false, format!("far end answered {ms} ms after our utterance ended, later than {limit} ms")),
-            (Some((_, end)), None) => (false, format!("no far-end speech after our utterance ended at {end:.0} ms; limit {limit} ms")),
+        let (passed, detail) = match (started, utterance_end, latency) {
+            (None, _, _) => (false, "our utterance was never played (the call ended first, or the greeting never ended)".to_string()),
+            (Some(at), None, _) => (false, format!("our utterance (started {at:.0} ms) was cut short: the call ended before it finished")),
+            (Some(_), Some(_), Some(ms)) if ms <= limit => (true, format!("far end answered {ms} ms after our utterance ended (limit {limit} ms)")),
+            (Some(_), Some(_), Some(ms)) => (false, format!("far end answered {ms} ms after our utterance ended, later than {limit} ms")),
+            (Some(_), Some(end), None) => (false, format!("no far-end speech after our utterance ended at {end:.0} ms; limit {limit} ms")),
         };
         checks.push(Check { name: "response_within".into(), passed, detail });
     }
