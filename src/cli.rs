@@ -151,10 +151,10 @@ pub struct CallArgs {
     #[arg(long, value_name = "CODES")]
     pub expect: Option<String>,
     /// How long to stay connected before hanging up.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub hangup_after: Duration,
     /// How long each INVITE may wait for a final response (Timer B; after ringing, we CANCEL).
-    #[arg(long, default_value = "32s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "32s", value_parser = parse_duration)]
     pub timeout: Duration,
     /// Extra header for the INVITE, e.g. 'X-Name: value' (repeatable).
     #[arg(long = "header", value_name = "'NAME: VALUE'")]
@@ -164,7 +164,7 @@ pub struct CallArgs {
     #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "")]
     pub expect_agent: Option<String>,
     /// Deadline for --expect-agent, counted from the INVITE that got through.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, requires = "expect_agent")]
+    #[arg(long, default_value = "5s", value_parser = parse_duration, requires = "expect_agent")]
     pub agent_within: Duration,
     #[command(flatten)]
     pub livekit: LiveKitArgs,
@@ -448,16 +448,16 @@ pub struct MediaArgs {
     #[arg(long, value_name = "WAV")]
     pub play: Option<PathBuf>,
     /// Start playing this long after the call connects.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s", conflicts_with = "play_after_greeting")]
+    #[arg(long, value_parser = parse_duration, default_value = "1s", conflicts_with = "play_after_greeting")]
     pub play_after: Duration,
     /// Start playing when the far end's greeting has ended (speech detection).
     #[arg(long, requires = "play")]
     pub play_after_greeting: bool,
     /// The far end must start speaking within this time of the 200 OK.
-    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub expect_speech_within: Option<Duration>,
     /// The far end must answer our played utterance within this time of its end.
-    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION", requires = "play")]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION", requires = "play")]
     pub expect_response_within: Option<Duration>,
     /// The far end must play a tone of this frequency (Hz) for at least half a second.
     #[arg(long, value_name = "HZ")]
@@ -608,7 +608,11 @@ fn run_suite(args: &RunArgs) -> i32 {
     println!(
         "{passed} of {} call(s) passed{}{}",
         outcome.report.calls.len(),
-        if outcome.skipped > 0 { format!(", {} not run (--fail-fast)", outcome.skipped) } else { String::new() },
+        match (outcome.skipped, outcome.interrupted) {
+            (0, _) => String::new(),
+            (n, true) => format!(", {n} not run (interrupted)"),
+            (n, false) => format!(", {n} not run (--fail-fast)"),
+        },
         if outcome.errors.is_empty() { String::new() } else { format!(", {} could not run", outcome.errors.len()) }
     );
     for (name, e) in &outcome.errors {
@@ -618,6 +622,10 @@ fn run_suite(args: &RunArgs) -> i32 {
         eprintln!("callprobe: {p}");
     }
     println!("report   {}", outcome.run_dir.join("index.html").display());
+    if outcome.interrupted {
+        eprintln!("callprobe: interrupted; the run is incomplete");
+        return 2;
+    }
     if !outcome.output_problems.is_empty() && outcome.report.verdict == crate::verdict::Verdict::Pass {
         return 2;
     }
@@ -625,4 +633,14 @@ fn run_suite(args: &RunArgs) -> i32 {
         return 1;
     }
     outcome.report.verdict.exit_code()
+}
+
+/// A duration flag (`5s`, `1m30s`, `500ms`), at most a day: longer values are
+/// typos, and would overflow the clock arithmetic.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if d > Duration::from_secs(24 * 3600) {
+        return Err(format!("{text} is longer than a day"));
+    }
+    Ok(d)
 }

@@ -54,7 +54,7 @@ pub struct CallReport {
     pub livekit: Option<LiveKitObservation>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct SipReport {
     pub final_responses: Vec<FinalResponse>,
     pub provisional: Vec<u16>,
@@ -200,6 +200,29 @@ impl CallReport {
             checks,
             diagnosis,
             notes: record.notes.clone(),
+            livekit: None,
+        }
+    }
+}
+
+impl CallReport {
+    /// A call that callprobe could not place at all (a tester error): it still
+    /// gets its line in every output, with verdict `error` and the reason.
+    pub fn not_run(name: Option<String>, tags: Vec<String>, spec: &crate::call::CallSpec, why: &str) -> CallReport {
+        CallReport {
+            name,
+            tags,
+            call_id: spec.call_id.clone(),
+            test_id: spec.test_id.clone(),
+            target: spec.target_uri.clone(),
+            transport: spec.transport,
+            verdict: Verdict::Error,
+            started_unix_ms: std::time::SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+            sip: SipReport::default(),
+            media: MediaReport::default(),
+            checks: vec![Check { name: "call_placed".into(), passed: false, detail: format!("callprobe could not place the call: {why}") }],
+            diagnosis: Vec::new(),
+            notes: vec![why.to_string()],
             livekit: None,
         }
     }

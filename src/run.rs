@@ -235,8 +235,10 @@ pub struct SuiteOptions {
 pub struct SuiteOutcome {
     pub report: Report,
     pub run_dir: PathBuf,
-    /// Calls not started because of `--fail-fast`.
+    /// Calls not started because of `--fail-fast` or Ctrl-C.
     pub skipped: usize,
+    /// The user pressed Ctrl-C.
+    pub interrupted: bool,
     /// Calls that could not run (tester errors), with the reason.
     pub errors: Vec<(String, String)>,
     /// Problems with the outputs after the calls (metrics, webhook).
@@ -269,6 +271,17 @@ pub async fn run_suite(plans: Vec<CallPlan>, opts: &SuiteOptions) -> Result<Suit
     );
     let limit = Arc::new(tokio::sync::Semaphore::new(opts.parallel.max(1)));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Ctrl-C: the calls under way hang up (each listens too); no new one starts.
+    let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (stop, interrupted) = (stop.clone(), interrupted.clone());
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                interrupted.store(true, std::sync::atomic::Ordering::SeqCst);
+                stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        })
+    };
     let mut tasks = tokio::task::JoinSet::new();
     for (index, plan) in queue.into_iter().enumerate() {
         let (limit, stop, run_dir) = (limit.clone(), stop.clone(), run_dir.clone());
@@ -303,23 +316,23 @@ pub async fn run_suite(plans: Vec<CallPlan>, opts: &SuiteOptions) -> Result<Suit
                 }
                 finished.push((index, call_report, dir));
             }
-            Some((Err(e), _)) => {
+            Some((Err(e), dir)) => {
                 progress.set_message(format!("{label}: error"));
+                let not_run = CallReport::not_run(plan.name.clone(), plan.tags.clone(), &plan.spec, &e.to_string());
+                finished.push((index, not_run, dir));
                 errors.push((label, e.to_string()));
             }
         }
         progress.inc(1);
     }
     progress.finish_and_clear();
+    watcher.abort();
     finished.sort_by_key(|(i, _, _)| *i);
     let call_dirs: Vec<PathBuf> = finished
         .iter()
         .map(|(_, _, dir)| dir.strip_prefix(&run_dir).map(Path::to_path_buf).unwrap_or_else(|_| dir.clone()))
         .collect();
-    let mut report = Report::new(finished.into_iter().map(|(_, r, _)| r).collect());
-    if !errors.is_empty() {
-        report.verdict = Verdict::Error;
-    }
+    let report = Report::new(finished.into_iter().map(|(_, r, _)| r).collect());
     report.write_json(&run_dir)?;
     junit::write_junit(&report, &opts.suite_name, &run_dir.join("junit.xml"))?;
     html::write_index(&report, &run_dir, &call_dirs)?;
@@ -334,7 +347,8 @@ pub async fn run_suite(plans: Vec<CallPlan>, opts: &SuiteOptions) -> Result<Suit
             output_problems.push(format!("webhook: {e}"));
         }
     }
-    Ok(SuiteOutcome { report, run_dir, skipped, errors, output_problems })
+    let interrupted = interrupted.load(std::sync::atomic::Ordering::SeqCst);
+    Ok(SuiteOutcome { report, run_dir, skipped, interrupted, errors, output_problems })
 }
 
 /// The summary table printed after a suite: one line per call.

@@ -218,3 +218,24 @@ fn broken_or_incomplete_scenarios_exit_2_before_calling() {
     let out = callprobe(&["check", suite.path().to_str().unwrap()]);
     assert_eq!(out.code, 0, "{}", out.stdout);
 }
+
+#[test]
+fn a_case_that_cannot_run_still_appears_in_every_output() {
+    let suite = TempDir::new("callprobe-suite").unwrap();
+    // --expect-agent without any LiveKit API configured: the tester cannot run it.
+    std::fs::write(
+        suite.path().join("agent.toml"),
+        "name = \"needs livekit\"\n[target]\nuri = \"sip:+1@127.0.0.1:9\"\n[expect]\nagent = \"probe-agent\"\n",
+    )
+    .unwrap();
+    let reports = TempDir::new("callprobe-reports").unwrap();
+    let out = callprobe(&["run", suite.path().to_str().unwrap(), "--report-dir", reports.path().to_str().unwrap()]);
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(out.stdout.contains("1 could not run") && out.stdout.contains("LIVEKIT_URL"), "{}", out.stdout);
+    let junit = std::fs::read_to_string(reports.path().join("latest/junit.xml")).unwrap();
+    assert!(junit.contains("needs livekit") && junit.contains("errors=\"1\""), "{junit}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(reports.path().join("latest/report.json")).unwrap()).unwrap();
+    assert_eq!(report["verdict"], "error");
+    assert_eq!(report["calls"][0]["verdict"], "error");
+}

@@ -273,7 +273,11 @@ pub async fn run(spec: &CallSpec, observer: &mut dyn CallObserver) -> Result<Cal
                     }
                     Some(Incoming::Closed { peer, detail }) => {
                         record.notes.push(format!("TCP connection to {peer} {detail} at {:.1} ms", ms(now)));
-                        caller.handle_transport_closed();
+                        // The connection that carries the call ends it; another one
+                        // (e.g. opened only for the ACK to a Contact) is just noted.
+                        if peer == first_hop {
+                            caller.handle_transport_closed();
+                        }
                     }
                     Some(Incoming::Garbage { from, detail }) => {
                         record.notes.push(format!("bad bytes from {from}: {detail}"));

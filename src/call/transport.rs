@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
@@ -28,6 +29,10 @@ pub enum Incoming {
     /// Bytes that could not be cut into a SIP message.
     Garbage { from: SocketAddr, detail: String },
 }
+
+/// How long opening a TCP connection or writing to it may take before the
+/// transport counts as failed (a silent host must not stall the call's timers).
+const TCP_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct SipSockets {
     kind: Transport,
@@ -89,7 +94,9 @@ impl SipSockets {
     }
 
     async fn connect(&mut self, peer: SocketAddr) -> io::Result<SocketAddr> {
-        let stream = TcpStream::connect(peer).await?;
+        let stream = tokio::time::timeout(TCP_TIMEOUT, TcpStream::connect(peer))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("no TCP connection within {TCP_TIMEOUT:?}")))??;
         stream.set_nodelay(true)?;
         let local = stream.local_addr()?;
         let (mut read, write) = stream.into_split();
@@ -139,7 +146,9 @@ impl SipSockets {
                     self.connect(to).await?;
                 }
                 let stream = self.tcp.get_mut(&to).ok_or_else(|| io::Error::other("no TCP connection"))?;
-                stream.write_all(bytes).await
+                tokio::time::timeout(TCP_TIMEOUT, stream.write_all(bytes))
+                    .await
+                    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("TCP write blocked for {TCP_TIMEOUT:?}")))?
             }
         }
     }

@@ -110,7 +110,11 @@ impl CaseScope<'_, '_> {
     fn duration(&mut self, text: &Text) -> Option<Duration> {
         let value = self.text(text)?;
         match humantime::parse_duration(value.trim()) {
-            Ok(d) => Some(d),
+            Ok(d) if crate::cli::parse_duration(value.trim()).is_ok() => Some(d),
+            Ok(_) => {
+                self.r.error(text.span(), format!("'{value}' is longer than a day"), Some(DURATION));
+                None
+            }
             Err(_) => {
                 self.r.error(text.span(), format!("'{value}' is not a duration"), Some(DURATION));
                 None

@@ -9,9 +9,13 @@ pub enum FramingError {
     NoContentLength,
     #[error("SIP header block larger than {0} bytes")]
     TooLarge(usize),
+    #[error("SIP body of {0} bytes announced; at most {MAX_BODY_BYTES} accepted")]
+    BodyTooLarge(usize),
 }
 
 const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Far more than any SDP; a larger Content-Length is garbage or an attack.
+const MAX_BODY_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, Default)]
 pub struct StreamFramer {
@@ -45,6 +49,9 @@ impl StreamFramer {
             })
             .flatten()
             .ok_or(FramingError::NoContentLength)?;
+        if length > MAX_BODY_BYTES {
+            return Err(FramingError::BodyTooLarge(length));
+        }
         let total = end + 4 + length;
         if self.buf.len() < total {
             return Ok(None);
@@ -77,6 +84,13 @@ mod tests {
             }
         }
         assert_eq!(got, vec![m1, m2]);
+    }
+
+    #[test]
+    fn absurd_content_length_is_an_error_not_a_panic() {
+        let mut f = StreamFramer::default();
+        f.push(b"SIP/2.0 200 OK\r\nContent-Length: 18446744073709551615\r\n\r\n");
+        assert_eq!(f.next_message(), Err(FramingError::BodyTooLarge(usize::MAX)));
     }
 
     #[test]
