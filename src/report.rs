@@ -89,7 +89,9 @@ pub struct MediaReport {
     pub reordered: u64,
     pub jitter_ms: f64,
     pub max_gap_ms: f64,
-    /// Packets from another address or SSRC, or with another payload type (ignored).
+    /// Packets not counted in the statistics above: from another address or
+    /// SSRC than the first stream (their audio is still recorded), or with a
+    /// payload type that is neither the codec nor telephone-event.
     pub ignored_packets: u64,
     /// Times the far end's RTP timestamps jumped away from real time (stream restarts).
     pub rx_stream_restarts: u64,

@@ -282,15 +282,22 @@ pub async fn run_suite(plans: Vec<CallPlan>, opts: &SuiteOptions) -> Result<Suit
             }
         })
     };
+    // Calls start in file order: the next one waits for a free slot here,
+    // so `--fail-fast` with `--parallel 1` stops exactly after the first failure.
     let mut tasks = tokio::task::JoinSet::new();
+    let mut skipped = 0;
     for (index, plan) in queue.into_iter().enumerate() {
-        let (limit, stop, run_dir) = (limit.clone(), stop.clone(), run_dir.clone());
-        let fail_fast = opts.fail_fast;
+        let permit = limit.clone().acquire_owned().await;
+        let Ok(permit) = permit else { break };
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            skipped += 1;
+            progress.inc(1);
+            continue;
+        }
+        let (stop, run_dir, progress) = (stop.clone(), run_dir.clone(), progress.clone());
+        let (fail_fast, verbose) = (opts.fail_fast, opts.verbose);
         tasks.spawn(async move {
-            let Ok(_permit) = limit.acquire_owned().await else { return (index, None, plan) };
-            if stop.load(std::sync::atomic::Ordering::SeqCst) {
-                return (index, None, plan);
-            }
+            let _slot = permit;
             let label = plan.name.clone().unwrap_or_else(|| plan.spec.target_uri.clone());
             let dir = run_dir.join(run_dir::call_dir_name(index + 1, &label));
             let result = execute(&plan, &mut (), Some(&dir)).await;
@@ -298,32 +305,32 @@ pub async fn run_suite(plans: Vec<CallPlan>, opts: &SuiteOptions) -> Result<Suit
             if failed && fail_fast {
                 stop.store(true, std::sync::atomic::Ordering::SeqCst);
             }
-            (index, Some((result, dir)), plan)
+            match &result {
+                Ok(r) => {
+                    progress.set_message(format!("{label}: {:?}", r.verdict).to_lowercase());
+                    if verbose {
+                        progress.suspend(|| print!("{}", report::verdict_block(r)));
+                    }
+                }
+                Err(_) => progress.set_message(format!("{label}: error")),
+            }
+            progress.inc(1);
+            (index, result, dir, plan)
         });
     }
     let mut finished: Vec<(usize, CallReport, PathBuf)> = Vec::new();
     let mut errors = Vec::new();
-    let mut skipped = 0;
     while let Some(joined) = tasks.join_next().await {
-        let (index, outcome, plan) = joined.map_err(|e| format!("a call task failed: {e}"))?;
-        let label = plan.name.clone().unwrap_or_else(|| plan.spec.target_uri.clone());
-        match outcome {
-            None => skipped += 1,
-            Some((Ok(call_report), dir)) => {
-                progress.set_message(format!("{label}: {:?}", call_report.verdict).to_lowercase());
-                if opts.verbose {
-                    progress.suspend(|| print!("{}", report::verdict_block(&call_report)));
-                }
-                finished.push((index, call_report, dir));
-            }
-            Some((Err(e), dir)) => {
-                progress.set_message(format!("{label}: error"));
+        let (index, result, dir, plan) = joined.map_err(|e| format!("a call task failed: {e}"))?;
+        match result {
+            Ok(call_report) => finished.push((index, call_report, dir)),
+            Err(e) => {
+                let label = plan.name.clone().unwrap_or_else(|| plan.spec.target_uri.clone());
                 let not_run = CallReport::not_run(plan.name.clone(), plan.tags.clone(), &plan.spec, &e.to_string());
                 finished.push((index, not_run, dir));
                 errors.push((label, e.to_string()));
             }
         }
-        progress.inc(1);
     }
     progress.finish_and_clear();
     watcher.abort();

@@ -200,6 +200,9 @@ pub async fn run(spec: &CallSpec, observer: &mut dyn CallObserver) -> Result<Cal
         first_hop,
     )]);
     let mut interrupted = false;
+    // When the last input arrived: "connected" is when the 2xx arrived, not
+    // when we got round to handling its event (after sending the ACK).
+    let mut last_input_at = t0;
 
     loop {
         while let Some(t) = caller.poll_transmit() {
@@ -229,7 +232,7 @@ pub async fn run(spec: &CallSpec, observer: &mut dyn CallObserver) -> Result<Cal
         while let Some(ev) = caller.poll_event() {
             match ev {
                 CallEvent::Connected => {
-                    let now = Instant::now();
+                    let now = last_input_at;
                     record.connected_ms = Some(ms(now));
                     let answer = caller.summary().answer_sdp.clone();
                     let negotiated = match answer {
@@ -264,6 +267,7 @@ pub async fn run(spec: &CallSpec, observer: &mut dyn CallObserver) -> Result<Cal
                 let now = Instant::now();
                 match incoming {
                     Some(Incoming::Message { bytes, from }) => {
+                        last_input_at = now;
                         let logged = log_message(ms(now), Direction::In, from, &bytes);
                         observer.message(&logged);
                         record.messages.push(logged);

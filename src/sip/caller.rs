@@ -162,6 +162,8 @@ pub struct CallSummary {
     pub ended: Option<EndReason>,
     /// The 2xx arrived only after `--timeout` had passed and we had sent CANCEL.
     pub answered_after_deadline: bool,
+    /// 2xx from other branches of a forked INVITE, ACKed and hung up at once.
+    pub forked_answers_released: u32,
     /// SDP body of the 2xx, when there was one.
     #[serde(skip)]
     pub answer_sdp: Option<Vec<u8>>,
@@ -493,7 +495,11 @@ impl Caller {
             // A 2xx (also a retransmission, or one for an older attempt):
             // ACK it end-to-end; a second one only gets the same ACK again.
             if let Some(d) = &self.dialog {
-                self.outbox.push_back(Transmit { to: d.ack_to.clone(), bytes: d.ack.clone() });
+                if resp.to_tag().is_none_or(|tag| tag == d.remote_tag) {
+                    self.outbox.push_back(Transmit { to: d.ack_to.clone(), bytes: d.ack.clone() });
+                } else {
+                    self.release_fork(&resp, idx);
+                }
                 return;
             }
             self.record_response(&resp, authenticated);
@@ -582,6 +588,32 @@ impl Caller {
             self.phase = Phase::Established;
             self.hangup_at = Some(now + self.cfg.hangup_after);
         }
+    }
+
+    /// A 2xx from a second branch of a forked INVITE (another To tag): it is
+    /// a second dialog we do not want, so it gets its own ACK and a BYE at
+    /// once (RFC 3261 13.2.2.4). Sent once, without retransmission.
+    fn release_fork(&mut self, resp: &InResponse, idx: usize) {
+        let Some(remote_tag) = resp.to_tag() else { return };
+        let mut route_set = resp.record_route();
+        route_set.reverse();
+        let fork = Dialog {
+            remote_tag,
+            remote_target: resp.contact_uri().unwrap_or_else(|| self.request_uri.clone()),
+            route_set,
+            ack: Vec::new(),
+            ack_to: Peer::Hop(self.first_hop.clone()),
+        };
+        let cseq = self.invites[idx].cseq;
+        let credentials = self.invites[idx].credentials.clone();
+        let (ack_branch, bye_branch) = (self.new_branch(), self.new_branch());
+        if let Ok((bytes, to)) = self.in_dialog_request(&fork, "ACK", cseq, &ack_branch, credentials, b"") {
+            self.outbox.push_back(Transmit { to, bytes });
+        }
+        if let Ok((bytes, to)) = self.in_dialog_request(&fork, "BYE", cseq + 1, &bye_branch, Vec::new(), b"") {
+            self.outbox.push_back(Transmit { to, bytes });
+        }
+        self.summary.forked_answers_released += 1;
     }
 
     fn on_final_failure(&mut self, resp: InResponse, authenticated: bool, now: Instant) {

@@ -399,3 +399,18 @@ fn a_2xx_that_beats_our_cancel_is_flagged_late() {
     assert!(text(&out[0]).starts_with("ACK") && text(&out[1]).starts_with("BYE"));
     assert!(c.summary().answered_after_deadline);
 }
+
+#[test]
+fn a_forked_second_2xx_gets_its_own_ack_and_a_bye() {
+    let t0 = Instant::now();
+    let (mut c, inv) = connected(t0);
+    let fork = respond(&inv, 200, "OK", &["Contact: <sip:other@127.0.0.1:5090>"], Some("fork"));
+    c.handle_message(&fork, far(), t0 + ms(5)).unwrap();
+    let out = drain(&mut c);
+    assert_eq!(out.len(), 2, "ACK and BYE for the fork");
+    let (ack, bye) = (text(&out[0]), text(&out[1]));
+    assert!(ack.starts_with("ACK sip:other@127.0.0.1:5090") && ack.contains("tag=fork"), "{ack}");
+    assert!(bye.starts_with("BYE sip:other@127.0.0.1:5090") && bye.contains("tag=fork"), "{bye}");
+    assert_eq!(c.summary().forked_answers_released, 1);
+    assert!(!c.is_ended(), "the first dialog goes on");
+}
