@@ -24,20 +24,24 @@ struct Peer {
 }
 
 fn media_peer(pcap: Option<&str>, delay_ms: u64, answer: (&str, &str), extra: &[&str]) -> Peer {
+    let play = pcap.map(|name| play_pcap(&fixture(&format!("pcap/{name}")).display().to_string())).unwrap_or_default();
+    peer_with_play(&play, delay_ms, answer, extra)
+}
+
+fn play_pcap(path: &str) -> String {
+    format!("<nop><action><exec play_pcap_audio=\"{path}\"/></action></nop>")
+}
+
+/// The media template with its blanks filled (`play`: SIPp actions run
+/// `delay_ms` after the ACK), started as a UAS.
+fn peer_with_play(play: &str, delay_ms: u64, answer: (&str, &str), extra: &[&str]) -> Peer {
     let template = std::fs::read_to_string(support::peers::peers_dir().join("sipp/uas_media_play.xml")).unwrap();
-    let play = match pcap {
-        Some(name) => format!(
-            "<nop><action><exec play_pcap_audio=\"{}\"/></action></nop>",
-            fixture(&format!("pcap/{name}")).display()
-        ),
-        None => String::new(),
-    };
     let scenario = template
-        .replace("@PLAY@", &play)
+        .replace("@PLAY@", play)
         .replace("@DELAY_MS@", &delay_ms.to_string())
         .replace("@ANSWER_PT@", answer.0)
         .replace("@ANSWER_CODEC@", answer.1)
-        .replace("@PCAP@", pcap.unwrap_or("none"));
+        .replace("@PCAP@", "see the play actions");
     let dir = TempDir::new("callprobe-media-peer").unwrap();
     let path = dir.path().join("uas_media.xml");
     std::fs::write(&path, scenario).unwrap();
@@ -52,23 +56,9 @@ const PCMU: (&str, &str) = ("0", "PCMU/8000");
 /// greeting started (SIPp plays captures asynchronously, so the second
 /// pause counts from the first playback's start).
 fn greeting_then_reply_peer() -> Peer {
-    let pcap = fixture("pcap/thank_you_for_calling_pcmu.pcap").display().to_string();
-    let play = format!(
-        "<nop><action><exec play_pcap_audio=\"{pcap}\"/></action></nop>\n  <pause milliseconds=\"6500\"/>\n  \
-         <nop><action><exec play_pcap_audio=\"{pcap}\"/></action></nop>"
-    );
-    let template = std::fs::read_to_string(support::peers::peers_dir().join("sipp/uas_media_play.xml")).unwrap();
-    let scenario = template
-        .replace("@PLAY@", &play)
-        .replace("@DELAY_MS@", "300")
-        .replace("@ANSWER_PT@", PCMU.0)
-        .replace("@ANSWER_CODEC@", PCMU.1)
-        .replace("@PCAP@", &pcap);
-    let dir = TempDir::new("callprobe-media-peer").unwrap();
-    let path = dir.path().join("uas_media.xml");
-    std::fs::write(&path, scenario).unwrap();
-    let sipp = Sipp::start_with(path.to_str().unwrap(), free_port(false), SippOptions::default()).expect("SIPp");
-    Peer { sipp, _dir: dir }
+    let pcap = play_pcap(&fixture("pcap/thank_you_for_calling_pcmu.pcap").display().to_string());
+    let play = format!("{pcap}\n  <pause milliseconds=\"6500\"/>\n  {pcap}");
+    peer_with_play(&play, 300, PCMU, &[])
 }
 
 struct Run {
