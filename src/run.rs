@@ -6,21 +6,19 @@
 //! with report.json, junit.xml, index.html and one folder per call, the
 //! `latest` link, the metrics file and the failure webhook.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::media::session::MediaOutcome;
-use crate::call::{self, CallObserver, CallRecord, CallSpec, Direction, RunError};
+use crate::call::{self, CallObserver, CallRecord, CallSpec, RunError};
 use crate::cli::LiveKitArgs;
 use crate::observe::analysis;
 use crate::observe::livekit::observation::{self, LiveKitObservation};
 use crate::observe::livekit::room_watch::{self, CallIdentity, RoomWatch, WatchSettings};
 use crate::observe::livekit::{self as lk, LiveKitConfig, ServerApi};
-use crate::report::pcap::{write_call_pcap, CapturedPacket, CapturedProtocol};
+use crate::report::pcap::{sip_packets, write_call_pcap, CapturedPacket, CapturedProtocol};
 use crate::report::{self, html, junit, metrics, run_dir, webhook, CallReport, MediaReport, Recordings, Report};
-use crate::sip::caller::Transport;
 use crate::verdict::checks::{self, Expectations};
 use crate::verdict::diagnose::{self, Observation};
 use crate::verdict::Verdict;
@@ -188,18 +186,7 @@ fn captured_packets(record: &CallRecord) -> Vec<CapturedPacket> {
     let at = |t_ms: f64| record.started + Duration::from_secs_f64(t_ms.max(0.0) / 1000.0);
     let mut packets = Vec::new();
     if let Some(local) = record.local_sip {
-        let protocol = match record.transport {
-            Transport::Udp => CapturedProtocol::Udp,
-            Transport::Tcp => CapturedProtocol::Tcp,
-        };
-        for m in &record.messages {
-            let Ok(peer) = m.peer.parse::<SocketAddr>() else { continue };
-            let (src, dst) = match m.dir {
-                Direction::Out => (local, peer),
-                Direction::In => (peer, local),
-            };
-            packets.push(CapturedPacket { at: at(m.t_ms), src, dst, protocol, payload: m.raw.clone().into_bytes() });
-        }
+        packets.extend(sip_packets(&record.messages, local, record.transport, record.started));
     }
     if let Some(MediaOutcome { local_rtp, wire, .. }) = &record.media {
         for d in wire {

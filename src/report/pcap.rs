@@ -20,7 +20,7 @@ use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use pcap_file::{DataLink, Endianness, TsResolution};
 
 use super::CallReport;
-use crate::call::Direction;
+use crate::call::{Direction, LoggedMessage};
 use crate::sip::caller::Transport;
 
 /// One datagram or TCP payload as it crossed our socket.
@@ -73,21 +73,14 @@ pub fn write_call_pcap(path: &Path, packets: &[CapturedPacket]) -> Result<(), St
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-/// The SIP part of a call's capture, rebuilt from the report's message log
-/// (`started_unix_ms` + `t_ms`, `sip.local`, `messages[].peer`). Until the
-/// call loop captures packets itself, this gives `call.pcap` its SIP;
-/// times are off by the few ms between the call's start and its first INVITE.
-pub fn sip_packets_from_report(call: &CallReport) -> Vec<CapturedPacket> {
-    let Some(local) = call.sip.local.as_deref().and_then(|l| l.parse::<SocketAddr>().ok()) else {
-        return Vec::new();
-    };
-    let protocol = match call.transport {
+/// SIP messages as captured packets: `messages[].t_ms` after `started`,
+/// between our `local` address and each message's peer.
+pub fn sip_packets(messages: &[LoggedMessage], local: SocketAddr, transport: Transport, started: SystemTime) -> Vec<CapturedPacket> {
+    let protocol = match transport {
         Transport::Udp => CapturedProtocol::Udp,
         Transport::Tcp => CapturedProtocol::Tcp,
     };
-    let started = UNIX_EPOCH + Duration::from_millis(call.started_unix_ms);
-    call.sip
-        .messages
+    messages
         .iter()
         .filter_map(|m| {
             let peer = m.peer.parse::<SocketAddr>().ok()?;
@@ -96,15 +89,19 @@ pub fn sip_packets_from_report(call: &CallReport) -> Vec<CapturedPacket> {
                 Direction::Out => (local, peer),
                 Direction::In => (peer, local),
             };
-            Some(CapturedPacket {
-                at: started + offset,
-                src,
-                dst,
-                protocol,
-                payload: m.raw.clone().into_bytes(),
-            })
+            Some(CapturedPacket { at: started + offset, src, dst, protocol, payload: m.raw.clone().into_bytes() })
         })
         .collect()
+}
+
+/// The SIP part of a call's capture, rebuilt from a report alone
+/// (`started_unix_ms` + `t_ms`, `sip.local`, `messages[].peer`), e.g. for a
+/// report.json read back later.
+pub fn sip_packets_from_report(call: &CallReport) -> Vec<CapturedPacket> {
+    let Some(local) = call.sip.local.as_deref().and_then(|l| l.parse::<SocketAddr>().ok()) else {
+        return Vec::new();
+    };
+    sip_packets(&call.sip.messages, local, call.transport, UNIX_EPOCH + Duration::from_millis(call.started_unix_ms))
 }
 
 /// One link-layer frame and when it was seen (since the Unix epoch).
