@@ -20,15 +20,53 @@ tb_init() {
   TB_RUN="${CALLPROBE_TESTBED_RUN:-$TB_DIR/.run}"
   TB_LOGS="$TB_RUN/logs"
   TB_PIDS="$TB_RUN/pids"
-  # required: LiveKit SIP must be installed and running; off: run without it
-  # (only the LiveKit server, Redis and the agent; SIP checks are skipped and
-  # the smoke test says so).
-  TB_SIP="${CALLPROBE_TESTBED_SIP:-required}"
-  case "$TB_SIP" in
-    required|off) ;;
-    *) tb_die "CALLPROBE_TESTBED_SIP must be 'required' or 'off' (got '$TB_SIP')" ;;
+  # CALLPROBE_TESTBED_SIP:
+  #   auto (default): LiveKit SIP is on when a livekit-sip binary is there
+  #                   (LIVEKIT_SIP_BIN, or built by testbed/install), else off;
+  #   required:       LiveKit SIP must be installed and running;
+  #   off:            run without it (only the LiveKit server, Redis and the
+  #                   agent; SIP checks are skipped and say so).
+  # TB_SIP is what was decided (required|off), TB_SIP_WHY says why.
+  TB_SIP_MODE="${CALLPROBE_TESTBED_SIP:-auto}"
+  case "$TB_SIP_MODE" in
+    required) TB_SIP=required TB_SIP_WHY="CALLPROBE_TESTBED_SIP=required" ;;
+    off) TB_SIP=off TB_SIP_WHY="CALLPROBE_TESTBED_SIP=off" ;;
+    auto) tb_sip_decide ;;
+    *) tb_die "CALLPROBE_TESTBED_SIP must be 'auto', 'required' or 'off' (got '$TB_SIP_MODE')" ;;
   esac
-  export TB_DIR TB_HOME TB_BIN TB_VENV TB_PY TB_RUN TB_LOGS TB_PIDS TB_SIP
+  export TB_DIR TB_HOME TB_BIN TB_VENV TB_PY TB_RUN TB_LOGS TB_PIDS TB_SIP TB_SIP_MODE TB_SIP_WHY
+}
+
+# auto: on when a livekit-sip binary of the pinned version is there.
+tb_sip_decide() {
+  local bin
+  bin="$(tb_sip_bin)"
+  if [[ -n "${LIVEKIT_SIP_BIN:-}" ]]; then
+    if [[ -x "$bin" ]]; then
+      TB_SIP=required TB_SIP_WHY="LIVEKIT_SIP_BIN=$bin"
+    else
+      TB_SIP=off TB_SIP_WHY="LIVEKIT_SIP_BIN=$bin is not an executable"
+    fi
+  elif [[ -x "$bin" ]] && tb_sip_stamp_ok; then
+    TB_SIP=required TB_SIP_WHY="livekit-sip $(tb_sip_stamp) in $TB_BIN"
+  else
+    TB_SIP=off
+    TB_SIP_WHY="no livekit-sip $LIVEKIT_SIP_VERSION binary in $TB_BIN (testbed/install builds one: see testbed/README.md, 'LiveKit SIP')"
+  fi
+}
+
+# The stamp beside the cached binary: first word is what was built
+# (github.com/livekit/sip/cmd/livekit-sip@VERSION), the rest says from where.
+tb_sip_stamp() { cat "$TB_BIN/.livekit-sip.version" 2>/dev/null || true; }
+tb_sip_stamp_ok() {
+  local s
+  s="$(tb_sip_stamp)"
+  [[ "${s%% *}" == "github.com/livekit/sip/cmd/livekit-sip@$LIVEKIT_SIP_VERSION" ]]
+}
+
+# One loud line when LiveKit SIP is off (scripts/test, scripts/demo, smoke).
+tb_sip_off_banner() {
+  echo "!!! LiveKit SIP is OFF: no call of this run reaches LiveKit SIP ($TB_SIP_WHY). The real-SIP tests are SKIPPED, not passed. !!!" >&2
 }
 
 tb__on_err() {
