@@ -74,7 +74,13 @@ struct Summary {
 fn summarize(arrivals: &HashMap<u32, Vec<Instant>>) -> Summary {
     let d = deviations(arrivals);
     let pct = |p: f64| d.get(((d.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0);
-    Summary { streams: arrivals.len(), intervals: d.len(), p50_us: pct(0.5), p99_us: pct(0.99), max_us: d.last().copied().unwrap_or(0) }
+    Summary {
+        streams: arrivals.len(),
+        intervals: d.len(),
+        p50_us: pct(0.5),
+        p99_us: pct(0.99),
+        max_us: d.last().copied().unwrap_or(0),
+    }
 }
 
 fn run_callprobe(streams: usize, seconds: u64) -> Summary {
@@ -120,29 +126,36 @@ fn run_sipp(streams: usize, seconds: u64, work: &PathBuf) -> Result<Summary, Str
     if !sox.success() {
         return Err("sox failed".into());
     }
-    let uac = std::fs::read_to_string(here.join("benches/sipp/uac_bench.xml")).map_err(|e| e.to_string())?
+    let uac = std::fs::read_to_string(here.join("benches/sipp/uac_bench.xml"))
+        .map_err(|e| e.to_string())?
         .replace("[stream_file]", &stream_file.display().to_string())
         .replace("[hold_ms]", &(seconds * 1000).to_string());
     let uac_path = work.join("uac_bench.xml");
     std::fs::write(&uac_path, uac).map_err(|e| e.to_string())?;
     let uas_port = 25_000 + (std::process::id() % 1000) as u16;
     let mut uas = Command::new("sipp")
-        .arg("-sf").arg(here.join("benches/sipp/uas_bench.xml"))
+        .arg("-sf")
+        .arg(here.join("benches/sipp/uas_bench.xml"))
         .args(["-i", "127.0.0.1", "-p", &uas_port.to_string(), "-m", &streams.to_string(), "-nostdin"])
         .args(["-key", "rx_port", &rx.port().to_string(), "-mp", "26000"])
         .current_dir(work)
-        .stdout(Stdio::null()).stderr(Stdio::null())
-        .spawn().map_err(|e| format!("sipp uas: {e}"))?;
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("sipp uas: {e}"))?;
     std::thread::sleep(Duration::from_millis(300));
     let uac = Command::new("sipp")
-        .arg("-sf").arg(&uac_path)
+        .arg("-sf")
+        .arg(&uac_path)
         .arg(format!("127.0.0.1:{uas_port}"))
         .args(["-i", "127.0.0.1", "-p", &(uas_port + 1).to_string(), "-m", &streams.to_string()])
         .args(["-l", &streams.to_string(), "-r", &streams.to_string(), "-nostdin", "-mp", "28000", "-mi", "127.0.0.1"])
         .args(["-timeout", &format!("{}s", seconds + 30)])
         .current_dir(work)
-        .stdout(Stdio::null()).stderr(Stdio::null())
-        .status().map_err(|e| format!("sipp uac: {e}"))?;
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| format!("sipp uac: {e}"))?;
     let _ = uas.kill();
     let _ = uas.wait();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -162,12 +175,22 @@ fn main() {
     println!("{:<10} {:>7} {:>9} {:>8} {:>8} {:>8}", "sender", "streams", "intervals", "p50", "p99", "max");
     for streams in [1usize, 100] {
         let ours = run_callprobe(streams, seconds);
-        println!("{:<10} {:>7} {:>9} {:>8} {:>8} {:>8}", "callprobe", ours.streams, ours.intervals, ours.p50_us, ours.p99_us, ours.max_us);
+        println!(
+            "{:<10} {:>7} {:>9} {:>8} {:>8} {:>8}",
+            "callprobe", ours.streams, ours.intervals, ours.p50_us, ours.p99_us, ours.max_us
+        );
         match run_sipp(streams, seconds, &work) {
             Ok(sipp) => {
-                println!("{:<10} {:>7} {:>9} {:>8} {:>8} {:>8}", "sipp", sipp.streams, sipp.intervals, sipp.p50_us, sipp.p99_us, sipp.max_us);
+                println!(
+                    "{:<10} {:>7} {:>9} {:>8} {:>8} {:>8}",
+                    "sipp", sipp.streams, sipp.intervals, sipp.p50_us, sipp.p99_us, sipp.max_us
+                );
                 let ratio = |a: u64, b: u64| if b == 0 { f64::NAN } else { a as f64 / b as f64 };
-                println!("ratio callprobe/sipp at {streams} stream(s): p50 {:.2}, p99 {:.2}", ratio(ours.p50_us, sipp.p50_us), ratio(ours.p99_us, sipp.p99_us));
+                println!(
+                    "ratio callprobe/sipp at {streams} stream(s): p50 {:.2}, p99 {:.2}",
+                    ratio(ours.p50_us, sipp.p50_us),
+                    ratio(ours.p99_us, sipp.p99_us)
+                );
             }
             Err(e) => println!("sipp       {streams:>7}  could not run: {e}"),
         }

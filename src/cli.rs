@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::media::session::{PlayPlan, PlayStart, RECORDING_RATE};
 use crate::call::{CallObserver, CallSpec, Direction, LoggedMessage};
 use crate::doctor::{self, AuditExpectations};
 use crate::media::codec::AudioCodec;
+use crate::media::session::{PlayPlan, PlayStart, RECORDING_RATE};
 use crate::media::wav;
 use crate::observe::livekit::{self as lk, LiveKitConfig, LiveKitOverrides, ServerApi};
 use crate::report::{self, Report};
@@ -23,7 +23,11 @@ use crate::sip::transaction::TimerConfig;
 use crate::verdict::checks::{AgentExpectation, Expectations, MediaExpectations};
 
 #[derive(Debug, Parser)]
-#[command(name = "callprobe", version, about = "Places real test calls into voice AI agents behind LiveKit SIP and says why a call failed.")]
+#[command(
+    name = "callprobe",
+    version,
+    about = "Places real test calls into voice AI agents behind LiveKit SIP and says why a call failed."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -316,7 +320,13 @@ impl CallObserver for MessagePrinter {
 
 /// Resolves flags into a call: secrets from env/file, parsed expectations and headers.
 pub fn call_spec(args: &CallArgs) -> Result<(CallSpec, Expectations), UsageError> {
-    let target_uri = if args.target.contains(':') && args.target.split(':').next().is_some_and(|s| s.eq_ignore_ascii_case("sip") || s.eq_ignore_ascii_case("sips")) {
+    let target_uri = if args.target.contains(':')
+        && args
+            .target
+            .split(':')
+            .next()
+            .is_some_and(|s| s.eq_ignore_ascii_case("sip") || s.eq_ignore_ascii_case("sips"))
+    {
         args.target.clone()
     } else {
         format!("sip:{}", args.target)
@@ -327,11 +337,15 @@ pub fn call_spec(args: &CallArgs) -> Result<(CallSpec, Expectations), UsageError
         (Some(TransportArg::Tcp), _) => Transport::Tcp,
         (None, Some("tcp")) => Transport::Tcp,
         (None, Some("udp") | None) => Transport::Udp,
-        (None, Some(other)) => return Err(UsageError(format!("transport {other} in the target URI is not supported (udp, tcp)"))),
+        (None, Some(other)) => {
+            return Err(UsageError(format!("transport {other} in the target URI is not supported (udp, tcp)")))
+        }
     };
     let password = match (&args.auth_password_env, &args.auth_password_file) {
         (Some(var), _) => Some(Secret::from_env(var).map_err(|e| UsageError(format!("--auth-password-env: {e}")))?),
-        (None, Some(path)) => Some(Secret::from_file(path).map_err(|e| UsageError(format!("--auth-password-file: {e}")))?),
+        (None, Some(path)) => {
+            Some(Secret::from_file(path).map_err(|e| UsageError(format!("--auth-password-file: {e}")))?)
+        }
         (None, None) => None,
     };
     let credentials = match (&args.auth_user, password) {
@@ -404,9 +418,8 @@ pub fn parse_expect(text: &str) -> Result<Vec<u16>, UsageError> {
 
 /// `'X-Name: value'` → ("X-Name", "value").
 pub fn parse_header(text: &str) -> Result<(String, String), UsageError> {
-    let (name, value) = text
-        .split_once(':')
-        .ok_or_else(|| UsageError(format!("--header '{text}': expected 'Name: value'")))?;
+    let (name, value) =
+        text.split_once(':').ok_or_else(|| UsageError(format!("--header '{text}': expected 'Name: value'")))?;
     let name = name.trim();
     let token = |c: char| c.is_ascii_alphanumeric() || "-.!%*_+`'~".contains(c);
     if name.is_empty() || !name.chars().all(token) {
@@ -513,7 +526,6 @@ fn media_spec(args: &MediaArgs) -> Result<(Vec<AudioCodec>, Option<PlayPlan>, Me
     };
     Ok((codecs, play, expect))
 }
-
 
 /// `callprobe check PATH`: every problem as `file:line:col: message`; exit 2 when any.
 fn run_check(args: &CheckArgs) -> i32 {

@@ -410,7 +410,11 @@ impl DoctorReport {
 
     /// 1 when an error-level finding exists, else 0.
     pub fn exit_code(&self) -> i32 {
-        if self.errors > 0 { 1 } else { 0 }
+        if self.errors > 0 {
+            1
+        } else {
+            0
+        }
     }
 
     /// The report for people: the two lists, then the findings.
@@ -433,7 +437,8 @@ impl DoctorReport {
                     (true, true) => "password only".into(),
                     (true, false) => "none".into(),
                 };
-                let addresses = if t.allowed_addresses.is_empty() { "any".into() } else { t.allowed_addresses.join(",") };
+                let addresses =
+                    if t.allowed_addresses.is_empty() { "any".into() } else { t.allowed_addresses.join(",") };
                 let numbers = if t.numbers.is_empty() { "(any)".into() } else { t.numbers.join(",") };
                 vec![t.id.clone(), t.name.clone(), numbers, auth, addresses]
             })
@@ -608,7 +613,10 @@ mod tests {
         let mut c = clean();
         c.rules[0].trunk_ids = vec!["ST_gone".into()];
         assert_eq!(codes(&c, &AuditExpectations::default()), ["rule_trunk_unknown", "trunk_without_dispatch_rule"]);
-        assert_eq!(codes(&SipConfig::default(), &AuditExpectations::default()), ["no_inbound_trunks", "no_dispatch_rules"]);
+        assert_eq!(
+            codes(&SipConfig::default(), &AuditExpectations::default()),
+            ["no_inbound_trunks", "no_dispatch_rules"]
+        );
     }
 
     #[test]

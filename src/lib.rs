@@ -7,8 +7,8 @@
 
 pub mod call;
 pub mod cli;
-pub mod media;
 pub mod doctor;
+pub mod media;
 pub mod observe;
 pub mod report;
 pub mod run;

@@ -219,10 +219,17 @@ impl CallReport {
             target: spec.target_uri.clone(),
             transport: spec.transport,
             verdict: Verdict::Error,
-            started_unix_ms: std::time::SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+            started_unix_ms: std::time::SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
             sip: SipReport::default(),
             media: MediaReport::default(),
-            checks: vec![Check { name: "call_placed".into(), passed: false, detail: format!("callprobe could not place the call: {why}") }],
+            checks: vec![Check {
+                name: "call_placed".into(),
+                passed: false,
+                detail: format!("callprobe could not place the call: {why}"),
+            }],
             diagnosis: Vec::new(),
             notes: vec![why.to_string()],
             livekit: None,
@@ -254,16 +261,9 @@ pub fn verdict_block(call: &CallReport) -> String {
     };
     line(&mut out, format!("call     {} over {}", call.target, call.transport.via_name()));
     line(&mut out, format!("test id  {}   call id {}", call.test_id, call.call_id));
-    let responses: Vec<String> = call
-        .sip
-        .final_responses
-        .iter()
-        .map(|f| format!("{} {}", f.status, f.reason))
-        .collect();
-    line(
-        &mut out,
-        format!("finals   {}", if responses.is_empty() { "none".into() } else { responses.join(" → ") }),
-    );
+    let responses: Vec<String> =
+        call.sip.final_responses.iter().map(|f| format!("{} {}", f.status, f.reason)).collect();
+    line(&mut out, format!("finals   {}", if responses.is_empty() { "none".into() } else { responses.join(" → ") }));
     if let Some(d) = &call.sip.ended_description {
         line(&mut out, format!("ended    {d}"));
     }
@@ -326,12 +326,7 @@ fn livekit_lines(lk: &LiveKitObservation) -> Vec<String> {
     }
     for d in &lk.dispatches {
         let jobs: Vec<String> = d.jobs.iter().map(|j| format!("{} {}", j.id, j.status)).collect();
-        lines.push(format!(
-            "dispatch {} agent_name \"{}\" jobs [{}]",
-            d.id,
-            d.agent_name,
-            jobs.join(", ")
-        ));
+        lines.push(format!("dispatch {} agent_name \"{}\" jobs [{}]", d.id, d.agent_name, jobs.join(", ")));
     }
     lines
 }

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::media::session::MediaOutcome;
 use crate::call::{self, CallObserver, CallRecord, CallSpec, RunError};
 use crate::cli::LiveKitArgs;
+use crate::media::session::MediaOutcome;
 use crate::observe::analysis;
 use crate::observe::livekit::observation::{self, LiveKitObservation};
 use crate::observe::livekit::room_watch::{self, CallIdentity, RoomWatch, WatchSettings};
@@ -347,7 +347,8 @@ pub async fn run_suite(plans: Vec<CallPlan>, opts: &SuiteOptions) -> Result<Suit
 
 /// The summary table printed after a suite: one line per call.
 pub fn summary_table(report: &Report) -> String {
-    let mut out = format!("{:<6} {:<48} {:<14} {:>9} {:>11}  {}\n", "result", "call", "finals", "setup ms", "1st audio", "why");
+    let mut out =
+        format!("{:<6} {:<48} {:<14} {:>9} {:>11}  {}\n", "result", "call", "finals", "setup ms", "1st audio", "why");
     for c in &report.calls {
         let name = report::call_identity::display_name(c);
         let finals: Vec<String> = c.sip.final_responses.iter().map(|f| f.status.to_string()).collect();

@@ -33,10 +33,8 @@ impl Secret {
 
     /// Reads the secret from a file; one trailing newline is dropped.
     pub fn from_file(path: &Path) -> Result<Secret, SecretError> {
-        let text = std::fs::read_to_string(path).map_err(|e| SecretError::File {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| SecretError::File { path: path.display().to_string(), reason: e.to_string() })?;
         let value = text.strip_suffix('\n').unwrap_or(&text);
         let value = value.strip_suffix('\r').unwrap_or(value);
         if value.is_empty() {

@@ -78,9 +78,9 @@ fn testbed(test: &str, needs: Needs) -> Option<Testbed> {
     let lock = TESTBED_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let env = testbed_env();
     let get = |k: &str| env.get(k).cloned().unwrap_or_default();
-    let home = std::env::var("CALLPROBE_TESTBED_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/callprobe-testbed"));
+    let home = std::env::var("CALLPROBE_TESTBED_HOME").map(PathBuf::from).unwrap_or_else(|_| {
+        PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/callprobe-testbed")
+    });
     let python = home.join("venv/bin/python");
     let missing = if env.is_empty() {
         Some("testbed/testbed.env is missing".to_string())
@@ -89,7 +89,10 @@ fn testbed(test: &str, needs: Needs) -> Option<Testbed> {
     } else if !python.exists() {
         Some(format!("the testbed's Python {} is missing (run testbed/install)", python.display()))
     } else if needs == Needs::Sip && !listening(&get("LK_SIP_PORT")) {
-        Some(format!("LiveKit SIP is not listening on 127.0.0.1:{} (run testbed/up; see testbed/README.md about livekit-sip)", get("LK_SIP_PORT")))
+        Some(format!(
+            "LiveKit SIP is not listening on 127.0.0.1:{} (run testbed/up; see testbed/README.md about livekit-sip)",
+            get("LK_SIP_PORT")
+        ))
     } else {
         None
     };
@@ -120,13 +123,21 @@ impl Run {
         &self.call()["livekit"]
     }
     fn diagnosis_codes(&self) -> Vec<String> {
-        self.call()["diagnosis"].as_array().map_or(vec![], |a| a.iter().filter_map(|d| d["code"].as_str().map(str::to_string)).collect())
+        self.call()["diagnosis"]
+            .as_array()
+            .map_or(vec![], |a| a.iter().filter_map(|d| d["code"].as_str().map(str::to_string)).collect())
     }
     fn check(&self, name: &str) -> &Value {
         self.call()["checks"].as_array().and_then(|a| a.iter().find(|c| c["name"] == name)).unwrap_or(&Value::Null)
     }
     fn explain(&self) -> String {
-        format!("exit {} after {:.1} s\nstdout:\n{}\nstderr:\n{}", self.code, self.took.as_secs_f64(), self.stdout, self.stderr)
+        format!(
+            "exit {} after {:.1} s\nstdout:\n{}\nstderr:\n{}",
+            self.code,
+            self.took.as_secs_f64(),
+            self.stdout,
+            self.stderr
+        )
     }
 }
 
@@ -187,7 +198,8 @@ impl Testbed {
         let mut args = vec!["doctor", "--json"];
         args.extend_from_slice(extra);
         let run = self.callprobe(&args, None);
-        let json = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("doctor --json: {e}\n{}", run.explain()));
+        let json =
+            serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("doctor --json: {e}\n{}", run.explain()));
         (run, json)
     }
 
@@ -214,7 +226,9 @@ impl Testbed {
     }
 
     fn agent_ctl(&self, args: &[&str]) -> bool {
-        self.script(&format!("agent-ctl {}", args.join(" ")), Command::new(testbed_dir().join("agent-ctl")).args(args)).status.success()
+        self.script(&format!("agent-ctl {}", args.join(" ")), Command::new(testbed_dir().join("agent-ctl")).args(args))
+            .status
+            .success()
     }
 }
 
@@ -256,7 +270,16 @@ fn agent_joins_within_deadline_and_the_join_time_is_reported() {
     let Some(tb) = testbed("agent_joins_within_deadline", Needs::Sip) else { return };
     let run = tb.call(
         tb.get("LK_SIP_PASSWORD"),
-        &["--expect-agent", tb.get("PROBE_AGENT_NAME"), "--agent-within", "5s", "--hangup-after", "3s", "--timeout", "20s"],
+        &[
+            "--expect-agent",
+            tb.get("PROBE_AGENT_NAME"),
+            "--agent-within",
+            "5s",
+            "--hangup-after",
+            "3s",
+            "--timeout",
+            "20s",
+        ],
     );
     assert_eq!(run.code, 0, "{}", run.explain());
     let check = run.check("agent_joined");
@@ -282,7 +305,12 @@ fn rule_without_agents_is_diagnosed() {
     let run = tb.call(tb.get("LK_SIP_PASSWORD"), &["--expect-agent", tb.get("PROBE_AGENT_NAME"), "--timeout", "8s"]);
     assert_eq!(run.code, 1, "{}", run.explain());
     assert_eq!(run.check("agent_joined")["passed"], false);
-    assert_eq!(run.diagnosis_codes().first().map(String::as_str), Some("dispatch_rule_without_agents"), "{}", run.explain());
+    assert_eq!(
+        run.diagnosis_codes().first().map(String::as_str),
+        Some("dispatch_rule_without_agents"),
+        "{}",
+        run.explain()
+    );
     assert!(run.livekit()["agents"].as_array().is_some_and(|a| a.is_empty()));
 }
 
@@ -311,7 +339,11 @@ fn wrong_password_is_diagnosed() {
     let run = tb.call("not-the-testbed-password", &["--expect-agent", tb.get("PROBE_AGENT_NAME"), "--timeout", "8s"]);
     assert_eq!(run.code, 1, "{}", run.explain());
     assert_eq!(run.diagnosis_codes().first().map(String::as_str), Some("credentials_rejected"), "{}", run.explain());
-    assert!(run.check("agent_joined")["detail"].as_str().is_some_and(|d| d.contains("no LiveKit room")), "{}", run.explain());
+    assert!(
+        run.check("agent_joined")["detail"].as_str().is_some_and(|d| d.contains("no LiveKit room")),
+        "{}",
+        run.explain()
+    );
     assert!(!run.stdout.contains("not-the-testbed-password"));
 }
 
@@ -320,14 +352,19 @@ fn wrong_password_is_diagnosed() {
 #[test]
 fn doctor_finds_nothing_on_the_clean_config() {
     let Some(tb) = testbed("doctor_finds_nothing_on_the_clean_config", Needs::Server) else { return };
-    let (run, json) = tb.doctor_json(&["--agent", tb.get("PROBE_AGENT_NAME"), "--number", tb.get("LK_SIP_CALL_NUMBER")]);
+    let (run, json) =
+        tb.doctor_json(&["--agent", tb.get("PROBE_AGENT_NAME"), "--number", tb.get("LK_SIP_CALL_NUMBER")]);
     assert_eq!(run.code, 0, "{}", run.explain());
     assert_eq!(json["findings"], serde_json::json!([]), "{json:#}");
     assert!(json["trunks"].as_array().is_some_and(|t| !t.is_empty()));
     assert!(!run.stdout.contains(tb.get("LK_SIP_PASSWORD")), "the trunk password must never be printed");
     let table = tb.callprobe(&["doctor", "--agent", tb.get("PROBE_AGENT_NAME")], None);
     assert_eq!(table.code, 0, "{}", table.explain());
-    assert!(table.stdout.contains("FINDINGS none") && table.stdout.contains(tb.get("LK_TRUNK_NAME")), "{}", table.stdout);
+    assert!(
+        table.stdout.contains("FINDINGS none") && table.stdout.contains(tb.get("LK_TRUNK_NAME")),
+        "{}",
+        table.stdout
+    );
 }
 
 #[test]
@@ -341,8 +378,10 @@ fn doctor_finds_each_planted_problem() {
     ];
     for (fault, code) in planted {
         let _restore = Restore::fault(&tb, fault);
-        let (run, json) = tb.doctor_json(&["--agent", tb.get("PROBE_AGENT_NAME"), "--number", tb.get("LK_SIP_CALL_NUMBER")]);
-        let codes: Vec<&str> = json["findings"].as_array().map_or(vec![], |f| f.iter().filter_map(|f| f["code"].as_str()).collect());
+        let (run, json) =
+            tb.doctor_json(&["--agent", tb.get("PROBE_AGENT_NAME"), "--number", tb.get("LK_SIP_CALL_NUMBER")]);
+        let codes: Vec<&str> =
+            json["findings"].as_array().map_or(vec![], |f| f.iter().filter_map(|f| f["code"].as_str()).collect());
         assert_eq!(codes, [code], "fault {fault}: {json:#}");
         assert_eq!(run.code, 1, "fault {fault}: {}", run.explain());
         assert_eq!(json["findings"][0]["severity"], "error");
@@ -364,7 +403,11 @@ fn doctor_without_access_says_why_and_exits_2() {
     assert!(stderr.contains("127.0.0.1:9"), "{stderr}");
     assert!(!stderr.contains("not-a-real-secret"));
     let out = output_of(
-        Command::new(env!("CARGO_BIN_EXE_callprobe")).arg("doctor").env_remove("LIVEKIT_URL").env_remove("LIVEKIT_API_KEY").env_remove("LIVEKIT_API_SECRET"),
+        Command::new(env!("CARGO_BIN_EXE_callprobe"))
+            .arg("doctor")
+            .env_remove("LIVEKIT_URL")
+            .env_remove("LIVEKIT_API_KEY")
+            .env_remove("LIVEKIT_API_SECRET"),
         "callprobe doctor",
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -570,7 +613,9 @@ fn emulated_call(tb: &Testbed, scenario: &str, room_agent: &str, room_expect: &s
         code: status.code().unwrap_or(-1),
         stdout: reader.join().unwrap_or_default(),
         stderr,
-        report: std::fs::read_to_string(report_dir.join("report.json")).ok().and_then(|t| serde_json::from_str(&t).ok()),
+        report: std::fs::read_to_string(report_dir.join("report.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok()),
         took: started.elapsed(),
     };
     eprintln!(
@@ -625,7 +670,13 @@ fn emulated_agent_join_is_measured_from_the_invite() {
 fn emulated_room_without_agents_is_diagnosed() {
     let Some(tb) = testbed("emulated_room_without_agents_is_diagnosed", Needs::Server) else { return };
     // A room config dispatching agent_name "" is what the server makes of a rule without agents.
-    let (run, caller) = emulated_call(&tb, UAS_RING, "", "no-agent", &["--expect-agent", tb.get("PROBE_AGENT_NAME"), "--timeout", "10s"]);
+    let (run, caller) = emulated_call(
+        &tb,
+        UAS_RING,
+        "",
+        "no-agent",
+        &["--expect-agent", tb.get("PROBE_AGENT_NAME"), "--timeout", "10s"],
+    );
     assert_eq!(run.code, 1, "{}\nroom caller:\n{caller}", run.explain());
     assert_eq!(run.diagnosis_codes(), ["dispatch_rule_without_agents"], "{}", run.explain());
     assert_eq!(run.check("agent_joined")["passed"], false);

@@ -137,7 +137,8 @@ fn first_audio_matches_the_peers_known_delay() {
     let expected = delay + speech_onset_8k_ms("thank_you_for_calling_16k.wav");
     let measured = m["first_audio_ms"].as_u64().unwrap();
     let error = measured as i64 - expected as i64;
-    let rtp_after_ok = m["first_rtp_ms"].as_f64().unwrap() - run.report["calls"][0]["sip"]["connected_ms"].as_f64().unwrap();
+    let rtp_after_ok =
+        m["first_rtp_ms"].as_f64().unwrap() - run.report["calls"][0]["sip"]["connected_ms"].as_f64().unwrap();
     assert!(error.abs() <= 40, "first_audio_ms {measured} vs expected {expected} (error {error} ms); first RTP {rtp_after_ok:.1} ms after 200 OK");
     assert!(m["rx_packets"].as_u64().unwrap() > 100, "{m}");
     assert_eq!(m["lost"], 0);
@@ -154,8 +155,18 @@ fn echo_of_our_fixture_is_heard() {
     let peer = media_peer(None, 0, PCMU, &["-rtp_echo"]);
     let run = call(
         &peer,
-        &["--play", fixture("hello_can_you_hear_me_16k.wav").to_str().unwrap(), "--play-after", "500ms",
-          "--hangup-after", "4s", "--expect-speech-within", "3s", "--codecs", "pcmu"],
+        &[
+            "--play",
+            fixture("hello_can_you_hear_me_16k.wav").to_str().unwrap(),
+            "--play-after",
+            "500ms",
+            "--hangup-after",
+            "4s",
+            "--expect-speech-within",
+            "3s",
+            "--codecs",
+            "pcmu",
+        ],
     );
     peer.sipp.wait(Duration::from_secs(15));
     assert_eq!(run.code, 0, "{}", run.stdout);
@@ -163,7 +174,10 @@ fn echo_of_our_fixture_is_heard() {
     let played_start = m["played"]["start_ms"].as_f64().unwrap();
     let onset = speech_onset_ms("hello_can_you_hear_me_16k.wav") as f64;
     let heard = m["speech_segments"][0]["start_ms"].as_f64().unwrap();
-    assert!((heard - (played_start + onset)).abs() <= 40.0, "echo heard at {heard}, played at {played_start} + onset {onset}");
+    assert!(
+        (heard - (played_start + onset)).abs() <= 40.0,
+        "echo heard at {heard}, played at {played_start} + onset {onset}"
+    );
     assert!(m["tx_packets"].as_u64().unwrap() >= 150, "{m}");
 }
 
@@ -174,8 +188,16 @@ fn g722_echo_is_heard() {
     let peer = media_peer(None, 0, ("9", "G722/8000"), &["-rtp_echo"]);
     let run = call(
         &peer,
-        &["--play", fixture("hello_can_you_hear_me_16k.wav").to_str().unwrap(), "--play-after", "500ms",
-          "--hangup-after", "4s", "--expect-speech-within", "3s"],
+        &[
+            "--play",
+            fixture("hello_can_you_hear_me_16k.wav").to_str().unwrap(),
+            "--play-after",
+            "500ms",
+            "--hangup-after",
+            "4s",
+            "--expect-speech-within",
+            "3s",
+        ],
     );
     peer.sipp.wait(Duration::from_secs(15));
     assert_eq!(run.code, 0, "{}", run.stdout);
@@ -184,7 +206,10 @@ fn g722_echo_is_heard() {
     let played_start = m["played"]["start_ms"].as_f64().unwrap();
     let onset = speech_onset_ms("hello_can_you_hear_me_16k.wav") as f64;
     let heard = m["speech_segments"][0]["start_ms"].as_f64().unwrap();
-    assert!((heard - (played_start + onset)).abs() <= 40.0, "echo heard at {heard}, played at {played_start} + onset {onset}");
+    assert!(
+        (heard - (played_start + onset)).abs() <= 40.0,
+        "echo heard at {heard}, played at {played_start} + onset {onset}"
+    );
 }
 
 #[test]
@@ -240,8 +265,17 @@ fn we_speak_after_the_greeting_and_time_the_reply() {
         let peer = greeting_then_reply_peer();
         let run = call(
             &peer,
-            &["--play", fixture("hello_can_you_hear_me_16k.wav").to_str().unwrap(), "--play-after-greeting",
-              "--expect-response-within", limit, "--hangup-after", "11s", "--codecs", "pcmu"],
+            &[
+                "--play",
+                fixture("hello_can_you_hear_me_16k.wav").to_str().unwrap(),
+                "--play-after-greeting",
+                "--expect-response-within",
+                limit,
+                "--hangup-after",
+                "11s",
+                "--codecs",
+                "pcmu",
+            ],
         );
         peer.sipp.wait(Duration::from_secs(20));
         let m = run.media();
@@ -252,12 +286,16 @@ fn we_speak_after_the_greeting_and_time_the_reply() {
         let greeting_end = segments[0]["end_ms"].as_f64().unwrap();
         let played = (m["played"]["start_ms"].as_f64().unwrap(), m["played"]["end_ms"].as_f64().unwrap());
         // We waited for the end of the greeting, and not much longer.
-        assert!(played.0 > greeting_end && played.0 < greeting_end + 1000.0, "played {played:?}, greeting ended {greeting_end}");
+        assert!(
+            played.0 > greeting_end && played.0 < greeting_end + 1000.0,
+            "played {played:?}, greeting ended {greeting_end}"
+        );
         // Latency counts from the end of our speech (the clip's trailing
         // silence excluded) to the first far-end speech after it.
         let spoken_end = m["utterance_end_ms"].as_f64().unwrap();
         assert!(spoken_end > played.0 && spoken_end <= played.1, "{m}");
-        let reply = segments.iter().map(|s| s["start_ms"].as_f64().unwrap()).find(|&t| t >= spoken_end).expect("a reply");
+        let reply =
+            segments.iter().map(|s| s["start_ms"].as_f64().unwrap()).find(|&t| t >= spoken_end).expect("a reply");
         let latency = m["response_latency_ms"].as_f64().unwrap();
         assert!((latency - (reply - spoken_end)).abs() <= 1.0, "latency {latency} vs reply {reply} - end {spoken_end}");
         assert_eq!(run.check("response_within")["passed"], passes, "limit {limit}: {}", run.stdout);

@@ -148,10 +148,7 @@ fn sip_report(
     SipReport {
         final_responses: finals
             .iter()
-            .map(|(status, reason)| FinalResponse {
-                status: *status,
-                reason: reason.to_string(),
-            })
+            .map(|(status, reason)| FinalResponse { status: *status, reason: reason.to_string() })
             .collect(),
         provisional: vec![100, 180],
         invites_sent: finals.len() as u32,
@@ -169,11 +166,7 @@ fn sip_report(
 }
 
 fn check(name: &str, passed: bool, detail: &str) -> Check {
-    Check {
-        name: name.into(),
-        passed,
-        detail: detail.into(),
-    }
+    Check { name: name.into(), passed, detail: detail.into() }
 }
 
 fn livekit(test_id: &str, agent_joined_ms: f64) -> LiveKitObservation {
@@ -198,14 +191,8 @@ fn livekit(test_id: &str, agent_joined_ms: f64) -> LiveKitObservation {
             left_observed_ms: None,
             attributes: BTreeMap::from([("lktest.id".to_string(), test_id.to_string())]),
             call_status: vec![
-                StatusReport {
-                    status: "ringing".into(),
-                    observed_ms: 150.0,
-                },
-                StatusReport {
-                    status: "active".into(),
-                    observed_ms: 450.0,
-                },
+                StatusReport { status: "ringing".into(), observed_ms: 150.0 },
+                StatusReport { status: "active".into(), observed_ms: 450.0 },
             ],
         }),
         trunk_id: Some("ST_demo".into()),
@@ -268,10 +255,8 @@ fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
     let segments = detect_speech(&rx, VadConfig::default());
     assert!(!segments.is_empty(), "the fixture speech must be detected");
     let first_audio = segments[0].start_ms.saturating_sub(connected as u64);
-    let response_latency = segments
-        .iter()
-        .find(|s| s.start_ms as f64 >= clip_end)
-        .map(|s| s.start_ms - clip_end as u64);
+    let response_latency =
+        segments.iter().find(|s| s.start_ms as f64 >= clip_end).map(|s| s.start_ms - clip_end as u64);
     let target1 = "sip:+14144007103@127.0.0.1:5070";
     let call1 = CallReport {
         name: None,
@@ -305,30 +290,16 @@ fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
             talk_time_ms: Some(segments.iter().map(|s| s.duration_ms()).sum()),
             longest_silence_ms: Some(900),
             speech_segments: segments,
-            played: Some(PlayedSpan {
-                start_ms: clip_at,
-                end_ms: clip_end,
-            }),
-            recordings: Some(Recordings {
-                rx: "rx.wav".into(),
-                tx: "tx.wav".into(),
-            }),
+            played: Some(PlayedSpan { start_ms: clip_at, end_ms: clip_end }),
+            recordings: Some(Recordings { rx: "rx.wav".into(), tx: "tx.wav".into() }),
             ..MediaReport::default()
         },
         checks: vec![
             check("final_responses", true, "expected 407,200, got 407,200"),
             check("call_ended_cleanly", true, "we hung up (BYE answered 200)"),
             check("media_negotiated", true, "PCMU with 127.0.0.1:20000"),
-            check(
-                "agent_joined",
-                true,
-                "agent \"telephony-agent\" joined 212 ms after the INVITE (within 5 s)",
-            ),
-            check(
-                "speech_within",
-                true,
-                &format!("far end spoke {first_audio} ms after the 200 OK (within 3 s)"),
-            ),
+            check("agent_joined", true, "agent \"telephony-agent\" joined 212 ms after the INVITE (within 5 s)"),
+            check("speech_within", true, &format!("far end spoke {first_audio} ms after the 200 OK (within 3 s)")),
         ],
         diagnosis: Vec::new(),
         notes: Vec::new(),
@@ -407,14 +378,8 @@ fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
             rx_packets: 384,
             talk_time_ms: Some(0),
             longest_silence_ms: Some(7700),
-            played: Some(PlayedSpan {
-                start_ms: clip3_at,
-                end_ms: clip3_end,
-            }),
-            recordings: Some(Recordings {
-                rx: "rx.wav".into(),
-                tx: "tx.wav".into(),
-            }),
+            played: Some(PlayedSpan { start_ms: clip3_at, end_ms: clip3_end }),
+            recordings: Some(Recordings { rx: "rx.wav".into(), tx: "tx.wav".into() }),
             ..MediaReport::default()
         },
         checks: vec![
@@ -449,9 +414,7 @@ fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
 
 /// A fresh folder under the target dir (kept after the test, to look at).
 fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("report_outputs")
-        .join(name);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("report_outputs").join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create scratch folder");
     dir
@@ -467,14 +430,8 @@ fn run_folder_gets_a_timestamped_name_and_latest_points_at_it() {
     assert_eq!(run, base.join("20250314-092653"));
     let again = create_run_dir(&base, now).expect("second run in the same second");
     assert_eq!(again, base.join("20250314-092653-1"));
-    assert_eq!(
-        std::fs::read_link(base.join("latest")).expect("latest link"),
-        Path::new("20250314-092653-1")
-    );
-    assert_eq!(
-        call_dir_name(3, "smoke: credentials accepted"),
-        "003-smoke-credentials-accepted"
-    );
+    assert_eq!(std::fs::read_link(base.join("latest")).expect("latest link"), Path::new("20250314-092653-1"));
+    assert_eq!(call_dir_name(3, "smoke: credentials accepted"), "003-smoke-credentials-accepted");
 }
 
 #[test]
@@ -490,29 +447,14 @@ fn junit_has_one_case_per_call_with_failures_and_the_sip_ladder() {
     let suite = &parsed.test_suites[0];
     assert_eq!((suite.tests, suite.failures, suite.errors), (3, 2, 0), "{xml}");
     let cases = &suite.test_cases;
-    assert_eq!(
-        cases[0].name.as_str(),
-        "sip:+14144007103@127.0.0.1:5070 [cp-795c97f44bca]"
-    );
+    assert_eq!(cases[0].name.as_str(), "sip:+14144007103@127.0.0.1:5070 [cp-795c97f44bca]");
     let time = cases[0].time.expect("call duration");
-    assert!(
-        time > Duration::from_secs(15) && time < Duration::from_secs(20),
-        "{time:?}"
-    );
+    assert!(time > Duration::from_secs(15) && time < Duration::from_secs(20), "{time:?}");
     match &cases[1].status {
-        quick_junit::TestCaseStatus::NonSuccess {
-            kind,
-            message,
-            ty,
-            description,
-            ..
-        } => {
+        quick_junit::TestCaseStatus::NonSuccess { kind, message, ty, description, .. } => {
             assert_eq!(*kind, quick_junit::NonSuccessKind::Failure);
             let message = message.as_ref().expect("failure message").as_str();
-            assert!(
-                message.starts_with("final_responses: expected 407,200, got 404"),
-                "{message}"
-            );
+            assert!(message.starts_with("final_responses: expected 407,200, got 404"), "{message}");
             assert_eq!(ty.as_ref().map(|t| t.as_str()), Some("no_trunk_found"));
             let text = description.as_ref().expect("failure text").as_str();
             for part in [
@@ -547,20 +489,13 @@ fn index_html_is_self_contained_and_escapes_call_data() {
     assert!(html.contains(r#"id="run-verdict">FAIL<"#));
     assert_eq!(html.matches(r#"<section class="call "#).count(), 3);
     assert_eq!(html.matches(r#"<svg class="ladder""#).count(), 3);
-    assert_eq!(
-        html.matches(r#"<svg class="wave""#).count(),
-        2,
-        "calls 1 and 3 have recordings"
-    );
+    assert_eq!(html.matches(r#"<svg class="wave""#).count(), 2, "calls 1 and 3 have recordings");
     assert!(html.contains(r#"src="001-sip-14144007103-127-0-0-1-5070/rx.wav""#));
     assert!(html.contains("class=\"speech\"") && html.contains("class=\"played\""));
     assert!(html.contains("agent telephony-agent joined") && html.contains("first audio +"));
     assert!(html.contains("LiveKit observation (JSON)") && html.contains("call-_+15550100123_x7Qa"));
     // Nothing from the call becomes markup.
-    assert!(
-        !html.contains("<script>alert") && !html.contains("<img src=x"),
-        "hostile reason phrase leaked as markup"
-    );
+    assert!(!html.contains("<script>alert") && !html.contains("<img src=x"), "hostile reason phrase leaked as markup");
     assert!(html.contains("No trunk found &lt;script&gt;alert(&quot;pwned&quot;)&lt;/script&gt;"));
     // Self-contained: no external resources (links to references are fine).
     for forbidden in ["src=\"http", "src='http", "<link", "url(http", "@import"] {
@@ -585,51 +520,24 @@ fn index_html_renders_in_headless_chromium() {
     let url = format!("file://{}", page.display());
     let profile = run.join("chromium-profile");
 
-    let dom = run_chromium(
-        &chromium,
-        &profile,
-        &["--enable-logging=stderr", "--v=0", "--dump-dom", &url],
-    );
+    let dom = run_chromium(&chromium, &profile, &["--enable-logging=stderr", "--v=0", "--dump-dom", &url]);
     let dump = String::from_utf8_lossy(&dom.stdout);
     let log = String::from_utf8_lossy(&dom.stderr);
     assert!(dom.status.success(), "chromium --dump-dom failed: {log}");
-    assert!(
-        dump.contains(r#"id="run-verdict">FAIL<"#),
-        "verdict not in the rendered DOM:\n{dump:.2000}"
-    );
-    assert_eq!(
-        dump.matches(r#"<span class="badge pass">PASS</span>"#).count(),
-        2,
-        "index row + call 1 heading"
-    );
-    assert!(
-        !dump.contains("<script>alert"),
-        "hostile reason phrase became markup in the DOM"
-    );
+    assert!(dump.contains(r#"id="run-verdict">FAIL<"#), "verdict not in the rendered DOM:\n{dump:.2000}");
+    assert_eq!(dump.matches(r#"<span class="badge pass">PASS</span>"#).count(), 2, "index row + call 1 heading");
+    assert!(!dump.contains("<script>alert"), "hostile reason phrase became markup in the DOM");
     assert!(!log.contains("Uncaught"), "the page's script threw:\n{log}");
 
     let shot = run.join("shot.png");
     let out = run_chromium(
         &chromium,
         &profile,
-        &[
-            &format!("--screenshot={}", shot.display()),
-            "--window-size=1280,2000",
-            "--hide-scrollbars",
-            &url,
-        ],
+        &[&format!("--screenshot={}", shot.display()), "--window-size=1280,2000", "--hide-scrollbars", &url],
     );
-    assert!(
-        out.status.success(),
-        "chromium --screenshot failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "chromium --screenshot failed: {}", String::from_utf8_lossy(&out.stderr));
     let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
-    assert!(
-        size > 50_000,
-        "screenshot {} is suspiciously small ({size} bytes)",
-        shot.display()
-    );
+    assert!(size > 50_000, "screenshot {} is suspiciously small ({size} bytes)", shot.display());
     eprintln!("screenshot: {}", shot.display());
 }
 
@@ -640,10 +548,7 @@ fn chromium_binary() -> Result<PathBuf, String> {
         return Ok(found);
     }
     let install = Command::new("sh")
-        .args([
-            "-c",
-            "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium",
-        ])
+        .args(["-c", "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium"])
         .output()
         .map_err(|e| format!("cannot run apt-get: {e}"))?;
     find().ok_or_else(|| {
@@ -658,9 +563,7 @@ fn chromium_binary() -> Result<PathBuf, String> {
 
 fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
+    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| p.is_file())
 }
 
 fn run_chromium(chromium: &Path, profile: &Path, args: &[&str]) -> std::process::Output {
@@ -718,10 +621,7 @@ fn tshark() -> Option<PathBuf> {
         return Some(found);
     }
     let _ = Command::new("sh")
-        .args([
-            "-c",
-            "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y tshark",
-        ])
+        .args(["-c", "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y tshark"])
         .output();
     let found = which("tshark");
     if found.is_none() {
@@ -731,18 +631,8 @@ fn tshark() -> Option<PathBuf> {
 }
 
 fn tshark_fields(tshark: &Path, pcap: &Path, extra: &[&str]) -> String {
-    let out = Command::new(tshark)
-        .arg("-r")
-        .arg(pcap)
-        .args(["-T", "fields"])
-        .args(extra)
-        .output()
-        .expect("run tshark");
-    assert!(
-        out.status.success(),
-        "tshark failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new(tshark).arg("-r").arg(pcap).args(["-T", "fields"]).args(extra).output().expect("run tshark");
+    assert!(out.status.success(), "tshark failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -752,20 +642,8 @@ fn call_pcap_with_sip_over_udp_and_rtp_decodes_in_tshark() {
     let us = "10.0.0.1:5062";
     let them = "10.0.0.2:5060";
     let mut packets = vec![
-        captured(
-            0,
-            us,
-            them,
-            CapturedProtocol::Udp,
-            sip_bytes(&invite("sip:+14144007103@10.0.0.2", 1, false)),
-        ),
-        captured(
-            300,
-            them,
-            us,
-            CapturedProtocol::Udp,
-            sip_bytes(&response("200 OK", 1, "INVITE", "")),
-        ),
+        captured(0, us, them, CapturedProtocol::Udp, sip_bytes(&invite("sip:+14144007103@10.0.0.2", 1, false))),
+        captured(300, them, us, CapturedProtocol::Udp, sip_bytes(&response("200 OK", 1, "INVITE", ""))),
     ];
     for (i, seq) in (100u16..105).enumerate() {
         packets.push(captured(
@@ -784,16 +662,7 @@ fn call_pcap_with_sip_over_udp_and_rtp_decodes_in_tshark() {
     let fields = tshark_fields(
         &tshark,
         &path,
-        &[
-            "-e",
-            "sip.Method",
-            "-e",
-            "sip.Status-Code",
-            "-e",
-            "rtp.seq",
-            "-d",
-            &format!("udp.port=={RTP_PORT},rtp"),
-        ],
+        &["-e", "sip.Method", "-e", "sip.Status-Code", "-e", "rtp.seq", "-d", &format!("udp.port=={RTP_PORT},rtp")],
     );
     let rows: Vec<Vec<&str>> = fields.lines().map(|l| l.split('\t').collect()).collect();
     assert_eq!(rows.len(), 7, "{fields}");
@@ -809,56 +678,21 @@ fn call_pcap_with_sip_over_tcp_reassembles_cleanly_in_tshark() {
     let us = "10.0.0.1:40124";
     let them = "10.0.0.2:5060";
     let packets = vec![
-        captured(
-            0,
-            us,
-            them,
-            CapturedProtocol::Tcp,
-            sip_bytes(&invite("sip:+14144007103@10.0.0.2", 1, false)),
-        ),
-        captured(
-            1,
-            them,
-            us,
-            CapturedProtocol::Tcp,
-            sip_bytes(&response("100 Trying", 1, "INVITE", "")),
-        ),
-        captured(
-            300,
-            them,
-            us,
-            CapturedProtocol::Tcp,
-            sip_bytes(&response("200 OK", 1, "INVITE", "")),
-        ),
+        captured(0, us, them, CapturedProtocol::Tcp, sip_bytes(&invite("sip:+14144007103@10.0.0.2", 1, false))),
+        captured(1, them, us, CapturedProtocol::Tcp, sip_bytes(&response("100 Trying", 1, "INVITE", ""))),
+        captured(300, them, us, CapturedProtocol::Tcp, sip_bytes(&response("200 OK", 1, "INVITE", ""))),
         captured(301, us, them, CapturedProtocol::Tcp, sip_bytes(&request("ACK", 1))),
     ];
     let path = dir.join("call.pcap");
     write_call_pcap(&path, &packets).expect("write call.pcap");
 
     let Some(tshark) = tshark() else { return };
-    let fields = tshark_fields(
-        &tshark,
-        &path,
-        &["-Y", "sip", "-e", "sip.Method", "-e", "sip.Status-Code"],
-    );
+    let fields = tshark_fields(&tshark, &path, &["-Y", "sip", "-e", "sip.Method", "-e", "sip.Status-Code"]);
     let rows: Vec<&str> = fields.lines().collect();
     assert_eq!(rows, ["INVITE\t", "\t100", "\t200", "ACK\t"], "{fields}");
-    let problems = tshark_fields(
-        &tshark,
-        &path,
-        &[
-            "-Y",
-            "tcp.analysis.flags",
-            "-e",
-            "frame.number",
-            "-e",
-            "_ws.expert.message",
-        ],
-    );
-    assert!(
-        problems.trim().is_empty(),
-        "tshark's TCP analysis complains:\n{problems}"
-    );
+    let problems =
+        tshark_fields(&tshark, &path, &["-Y", "tcp.analysis.flags", "-e", "frame.number", "-e", "_ws.expert.message"]);
+    assert!(problems.trim().is_empty(), "tshark's TCP analysis complains:\n{problems}");
 
     // sngrep (when installed) finds the dialog too: it re-exports the 4 messages it parsed.
     if let Some(sngrep) = which("sngrep") {
@@ -888,10 +722,7 @@ fn samples(text: &str) -> Vec<(String, f64)> {
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .map(|l| {
             let (series, value) = l.rsplit_once(' ').unwrap_or_else(|| panic!("bad line {l:?}"));
-            (
-                series.to_string(),
-                value.parse::<f64>().unwrap_or_else(|_| panic!("bad value in {l:?}")),
-            )
+            (series.to_string(), value.parse::<f64>().unwrap_or_else(|_| panic!("bad value in {l:?}")))
         })
         .collect()
 }
@@ -919,24 +750,14 @@ fn metrics_file_is_prometheus_text_written_atomically() {
     assert_eq!(value_of(&s, "callprobe_call_passed", t1), Some(1.0), "{text}");
     assert_eq!(value_of(&s, "callprobe_call_passed", t2), Some(0.0), "{text}");
     assert_eq!(value_of(&s, "callprobe_call_setup_seconds", t1), Some(0.3056), "{text}");
-    assert_eq!(
-        value_of(&s, "callprobe_call_setup_seconds", t2),
-        None,
-        "no answer, no setup time"
-    );
+    assert_eq!(value_of(&s, "callprobe_call_setup_seconds", t2), None, "no answer, no setup time");
     assert_eq!(value_of(&s, "callprobe_agent_join_seconds", t1), Some(0.212), "{text}");
     let first_audio = value_of(&s, "callprobe_first_audio_seconds", t1).expect("first audio");
     assert!(first_audio > 0.4 && first_audio < 2.5, "{first_audio}");
-    assert!(
-        value_of(&s, "callprobe_response_latency_seconds", t1).is_some(),
-        "{text}"
-    );
+    assert!(value_of(&s, "callprobe_response_latency_seconds", t1).is_some(), "{text}");
     assert_eq!(value_of(&s, "callprobe_run_passed", ""), Some(0.0));
     assert_eq!(value_of(&s, "callprobe_run_failed_calls", ""), Some(2.0));
-    assert_eq!(
-        value_of(&s, "callprobe_run_timestamp_seconds", ""),
-        Some(STARTED_UNIX_MS as f64 / 1000.0)
-    );
+    assert_eq!(value_of(&s, "callprobe_run_timestamp_seconds", ""), Some(STARTED_UNIX_MS as f64 / 1000.0));
     assert!(text.contains("# TYPE callprobe_call_setup_seconds gauge"), "{text}");
     assert!(text.contains(r#"scenario="sip:+14144007103@127.0.0.1:5070""#), "{text}");
     // Only the final file is left behind.
@@ -959,10 +780,7 @@ fn metric_label_values_are_escaped() {
     write_metrics(&report, &path).expect("write metrics");
     let text = std::fs::read_to_string(&path).expect("read metrics");
     assert!(text.contains(r#"target="sip:\"odd\\name\"@host\nx""#), "{text}");
-    assert!(
-        text.lines().all(|l| l.starts_with('#') || l.starts_with("callprobe_")),
-        "{text}"
-    );
+    assert!(text.lines().all(|l| l.starts_with('#') || l.starts_with("callprobe_")), "{text}");
 }
 
 // ---------------------------------------------------------------- webhook
@@ -987,11 +805,7 @@ async fn one_shot_server(status: &'static str) -> (String, tokio::task::JoinHand
         let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
         let length: usize = head
             .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-length:")
-                    .map(|v| v.trim().parse().unwrap_or(0))
-            })
+            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
             .expect("a Content-Length");
         while buf.len() < head_end + length {
             let n = stream.read(&mut chunk).await.expect("read body");
@@ -1016,30 +830,15 @@ async fn webhook_posts_a_slack_style_summary_of_the_failures() {
         .await
         .expect("webhook accepted");
     let (head, body) = server.await.expect("server task");
-    assert!(
-        head.starts_with("POST /services/T000/B000/SECRET-TOKEN HTTP/1.1"),
-        "{head}"
-    );
-    assert!(
-        head.to_ascii_lowercase().contains("content-type: application/json"),
-        "{head}"
-    );
+    assert!(head.starts_with("POST /services/T000/B000/SECRET-TOKEN HTTP/1.1"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("content-type: application/json"), "{head}");
     let json: serde_json::Value = serde_json::from_str(&body).expect("JSON body");
     let text = json["text"].as_str().expect("a text field");
     assert!(text.starts_with("callprobe: 2 of 3 calls failed"), "{text}");
-    assert!(
-        text.contains("[no_trunk_found] LiveKit found no inbound trunk"),
-        "{text}"
-    );
+    assert!(text.contains("[no_trunk_found] LiveKit found no inbound trunk"), "{text}");
     assert!(text.contains("[agent_joined_but_silent]"), "{text}");
-    assert!(
-        text.contains("/var/lib/callprobe/20250314-092653/report.json (calls[1])"),
-        "{text}"
-    );
-    assert!(
-        !text.contains("cp-795c97f44bca"),
-        "the passing call is not listed: {text}"
-    );
+    assert!(text.contains("/var/lib/callprobe/20250314-092653/report.json (calls[1])"), "{text}");
+    assert!(!text.contains("cp-795c97f44bca"), "the passing call is not listed: {text}");
 }
 
 #[tokio::test]
@@ -1047,15 +846,10 @@ async fn webhook_error_names_the_status_but_not_the_secret_url() {
     let dir = scratch("webhook-500");
     let (report, _) = sample_run(&dir);
     let (url, server) = one_shot_server("500 Internal Server Error").await;
-    let err = notify_failure(&url, &report, None)
-        .await
-        .expect_err("a 500 is an error");
+    let err = notify_failure(&url, &report, None).await.expect_err("a 500 is an error");
     let _ = server.await;
     assert!(err.contains("500"), "{err}");
-    assert!(
-        !err.contains("SECRET-TOKEN"),
-        "the webhook URL leaked into the error: {err}"
-    );
+    assert!(!err.contains("SECRET-TOKEN"), "the webhook URL leaked into the error: {err}");
 
     // Nobody listening: an error naming the host, still without the token.
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -1087,11 +881,8 @@ fn all_outputs_together_in_one_run_folder() {
     assert!(run.join(&call_dirs[0]).join("call.pcap").is_file());
     if let Some(tshark) = which("tshark") {
         let tcp_pcap = run.join(&call_dirs[1]).join("call.pcap");
-        let fields = tshark_fields(
-            &tshark,
-            &tcp_pcap,
-            &["-Y", "sip", "-d", "tcp.port==5071,sip", "-e", "sip.Status-Code"],
-        );
+        let fields =
+            tshark_fields(&tshark, &tcp_pcap, &["-Y", "sip", "-d", "tcp.port==5071,sip", "-e", "sip.Status-Code"]);
         assert!(fields.lines().any(|l| l.trim() == "404"), "{fields}");
     }
 }

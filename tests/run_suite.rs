@@ -78,7 +78,11 @@ fn webhook_server() -> (String, mpsc::Receiver<String>) {
             if let Some((head, body)) = text.split_once("\r\n\r\n") {
                 let len = head
                     .lines()
-                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                    })
                     .unwrap_or(0);
                 if body.len() >= len {
                     let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
@@ -129,7 +133,8 @@ fn a_passing_suite_writes_the_run_folder() {
     assert!(junit.contains("tests=\"3\"") && junit.contains("failures=\"0\""), "{junit}");
     let html = std::fs::read_to_string(run_dir.join("index.html")).unwrap();
     assert!(html.contains("credentials accepted") && html.contains("PASS"));
-    let call_dirs: Vec<_> = std::fs::read_dir(&run_dir).unwrap().filter_map(|e| e.ok()).filter(|e| e.path().is_dir()).collect();
+    let call_dirs: Vec<_> =
+        std::fs::read_dir(&run_dir).unwrap().filter_map(|e| e.ok()).filter(|e| e.path().is_dir()).collect();
     assert_eq!(call_dirs.len(), 3);
     assert!(call_dirs.iter().all(|d| d.path().join("call.pcap").exists()));
     let prom = std::fs::read_to_string(&metrics).unwrap();
@@ -143,10 +148,7 @@ fn a_failing_suite_exits_1_notifies_and_can_stop_early() {
     write_suite(
         suite.path(),
         trunk.port,
-        &[
-            ("a", "wrong expectation", "+19999999999", "[407, 200]"),
-            ("b", "never reached", "+14144007103", "[407]"),
-        ],
+        &[("a", "wrong expectation", "+19999999999", "[407, 200]"), ("b", "never reached", "+14144007103", "[407]")],
     );
     let reports = TempDir::new("callprobe-reports").unwrap();
     let (url, bodies) = webhook_server();
@@ -193,7 +195,11 @@ fn tags_and_repeat_choose_the_calls() {
     ]);
     assert_eq!(out.code, 0, "{}", out.stdout);
     assert!(out.stdout.contains("3 of 3 call(s) passed"), "{}", out.stdout);
-    assert!(out.stdout.contains("tagged unknown number #3") && !out.stdout.contains("plain demanded"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("tagged unknown number #3") && !out.stdout.contains("plain demanded"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
@@ -210,7 +216,11 @@ fn broken_or_incomplete_scenarios_exit_2_before_calling() {
     assert!(!suite.path().join("latest").exists(), "nothing ran");
     let out = callprobe(&["check", suite.path().to_str().unwrap()]);
     assert_eq!(out.code, 2, "{}", out.stdout);
-    std::fs::write(suite.path().join("x.toml"), "name = \"x\"\n[target]\nuri = \"sip:+1@127.0.0.1:5\"\ntransport = \"sctp\"\n").unwrap();
+    std::fs::write(
+        suite.path().join("x.toml"),
+        "name = \"x\"\n[target]\nuri = \"sip:+1@127.0.0.1:5\"\ntransport = \"sctp\"\n",
+    )
+    .unwrap();
     let out = callprobe(&["check", suite.path().to_str().unwrap()]);
     assert_eq!(out.code, 2, "{}", out.stdout);
     assert!(out.stdout.contains("x.toml:4:"), "{}", out.stdout);

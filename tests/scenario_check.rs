@@ -110,7 +110,8 @@ fn testbed_smoke_suite() {
 fn local_trunk_suite_expects_what_the_demo_trunk_does() {
     let _env = with_env();
     let cases = load_cases("scenarios/local-trunk");
-    let expected: Vec<(&str, Option<&str>)> = cases.iter().map(|c| (c.name.as_str(), c.call.expect.as_deref())).collect();
+    let expected: Vec<(&str, Option<&str>)> =
+        cases.iter().map(|c| (c.name.as_str(), c.call.expect.as_deref())).collect();
     assert_eq!(
         expected,
         [
@@ -155,7 +156,13 @@ fn cloud_templates_use_only_references() {
         .map(|f| std::fs::read_to_string(repo("scenarios/templates").join(f)).unwrap_or_default())
         .collect();
     assert!(!text.contains("testbed-dev-only"), "a template holds the testbed password");
-    assert!(!text.lines().any(|l| { let l = l.trim_start(); l.starts_with("password ") || l.starts_with("password=") }), "a template has a password key");
+    assert!(
+        !text.lines().any(|l| {
+            let l = l.trim_start();
+            l.starts_with("password ") || l.starts_with("password=")
+        }),
+        "a template has a password key"
+    );
 }
 
 #[test]
@@ -169,7 +176,8 @@ fn a_missing_variable_names_itself_and_the_file() {
     assert_eq!(lines.len(), 2, "{lines:#?}");
     let file = repo("scenarios/templates/livekit-cloud-telnyx.toml");
     assert!(
-        lines.iter().any(|l| l.starts_with(&format!("{}:25:29:", file.display())) && l.contains("variable ${LIVEKIT_SIP_HOST} is not set")),
+        lines.iter().any(|l| l.starts_with(&format!("{}:25:29:", file.display()))
+            && l.contains("variable ${LIVEKIT_SIP_HOST} is not set")),
         "{lines:#?}"
     );
 }
@@ -212,19 +220,23 @@ fn broken_files_are_reported_with_positions() {
     let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
     assert_eq!(lines.len(), 4, "{lines:#?}");
     assert!(lines[0].starts_with(&format!("{}:2:8: ", at("b-syntax.toml"))), "{}", lines[0]);
-    assert_eq!(lines[1], format!("{}:4:13: transport 'sctp' is not supported (expected \"udp\" or \"tcp\")", at("c-semantic.toml")));
+    assert_eq!(
+        lines[1],
+        format!("{}:4:13: transport 'sctp' is not supported (expected \"udp\" or \"tcp\")", at("c-semantic.toml"))
+    );
     assert!(lines[2].starts_with(&format!("{}:6:16: 'soon' is not a duration", at("c-semantic.toml"))), "{}", lines[2]);
-    assert!(lines[3].starts_with(&format!("{}:6:12: a literal password is not allowed", at("d-secret.toml"))), "{}", lines[3]);
+    assert!(
+        lines[3].starts_with(&format!("{}:6:12: a literal password is not allowed", at("d-secret.toml"))),
+        "{}",
+        lines[3]
+    );
     assert!(lines.iter().all(|l| !l.contains("hunter2")));
     assert!(scenario::load_path(&suite.0).is_err());
 }
 
 /// Whether the binary has `check` yet (the runner is wired separately).
 fn binary_has_check() -> bool {
-    Command::new(env!("CARGO_BIN_EXE_callprobe"))
-        .args(["check", "--help"])
-        .output()
-        .is_ok_and(|o| o.status.success())
+    Command::new(env!("CARGO_BIN_EXE_callprobe")).args(["check", "--help"]).output().is_ok_and(|o| o.status.success())
 }
 
 #[test]
@@ -245,5 +257,11 @@ fn check_subcommand_when_present() {
     let suite = broken_suite();
     let (code, text) = run(&suite.0);
     assert_eq!(code, Some(2), "{text}");
-    assert!(text.contains(&format!("{}:4:13: transport 'sctp' is not supported", suite.0.join("c-semantic.toml").display())), "{text}");
+    assert!(
+        text.contains(&format!(
+            "{}:4:13: transport 'sctp' is not supported",
+            suite.0.join("c-semantic.toml").display()
+        )),
+        "{text}"
+    );
 }

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::peers::{free_port, Algorithm, Kamailio, Qop, Sipp, TrunkConfig, Transport};
+use support::peers::{free_port, Algorithm, Kamailio, Qop, Sipp, Transport, TrunkConfig};
 
 const PASSWORD_VAR: &str = "CALLPROBE_TEST_TRUNK_PASSWORD";
 
@@ -278,4 +278,3 @@ fn tester_errors_exit_2() {
     assert_eq!(run.code, 2);
     assert!(run.report.is_none(), "no report when the tester could not run");
 }
-

@@ -39,7 +39,13 @@ pub struct MediaSession {
 impl MediaSession {
     /// Starts sending and receiving on `port` towards the negotiated address.
     /// `connected_at` is when the 200 OK was ACKed; `t0` the call's origin.
-    pub fn start(port: MediaPort, audio: NegotiatedAudio, play: Option<PlayPlan>, t0: Instant, connected_at: Instant) -> MediaSession {
+    pub fn start(
+        port: MediaPort,
+        audio: NegotiatedAudio,
+        play: Option<PlayPlan>,
+        t0: Instant,
+        connected_at: Instant,
+    ) -> MediaSession {
         let (stop_tx, stop_rx) = oneshot::channel();
         let core = MediaSessionCore::new(audio, port.local, play, rand::thread_rng().gen(), t0, connected_at)
             .started(Instant::now());

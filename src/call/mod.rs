@@ -11,12 +11,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rand::Rng;
 
-use crate::sip::caller::{CallConfig, CallEvent, CallSummary, Caller, Credentials, EndReason, HostPort, Peer, Transport};
-use crate::sip::message::{self, uri_target};
-use crate::sip::transaction::TimerConfig;
 use crate::media::codec::AudioCodec;
 use crate::media::sdp::{self, OfferParams};
 use crate::media::session::{MediaOutcome, PlayPlan};
+use crate::sip::caller::{
+    CallConfig, CallEvent, CallSummary, Caller, Credentials, EndReason, HostPort, Peer, Transport,
+};
+use crate::sip::message::{self, uri_target};
+use crate::sip::transaction::TimerConfig;
 use media::{MediaPort, MediaSession};
 use transport::{Incoming, OpenError, SipSockets};
 
@@ -144,7 +146,8 @@ pub async fn run(spec: &CallSpec, observer: &mut dyn CallObserver) -> Result<Cal
         notes: Vec::new(),
     };
 
-    let media_port = MediaPort::bind(local_ip).await.map_err(|e| RunError::Socket(format!("cannot bind an RTP port: {e}")))?;
+    let media_port =
+        MediaPort::bind(local_ip).await.map_err(|e| RunError::Socket(format!("cannot bind an RTP port: {e}")))?;
     record.local_rtp = Some(media_port.local_addr());
     let std::net::IpAddr::V4(offer_ip) = local_ip else {
         return Err(RunError::Socket(format!("IPv6 media is not supported yet (local address {local_ip})")));
@@ -163,9 +166,8 @@ pub async fn run(spec: &CallSpec, observer: &mut dyn CallObserver) -> Result<Cal
         Err(OpenError::Bind(e)) => return Err(RunError::Socket(format!("cannot bind a SIP socket: {e}"))),
         Err(OpenError::Connect(e)) => {
             // Nobody accepts TCP there: the endpoint failed, not the tester.
-            record.summary.ended = Some(EndReason::TransportError {
-                detail: format!("TCP connection to {first_hop} failed: {e}"),
-            });
+            record.summary.ended =
+                Some(EndReason::TransportError { detail: format!("TCP connection to {first_hop} failed: {e}") });
             return Ok(record);
         }
     };
@@ -195,10 +197,8 @@ pub async fn run(spec: &CallSpec, observer: &mut dyn CallObserver) -> Result<Cal
     };
     let mut caller = Caller::start(cfg, t0).map_err(|e| RunError::Target(e.to_string()))?;
     let ms = |at: Instant| (at - t0).as_secs_f64() * 1000.0;
-    let mut hops: HashMap<HostPort, SocketAddr> = HashMap::from([(
-        HostPort { host: target.host.clone(), port: target.port },
-        first_hop,
-    )]);
+    let mut hops: HashMap<HostPort, SocketAddr> =
+        HashMap::from([(HostPort { host: target.host.clone(), port: target.port }, first_hop)]);
     let mut interrupted = false;
     // When the last input arrived: "connected" is when the 2xx arrived, not
     // when we got round to handling its event (after sending the ACK).

@@ -23,11 +23,20 @@ use crate::sip::framing::StreamFramer;
 /// What the network delivered.
 #[derive(Debug)]
 pub enum Incoming {
-    Message { bytes: Vec<u8>, from: SocketAddr },
+    Message {
+        bytes: Vec<u8>,
+        from: SocketAddr,
+    },
     /// A TCP connection closed (by the peer, or on a read error).
-    Closed { peer: SocketAddr, detail: String },
+    Closed {
+        peer: SocketAddr,
+        detail: String,
+    },
     /// Bytes that could not be cut into a SIP message.
-    Garbage { from: SocketAddr, detail: String },
+    Garbage {
+        from: SocketAddr,
+        detail: String,
+    },
 }
 
 /// How long opening a TCP connection or writing to it may take before the
@@ -94,9 +103,9 @@ impl SipSockets {
     }
 
     async fn connect(&mut self, peer: SocketAddr) -> io::Result<SocketAddr> {
-        let stream = tokio::time::timeout(TCP_TIMEOUT, TcpStream::connect(peer))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("no TCP connection within {TCP_TIMEOUT:?}")))??;
+        let stream = tokio::time::timeout(TCP_TIMEOUT, TcpStream::connect(peer)).await.map_err(|_| {
+            io::Error::new(io::ErrorKind::TimedOut, format!("no TCP connection within {TCP_TIMEOUT:?}"))
+        })??;
         stream.set_nodelay(true)?;
         let local = stream.local_addr()?;
         let (mut read, write) = stream.into_split();
@@ -146,9 +155,9 @@ impl SipSockets {
                     self.connect(to).await?;
                 }
                 let stream = self.tcp.get_mut(&to).ok_or_else(|| io::Error::other("no TCP connection"))?;
-                tokio::time::timeout(TCP_TIMEOUT, stream.write_all(bytes))
-                    .await
-                    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("TCP write blocked for {TCP_TIMEOUT:?}")))?
+                tokio::time::timeout(TCP_TIMEOUT, stream.write_all(bytes)).await.map_err(|_| {
+                    io::Error::new(io::ErrorKind::TimedOut, format!("TCP write blocked for {TCP_TIMEOUT:?}"))
+                })?
             }
         }
     }

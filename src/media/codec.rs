@@ -68,8 +68,7 @@ impl AudioCodec {
     /// The codec with this `a=rtpmap` encoding name and clock rate, if any.
     pub fn from_rtpmap(encoding_name: &str, clock_rate: u32) -> Option<AudioCodec> {
         Self::ALL.into_iter().find(|codec| {
-            codec.encoding_name().eq_ignore_ascii_case(encoding_name)
-                && codec.rtp_clock_rate() == clock_rate
+            codec.encoding_name().eq_ignore_ascii_case(encoding_name) && codec.rtp_clock_rate() == clock_rate
         })
     }
 
@@ -164,9 +163,7 @@ impl AudioEncoder {
 
 impl std::fmt::Debug for AudioEncoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AudioEncoder")
-            .field("codec", &self.codec)
-            .finish_non_exhaustive()
+        f.debug_struct("AudioEncoder").field("codec", &self.codec).finish_non_exhaustive()
     }
 }
 
@@ -200,9 +197,7 @@ impl AudioDecoder {
 
 impl std::fmt::Debug for AudioDecoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AudioDecoder")
-            .field("codec", &self.codec)
-            .finish_non_exhaustive()
+        f.debug_struct("AudioDecoder").field("codec", &self.codec).finish_non_exhaustive()
     }
 }
 
@@ -213,9 +208,7 @@ mod tests {
     fn sine(freq_hz: f64, sample_rate: u32, samples: usize, amplitude: f64) -> Vec<i16> {
         (0..samples)
             .map(|n| {
-                (amplitude
-                    * (2.0 * std::f64::consts::PI * freq_hz * n as f64 / f64::from(sample_rate))
-                        .sin()) as i16
+                (amplitude * (2.0 * std::f64::consts::PI * freq_hz * n as f64 / f64::from(sample_rate)).sin()) as i16
             })
             .collect()
     }
@@ -247,10 +240,7 @@ mod tests {
                 }
                 (10.0 * (signal / noise.max(1e-9)).log10(), delay)
             })
-            .fold(
-                (f64::MIN, 0),
-                |best, cur| if cur.0 > best.0 { cur } else { best },
-            )
+            .fold((f64::MIN, 0), |best, cur| if cur.0 > best.0 { cur } else { best })
     }
 
     #[test]
@@ -259,10 +249,7 @@ mod tests {
         assert_eq!(AudioCodec::Pcma.payload_type(), 8);
         assert_eq!(AudioCodec::G722.payload_type(), 9);
         for codec in AudioCodec::ALL {
-            assert_eq!(
-                AudioCodec::from_payload_type(codec.payload_type()),
-                Some(codec)
-            );
+            assert_eq!(AudioCodec::from_payload_type(codec.payload_type()), Some(codec));
             assert_eq!(codec.rtp_clock_rate(), 8000);
             assert_eq!(codec.timestamp_increment_per_frame(), 160);
             assert_eq!(codec.payload_bytes_per_frame(), 160);
@@ -270,10 +257,7 @@ mod tests {
         assert_eq!(AudioCodec::G722.sample_rate(), 16000);
         assert_eq!(AudioCodec::G722.samples_per_frame(), 320);
         assert_eq!(AudioCodec::Pcma.samples_per_frame(), 160);
-        assert_eq!(
-            AudioCodec::from_rtpmap("g722", 8000),
-            Some(AudioCodec::G722)
-        );
+        assert_eq!(AudioCodec::from_rtpmap("g722", 8000), Some(AudioCodec::G722));
         assert_eq!(AudioCodec::from_rtpmap("G722", 16000), None);
         assert_eq!(AudioCodec::from_payload_type(101), None);
     }
@@ -325,20 +309,12 @@ mod tests {
             .collect();
         let mut ours = AudioCodec::G722.encoder();
         let mut theirs_decoder = Decoder::new(Bitrate::Mode1_64000, false, false);
-        let ours_to_theirs: Vec<i16> = input
-            .chunks(320)
-            .flat_map(|f| theirs_decoder.decode(&ours.encode(f)))
-            .collect();
+        let ours_to_theirs: Vec<i16> = input.chunks(320).flat_map(|f| theirs_decoder.decode(&ours.encode(f))).collect();
         let mut theirs_encoder = Encoder::new(Bitrate::Mode1_64000, false, false);
         let mut our_decoder = AudioCodec::G722.decoder();
-        let theirs_to_ours: Vec<i16> = input
-            .chunks(320)
-            .flat_map(|f| our_decoder.decode(&theirs_encoder.encode(f)))
-            .collect();
-        for (label, output) in [
-            ("ours->spandsp", ours_to_theirs),
-            ("spandsp->ours", theirs_to_ours),
-        ] {
+        let theirs_to_ours: Vec<i16> =
+            input.chunks(320).flat_map(|f| our_decoder.decode(&theirs_encoder.encode(f))).collect();
+        for (label, output) in [("ours->spandsp", ours_to_theirs), ("spandsp->ours", theirs_to_ours)] {
             let (snr, delay) = best_snr_db(&input, &output, 64);
             println!("G.722 {label}: SNR {snr:.1} dB at delay {delay} samples");
             assert!(snr > 20.0, "{label}: SNR {snr:.1} dB");

@@ -40,10 +40,8 @@ pub enum DtmfError {
 
 impl TelephoneEvent {
     pub fn parse(payload: &[u8]) -> Result<TelephoneEvent, DtmfError> {
-        let bytes: [u8; 4] = payload
-            .get(..4)
-            .and_then(|b| b.try_into().ok())
-            .ok_or(DtmfError::PayloadTooShort(payload.len()))?;
+        let bytes: [u8; 4] =
+            payload.get(..4).and_then(|b| b.try_into().ok()).ok_or(DtmfError::PayloadTooShort(payload.len()))?;
         Ok(TelephoneEvent {
             event: bytes[0],
             end: bytes[1] & 0x80 != 0,
@@ -54,12 +52,7 @@ impl TelephoneEvent {
 
     pub fn to_bytes(self) -> [u8; 4] {
         let [high, low] = self.duration.to_be_bytes();
-        [
-            self.event,
-            (u8::from(self.end) << 7) | (self.volume & 0x3F),
-            high,
-            low,
-        ]
+        [self.event, (u8::from(self.end) << 7) | (self.volume & 0x3F), high, low]
     }
 }
 
@@ -113,11 +106,7 @@ pub struct DtmfReceiver {
 impl DtmfReceiver {
     /// A receiver for a telephone-event stream with this RTP clock rate (8000).
     pub fn new(clock_rate: u32) -> DtmfReceiver {
-        DtmfReceiver {
-            clock_rate,
-            in_progress: None,
-            last_reported_timestamp: None,
-        }
+        DtmfReceiver { clock_rate, in_progress: None, last_reported_timestamp: None }
     }
 
     /// Accounts one telephone-event packet; returns the digits it completed.
@@ -132,10 +121,7 @@ impl DtmfReceiver {
         if self.last_reported_timestamp == Some(header.timestamp) {
             return Ok(completed); // repeated end packet or a straggler of a reported event
         }
-        if self
-            .in_progress
-            .is_some_and(|d| d.rtp_timestamp != header.timestamp)
-        {
+        if self.in_progress.is_some_and(|d| d.rtp_timestamp != header.timestamp) {
             completed.extend(self.in_progress.take().map(|d| self.report(d)));
         }
         let clock_rate = self.clock_rate.max(1);
@@ -148,9 +134,7 @@ impl DtmfReceiver {
             volume: event.volume,
             end_seen: false,
         });
-        digit.duration_ms = digit
-            .duration_ms
-            .max(u32::from(event.duration) * 1000 / clock_rate);
+        digit.duration_ms = digit.duration_ms.max(u32::from(event.duration) * 1000 / clock_rate);
         digit.volume = event.volume;
         if event.end {
             digit.end_seen = true;
@@ -180,39 +164,19 @@ pub struct OutgoingEvent {
 
 /// The packets for one key press, one per 20 ms, then the end packet three
 /// times. `duration_ms` is rounded up to whole 20 ms frames.
-pub fn key_press_packets(
-    event: u8,
-    duration_ms: u32,
-    volume: u8,
-    clock_rate: u32,
-) -> Vec<OutgoingEvent> {
+pub fn key_press_packets(event: u8, duration_ms: u32, volume: u8, clock_rate: u32) -> Vec<OutgoingEvent> {
     let frames = duration_ms.div_ceil(FRAME_MS).max(1);
     let units_per_frame = clock_rate / 1000 * FRAME_MS;
     let duration_after = |frame: u32| (units_per_frame * frame).min(u32::from(u16::MAX)) as u16;
     let mut packets: Vec<OutgoingEvent> = (1..frames)
         .map(|frame| OutgoingEvent {
             marker: frame == 1,
-            payload: TelephoneEvent {
-                event,
-                end: false,
-                volume,
-                duration: duration_after(frame),
-            }
-            .to_bytes(),
+            payload: TelephoneEvent { event, end: false, volume, duration: duration_after(frame) }.to_bytes(),
         })
         .collect();
-    let end = TelephoneEvent {
-        event,
-        end: true,
-        volume,
-        duration: duration_after(frames),
-    }
-    .to_bytes();
+    let end = TelephoneEvent { event, end: true, volume, duration: duration_after(frames) }.to_bytes();
     for _ in 0..END_PACKET_REPEATS {
-        packets.push(OutgoingEvent {
-            marker: packets.is_empty(),
-            payload: end,
-        });
+        packets.push(OutgoingEvent { marker: packets.is_empty(), payload: end });
     }
     packets
 }
@@ -223,34 +187,17 @@ mod tests {
     use std::time::Duration;
 
     fn header(sequence_number: u16, timestamp: u32) -> RtpHeader {
-        RtpHeader {
-            marker: false,
-            payload_type: 101,
-            sequence_number,
-            timestamp,
-            ssrc: 1,
-        }
+        RtpHeader { marker: false, payload_type: 101, sequence_number, timestamp, ssrc: 1 }
     }
 
     #[test]
     fn payload_round_trip_and_bit_layout() {
-        let event = TelephoneEvent {
-            event: 11,
-            end: true,
-            volume: 10,
-            duration: 800,
-        };
+        let event = TelephoneEvent { event: 11, end: true, volume: 10, duration: 800 };
         assert_eq!(event.to_bytes(), [11, 0x8A, 0x03, 0x20]);
         assert_eq!(TelephoneEvent::parse(&event.to_bytes()).unwrap(), event);
         // The reserved bit is ignored.
-        assert_eq!(
-            TelephoneEvent::parse(&[5, 0x4A, 0, 160]).unwrap().volume,
-            10
-        );
-        assert_eq!(
-            TelephoneEvent::parse(&[1, 2, 3]),
-            Err(DtmfError::PayloadTooShort(3))
-        );
+        assert_eq!(TelephoneEvent::parse(&[5, 0x4A, 0, 160]).unwrap().volume, 10);
+        assert_eq!(TelephoneEvent::parse(&[1, 2, 3]), Err(DtmfError::PayloadTooShort(3)));
     }
 
     #[test]
@@ -272,16 +219,9 @@ mod tests {
         let mut digits = Vec::new();
         let mut seq = 0u16;
         for (key, start_ms, ts) in [('5', 1000u64, 8000u32), ('#', 2000, 16_000)] {
-            for (i, packet) in key_press_packets(digit_to_event(key).unwrap(), 100, 10, 8000)
-                .iter()
-                .enumerate()
-            {
+            for (i, packet) in key_press_packets(digit_to_event(key).unwrap(), 100, 10, 8000).iter().enumerate() {
                 let arrival = t0 + Duration::from_millis(start_ms + 20 * i as u64);
-                digits.extend(
-                    receiver
-                        .on_packet(&header(seq, ts), &packet.payload, arrival)
-                        .unwrap(),
-                );
+                digits.extend(receiver.on_packet(&header(seq, ts), &packet.payload, arrival).unwrap());
                 seq += 1;
             }
         }
@@ -299,36 +239,12 @@ mod tests {
     fn press_without_end_packets_is_reported_when_the_next_starts() {
         let t0 = Instant::now();
         let mut receiver = DtmfReceiver::new(8000);
-        let no_end = TelephoneEvent {
-            event: 1,
-            end: false,
-            volume: 10,
-            duration: 480,
-        }
-        .to_bytes();
-        assert!(receiver
-            .on_packet(&header(1, 100), &no_end, t0)
-            .unwrap()
-            .is_empty());
-        let next = TelephoneEvent {
-            event: 2,
-            end: false,
-            volume: 10,
-            duration: 160,
-        }
-        .to_bytes();
-        let reported = receiver
-            .on_packet(&header(2, 2000), &next, t0 + Duration::from_millis(500))
-            .unwrap();
+        let no_end = TelephoneEvent { event: 1, end: false, volume: 10, duration: 480 }.to_bytes();
+        assert!(receiver.on_packet(&header(1, 100), &no_end, t0).unwrap().is_empty());
+        let next = TelephoneEvent { event: 2, end: false, volume: 10, duration: 160 }.to_bytes();
+        let reported = receiver.on_packet(&header(2, 2000), &next, t0 + Duration::from_millis(500)).unwrap();
         assert_eq!(reported.len(), 1);
-        assert_eq!(
-            (
-                reported[0].digit,
-                reported[0].duration_ms,
-                reported[0].end_seen
-            ),
-            (Some('1'), 60, false)
-        );
+        assert_eq!((reported[0].digit, reported[0].duration_ms, reported[0].end_seen), (Some('1'), 60, false));
         let flushed = receiver.flush().unwrap();
         assert_eq!(flushed.digit, Some('2'));
     }
@@ -339,15 +255,9 @@ mod tests {
         assert_eq!(packets.len(), 4 + END_PACKET_REPEATS);
         assert!(packets[0].marker);
         assert!(packets[1..].iter().all(|p| !p.marker));
-        let durations: Vec<u16> = packets
-            .iter()
-            .map(|p| TelephoneEvent::parse(&p.payload).unwrap().duration)
-            .collect();
+        let durations: Vec<u16> = packets.iter().map(|p| TelephoneEvent::parse(&p.payload).unwrap().duration).collect();
         assert_eq!(durations, vec![160, 320, 480, 640, 800, 800, 800]);
-        let ends = packets
-            .iter()
-            .filter(|p| TelephoneEvent::parse(&p.payload).unwrap().end)
-            .count();
+        let ends = packets.iter().filter(|p| TelephoneEvent::parse(&p.payload).unwrap().end).count();
         assert_eq!(ends, END_PACKET_REPEATS);
         // A press shorter than one frame is just the three end packets, the first marked.
         let short = key_press_packets(7, 10, 10, 8000);

@@ -32,11 +32,7 @@ pub fn ulaw_to_linear(code: u8) -> i16 {
     let segment = u32::from((code >> 4) & 0x07);
     let mantissa = i32::from(code & 0x0F);
     let magnitude = (((mantissa << 3) + ULAW_BIAS) << segment) - ULAW_BIAS; // <= 32124
-    let value = if code & 0x80 != 0 {
-        -magnitude
-    } else {
-        magnitude
-    };
+    let value = if code & 0x80 != 0 { -magnitude } else { magnitude };
     value as i16
 }
 
@@ -60,17 +56,9 @@ pub fn alaw_to_linear(code: u8) -> i16 {
     let code = code ^ 0x55;
     let segment = u32::from((code >> 4) & 0x07);
     let mantissa = i32::from(code & 0x0F);
-    let magnitude_13bit = if segment == 0 {
-        2 * mantissa + 1
-    } else {
-        (2 * mantissa + 33) << (segment - 1)
-    };
+    let magnitude_13bit = if segment == 0 { 2 * mantissa + 1 } else { (2 * mantissa + 33) << (segment - 1) };
     let magnitude = magnitude_13bit << 3; // <= 32256
-    let value = if code & 0x80 != 0 {
-        magnitude
-    } else {
-        -magnitude
-    };
+    let value = if code & 0x80 != 0 { magnitude } else { -magnitude };
     value as i16
 }
 
@@ -86,11 +74,7 @@ mod tests {
         let segment = usize::from((inverted >> 4) & 7);
         let step = 2 << segment;
         let magnitude = START[segment] + i32::from(inverted & 0x0F) * step;
-        4 * if inverted & 0x80 != 0 {
-            -magnitude
-        } else {
-            magnitude
-        }
+        4 * if inverted & 0x80 != 0 { -magnitude } else { magnitude }
     }
 
     /// A-law decoded value from ITU-T G.711 table 1 (13-bit units), scaled by 8.
@@ -100,11 +84,7 @@ mod tests {
         let even_bits_restored = code ^ 0x55;
         let segment = usize::from((even_bits_restored >> 4) & 7);
         let magnitude = START[segment] + i32::from(even_bits_restored & 0x0F) * STEP[segment];
-        8 * if even_bits_restored & 0x80 != 0 {
-            magnitude
-        } else {
-            -magnitude
-        }
+        8 * if even_bits_restored & 0x80 != 0 { magnitude } else { -magnitude }
     }
 
     #[test]
@@ -149,16 +129,8 @@ mod tests {
     #[test]
     fn decode_of_every_code_matches_g711_tables() {
         for code in 0..=255u8 {
-            assert_eq!(
-                i32::from(ulaw_to_linear(code)),
-                ulaw_table_value(code),
-                "ulaw {code:#04x}"
-            );
-            assert_eq!(
-                i32::from(alaw_to_linear(code)),
-                alaw_table_value(code),
-                "alaw {code:#04x}"
-            );
+            assert_eq!(i32::from(ulaw_to_linear(code)), ulaw_table_value(code), "ulaw {code:#04x}");
+            assert_eq!(i32::from(alaw_to_linear(code)), alaw_table_value(code), "alaw {code:#04x}");
         }
     }
 
@@ -166,16 +138,8 @@ mod tests {
     fn encode_of_decode_is_identity_except_ulaw_negative_zero() {
         for code in 0..=255u8 {
             let expected_ulaw = if code == 0x7F { 0xFF } else { code };
-            assert_eq!(
-                linear_to_ulaw(ulaw_to_linear(code)),
-                expected_ulaw,
-                "ulaw {code:#04x}"
-            );
-            assert_eq!(
-                linear_to_alaw(alaw_to_linear(code)),
-                code,
-                "alaw {code:#04x}"
-            );
+            assert_eq!(linear_to_ulaw(ulaw_to_linear(code)), expected_ulaw, "ulaw {code:#04x}");
+            assert_eq!(linear_to_alaw(alaw_to_linear(code)), code, "alaw {code:#04x}");
         }
     }
 
@@ -187,23 +151,11 @@ mod tests {
             let x = i32::from(sample);
             let u = i32::from(ulaw_to_linear(linear_to_ulaw(sample)));
             let a = i32::from(alaw_to_linear(linear_to_alaw(sample)));
-            let max_ulaw_error = if x.abs() > 32124 {
-                32768 - 32124
-            } else {
-                ((x.abs() + 132) >> 4).max(4)
-            };
-            let max_alaw_error = if x.abs() > 32256 {
-                32768 - 32256
-            } else {
-                (x.abs() >> 4).max(8)
-            };
+            let max_ulaw_error = if x.abs() > 32124 { 32768 - 32124 } else { ((x.abs() + 132) >> 4).max(4) };
+            let max_alaw_error = if x.abs() > 32256 { 32768 - 32256 } else { (x.abs() >> 4).max(8) };
             assert!((u - x).abs() <= max_ulaw_error, "ulaw {x} -> {u}");
             assert!((a - x).abs() <= max_alaw_error, "alaw {x} -> {a}");
-            assert_eq!(
-                linear_to_ulaw(sample) & 0x80 == 0,
-                x < 0,
-                "ulaw sign of {x}"
-            );
+            assert_eq!(linear_to_ulaw(sample) & 0x80 == 0, x < 0, "ulaw sign of {x}");
         }
     }
 }

@@ -33,9 +33,7 @@ pub struct SpeechTimings {
 pub fn speech_timings(segments: &[SpeechSegment], events: &CallEvents) -> SpeechTimings {
     SpeechTimings {
         first_audio_ms: first_audio_ms(segments, events.answered_at_ms),
-        response_latency_ms: events
-            .utterance_end_ms
-            .and_then(|end| response_latency_ms(segments, end)),
+        response_latency_ms: events.utterance_end_ms.and_then(|end| response_latency_ms(segments, end)),
         talk_time_ms: talk_time_ms(segments),
         longest_silence_ms: longest_silence_ms(segments, events.answered_at_ms, events.call_end_ms),
     }
@@ -44,28 +42,19 @@ pub fn speech_timings(segments: &[SpeechSegment], events: &CallEvents) -> Speech
 /// Time from the 200 OK to the start of the first far-end speech. Speech
 /// already going on at the 200 OK (early media) counts as 0.
 pub fn first_audio_ms(segments: &[SpeechSegment], answered_at_ms: u64) -> Option<u64> {
-    merged(segments)
-        .iter()
-        .find(|s| s.end_ms > answered_at_ms)
-        .map(|s| s.start_ms.saturating_sub(answered_at_ms))
+    merged(segments).iter().find(|s| s.end_ms > answered_at_ms).map(|s| s.start_ms.saturating_sub(answered_at_ms))
 }
 
 /// Time from the end of our utterance to the start of the next far-end
 /// speech. Speech that began before our utterance ended (the agent talking
 /// over us) is not a response; the next segment starting at or after the end is.
 pub fn response_latency_ms(segments: &[SpeechSegment], utterance_end_ms: u64) -> Option<u64> {
-    merged(segments)
-        .iter()
-        .find(|s| s.start_ms >= utterance_end_ms)
-        .map(|s| s.start_ms - utterance_end_ms)
+    merged(segments).iter().find(|s| s.start_ms >= utterance_end_ms).map(|s| s.start_ms - utterance_end_ms)
 }
 
 /// Total far-end speech time (overlaps counted once).
 pub fn talk_time_ms(segments: &[SpeechSegment]) -> u64 {
-    merged(segments)
-        .iter()
-        .map(SpeechSegment::duration_ms)
-        .sum()
+    merged(segments).iter().map(SpeechSegment::duration_ms).sum()
 }
 
 /// Longest stretch in `[from_ms, to_ms]` without far-end speech, including the
@@ -88,18 +77,12 @@ pub fn longest_silence_ms(segments: &[SpeechSegment], from_ms: u64, to_ms: u64) 
 
 /// Sorted, with overlapping or touching segments joined.
 fn merged(segments: &[SpeechSegment]) -> Vec<SpeechSegment> {
-    let mut sorted: Vec<SpeechSegment> = segments
-        .iter()
-        .copied()
-        .filter(|s| s.end_ms > s.start_ms)
-        .collect();
+    let mut sorted: Vec<SpeechSegment> = segments.iter().copied().filter(|s| s.end_ms > s.start_ms).collect();
     sorted.sort_by_key(|s| s.start_ms);
     let mut result: Vec<SpeechSegment> = Vec::with_capacity(sorted.len());
     for segment in sorted {
         match result.last_mut() {
-            Some(last) if segment.start_ms <= last.end_ms => {
-                last.end_ms = last.end_ms.max(segment.end_ms)
-            }
+            Some(last) if segment.start_ms <= last.end_ms => last.end_ms = last.end_ms.max(segment.end_ms),
             _ => result.push(segment),
         }
     }
@@ -117,11 +100,7 @@ mod tests {
     /// Agent greets 1.2 s after answer, we speak 5.0–7.0 s, agent replies at 7.85 s.
     fn typical_call() -> (Vec<SpeechSegment>, CallEvents) {
         let segments = vec![seg(2200, 4000), seg(7850, 9000), seg(9300, 10_000)];
-        let events = CallEvents {
-            answered_at_ms: 1000,
-            utterance_end_ms: Some(7000),
-            call_end_ms: 15_000,
-        };
+        let events = CallEvents { answered_at_ms: 1000, utterance_end_ms: Some(7000), call_end_ms: 15_000 };
         (segments, events)
     }
 
@@ -141,11 +120,7 @@ mod tests {
 
     #[test]
     fn silent_agent() {
-        let events = CallEvents {
-            answered_at_ms: 500,
-            utterance_end_ms: Some(3000),
-            call_end_ms: 8500,
-        };
+        let events = CallEvents { answered_at_ms: 500, utterance_end_ms: Some(3000), call_end_ms: 8500 };
         assert_eq!(
             speech_timings(&[], &events),
             SpeechTimings {
@@ -159,10 +134,7 @@ mod tests {
 
     #[test]
     fn speech_running_at_answer_counts_as_immediate() {
-        assert_eq!(
-            first_audio_ms(&[seg(100, 300), seg(800, 1500)], 1000),
-            Some(0)
-        );
+        assert_eq!(first_audio_ms(&[seg(100, 300), seg(800, 1500)], 1000), Some(0));
         assert_eq!(first_audio_ms(&[seg(100, 300)], 1000), None);
     }
 
@@ -176,13 +148,7 @@ mod tests {
 
     #[test]
     fn overlapping_and_unsorted_segments_are_merged() {
-        let segments = [
-            seg(3000, 4000),
-            seg(1000, 2000),
-            seg(1500, 2500),
-            seg(2500, 2600),
-            seg(5000, 5000),
-        ];
+        let segments = [seg(3000, 4000), seg(1000, 2000), seg(1500, 2500), seg(2500, 2600), seg(5000, 5000)];
         assert_eq!(talk_time_ms(&segments), 1600 + 1000);
         assert_eq!(longest_silence_ms(&segments, 0, 6000), 2000);
         // Window clipping: only [2000, 3500] is looked at.

@@ -60,35 +60,22 @@ impl TxPlan {
         let frames_in = |duration: Duration| (duration.as_millis() / u128::from(FRAME_MS)) as usize;
         let mut frames = Vec::new();
         for _ in 0..frames_in(lead_silence) {
-            frames.push(TxFrame {
-                payload: encoder.encode(&silence),
-                starts_talkspurt: false,
-            });
+            frames.push(TxFrame { payload: encoder.encode(&silence), starts_talkspurt: false });
         }
         let clip_first_frame = frames.len();
         for (i, chunk) in clip.chunks(samples_per_frame).enumerate() {
             let mut pcm = chunk.to_vec();
             pcm.resize(samples_per_frame, 0);
-            frames.push(TxFrame {
-                payload: encoder.encode(&pcm),
-                starts_talkspurt: i == 0,
-            });
+            frames.push(TxFrame { payload: encoder.encode(&pcm), starts_talkspurt: i == 0 });
         }
         let clip_end_frame = frames.len();
         for _ in 0..frames_in(trail_silence) {
-            frames.push(TxFrame {
-                payload: encoder.encode(&silence),
-                starts_talkspurt: false,
-            });
+            frames.push(TxFrame { payload: encoder.encode(&silence), starts_talkspurt: false });
         }
         if let Some(first) = frames.first_mut() {
             first.starts_talkspurt = true;
         }
-        TxPlan {
-            frames,
-            clip_first_frame,
-            clip_end_frame,
-        }
+        TxPlan { frames, clip_first_frame, clip_end_frame }
     }
 }
 
@@ -112,11 +99,7 @@ impl StreamIdentity {
             z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
             z ^ (z >> 31)
         };
-        StreamIdentity {
-            ssrc: next() as u32,
-            initial_sequence: next() as u16,
-            initial_timestamp: next() as u32,
-        }
+        StreamIdentity { ssrc: next() as u32, initial_sequence: next() as u16, initial_timestamp: next() as u32 }
     }
 }
 
@@ -155,19 +138,8 @@ pub struct Pacer {
 
 impl Pacer {
     /// A pacer that sends `frames` with `codec`'s payload type, frame 0 at `start`.
-    pub fn new(
-        codec: AudioCodec,
-        identity: StreamIdentity,
-        start: Instant,
-        frames: Vec<TxFrame>,
-    ) -> Pacer {
-        Pacer::with_payload_type(
-            codec.payload_type(),
-            codec.timestamp_increment_per_frame(),
-            identity,
-            start,
-            frames,
-        )
+    pub fn new(codec: AudioCodec, identity: StreamIdentity, start: Instant, frames: Vec<TxFrame>) -> Pacer {
+        Pacer::with_payload_type(codec.payload_type(), codec.timestamp_increment_per_frame(), identity, start, frames)
     }
 
     /// Like [`Pacer::new`] with the payload type the answer chose (it may
@@ -211,10 +183,7 @@ impl Pacer {
         let header = RtpHeader {
             marker: frame.starts_talkspurt || frame_index == 0,
             payload_type: self.payload_type,
-            sequence_number: self
-                .identity
-                .initial_sequence
-                .wrapping_add(frame_index as u16),
+            sequence_number: self.identity.initial_sequence.wrapping_add(frame_index as u16),
             timestamp: self
                 .identity
                 .initial_timestamp
@@ -230,12 +199,7 @@ impl Pacer {
         if lateness >= FRAME_DURATION {
             self.stats.late_packets += 1;
         }
-        Some(OutgoingPacket {
-            frame_index,
-            scheduled_at,
-            header,
-            datagram,
-        })
+        Some(OutgoingPacket { frame_index, scheduled_at, header, datagram })
     }
 
     pub fn is_finished(&self) -> bool {
@@ -269,30 +233,15 @@ mod tests {
     use crate::media::rtp::parse_packet;
 
     fn silent_frames(count: usize) -> Vec<TxFrame> {
-        vec![
-            TxFrame {
-                payload: vec![0xFF; 160],
-                starts_talkspurt: false
-            };
-            count
-        ]
+        vec![TxFrame { payload: vec![0xFF; 160], starts_talkspurt: false }; count]
     }
 
     #[test]
     fn ten_simulated_minutes_stay_on_the_absolute_schedule() {
         let start = Instant::now();
         let frame_count = 10 * 60 * 50;
-        let identity = StreamIdentity {
-            ssrc: 7,
-            initial_sequence: 65_000,
-            initial_timestamp: u32::MAX - 1000,
-        };
-        let mut pacer = Pacer::new(
-            AudioCodec::G722,
-            identity,
-            start,
-            silent_frames(frame_count),
-        );
+        let identity = StreamIdentity { ssrc: 7, initial_sequence: 65_000, initial_timestamp: u32::MAX - 1000 };
+        let mut pacer = Pacer::new(AudioCodec::G722, identity, start, silent_frames(frame_count));
         let mut sent = 0usize;
         // A caller whose sleeps overshoot by a varying 0..7 ms.
         let mut overshoot_ms = 0u64;
@@ -302,27 +251,15 @@ mod tests {
             while let Some(packet) = pacer.poll(now) {
                 let n = sent;
                 assert_eq!(packet.frame_index, n);
-                assert_eq!(
-                    packet.scheduled_at,
-                    start + Duration::from_millis(20 * n as u64)
-                );
-                assert_eq!(
-                    packet.header.sequence_number,
-                    65_000u16.wrapping_add(n as u16)
-                );
-                assert_eq!(
-                    packet.header.timestamp,
-                    (u32::MAX - 1000).wrapping_add(160 * n as u32)
-                );
+                assert_eq!(packet.scheduled_at, start + Duration::from_millis(20 * n as u64));
+                assert_eq!(packet.header.sequence_number, 65_000u16.wrapping_add(n as u16));
+                assert_eq!(packet.header.timestamp, (u32::MAX - 1000).wrapping_add(160 * n as u32));
                 assert_eq!(packet.header.marker, n == 0);
                 sent += 1;
             }
         }
         assert_eq!(sent, frame_count);
-        assert_eq!(
-            pacer.scheduled_at(frame_count - 1),
-            start + Duration::from_secs(600) - FRAME_DURATION
-        );
+        assert_eq!(pacer.scheduled_at(frame_count - 1), start + Duration::from_secs(600) - FRAME_DURATION);
         assert_eq!(pacer.stats().late_packets, 0);
         assert_eq!(pacer.stats().max_lateness, Duration::from_millis(7));
         assert!(pacer.is_finished());
@@ -331,86 +268,45 @@ mod tests {
     #[test]
     fn nothing_is_sent_before_its_slot() {
         let start = Instant::now();
-        let mut pacer = Pacer::new(
-            AudioCodec::Pcmu,
-            StreamIdentity::from_seed(1),
-            start,
-            silent_frames(3),
-        );
+        let mut pacer = Pacer::new(AudioCodec::Pcmu, StreamIdentity::from_seed(1), start, silent_frames(3));
         assert!(pacer.poll(start).is_some());
         assert!(pacer.poll(start + Duration::from_millis(19)).is_none());
-        assert_eq!(
-            pacer.next_send_at(),
-            Some(start + Duration::from_millis(20))
-        );
+        assert_eq!(pacer.next_send_at(), Some(start + Duration::from_millis(20)));
     }
 
     #[test]
     fn late_poll_sends_overdue_packets_in_a_burst() {
         let start = Instant::now();
-        let mut pacer = Pacer::new(
-            AudioCodec::Pcma,
-            StreamIdentity::from_seed(2),
-            start,
-            silent_frames(10),
-        );
+        let mut pacer = Pacer::new(AudioCodec::Pcma, StreamIdentity::from_seed(2), start, silent_frames(10));
         let now = start + Duration::from_millis(95); // frames 0..=4 are due
         let burst: Vec<_> = std::iter::from_fn(|| pacer.poll(now)).collect();
-        assert_eq!(
-            burst.iter().map(|p| p.frame_index).collect::<Vec<_>>(),
-            vec![0, 1, 2, 3, 4]
-        );
+        assert_eq!(burst.iter().map(|p| p.frame_index).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
         assert_eq!(pacer.stats().late_packets, 4); // frames 0..=3 are ≥ 20 ms late
         assert_eq!(pacer.stats().max_lateness, Duration::from_millis(95));
         // The schedule is not shifted by the stall.
-        assert_eq!(
-            pacer.next_send_at(),
-            Some(start + Duration::from_millis(100))
-        );
+        assert_eq!(pacer.next_send_at(), Some(start + Duration::from_millis(100)));
         let packet = parse_packet(&burst[1].datagram).unwrap();
         assert_eq!(packet.header.payload_type, 8);
-        assert_eq!(
-            packet.header.sequence_number,
-            burst[0].header.sequence_number.wrapping_add(1)
-        );
-        assert_eq!(
-            packet.header.timestamp,
-            burst[0].header.timestamp.wrapping_add(160)
-        );
+        assert_eq!(packet.header.sequence_number, burst[0].header.sequence_number.wrapping_add(1));
+        assert_eq!(packet.header.timestamp, burst[0].header.timestamp.wrapping_add(160));
     }
 
     #[test]
     fn plan_places_clip_between_silences_and_marks_talkspurts() {
         let mut encoder = AudioCodec::Pcmu.encoder();
         let clip = vec![1000i16; 160 * 3 + 10]; // 3 full frames and a partial one
-        let plan = TxPlan::with_clip(
-            &mut encoder,
-            Duration::from_millis(100),
-            &clip,
-            Duration::from_millis(40),
-        );
+        let plan = TxPlan::with_clip(&mut encoder, Duration::from_millis(100), &clip, Duration::from_millis(40));
         assert_eq!(plan.frames.len(), 5 + 4 + 2);
         assert_eq!((plan.clip_first_frame, plan.clip_end_frame), (5, 9));
-        let marked: Vec<usize> = plan
-            .frames
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| f.starts_talkspurt)
-            .map(|(i, _)| i)
-            .collect();
+        let marked: Vec<usize> =
+            plan.frames.iter().enumerate().filter(|(_, f)| f.starts_talkspurt).map(|(i, _)| i).collect();
         assert_eq!(marked, vec![0, 5]);
         assert!(plan.frames.iter().all(|f| f.payload.len() == 160));
         assert_eq!(plan.frames[0].payload[0], 0xFF); // µ-law silence
         let start = Instant::now();
-        let mut pacer = Pacer::new(
-            AudioCodec::Pcmu,
-            StreamIdentity::from_seed(3),
-            start,
-            plan.frames,
-        );
-        let markers: Vec<bool> = std::iter::from_fn(|| pacer.poll(start + Duration::from_secs(1)))
-            .map(|p| p.header.marker)
-            .collect();
+        let mut pacer = Pacer::new(AudioCodec::Pcmu, StreamIdentity::from_seed(3), start, plan.frames);
+        let markers: Vec<bool> =
+            std::iter::from_fn(|| pacer.poll(start + Duration::from_secs(1))).map(|p| p.header.marker).collect();
         assert_eq!(markers.iter().filter(|&&m| m).count(), 2);
         assert!(markers[5]);
     }

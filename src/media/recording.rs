@@ -42,12 +42,7 @@ pub struct TimelineRecorder {
 impl TimelineRecorder {
     /// An empty recording at `sample_rate` that never grows past `max_duration`.
     pub fn new(sample_rate: u32, max_duration: Duration) -> TimelineRecorder {
-        TimelineRecorder {
-            sample_rate,
-            max_duration,
-            samples: Vec::new(),
-            refused_frames: 0,
-        }
+        TimelineRecorder { sample_rate, max_duration, samples: Vec::new(), refused_frames: 0 }
     }
 
     pub fn sample_rate(&self) -> u32 {
@@ -60,10 +55,7 @@ impl TimelineRecorder {
         let end = start + pcm.len();
         if end > self.sample_index(self.max_duration) {
             self.refused_frames += 1;
-            return Err(PlaceError::BeyondLimit {
-                offset,
-                limit: self.max_duration,
-            });
+            return Err(PlaceError::BeyondLimit { offset, limit: self.max_duration });
         }
         if self.samples.len() < end {
             self.samples.resize(end, 0);
@@ -128,11 +120,7 @@ pub struct RtpTimeline {
 }
 
 impl RtpTimeline {
-    pub fn new(
-        clock_rate: u32,
-        first_timestamp: u32,
-        first_arrival_offset: Duration,
-    ) -> RtpTimeline {
+    pub fn new(clock_rate: u32, first_timestamp: u32, first_arrival_offset: Duration) -> RtpTimeline {
         RtpTimeline {
             clock_rate,
             anchor_timestamp: first_timestamp,
@@ -205,10 +193,7 @@ mod tests {
         assert_eq!(timeline.offset_of(320), Some(ms(1060)));
         assert_eq!(timeline.offset_of(160), Some(ms(1040))); // late packet
                                                              // A frame 2 s before the anchor would be before t0 = 1 s earlier.
-        assert_eq!(
-            timeline.offset_of((u32::MAX - 159).wrapping_sub(16000)),
-            None
-        );
+        assert_eq!(timeline.offset_of((u32::MAX - 159).wrapping_sub(16000)), None);
     }
 
     #[test]
@@ -229,10 +214,7 @@ mod tests {
         let wild = Duration::from_secs(200_000); // from a corrupt timestamp
         assert_eq!(
             recorder.place(wild, &[1; 160]),
-            Err(PlaceError::BeyondLimit {
-                offset: wild,
-                limit: Duration::from_secs(1)
-            })
+            Err(PlaceError::BeyondLimit { offset: wild, limit: Duration::from_secs(1) })
         );
         assert!(recorder.place(ms(990), &[1; 160]).is_err()); // would end at 1010 ms
         assert_eq!(recorder.refused_frames(), 2);

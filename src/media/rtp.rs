@@ -91,9 +91,7 @@ pub fn parse_packet(datagram: &[u8]) -> Result<RtpPacket<'_>, RtpParseError> {
     }
     let mut extension_profile = None;
     if has_extension {
-        let ext = datagram
-            .get(payload_start..payload_start + 4)
-            .ok_or(RtpParseError::ExtensionOverrun)?;
+        let ext = datagram.get(payload_start..payload_start + 4).ok_or(RtpParseError::ExtensionOverrun)?;
         extension_profile = Some(u16::from_be_bytes([ext[0], ext[1]]));
         let words = usize::from(u16::from_be_bytes([ext[2], ext[3]]));
         payload_start += 4 + 4 * words;
@@ -110,12 +108,7 @@ pub fn parse_packet(datagram: &[u8]) -> Result<RtpPacket<'_>, RtpParseError> {
         }
         payload_end -= usize::from(padding);
     }
-    Ok(RtpPacket {
-        header,
-        csrc_count,
-        extension_profile,
-        payload: &datagram[payload_start..payload_end],
-    })
+    Ok(RtpPacket { header, csrc_count, extension_profile, payload: &datagram[payload_start..payload_end] })
 }
 
 /// True for an RTCP packet multiplexed on the RTP port (RFC 5761 §4:
@@ -129,22 +122,13 @@ mod tests {
     use super::*;
 
     fn sample_header() -> RtpHeader {
-        RtpHeader {
-            marker: true,
-            payload_type: 9,
-            sequence_number: 0xABCD,
-            timestamp: 0x0102_0304,
-            ssrc: 0xDEAD_BEEF,
-        }
+        RtpHeader { marker: true, payload_type: 9, sequence_number: 0xABCD, timestamp: 0x0102_0304, ssrc: 0xDEAD_BEEF }
     }
 
     #[test]
     fn build_then_parse_round_trips() {
         let bytes = build_packet(&sample_header(), &[1, 2, 3]);
-        assert_eq!(
-            &bytes[..12],
-            &[0x80, 0x89, 0xAB, 0xCD, 1, 2, 3, 4, 0xDE, 0xAD, 0xBE, 0xEF]
-        );
+        assert_eq!(&bytes[..12], &[0x80, 0x89, 0xAB, 0xCD, 1, 2, 3, 4, 0xDE, 0xAD, 0xBE, 0xEF]);
         let packet = parse_packet(&bytes).unwrap();
         assert_eq!(packet.header, sample_header());
         assert_eq!(packet.payload, &[1, 2, 3]);
@@ -174,23 +158,14 @@ mod tests {
         bytes[0] = 0x40;
         assert_eq!(parse_packet(&bytes), Err(RtpParseError::WrongVersion(1)));
         bytes[0] = 0x81; // one CSRC but only 2 bytes after the header
-        assert!(matches!(
-            parse_packet(&bytes),
-            Err(RtpParseError::CsrcOverrun { .. })
-        ));
+        assert!(matches!(parse_packet(&bytes), Err(RtpParseError::CsrcOverrun { .. })));
         bytes[0] = 0x90; // extension header does not fit
         assert_eq!(parse_packet(&bytes), Err(RtpParseError::ExtensionOverrun));
         bytes[0] = 0xA0;
         bytes[13] = 5; // padding longer than the payload
-        assert!(matches!(
-            parse_packet(&bytes),
-            Err(RtpParseError::BadPadding { padding: 5, .. })
-        ));
+        assert!(matches!(parse_packet(&bytes), Err(RtpParseError::BadPadding { padding: 5, .. })));
         bytes[13] = 0; // zero padding count is invalid
-        assert!(matches!(
-            parse_packet(&bytes),
-            Err(RtpParseError::BadPadding { padding: 0, .. })
-        ));
+        assert!(matches!(parse_packet(&bytes), Err(RtpParseError::BadPadding { padding: 0, .. })));
     }
 
     #[test]

@@ -108,12 +108,7 @@ impl RxStats {
     /// Accounts one received packet.
     pub fn on_packet(&mut self, header: &RtpHeader, source: SocketAddr, arrival: Instant) {
         let Some(stream) = self.stream.as_mut() else {
-            self.stream = Some(TrackedStream::starting_with(
-                header,
-                source,
-                arrival,
-                self.clock_rate,
-            ));
+            self.stream = Some(TrackedStream::starting_with(header, source, arrival, self.clock_rate));
             return;
         };
         if source != stream.source {
@@ -124,9 +119,7 @@ impl RxStats {
             self.other_ssrc_packets += 1;
             return;
         }
-        self.max_arrival_gap = self
-            .max_arrival_gap
-            .max(arrival.saturating_duration_since(stream.last_arrival));
+        self.max_arrival_gap = self.max_arrival_gap.max(arrival.saturating_duration_since(stream.last_arrival));
         stream.last_arrival = stream.last_arrival.max(arrival);
 
         let sequence_number = header.sequence_number;
@@ -191,8 +184,7 @@ impl RxStats {
         if let Some(stream) = &self.stream {
             report.ssrc = Some(stream.ssrc);
             report.received = stream.received_before_restart + stream.received_in_segment;
-            report.expected = stream.expected_before_restart
-                + (stream.max_extended_seq - stream.base_extended_seq + 1);
+            report.expected = stream.expected_before_restart + (stream.max_extended_seq - stream.base_extended_seq + 1);
             report.lost = report.expected.saturating_sub(report.received);
             report.jitter_timestamp_units = stream.jitter;
             report.jitter_ms = stream.jitter * 1000.0 / f64::from(self.clock_rate);
@@ -204,12 +196,7 @@ impl RxStats {
 }
 
 impl TrackedStream {
-    fn starting_with(
-        header: &RtpHeader,
-        source: SocketAddr,
-        arrival: Instant,
-        clock_rate: u32,
-    ) -> TrackedStream {
+    fn starting_with(header: &RtpHeader, source: SocketAddr, arrival: Instant, clock_rate: u32) -> TrackedStream {
         let mut stream = TrackedStream {
             ssrc: header.ssrc,
             source,
@@ -289,13 +276,7 @@ mod tests {
     }
 
     fn header(sequence_number: u16, timestamp: u32) -> RtpHeader {
-        RtpHeader {
-            marker: false,
-            payload_type: 0,
-            sequence_number,
-            timestamp,
-            ssrc: SSRC,
-        }
+        RtpHeader { marker: false, payload_type: 0, sequence_number, timestamp, ssrc: SSRC }
     }
 
     /// Feeds (sequence number, RTP timestamp, arrival ms) triples.
@@ -313,17 +294,8 @@ mod tests {
         // Arrivals 0, 20, 45, 60 ms = 0, 160, 360, 480 timestamp units.
         // Transit 0, 0, 40, 0 -> D = 0, 40, -40.
         // J = 0 -> 0 + (40 - 0)/16 = 2.5 -> 2.5 + (40 - 2.5)/16 = 4.84375.
-        let report = feed(&[
-            (100, 1000, 0),
-            (101, 1160, 20),
-            (102, 1320, 45),
-            (103, 1480, 60),
-        ]);
-        assert!(
-            (report.jitter_timestamp_units - 4.84375).abs() < 1e-9,
-            "{}",
-            report.jitter_timestamp_units
-        );
+        let report = feed(&[(100, 1000, 0), (101, 1160, 20), (102, 1320, 45), (103, 1480, 60)]);
+        assert!((report.jitter_timestamp_units - 4.84375).abs() < 1e-9, "{}", report.jitter_timestamp_units);
         assert!((report.jitter_ms - 4.84375 / 8.0).abs() < 1e-9);
         assert_eq!((report.received, report.expected, report.lost), (4, 4, 0));
         assert_eq!(report.max_arrival_gap, Duration::from_millis(25));
@@ -332,15 +304,8 @@ mod tests {
 
     #[test]
     fn perfectly_paced_stream_has_zero_jitter_across_timestamp_wrap() {
-        let arrivals: Vec<(u16, u32, u64)> = (0..100u32)
-            .map(|i| {
-                (
-                    i as u16,
-                    (u32::MAX - 800).wrapping_add(160 * i),
-                    20 * u64::from(i),
-                )
-            })
-            .collect();
+        let arrivals: Vec<(u16, u32, u64)> =
+            (0..100u32).map(|i| (i as u16, (u32::MAX - 800).wrapping_add(160 * i), 20 * u64::from(i))).collect();
         let report = feed(&arrivals);
         assert!(report.jitter_timestamp_units.abs() < 1e-9);
         assert_eq!(report.lost, 0);
@@ -369,14 +334,9 @@ mod tests {
 
     #[test]
     fn many_wraps_extend_the_sequence() {
-        let arrivals: Vec<(u16, u32, u64)> = (0..200_000u32)
-            .map(|i| (i as u16, 160 * i, 20 * u64::from(i)))
-            .collect();
+        let arrivals: Vec<(u16, u32, u64)> = (0..200_000u32).map(|i| (i as u16, 160 * i, 20 * u64::from(i))).collect();
         let report = feed(&arrivals);
-        assert_eq!(
-            (report.expected, report.received, report.lost),
-            (200_000, 200_000, 0)
-        );
+        assert_eq!((report.expected, report.received, report.lost), (200_000, 200_000, 0));
     }
 
     #[test]
@@ -384,44 +344,22 @@ mod tests {
         let t0 = Instant::now();
         let mut stats = RxStats::new(8000);
         stats.on_packet(&header(1, 0), source(), t0);
-        let stranger = RtpHeader {
-            ssrc: 99,
-            ..header(500, 0)
-        };
+        let stranger = RtpHeader { ssrc: 99, ..header(500, 0) };
         stats.on_packet(&stranger, source(), t0 + Duration::from_millis(5));
-        stats.on_packet(
-            &header(2, 160),
-            "198.51.100.1:4000".parse().unwrap(),
-            t0 + Duration::from_millis(10),
-        );
+        stats.on_packet(&header(2, 160), "198.51.100.1:4000".parse().unwrap(), t0 + Duration::from_millis(10));
         stats.on_packet(&header(2, 160), source(), t0 + Duration::from_millis(20));
         let report = stats.report();
-        assert_eq!(
-            (report.other_ssrc_packets, report.other_source_packets),
-            (1, 1)
-        );
+        assert_eq!((report.other_ssrc_packets, report.other_source_packets), (1, 1));
         assert_eq!((report.received, report.expected), (2, 2));
     }
 
     #[test]
     fn single_stray_jump_is_ignored_but_a_confirmed_restart_is_followed() {
         let stray = feed(&[(10, 0, 0), (11, 160, 20), (30_000, 0, 40), (12, 320, 60)]);
-        assert_eq!(
-            (stray.expected, stray.received, stray.sequence_restarts),
-            (3, 3, 0)
-        );
-        let restarted = feed(&[
-            (10, 0, 0),
-            (11, 160, 20),
-            (30_000, 0, 40),
-            (30_001, 160, 60),
-            (30_002, 320, 80),
-        ]);
+        assert_eq!((stray.expected, stray.received, stray.sequence_restarts), (3, 3, 0));
+        let restarted = feed(&[(10, 0, 0), (11, 160, 20), (30_000, 0, 40), (30_001, 160, 60), (30_002, 320, 80)]);
         assert_eq!(restarted.sequence_restarts, 1);
-        assert_eq!(
-            (restarted.expected, restarted.received, restarted.lost),
-            (5, 5, 0)
-        );
+        assert_eq!((restarted.expected, restarted.received, restarted.lost), (5, 5, 0));
     }
 
     #[test]

@@ -71,21 +71,13 @@ pub enum SdpError {
     #[error("no c= line for the audio stream")]
     MissingConnectionAddress,
     #[error("malformed SDP line {line_number} {line:?}: {reason}")]
-    Malformed {
-        line_number: usize,
-        line: String,
-        reason: &'static str,
-    },
+    Malformed { line_number: usize, line: String, reason: &'static str },
 }
 
 /// Builds our offer: one audio stream, RTP/AVP, the codecs in the given order
 /// plus telephone-event/8000 on PT 101, ptime 20, sendrecv. CRLF endings.
 pub fn build_offer(params: &OfferParams) -> String {
-    let mut payload_types: Vec<String> = params
-        .codecs
-        .iter()
-        .map(|c| c.payload_type().to_string())
-        .collect();
+    let mut payload_types: Vec<String> = params.codecs.iter().map(|c| c.payload_type().to_string()).collect();
     payload_types.push(TELEPHONE_EVENT_PAYLOAD_TYPE.to_string());
     let ip = params.local_ip;
     let mut sdp = String::new();
@@ -94,29 +86,15 @@ pub fn build_offer(params: &OfferParams) -> String {
         sdp.push_str("\r\n");
     };
     line("v=0".into());
-    line(format!(
-        "o=callprobe {} {} IN IP4 {ip}",
-        params.session_id, params.session_version
-    ));
+    line(format!("o=callprobe {} {} IN IP4 {ip}", params.session_id, params.session_version));
     line("s=callprobe".into());
     line(format!("c=IN IP4 {ip}"));
     line("t=0 0".into());
-    line(format!(
-        "m=audio {} RTP/AVP {}",
-        params.rtp_port,
-        payload_types.join(" ")
-    ));
+    line(format!("m=audio {} RTP/AVP {}", params.rtp_port, payload_types.join(" ")));
     for codec in &params.codecs {
-        line(format!(
-            "a=rtpmap:{} {}/{}",
-            codec.payload_type(),
-            codec.encoding_name(),
-            codec.rtp_clock_rate()
-        ));
+        line(format!("a=rtpmap:{} {}/{}", codec.payload_type(), codec.encoding_name(), codec.rtp_clock_rate()));
     }
-    line(format!(
-        "a=rtpmap:{TELEPHONE_EVENT_PAYLOAD_TYPE} telephone-event/8000"
-    ));
+    line(format!("a=rtpmap:{TELEPHONE_EVENT_PAYLOAD_TYPE} telephone-event/8000"));
     line(format!("a=fmtp:{TELEPHONE_EVENT_PAYLOAD_TYPE} 0-16"));
     line(format!("a=ptime:{FRAME_MS}"));
     line("a=sendrecv".into());
@@ -148,22 +126,15 @@ pub fn parse_answer(sdp: &str, offered: &[AudioCodec]) -> Result<NegotiatedAudio
         if line.is_empty() {
             continue;
         }
-        let malformed = |reason: &'static str| SdpError::Malformed {
-            line_number,
-            line: line.to_string(),
-            reason,
-        };
+        let malformed = |reason: &'static str| SdpError::Malformed { line_number, line: line.to_string(), reason };
         let Some((kind, value)) = line.split_once('=') else {
             return Err(malformed("expected <type>=<value>"));
         };
         match kind {
-            "m" => sections.push(
-                parse_media_line(value)
-                    .ok_or_else(|| malformed("expected m=<media> <port> <proto> <fmt>..."))?,
-            ),
+            "m" => sections
+                .push(parse_media_line(value).ok_or_else(|| malformed("expected m=<media> <port> <proto> <fmt>..."))?),
             "c" => {
-                let address = parse_connection(value)
-                    .ok_or_else(|| malformed("expected c=IN IP4|IP6 <address>"))?;
+                let address = parse_connection(value).ok_or_else(|| malformed("expected c=IN IP4|IP6 <address>"))?;
                 match sections.last_mut() {
                     Some(section) => section.connection = Some(address),
                     None => session_connection = Some(address),
@@ -183,16 +154,11 @@ pub fn parse_answer(sdp: &str, offered: &[AudioCodec]) -> Result<NegotiatedAudio
                 };
                 match name {
                     "rtpmap" => section.rtpmaps.push(
-                        parse_rtpmap(attr_value)
-                            .ok_or_else(|| malformed("expected a=rtpmap:<pt> <name>/<rate>"))?,
+                        parse_rtpmap(attr_value).ok_or_else(|| malformed("expected a=rtpmap:<pt> <name>/<rate>"))?,
                     ),
                     "ptime" => {
-                        section.ptime_ms = Some(
-                            attr_value
-                                .trim()
-                                .parse()
-                                .map_err(|_| malformed("expected a=ptime:<ms>"))?,
-                        )
+                        section.ptime_ms =
+                            Some(attr_value.trim().parse().map_err(|_| malformed("expected a=ptime:<ms>"))?)
                     }
                     _ => {}
                 }
@@ -202,18 +168,14 @@ pub fn parse_answer(sdp: &str, offered: &[AudioCodec]) -> Result<NegotiatedAudio
         }
     }
 
-    let audio = sections
-        .into_iter()
-        .find(|s| s.media == "audio")
-        .ok_or(SdpError::NoAudio)?;
+    let audio = sections.into_iter().find(|s| s.media == "audio").ok_or(SdpError::NoAudio)?;
     if audio.port == 0 {
         return Err(SdpError::MediaRejected);
     }
     let encoding_of = |pt: u8| -> Option<(String, u32)> {
         match audio.rtpmaps.iter().find(|(mapped, _, _)| *mapped == pt) {
             Some((_, name, rate)) => Some((name.clone(), *rate)),
-            None => AudioCodec::from_payload_type(pt)
-                .map(|c| (c.encoding_name().to_string(), c.rtp_clock_rate())),
+            None => AudioCodec::from_payload_type(pt).map(|c| (c.encoding_name().to_string(), c.rtp_clock_rate())),
         }
     };
     let (payload_type, codec) = audio
@@ -221,22 +183,13 @@ pub fn parse_answer(sdp: &str, offered: &[AudioCodec]) -> Result<NegotiatedAudio
         .iter()
         .find_map(|&pt| {
             let (name, rate) = encoding_of(pt)?;
-            AudioCodec::from_rtpmap(&name, rate)
-                .filter(|c| offered.contains(c))
-                .map(|c| (pt, c))
+            AudioCodec::from_rtpmap(&name, rate).filter(|c| offered.contains(c)).map(|c| (pt, c))
         })
-        .ok_or_else(|| SdpError::NoCommonCodec {
-            answered: audio.payload_types.clone(),
-        })?;
+        .ok_or_else(|| SdpError::NoCommonCodec { answered: audio.payload_types.clone() })?;
     let telephone_event_payload_type = audio.payload_types.iter().copied().find(|&pt| {
-        encoding_of(pt).is_some_and(|(name, rate)| {
-            name.eq_ignore_ascii_case("telephone-event") && rate == 8000
-        })
+        encoding_of(pt).is_some_and(|(name, rate)| name.eq_ignore_ascii_case("telephone-event") && rate == 8000)
     });
-    let address = audio
-        .connection
-        .or(session_connection)
-        .ok_or(SdpError::MissingConnectionAddress)?;
+    let address = audio.connection.or(session_connection).ok_or(SdpError::MissingConnectionAddress)?;
 
     Ok(NegotiatedAudio {
         codec,
@@ -244,10 +197,7 @@ pub fn parse_answer(sdp: &str, offered: &[AudioCodec]) -> Result<NegotiatedAudio
         telephone_event_payload_type,
         remote_rtp: SocketAddr::new(address, audio.port),
         ptime_ms: audio.ptime_ms,
-        direction: audio
-            .direction
-            .or(session_direction)
-            .unwrap_or(MediaDirection::SendRecv),
+        direction: audio.direction.or(session_direction).unwrap_or(MediaDirection::SendRecv),
         protocol: audio.protocol,
     })
 }
@@ -260,19 +210,11 @@ fn parse_media_line(value: &str) -> Option<MediaSection> {
     let port = port_field.split('/').next()?.parse().ok()?;
     let protocol = fields.next()?.to_string();
     let payload_types = if protocol.starts_with("RTP/") {
-        fields
-            .map(|f| f.parse::<u8>().ok().filter(|&pt| pt < 128))
-            .collect::<Option<Vec<u8>>>()?
+        fields.map(|f| f.parse::<u8>().ok().filter(|&pt| pt < 128)).collect::<Option<Vec<u8>>>()?
     } else {
         Vec::new() // non-RTP media (e.g. image/T.38): formats are not payload types
     };
-    Some(MediaSection {
-        media,
-        port,
-        protocol,
-        payload_types,
-        ..MediaSection::default()
-    })
+    Some(MediaSection { media, port, protocol, payload_types, ..MediaSection::default() })
 }
 
 /// `IN IP4 192.0.2.1` (a multicast `/ttl` suffix is dropped).
@@ -350,11 +292,7 @@ mod tests {
 
     #[test]
     fn offer_lists_codecs_in_order_with_telephone_event() {
-        let offer = build_offer(&offer_params(vec![
-            AudioCodec::Pcmu,
-            AudioCodec::G722,
-            AudioCodec::Pcma,
-        ]));
+        let offer = build_offer(&offer_params(vec![AudioCodec::Pcmu, AudioCodec::G722, AudioCodec::Pcma]));
         let expected = "v=0\r\n\
             o=callprobe 7 8 IN IP4 192.0.2.1\r\n\
             s=callprobe\r\n\
@@ -418,10 +356,7 @@ mod tests {
         assert_eq!(negotiated.codec, AudioCodec::Pcma);
         assert_eq!(negotiated.telephone_event_payload_type, Some(101));
         // Codecs we did not offer are skipped even when the peer lists them.
-        assert_eq!(
-            parse_answer(answer, &[AudioCodec::Pcmu]).unwrap().codec,
-            AudioCodec::Pcmu
-        );
+        assert_eq!(parse_answer(answer, &[AudioCodec::Pcmu]).unwrap().codec, AudioCodec::Pcmu);
     }
 
     #[test]
@@ -447,64 +382,30 @@ mod tests {
     #[test]
     fn rejected_stream_no_audio_and_no_common_codec() {
         let rejected = "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 0 RTP/AVP 0\r\n";
-        assert_eq!(
-            parse_answer(rejected, &OFFERED),
-            Err(SdpError::MediaRejected)
-        );
+        assert_eq!(parse_answer(rejected, &OFFERED), Err(SdpError::MediaRejected));
         let video_only = "v=0\r\nc=IN IP4 192.0.2.1\r\nm=video 5000 RTP/AVP 96\r\n";
         assert_eq!(parse_answer(video_only, &OFFERED), Err(SdpError::NoAudio));
-        let g729_only =
-            "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 5000 RTP/AVP 18 101\r\na=rtpmap:18 G729/8000\r\n";
-        assert_eq!(
-            parse_answer(g729_only, &OFFERED),
-            Err(SdpError::NoCommonCodec {
-                answered: vec![18, 101]
-            })
-        );
-        let g722_16k =
-            "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 5000 RTP/AVP 9\r\na=rtpmap:9 G722/16000\r\n";
-        assert!(matches!(
-            parse_answer(g722_16k, &OFFERED),
-            Err(SdpError::NoCommonCodec { .. })
-        ));
+        let g729_only = "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 5000 RTP/AVP 18 101\r\na=rtpmap:18 G729/8000\r\n";
+        assert_eq!(parse_answer(g729_only, &OFFERED), Err(SdpError::NoCommonCodec { answered: vec![18, 101] }));
+        let g722_16k = "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 5000 RTP/AVP 9\r\na=rtpmap:9 G722/16000\r\n";
+        assert!(matches!(parse_answer(g722_16k, &OFFERED), Err(SdpError::NoCommonCodec { .. })));
         let pcmu_only = "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 5000 RTP/AVP 0\r\n";
-        assert!(matches!(
-            parse_answer(pcmu_only, &[AudioCodec::G722]),
-            Err(SdpError::NoCommonCodec { .. })
-        ));
+        assert!(matches!(parse_answer(pcmu_only, &[AudioCodec::G722]), Err(SdpError::NoCommonCodec { .. })));
         let no_connection = "v=0\r\nm=audio 5000 RTP/AVP 0\r\n";
-        assert_eq!(
-            parse_answer(no_connection, &OFFERED),
-            Err(SdpError::MissingConnectionAddress)
-        );
+        assert_eq!(parse_answer(no_connection, &OFFERED), Err(SdpError::MissingConnectionAddress));
     }
 
     #[test]
     fn malformed_lines_are_reported_with_their_number() {
         let bad_port = "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio port RTP/AVP 0\r\n";
-        assert!(matches!(
-            parse_answer(bad_port, &OFFERED),
-            Err(SdpError::Malformed { line_number: 3, .. })
-        ));
+        assert!(matches!(parse_answer(bad_port, &OFFERED), Err(SdpError::Malformed { line_number: 3, .. })));
         let bad_connection = "v=0\r\nc=IN IP4 not-an-ip\r\n";
-        assert!(matches!(
-            parse_answer(bad_connection, &OFFERED),
-            Err(SdpError::Malformed { line_number: 2, .. })
-        ));
+        assert!(matches!(parse_answer(bad_connection, &OFFERED), Err(SdpError::Malformed { line_number: 2, .. })));
         let no_equals = "v=0\r\ngarbage\r\n";
-        assert!(matches!(
-            parse_answer(no_equals, &OFFERED),
-            Err(SdpError::Malformed { line_number: 2, .. })
-        ));
+        assert!(matches!(parse_answer(no_equals, &OFFERED), Err(SdpError::Malformed { line_number: 2, .. })));
         let bad_pt = "v=0\r\nm=audio 5000 RTP/AVP 300\r\n";
-        assert!(matches!(
-            parse_answer(bad_pt, &OFFERED),
-            Err(SdpError::Malformed { line_number: 2, .. })
-        ));
+        assert!(matches!(parse_answer(bad_pt, &OFFERED), Err(SdpError::Malformed { line_number: 2, .. })));
         let bad_ptime = "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 5000 RTP/AVP 0\r\na=ptime:twenty\r\n";
-        assert!(matches!(
-            parse_answer(bad_ptime, &OFFERED),
-            Err(SdpError::Malformed { line_number: 4, .. })
-        ));
+        assert!(matches!(parse_answer(bad_ptime, &OFFERED), Err(SdpError::Malformed { line_number: 4, .. })));
     }
 }

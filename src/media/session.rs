@@ -157,9 +157,8 @@ impl MediaSessionCore {
                 .collect();
             let pcm_16k_frames = p.pcm_16k.chunks(per_frame_16k).map(<[i16]>::to_vec).collect();
             let clip_ms = p.pcm_16k.len() as f64 * 1000.0 / f64::from(RECORDING_RATE);
-            let speech_end_ms = detect_speech(&p.pcm_16k, VadConfig::default())
-                .last()
-                .map_or(clip_ms, |seg| seg.end_ms as f64);
+            let speech_end_ms =
+                detect_speech(&p.pcm_16k, VadConfig::default()).last().map_or(clip_ms, |seg| seg.end_ms as f64);
             Clip { frames, pcm_16k_frames, start: p.start, speech_end_ms }
         });
         let pacer = Pacer::with_payload_type(
@@ -451,7 +450,12 @@ mod tests {
 
     /// Runs the session in simulated time until `end`, delivering `incoming`
     /// (arrival offset from t0, datagram) on the way; returns send offsets.
-    fn drive(core: &mut MediaSessionCore, t0: Instant, end: Duration, mut incoming: Vec<(Duration, Vec<u8>)>) -> Vec<Duration> {
+    fn drive(
+        core: &mut MediaSessionCore,
+        t0: Instant,
+        end: Duration,
+        mut incoming: Vec<(Duration, Vec<u8>)>,
+    ) -> Vec<Duration> {
         incoming.sort_by_key(|(at, _)| *at);
         let mut incoming: VecDeque<_> = incoming.into();
         let far: SocketAddr = FAR.parse().unwrap();
@@ -481,7 +485,8 @@ mod tests {
     fn sends_comfort_silence_every_20ms_from_the_start() {
         let t0 = Instant::now();
         let connected = t0 + ms(100);
-        let mut core = MediaSessionCore::new(audio(), LOCAL.parse().unwrap(), None, 1, t0, connected).started(connected);
+        let mut core =
+            MediaSessionCore::new(audio(), LOCAL.parse().unwrap(), None, 1, t0, connected).started(connected);
         let sent = drive(&mut core, t0, ms(1099), Vec::new());
         assert_eq!(sent.len(), 50);
         assert!(sent.iter().enumerate().all(|(n, at)| *at == ms(100 + 20 * n as u64)), "{sent:?}");
@@ -490,7 +495,9 @@ mod tests {
         let wire: Vec<_> = out.wire.iter().filter(|d| d.outbound).collect();
         let seq = |d: &RtpDatagram| u16::from_be_bytes([d.bytes[2], d.bytes[3]]);
         let ts = |d: &RtpDatagram| u32::from_be_bytes([d.bytes[4], d.bytes[5], d.bytes[6], d.bytes[7]]);
-        assert!(wire.windows(2).all(|w| seq(w[1]) == seq(w[0]).wrapping_add(1) && ts(w[1]) == ts(w[0]).wrapping_add(160)));
+        assert!(wire
+            .windows(2)
+            .all(|w| seq(w[1]) == seq(w[0]).wrapping_add(1) && ts(w[1]) == ts(w[0]).wrapping_add(160)));
         assert!(wire[0].bytes[1] & 0x80 != 0, "marker on the first packet");
         assert!(out.played.is_none());
     }
@@ -502,7 +509,8 @@ mod tests {
         let clip = fixture("hello_can_you_hear_me_16k.wav");
         let clip_ms = (clip.len() as u64 * 1000).div_ceil(u64::from(RECORDING_RATE)).div_ceil(20) * 20;
         let play = PlayPlan { pcm_16k: clip.clone(), start: PlayStart::AfterConnect(ms(500)) };
-        let mut core = MediaSessionCore::new(audio(), LOCAL.parse().unwrap(), Some(play), 2, t0, connected).started(connected);
+        let mut core =
+            MediaSessionCore::new(audio(), LOCAL.parse().unwrap(), Some(play), 2, t0, connected).started(connected);
         drive(&mut core, t0, ms(200 + 500 + clip_ms + 500), Vec::new());
         let out = core.finish(t0 + ms(200 + 500 + clip_ms + 500));
         let (start, end) = out.played.expect("played");
@@ -518,7 +526,8 @@ mod tests {
     #[test]
     fn a_clip_cut_short_by_the_end_of_the_call_is_not_an_utterance() {
         let t0 = Instant::now();
-        let play = PlayPlan { pcm_16k: fixture("hello_can_you_hear_me_16k.wav"), start: PlayStart::AfterConnect(ms(100)) };
+        let play =
+            PlayPlan { pcm_16k: fixture("hello_can_you_hear_me_16k.wav"), start: PlayStart::AfterConnect(ms(100)) };
         let mut core = MediaSessionCore::new(audio(), LOCAL.parse().unwrap(), Some(play), 6, t0, t0).started(t0);
         drive(&mut core, t0, ms(600), Vec::new());
         let out = core.finish(t0 + ms(600));
@@ -547,18 +556,18 @@ mod tests {
         let greeting = fixture("thank_you_for_calling_16k.wav");
         let packets = far_end_packets(&greeting, 1000, 5000);
         let count = packets.len() as u64;
-        let incoming: Vec<_> = packets
-            .into_iter()
-            .enumerate()
-            .map(|(i, d)| (ms(300 + 20 * i as u64), d))
-            .collect();
+        let incoming: Vec<_> = packets.into_iter().enumerate().map(|(i, d)| (ms(300 + 20 * i as u64), d)).collect();
         let greeting_end = 300 + detect_speech(&greeting, VadConfig::default()).last().unwrap().end_ms;
         let play = PlayPlan { pcm_16k: fixture("hello_can_you_hear_me_16k.wav"), start: PlayStart::AfterGreeting };
-        let mut core = MediaSessionCore::new(audio(), LOCAL.parse().unwrap(), Some(play), 3, t0, connected).started(connected);
+        let mut core =
+            MediaSessionCore::new(audio(), LOCAL.parse().unwrap(), Some(play), 3, t0, connected).started(connected);
         drive(&mut core, t0, ms(greeting_end + 3000), incoming);
         let out = core.finish(t0 + ms(greeting_end + 3000));
         let (start, _) = out.played.expect("played after the greeting");
-        assert!(start > greeting_end as f64 && start < greeting_end as f64 + 1000.0, "greeting ended {greeting_end}, played at {start}");
+        assert!(
+            start > greeting_end as f64 && start < greeting_end as f64 + 1000.0,
+            "greeting ended {greeting_end}, played at {start}"
+        );
         assert_eq!(out.rx.received, count);
         assert_eq!(out.rx.lost, 0);
     }
@@ -569,16 +578,23 @@ mod tests {
         let tone: Vec<i16> = (0..RECORDING_RATE as usize / 2) // 0.5 s of 1 kHz
             .map(|n| ((n as f64 * 2.0 * std::f64::consts::PI * 1000.0 / 16000.0).sin() * 8000.0) as i16)
             .collect();
-        let mut incoming: Vec<_> =
-            far_end_packets(&tone, 1, 1000).into_iter().enumerate().map(|(i, d)| (ms(100 + 20 * i as u64), d)).collect();
+        let mut incoming: Vec<_> = far_end_packets(&tone, 1, 1000)
+            .into_iter()
+            .enumerate()
+            .map(|(i, d)| (ms(100 + 20 * i as u64), d))
+            .collect();
         // The same stream again 3 s later, with the same timestamps (a replayed capture).
-        incoming.extend(far_end_packets(&tone, 26, 1000).into_iter().enumerate().map(|(i, d)| (ms(3100 + 20 * i as u64), d)));
+        incoming.extend(
+            far_end_packets(&tone, 26, 1000).into_iter().enumerate().map(|(i, d)| (ms(3100 + 20 * i as u64), d)),
+        );
         let mut core = MediaSessionCore::new(audio(), LOCAL.parse().unwrap(), None, 4, t0, t0).started(t0);
         drive(&mut core, t0, ms(4000), incoming);
         let out = core.finish(t0 + ms(4000));
         assert_eq!(out.rx_timeline_resets, 1);
         let rx = out.rx_audio.samples();
-        let energy = |from_ms: usize, to_ms: usize| rx[from_ms * 16..to_ms * 16].iter().map(|s| i64::from(*s).abs()).sum::<i64>();
+        let energy = |from_ms: usize, to_ms: usize| {
+            rx[from_ms * 16..to_ms * 16].iter().map(|s| i64::from(*s).abs()).sum::<i64>()
+        };
         assert!(energy(150, 550) > 0 && energy(3150, 3550) > 0, "both bursts kept in place");
         assert_eq!(energy(1000, 3000), 0);
     }
@@ -591,7 +607,13 @@ mod tests {
         let pcma = RtpHeader { marker: false, payload_type: 8, sequence_number: 1, timestamp: 1, ssrc: 9 };
         core.handle_datagram(&build_packet(&pcma, &[0xd5; 160]), far, t0 + ms(10));
         for (i, ev) in key_press_packets(5, 100, 10, 8000).into_iter().enumerate() {
-            let h = RtpHeader { marker: ev.marker, payload_type: 101, sequence_number: 100 + i as u16, timestamp: 8000, ssrc: 9 };
+            let h = RtpHeader {
+                marker: ev.marker,
+                payload_type: 101,
+                sequence_number: 100 + i as u16,
+                timestamp: 8000,
+                ssrc: 9,
+            };
             core.handle_datagram(&build_packet(&h, &ev.payload), far, t0 + ms(20 + 20 * i as u64));
         }
         let out = core.finish(t0 + ms(500));

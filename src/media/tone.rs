@@ -24,18 +24,9 @@ pub struct ToneReport {
 }
 
 /// Measures the presence of `frequency_hz` in `samples`.
-pub fn tone_presence(
-    samples: &[i16],
-    sample_rate: u32,
-    frequency_hz: f64,
-    min_power_fraction: f64,
-) -> ToneReport {
+pub fn tone_presence(samples: &[i16], sample_rate: u32, frequency_hz: f64, min_power_fraction: f64) -> ToneReport {
     let frame_len = (sample_rate / 1000 * FRAME_MS) as usize;
-    let mut report = ToneReport {
-        frames: 0,
-        matching_frames: 0,
-        fraction: 0.0,
-    };
+    let mut report = ToneReport { frames: 0, matching_frames: 0, fraction: 0.0 };
     if frame_len == 0 {
         return report;
     }
@@ -43,9 +34,7 @@ pub fn tone_presence(
         report.frames += 1;
         let energy: f64 = frame.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
         let rms = (energy / frame.len() as f64).sqrt();
-        if rms >= SILENT_FRAME_RMS
-            && power_fraction(frame, sample_rate, frequency_hz) >= min_power_fraction
-        {
+        if rms >= SILENT_FRAME_RMS && power_fraction(frame, sample_rate, frequency_hz) >= min_power_fraction {
             report.matching_frames += 1;
         }
     }
@@ -87,9 +76,7 @@ mod tests {
         let count = (f64::from(sample_rate) * seconds) as usize;
         (0..count)
             .map(|n| {
-                (amplitude
-                    * (2.0 * std::f64::consts::PI * freq_hz * n as f64 / f64::from(sample_rate))
-                        .sin()) as i16
+                (amplitude * (2.0 * std::f64::consts::PI * freq_hz * n as f64 / f64::from(sample_rate)).sin()) as i16
             })
             .collect()
     }
@@ -127,15 +114,9 @@ mod tests {
 
     #[test]
     fn silence_and_noise_do_not_match() {
-        assert_eq!(
-            tone_presence(&vec![0; 8000], 8000, 1000.0, 0.5).matching_frames,
-            0
-        );
+        assert_eq!(tone_presence(&vec![0; 8000], 8000, 1000.0, 0.5).matching_frames, 0);
         let quiet_tone = sine(1000.0, 8000, 1.0, 20.0); // below the silence floor
-        assert_eq!(
-            tone_presence(&quiet_tone, 8000, 1000.0, 0.5).matching_frames,
-            0
-        );
+        assert_eq!(tone_presence(&quiet_tone, 8000, 1000.0, 0.5).matching_frames, 0);
         let report = tone_presence(&noise(8000, 8000), 8000, 1000.0, 0.5);
         assert_eq!(report.matching_frames, 0);
     }
@@ -152,11 +133,7 @@ mod tests {
     #[test]
     fn tone_in_noise_still_dominates() {
         let tone = sine(1000.0, 8000, 1.0, 8000.0);
-        let mixed: Vec<i16> = tone
-            .iter()
-            .zip(noise(8000, 2000))
-            .map(|(&t, n)| t.saturating_add(n))
-            .collect();
+        let mixed: Vec<i16> = tone.iter().zip(noise(8000, 2000)).map(|(&t, n)| t.saturating_add(n)).collect();
         assert!(tone_presence(&mixed, 8000, 1000.0, 0.5).fraction > 0.9);
     }
 }

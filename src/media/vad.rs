@@ -98,14 +98,8 @@ impl Default for VadConfig {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    Silence {
-        voiced_run: usize,
-        run_start_frame: usize,
-    },
-    Speech {
-        start_subframe: usize,
-        last_voiced_end_subframe: usize,
-    },
+    Silence { voiced_run: usize, run_start_frame: usize },
+    Speech { start_subframe: usize, last_voiced_end_subframe: usize },
 }
 
 /// Streaming speech detector; push 16 kHz audio in any chunk sizes.
@@ -137,10 +131,7 @@ impl std::fmt::Debug for SpeechDetector {
 impl SpeechDetector {
     pub fn new(config: VadConfig) -> SpeechDetector {
         let window = (0..SPECTRUM_LEN)
-            .map(|n| {
-                (0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / SPECTRUM_LEN as f64).cos())
-                    as f32
-            })
+            .map(|n| (0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / SPECTRUM_LEN as f64).cos()) as f32)
             .collect();
         SpeechDetector {
             config,
@@ -153,10 +144,7 @@ impl SpeechDetector {
             energies: VecDeque::new(),
             energy_base: 0,
             noise_floor: f64::INFINITY,
-            state: State::Silence {
-                voiced_run: 0,
-                run_start_frame: 0,
-            },
+            state: State::Silence { voiced_run: 0, run_start_frame: 0 },
         }
     }
 
@@ -178,10 +166,9 @@ impl SpeechDetector {
     /// Ends the stream: closes an open segment. A partial last frame is ignored.
     pub fn finish(self) -> Option<SpeechSegment> {
         match self.state {
-            State::Speech {
-                start_subframe,
-                last_voiced_end_subframe,
-            } => self.close_segment(start_subframe, last_voiced_end_subframe),
+            State::Speech { start_subframe, last_voiced_end_subframe } => {
+                self.close_segment(start_subframe, last_voiced_end_subframe)
+            }
             State::Silence { .. } => None,
         }
     }
@@ -203,85 +190,41 @@ impl SpeechDetector {
         let frame_index = self.frames_seen;
         self.frames_seen += 1;
         for subframe in frame.chunks_exact(SUBFRAME_LEN) {
-            let energy = subframe
-                .iter()
-                .map(|&s| f64::from(s) * f64::from(s))
-                .sum::<f64>()
-                / SUBFRAME_LEN as f64;
+            let energy = subframe.iter().map(|&s| f64::from(s) * f64::from(s)).sum::<f64>() / SUBFRAME_LEN as f64;
             self.noise_floor = energy.min(self.noise_floor * NOISE_FLOOR_RISE_PER_SUBFRAME);
             self.energies.push_back(energy);
         }
         let score = self.earshot.predict_i16(frame);
         // Earshot's score decays slowly after sound stops, so a frame must
         // also carry energy above the boundary threshold to count as voice.
-        let frame_energy = self
-            .energies
-            .iter()
-            .rev()
-            .take(SUBFRAMES_PER_FRAME)
-            .sum::<f64>()
-            / SUBFRAMES_PER_FRAME as f64;
-        let voiced = score >= self.config.speech_threshold
-            && frame_energy > self.boundary_threshold()
-            && !self.is_tonal(frame);
+        let frame_energy =
+            self.energies.iter().rev().take(SUBFRAMES_PER_FRAME).sum::<f64>() / SUBFRAMES_PER_FRAME as f64;
+        let voiced =
+            score >= self.config.speech_threshold && frame_energy > self.boundary_threshold() && !self.is_tonal(frame);
 
         let frame_end_subframe = (frame_index + 1) * SUBFRAMES_PER_FRAME;
         let mut closed = None;
         self.state = match (self.state, voiced) {
-            (
-                State::Silence {
-                    voiced_run,
-                    run_start_frame,
-                },
-                true,
-            ) => {
-                let run_start_frame = if voiced_run == 0 {
-                    frame_index
-                } else {
-                    run_start_frame
-                };
+            (State::Silence { voiced_run, run_start_frame }, true) => {
+                let run_start_frame = if voiced_run == 0 { frame_index } else { run_start_frame };
                 if voiced_run + 1 >= self.config.onset_frames {
-                    let start_subframe = self
-                        .refine_start(run_start_frame * SUBFRAMES_PER_FRAME, frame_end_subframe);
-                    State::Speech {
-                        start_subframe,
-                        last_voiced_end_subframe: frame_end_subframe,
-                    }
+                    let start_subframe = self.refine_start(run_start_frame * SUBFRAMES_PER_FRAME, frame_end_subframe);
+                    State::Speech { start_subframe, last_voiced_end_subframe: frame_end_subframe }
                 } else {
-                    State::Silence {
-                        voiced_run: voiced_run + 1,
-                        run_start_frame,
-                    }
+                    State::Silence { voiced_run: voiced_run + 1, run_start_frame }
                 }
             }
-            (State::Silence { .. }, false) => State::Silence {
-                voiced_run: 0,
-                run_start_frame: 0,
-            },
-            (State::Speech { start_subframe, .. }, true) => State::Speech {
-                start_subframe,
-                last_voiced_end_subframe: frame_end_subframe,
-            },
-            (
-                State::Speech {
-                    start_subframe,
-                    last_voiced_end_subframe,
-                },
-                false,
-            ) => {
-                let silent_ms =
-                    (frame_end_subframe - last_voiced_end_subframe) as u64 * SUBFRAME_MS;
+            (State::Silence { .. }, false) => State::Silence { voiced_run: 0, run_start_frame: 0 },
+            (State::Speech { start_subframe, .. }, true) => {
+                State::Speech { start_subframe, last_voiced_end_subframe: frame_end_subframe }
+            }
+            (State::Speech { start_subframe, last_voiced_end_subframe }, false) => {
+                let silent_ms = (frame_end_subframe - last_voiced_end_subframe) as u64 * SUBFRAME_MS;
                 if silent_ms >= self.config.hangover.as_millis() as u64 {
                     closed = self.close_segment(start_subframe, last_voiced_end_subframe);
-                    State::Silence {
-                        voiced_run: 0,
-                        run_start_frame: 0,
-                    }
+                    State::Silence { voiced_run: 0, run_start_frame: 0 }
                 } else {
-                    State::Speech {
-                        start_subframe,
-                        last_voiced_end_subframe,
-                    }
+                    State::Speech { start_subframe, last_voiced_end_subframe }
                 }
             }
         };
@@ -291,13 +234,8 @@ impl SpeechDetector {
 
     /// True when the last 32 ms are concentrated in at most two narrow peaks.
     fn is_tonal(&mut self, frame: &[i16]) -> bool {
-        let mut input: Vec<f32> = self
-            .previous_frame
-            .iter()
-            .chain(frame)
-            .zip(&self.window)
-            .map(|(&s, &w)| f32::from(s) * w)
-            .collect();
+        let mut input: Vec<f32> =
+            self.previous_frame.iter().chain(frame).zip(&self.window).map(|(&s, &w)| f32::from(s) * w).collect();
         let mut spectrum = self.fft.make_output_vec();
         if self.fft.process(&mut input, &mut spectrum).is_err() {
             return false;
@@ -309,16 +247,10 @@ impl SpeechDetector {
         }
         let mut in_peaks = 0.0;
         for _ in 0..2 {
-            let Some(peak) = power
-                .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map(|(i, _)| i)
-            else {
+            let Some(peak) = power.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i) else {
                 break;
             };
-            let range = peak.saturating_sub(PEAK_HALF_WIDTH_BINS)
-                ..(peak + PEAK_HALF_WIDTH_BINS + 1).min(power.len());
+            let range = peak.saturating_sub(PEAK_HALF_WIDTH_BINS)..(peak + PEAK_HALF_WIDTH_BINS + 1).min(power.len());
             for bin in range {
                 in_peaks += power[bin];
                 power[bin] = 0.0;
@@ -330,18 +262,11 @@ impl SpeechDetector {
     fn boundary_threshold(&self) -> f64 {
         let absolute = 32768.0f64.powi(2) * 10f64.powf(self.config.boundary_floor_dbfs / 10.0);
         let above_noise = self.noise_floor * 10f64.powf(self.config.boundary_above_noise_db / 10.0);
-        absolute.max(if above_noise.is_finite() {
-            above_noise
-        } else {
-            0.0
-        })
+        absolute.max(if above_noise.is_finite() { above_noise } else { 0.0 })
     }
 
     fn energy_at(&self, subframe: usize) -> f64 {
-        subframe
-            .checked_sub(self.energy_base)
-            .and_then(|i| self.energies.get(i).copied())
-            .unwrap_or(0.0)
+        subframe.checked_sub(self.energy_base).and_then(|i| self.energies.get(i).copied()).unwrap_or(0.0)
     }
 
     /// Moves a detected onset to where the energy first rose above the threshold.
@@ -372,21 +297,15 @@ impl SpeechDetector {
 
     /// Ends the segment at the last subframe above the energy threshold
     /// (earshot's own end lags the speech) and applies the minimum length.
-    fn close_segment(
-        &self,
-        start_subframe: usize,
-        last_voiced_end_subframe: usize,
-    ) -> Option<SpeechSegment> {
+    fn close_segment(&self, start_subframe: usize, last_voiced_end_subframe: usize) -> Option<SpeechSegment> {
         let threshold = self.boundary_threshold();
         let search_end = last_voiced_end_subframe.min(self.energy_base + self.energies.len());
         let end_subframe = (start_subframe..search_end)
             .rev()
             .find(|&s| self.energy_at(s) > threshold)
             .map_or(last_voiced_end_subframe, |s| s + 1);
-        let segment = SpeechSegment {
-            start_ms: start_subframe as u64 * SUBFRAME_MS,
-            end_ms: end_subframe as u64 * SUBFRAME_MS,
-        };
+        let segment =
+            SpeechSegment { start_ms: start_subframe as u64 * SUBFRAME_MS, end_ms: end_subframe as u64 * SUBFRAME_MS };
         (segment.duration_ms() >= self.config.min_segment.as_millis() as u64).then_some(segment)
     }
 
@@ -395,10 +314,8 @@ impl SpeechDetector {
         let keep_from = match self.state {
             State::Speech { start_subframe, .. } => start_subframe,
             State::Silence { .. } => {
-                let lookback =
-                    (self.config.max_start_lookback.as_millis() as u64 / SUBFRAME_MS) as usize;
-                (self.frames_seen * SUBFRAMES_PER_FRAME)
-                    .saturating_sub(lookback + 4 * SUBFRAMES_PER_FRAME)
+                let lookback = (self.config.max_start_lookback.as_millis() as u64 / SUBFRAME_MS) as usize;
+                (self.frames_seen * SUBFRAMES_PER_FRAME).saturating_sub(lookback + 4 * SUBFRAMES_PER_FRAME)
             }
         };
         while self.energy_base < keep_from && !self.energies.is_empty() {
@@ -431,9 +348,7 @@ mod tests {
     const TRUTH_MERGE_GAP_MS: u64 = 600;
 
     fn fixture(name: &str) -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("fixtures")
-            .join(name)
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
     }
 
     /// True speech boundaries of a fixture: the padding we added plus
@@ -443,18 +358,11 @@ mod tests {
     fn truth_segments(pcm: &[i16], sample_rate: u32) -> Vec<SpeechSegment> {
         let to_ms = |i: usize| i as u64 * 1000 / u64::from(sample_rate);
         let mut segments: Vec<SpeechSegment> = Vec::new();
-        for (i, _) in pcm
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.unsigned_abs() > TRUTH_AMPLITUDE)
-        {
+        for (i, _) in pcm.iter().enumerate().filter(|(_, s)| s.unsigned_abs() > TRUTH_AMPLITUDE) {
             let at = to_ms(i);
             match segments.last_mut() {
                 Some(last) if at - last.end_ms < TRUTH_MERGE_GAP_MS => last.end_ms = at,
-                _ => segments.push(SpeechSegment {
-                    start_ms: at,
-                    end_ms: at,
-                }),
+                _ => segments.push(SpeechSegment { start_ms: at, end_ms: at }),
             }
         }
         segments
@@ -462,20 +370,11 @@ mod tests {
 
     /// Boundary errors (detected - truth) in ms, start and end per segment.
     fn boundary_errors(detected: &[SpeechSegment], truth: &[SpeechSegment]) -> Vec<(i64, i64)> {
-        assert_eq!(
-            detected.len(),
-            truth.len(),
-            "detected {detected:?}\ntruth {truth:?}"
-        );
+        assert_eq!(detected.len(), truth.len(), "detected {detected:?}\ntruth {truth:?}");
         detected
             .iter()
             .zip(truth)
-            .map(|(d, t)| {
-                (
-                    d.start_ms as i64 - t.start_ms as i64,
-                    d.end_ms as i64 - t.end_ms as i64,
-                )
-            })
+            .map(|(d, t)| (d.start_ms as i64 - t.start_ms as i64, d.end_ms as i64 - t.end_ms as i64))
             .collect()
     }
 
@@ -484,14 +383,8 @@ mod tests {
         let errors = boundary_errors(&detected, truth);
         println!("{label}: truth {truth:?}\n  detected {detected:?}\n  errors (start, end) ms {errors:?}");
         for (start_error, end_error) in errors {
-            assert!(
-                start_error.abs() <= BOUNDARY_TOLERANCE_MS,
-                "{label}: start off by {start_error} ms"
-            );
-            assert!(
-                end_error.abs() <= BOUNDARY_TOLERANCE_MS,
-                "{label}: end off by {end_error} ms"
-            );
+            assert!(start_error.abs() <= BOUNDARY_TOLERANCE_MS, "{label}: start off by {start_error} ms");
+            assert!(end_error.abs() <= BOUNDARY_TOLERANCE_MS, "{label}: end off by {end_error} ms");
         }
     }
 
@@ -534,11 +427,7 @@ mod tests {
         let pcm = wav::load_mono(&fixture("hello_test_caller_tell_me_the_time_16k.wav"), 16_000).unwrap();
         let truth = truth_segments(&pcm, 16_000);
         for codec in AudioCodec::ALL {
-            assert_boundaries_within_tolerance(
-                &format!("through {codec}"),
-                &through_codec(&pcm, codec),
-                &truth,
-            );
+            assert_boundaries_within_tolerance(&format!("through {codec}"), &through_codec(&pcm, codec), &truth);
         }
     }
 
@@ -547,10 +436,7 @@ mod tests {
         (0..count)
             .map(|n| {
                 let t = n as f64 / 16_000.0;
-                let sum: f64 = frequencies
-                    .iter()
-                    .map(|f| (2.0 * std::f64::consts::PI * f * t).sin())
-                    .sum();
+                let sum: f64 = frequencies.iter().map(|f| (2.0 * std::f64::consts::PI * f * t).sin()).sum();
                 (amplitude * sum / frequencies.len() as f64) as i16
             })
             .collect()
@@ -576,21 +462,12 @@ mod tests {
 
     #[test]
     fn steady_tones_are_not_speech() {
-        let ringback: Vec<i16> = [
-            tone(&[440.0, 480.0], 2.0, 8000.0),
-            silence(4.0),
-            tone(&[440.0, 480.0], 2.0, 8000.0),
-        ]
-        .concat();
-        let dtmf: Vec<i16> = [
-            (697.0, 1209.0),
-            (697.0, 1336.0),
-            (770.0, 1477.0),
-            (941.0, 1477.0),
-        ]
-        .iter()
-        .flat_map(|&(low, high)| [tone(&[low, high], 0.1, 8000.0), silence(0.1)].concat())
-        .collect();
+        let ringback: Vec<i16> =
+            [tone(&[440.0, 480.0], 2.0, 8000.0), silence(4.0), tone(&[440.0, 480.0], 2.0, 8000.0)].concat();
+        let dtmf: Vec<i16> = [(697.0, 1209.0), (697.0, 1336.0), (770.0, 1477.0), (941.0, 1477.0)]
+            .iter()
+            .flat_map(|&(low, high)| [tone(&[low, high], 0.1, 8000.0), silence(0.1)].concat())
+            .collect();
         let cases = [
             ("440 Hz", tone(&[440.0], 3.0, 8000.0)),
             ("1 kHz", tone(&[1000.0], 3.0, 8000.0)),
@@ -601,11 +478,7 @@ mod tests {
             ("noise -30 dBFS", noise(48_000, 1036.0, 7)),
         ];
         for (label, audio) in cases {
-            assert_eq!(
-                detect_speech(&audio, VadConfig::default()),
-                vec![],
-                "{label}"
-            );
+            assert_eq!(detect_speech(&audio, VadConfig::default()), vec![], "{label}");
         }
     }
 
@@ -617,10 +490,7 @@ mod tests {
         let offset = lead.len() as u64 * 1000 / 16_000;
         let truth: Vec<SpeechSegment> = truth_segments(&speech, 16_000)
             .into_iter()
-            .map(|s| SpeechSegment {
-                start_ms: s.start_ms + offset,
-                end_ms: s.end_ms + offset,
-            })
+            .map(|s| SpeechSegment { start_ms: s.start_ms + offset, end_ms: s.end_ms + offset })
             .collect();
         assert_boundaries_within_tolerance("after ringback", &audio, &truth);
     }
@@ -630,11 +500,8 @@ mod tests {
         let clean = wav::load_mono(&fixture("hello_test_caller_tell_me_the_time_16k.wav"), 16_000).unwrap();
         let truth = truth_segments(&clean, 16_000);
         // -50 dBFS noise: below the truth threshold, like a quiet line.
-        let noisy: Vec<i16> = clean
-            .iter()
-            .zip(noise(clean.len(), 104.0, 3))
-            .map(|(&s, n)| s.saturating_add(n))
-            .collect();
+        let noisy: Vec<i16> =
+            clean.iter().zip(noise(clean.len(), 104.0, 3)).map(|(&s, n)| s.saturating_add(n)).collect();
         assert_boundaries_within_tolerance("noise -50 dBFS", &noisy, &truth);
     }
 
@@ -651,30 +518,20 @@ mod tests {
                 if live_starts.last() != Some(&start) {
                     live_starts.push(start);
                     // Speech is reported while it is happening, shortly after it starts.
-                    assert!(
-                        detector.position_ms() - start < 150,
-                        "late by {} ms",
-                        detector.position_ms() - start
-                    );
+                    assert!(detector.position_ms() - start < 150, "late by {} ms", detector.position_ms() - start);
                 }
             }
         }
         streamed.extend(detector.finish());
         assert_eq!(streamed, whole);
-        assert_eq!(
-            live_starts,
-            whole.iter().map(|s| s.start_ms).collect::<Vec<_>>()
-        );
+        assert_eq!(live_starts, whole.iter().map(|s| s.start_ms).collect::<Vec<_>>());
     }
 
     #[test]
     fn tone_check_rarely_fires_on_speech() {
         let mut flagged = 0;
         let mut speech_frames = 0;
-        for name in [
-            "thank_you_for_calling_16k.wav",
-            "hello_test_caller_tell_me_the_time_16k.wav",
-        ] {
+        for name in ["thank_you_for_calling_16k.wav", "hello_test_caller_tell_me_the_time_16k.wav"] {
             let pcm = wav::load_mono(&fixture(name), 16_000).unwrap();
             let mut detector = SpeechDetector::new(VadConfig::default());
             for frame in pcm.chunks_exact(FRAME_LEN) {

@@ -283,8 +283,7 @@ impl ServerApi {
     }
 
     pub async fn list_participants(&self, room: &str) -> Result<Vec<ParticipantView>, ApiError> {
-        let participants =
-            self.rooms.list_participants(room).await.map_err(|e| self.error("ListParticipants", e))?;
+        let participants = self.rooms.list_participants(room).await.map_err(|e| self.error("ListParticipants", e))?;
         Ok(participants
             .into_iter()
             .map(|p| ParticipantView {
@@ -433,15 +432,14 @@ mod tests {
             api_secret_env: Some("MY_SECRET".into()),
             api_secret_file: None,
         };
-        let cfg = LiveKitConfig::resolve(&o, env_of(&[(URL_VAR, "ws://ignored"), ("MY_SECRET", "v")]))
-            .unwrap()
-            .unwrap();
+        let cfg =
+            LiveKitConfig::resolve(&o, env_of(&[(URL_VAR, "ws://ignored"), ("MY_SECRET", "v")])).unwrap().unwrap();
         assert_eq!(cfg.url, "https://x.livekit.cloud");
         assert_eq!(cfg.api_secret.expose(), "v");
         let err = LiveKitConfig::resolve(&o, env_of(&[])).unwrap_err();
         assert!(err.to_string().contains("MY_SECRET is not set"), "{err}");
-        let err = LiveKitConfig::resolve(&LiveKitOverrides::default(), env_of(&[(URL_VAR, "ws://h:7880")]))
-            .unwrap_err();
+        let err =
+            LiveKitConfig::resolve(&LiveKitOverrides::default(), env_of(&[(URL_VAR, "ws://h:7880")])).unwrap_err();
         assert!(err.to_string().contains("LIVEKIT_API_KEY"), "{err}");
         let err =
             LiveKitConfig::resolve(&LiveKitOverrides::default(), env_of(&[(API_KEY_VAR, "k"), (API_SECRET_VAR, "s")]))

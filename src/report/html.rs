@@ -35,15 +35,8 @@ pub fn write_index(report: &Report, run_dir: &Path, call_dirs: &[PathBuf]) -> Re
 
 /// The page for `report`; recordings are read from `run_dir/call_dirs[i]`.
 pub fn index_html(report: &Report, run_dir: &Path, call_dirs: &[PathBuf]) -> String {
-    let started = report
-        .calls
-        .iter()
-        .map(|c| c.started_unix_ms)
-        .filter(|&ms| ms > 0)
-        .min();
-    let when = started
-        .map(|ms| UtcDateTime::from_unix_seconds(ms / 1000).readable())
-        .unwrap_or_default();
+    let started = report.calls.iter().map(|c| c.started_unix_ms).filter(|&ms| ms > 0).min();
+    let when = started.map(|ms| UtcDateTime::from_unix_seconds(ms / 1000).readable()).unwrap_or_default();
     let verdict = verdict_word(report.verdict);
     let failed = report.calls.iter().filter(|c| c.verdict != Verdict::Pass).count();
 
@@ -70,13 +63,7 @@ pub fn index_html(report: &Report, run_dir: &Path, call_dirs: &[PathBuf]) -> Str
     );
     calls_index(&mut page, report);
     for (index, call) in report.calls.iter().enumerate() {
-        call_section(
-            &mut page,
-            index,
-            call,
-            run_dir,
-            call_dirs.get(index).map(PathBuf::as_path),
-        );
+        call_section(&mut page, index, call, run_dir, call_dirs.get(index).map(PathBuf::as_path));
     }
     let _ = write!(
         page,
@@ -111,12 +98,7 @@ fn calls_index(page: &mut String, report: &Report) {
     for (index, call) in report.calls.iter().enumerate() {
         let why = match call.diagnosis.first() {
             Some(d) => format!("[{}] {}", d.code, d.summary),
-            None => call
-                .checks
-                .iter()
-                .find(|c| !c.passed)
-                .map(|c| c.name.clone())
-                .unwrap_or_default(),
+            None => call.checks.iter().find(|c| !c.passed).map(|c| c.name.clone()).unwrap_or_default(),
         };
         let _ = write!(
             page,
@@ -160,11 +142,7 @@ fn call_section(page: &mut String, index: usize, call: &CallReport, run_dir: &Pa
         test_id = text(&call.test_id),
         call_id = text(&call.call_id),
         started = text(&started),
-        tags = if tags.is_empty() {
-            String::new()
-        } else {
-            format!(" · tags {}", text(&tags.join(", ")))
-        },
+        tags = if tags.is_empty() { String::new() } else { format!(" · tags {}", text(&tags.join(", "))) },
     );
     facts(page, call);
     if !call.diagnosis.is_empty() {
@@ -176,11 +154,7 @@ fn call_section(page: &mut String, index: usize, call: &CallReport, run_dir: &Pa
     if call.sip.messages.is_empty() {
         page.push_str("<p class=\"sub\">No SIP message was sent or received.</p>");
     } else {
-        let _ = write!(
-            page,
-            r#"<div class="scroll">{}</div>"#,
-            ladder::ladder_svg(call, &anchor)
-        );
+        let _ = write!(page, r#"<div class="scroll">{}</div>"#, ladder::ladder_svg(call, &anchor));
     }
     audio(page, call, run_dir, call_dir);
     if let Some(lk) = &call.livekit {
@@ -201,21 +175,14 @@ fn call_section(page: &mut String, index: usize, call: &CallReport, run_dir: &Pa
 fn facts(page: &mut String, call: &CallReport) {
     let sip = &call.sip;
     let media = &call.media;
-    let finals: Vec<String> = sip
-        .final_responses
-        .iter()
-        .map(|f| format!("{} {}", f.status, f.reason))
-        .collect();
+    let finals: Vec<String> = sip.final_responses.iter().map(|f| format!("{} {}", f.status, f.reason)).collect();
     let provisional: Vec<String> = sip.provisional.iter().map(u16::to_string).collect();
     let or_dash = |s: String| if s.is_empty() { "—".to_string() } else { s };
     let mut items: Vec<(&str, String)> = vec![
         ("final responses", or_dash(finals.join(" → "))),
         ("provisional", or_dash(provisional.join(", "))),
         ("ended", or_dash(sip.ended_description.clone().unwrap_or_default())),
-        (
-            "setup (INVITE → ACK of 2xx)",
-            or_dash(sip.connected_ms.map(ms).unwrap_or_default()),
-        ),
+        ("setup (INVITE → ACK of 2xx)", or_dash(sip.connected_ms.map(ms).unwrap_or_default())),
         (
             "INVITEs",
             format!(
@@ -254,13 +221,7 @@ fn facts(page: &mut String, call: &CallReport) {
         ("far-end talk time", media.talk_time_ms.map(|v| ms(v as f64))),
         ("longest silence", media.longest_silence_ms.map(|v| ms(v as f64))),
         ("DTMF received", (!media.dtmf.is_empty()).then(|| media.dtmf.join(" "))),
-        (
-            "tone",
-            media
-                .tone
-                .as_ref()
-                .map(|t| format!("{:.0} Hz present {}", t.frequency_hz, ms(t.present_ms as f64))),
-        ),
+        ("tone", media.tone.as_ref().map(|t| format!("{:.0} Hz present {}", t.frequency_hz, ms(t.present_ms as f64)))),
     ];
     items.extend(optional.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
     page.push_str(r#"<dl class="facts">"#);
@@ -319,11 +280,7 @@ fn audio(page: &mut String, call: &CallReport, run_dir: &Path, call_dir: Option<
         page.push_str("<p class=\"sub\">No call folder, so no recordings.</p>");
         return;
     };
-    let no_media = call
-        .media
-        .error
-        .clone()
-        .unwrap_or_else(|| "the call had no media".into());
+    let no_media = call.media.error.clone().unwrap_or_else(|| "the call had no media".into());
     let load = |name: &str| -> Result<Track, String> {
         let path = run_dir.join(call_dir).join(name);
         if !path.exists() {
@@ -374,11 +331,7 @@ fn marks(call: &CallReport) -> Marks {
     let media = &call.media;
     let mut key_times = Vec::new();
     if let Some(connected) = call.sip.connected_ms {
-        key_times.push(KeyTime {
-            at_ms: connected,
-            label: "connected".into(),
-            class: "connected",
-        });
+        key_times.push(KeyTime { at_ms: connected, label: "connected".into(), class: "connected" });
         if let Some(first) = media.first_audio_ms {
             key_times.push(KeyTime {
                 at_ms: connected + first as f64,
@@ -404,18 +357,10 @@ fn marks(call: &CallReport) -> Marks {
         }
     }
     if let Some(ended) = call.sip.ended_ms {
-        key_times.push(KeyTime {
-            at_ms: ended,
-            label: "ended".into(),
-            class: "ended",
-        });
+        key_times.push(KeyTime { at_ms: ended, label: "ended".into(), class: "ended" });
     }
     Marks {
-        speech_segments: media
-            .speech_segments
-            .iter()
-            .map(|s| (s.start_ms as f64, s.end_ms as f64))
-            .collect(),
+        speech_segments: media.speech_segments.iter().map(|s| (s.start_ms as f64, s.end_ms as f64)).collect(),
         played: media.played.as_ref().map(|p| (p.start_ms, p.end_ms)),
         key_times,
     }
@@ -446,68 +391,33 @@ fn livekit(page: &mut String, lk: &crate::observe::livekit::observation::LiveKit
     let items = [
         (
             "room",
-            lk.room
-                .clone()
-                .unwrap_or_else(|| format!("not found for test id {} ({} polls)", lk.test_id, lk.polls)),
+            lk.room.clone().unwrap_or_else(|| format!("not found for test id {} ({} polls)", lk.test_id, lk.polls)),
         ),
         ("trunk", opt(&lk.trunk_id)),
         ("dispatch rule", opt(&lk.rule_id)),
         ("called (trunk number)", opt(&lk.trunk_phone_number)),
         ("caller", opt(&lk.phone_number)),
-        (
-            "SIP call status",
-            if status.is_empty() {
-                "—".into()
-            } else {
-                status.join(" → ")
-            },
-        ),
+        ("SIP call status", if status.is_empty() { "—".into() } else { status.join(" → ") }),
         (
             "agents (after the INVITE that got through)",
-            if agents.is_empty() {
-                "none".into()
-            } else {
-                agents.join("; ")
-            },
+            if agents.is_empty() { "none".into() } else { agents.join("; ") },
         ),
-        (
-            "dispatches",
-            if dispatches.is_empty() {
-                "none".into()
-            } else {
-                dispatches.join("; ")
-            },
-        ),
-        (
-            "API errors",
-            if lk.api_errors.is_empty() {
-                "none".into()
-            } else {
-                lk.api_errors.join("; ")
-            },
-        ),
+        ("dispatches", if dispatches.is_empty() { "none".into() } else { dispatches.join("; ") }),
+        ("API errors", if lk.api_errors.is_empty() { "none".into() } else { lk.api_errors.join("; ") }),
     ];
     for (k, v) in items {
         let _ = write!(page, "<div><dt>{}</dt><dd>{}</dd></div>", text(k), text(&v));
     }
     page.push_str("</dl>");
     let json = serde_json::to_string_pretty(lk).unwrap_or_else(|e| format!("cannot show the observation: {e}"));
-    let _ = write!(
-        page,
-        "<details><summary>LiveKit observation (JSON)</summary><pre>{}</pre></details>",
-        text(&json)
-    );
+    let _ = write!(page, "<details><summary>LiveKit observation (JSON)</summary><pre>{}</pre></details>", text(&json));
 }
 
 fn raw_messages(page: &mut String, call: &CallReport, anchor: &str) {
     if call.sip.messages.is_empty() {
         return;
     }
-    let _ = write!(
-        page,
-        "<details class=\"raw\"><summary>SIP messages ({})</summary>",
-        call.sip.messages.len()
-    );
+    let _ = write!(page, "<details class=\"raw\"><summary>SIP messages ({})</summary>", call.sip.messages.len());
     for (i, m) in call.sip.messages.iter().enumerate() {
         let arrow = match m.dir {
             Direction::Out => "→",

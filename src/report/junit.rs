@@ -31,9 +31,7 @@ pub fn junit_xml(report: &Report, suite_name: &str) -> Result<String, String> {
     let mut junit = quick_junit::Report::new(suite_name);
     junit.set_time(total);
     junit.add_test_suite(suite);
-    junit
-        .to_string()
-        .map_err(|e| format!("cannot serialise the JUnit report: {e}"))
+    junit.to_string().map_err(|e| format!("cannot serialise the JUnit report: {e}"))
 }
 
 fn test_case(call: &CallReport, suite_name: &str) -> TestCase {
@@ -69,12 +67,8 @@ fn failure_status(call: &CallReport, kind: NonSuccessKind) -> TestCaseStatus {
 
 /// `final_responses: expected 407,200, got 404 …; agent_joined: …`.
 pub fn failure_message(call: &CallReport) -> String {
-    let failed: Vec<String> = call
-        .checks
-        .iter()
-        .filter(|c| !c.passed)
-        .map(|c| format!("{}: {}", c.name, c.detail))
-        .collect();
+    let failed: Vec<String> =
+        call.checks.iter().filter(|c| !c.passed).map(|c| format!("{}: {}", c.name, c.detail)).collect();
     if failed.is_empty() {
         format!("verdict {:?} without a failed check", call.verdict).to_lowercase()
     } else {

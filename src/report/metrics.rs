@@ -29,13 +29,8 @@ type GaugeF64 = Gauge<f64, AtomicU64>;
 /// Writes the run's metrics to `path` (atomically: temp file + rename).
 pub fn write_metrics(report: &Report, path: &Path) -> Result<(), String> {
     let text = metrics_text(report)?;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| format!("metrics file {} has no file name", path.display()))?;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let file_name = path.file_name().ok_or_else(|| format!("metrics file {} has no file name", path.display()))?;
     // The textfile collector only reads `*.prom`, so a `.tmp` name is never picked up.
     let temporary = dir.join(format!(".{}.{}.tmp", file_name.to_string_lossy(), std::process::id()));
     let write = || -> std::io::Result<()> {
@@ -68,11 +63,7 @@ impl ScenarioValues {
         ScenarioValues {
             passed: call.verdict == Verdict::Pass,
             setup_seconds: call.sip.connected_ms.map(seconds),
-            agent_join_seconds: call
-                .livekit
-                .as_ref()
-                .and_then(|lk| lk.agents.first())
-                .map(|a| seconds(a.joined_ms)),
+            agent_join_seconds: call.livekit.as_ref().and_then(|lk| lk.agents.first()).map(|a| seconds(a.joined_ms)),
             first_audio_seconds: call.media.first_audio_ms.map(|ms| seconds(ms as f64)),
             response_latency_seconds: call.media.response_latency_ms.map(|ms| seconds(ms as f64)),
         }
@@ -108,26 +99,15 @@ pub fn metrics_text(report: &Report) -> Result<String, String> {
         registry.register(name, help, f.clone());
         f
     };
-    let passed = family(
-        "callprobe_call_passed",
-        "1 when every check of the scenario's call passed, else 0",
-    );
-    let setup = family(
-        "callprobe_call_setup_seconds",
-        "From the first INVITE to the 2xx being ACKed",
-    );
+    let passed = family("callprobe_call_passed", "1 when every check of the scenario's call passed, else 0");
+    let setup = family("callprobe_call_setup_seconds", "From the first INVITE to the 2xx being ACKed");
     let agent_join = family(
         "callprobe_agent_join_seconds",
         "From the INVITE that got through to the first agent joining the LiveKit room",
     );
-    let first_audio = family(
-        "callprobe_first_audio_seconds",
-        "From the 200 OK to the far end's first speech",
-    );
-    let response = family(
-        "callprobe_response_latency_seconds",
-        "From the end of our utterance to the far end's next speech",
-    );
+    let first_audio = family("callprobe_first_audio_seconds", "From the 200 OK to the far end's first speech");
+    let response =
+        family("callprobe_response_latency_seconds", "From the end of our utterance to the far end's next speech");
     for ((scenario, target), v) in &per_scenario {
         let labels: Labels = vec![("scenario".into(), scenario.clone()), ("target".into(), target.clone())];
         passed.get_or_create(&labels).set(if v.passed { 1.0 } else { 0.0 });
@@ -156,18 +136,8 @@ pub fn metrics_text(report: &Report) -> Result<String, String> {
         "1 when every call of the run passed, else 0",
         bool_value(report.verdict == Verdict::Pass),
     );
-    run_gauge(
-        &mut registry,
-        "callprobe_run_calls",
-        "Calls placed in the run",
-        report.calls.len() as f64,
-    );
-    run_gauge(
-        &mut registry,
-        "callprobe_run_failed_calls",
-        "Calls of the run that did not pass",
-        failed as f64,
-    );
+    run_gauge(&mut registry, "callprobe_run_calls", "Calls placed in the run", report.calls.len() as f64);
+    run_gauge(&mut registry, "callprobe_run_failed_calls", "Calls of the run that did not pass", failed as f64);
     run_gauge(
         &mut registry,
         "callprobe_run_timestamp_seconds",
@@ -195,17 +165,8 @@ fn bool_value(b: bool) -> f64 {
 
 /// The earliest call start; now when the run has no calls.
 fn run_started_seconds(report: &Report) -> f64 {
-    match report
-        .calls
-        .iter()
-        .map(|c| c.started_unix_ms)
-        .filter(|&ms| ms > 0)
-        .min()
-    {
+    match report.calls.iter().map(|c| c.started_unix_ms).filter(|&ms| ms > 0).min() {
         Some(ms) => ms as f64 / 1000.0,
-        None => SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0),
+        None => SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
     }
 }

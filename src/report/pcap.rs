@@ -63,19 +63,19 @@ pub fn write_call_pcap(path: &Path, packets: &[CapturedPacket]) -> Result<(), St
         .map_err(|e| format!("cannot write the pcap header to {}: {e}", path.display()))?;
     for frame in frames(packets)? {
         let packet = PcapPacket::new(frame.timestamp, frame.data.len() as u32, &frame.data);
-        writer
-            .write_packet(&packet)
-            .map_err(|e| format!("cannot write a packet to {}: {e}", path.display()))?;
+        writer.write_packet(&packet).map_err(|e| format!("cannot write a packet to {}: {e}", path.display()))?;
     }
-    writer
-        .into_writer()
-        .flush()
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    writer.into_writer().flush().map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// SIP messages as captured packets: `messages[].t_ms` after `started`,
 /// between our `local` address and each message's peer.
-pub fn sip_packets(messages: &[LoggedMessage], local: SocketAddr, transport: Transport, started: SystemTime) -> Vec<CapturedPacket> {
+pub fn sip_packets(
+    messages: &[LoggedMessage],
+    local: SocketAddr,
+    transport: Transport,
+    started: SystemTime,
+) -> Vec<CapturedPacket> {
     let protocol = match transport {
         Transport::Udp => CapturedProtocol::Udp,
         Transport::Tcp => CapturedProtocol::Tcp,
@@ -126,10 +126,7 @@ fn frames(packets: &[CapturedPacket]) -> Result<Vec<Frame>, String> {
                 packet.payload.len()
             )
         };
-        let timestamp = packet
-            .at
-            .duration_since(UNIX_EPOCH)
-            .map_err(|_| describe("time before 1970".into()))?;
+        let timestamp = packet.at.duration_since(UNIX_EPOCH).map_err(|_| describe("time before 1970".into()))?;
         let ends = Endpoints::new(packet.src, packet.dst).map_err(describe)?;
         match packet.protocol {
             CapturedProtocol::Udp => {
@@ -143,10 +140,7 @@ fn frames(packets: &[CapturedPacket]) -> Result<Vec<Frame>, String> {
                     None => {
                         // The first sender is taken to be the one who connected.
                         for segment in TcpConnection::handshake(&ends) {
-                            out.push(Frame {
-                                timestamp,
-                                data: segment.map_err(describe)?,
-                            });
+                            out.push(Frame { timestamp, data: segment.map_err(describe)? });
                         }
                         connections.entry(key).or_insert(TcpConnection::new(packet.src))
                     }
@@ -182,11 +176,7 @@ struct TcpConnection {
 impl TcpConnection {
     fn new(client: SocketAddr) -> TcpConnection {
         // The SYNs took one sequence number each.
-        TcpConnection {
-            client,
-            client_next: CLIENT_ISN.wrapping_add(1),
-            server_next: SERVER_ISN.wrapping_add(1),
-        }
+        TcpConnection { client, client_next: CLIENT_ISN.wrapping_add(1), server_next: SERVER_ISN.wrapping_add(1) }
     }
 
     /// SYN, SYN-ACK, ACK, with `ends` seen from the client.
@@ -194,20 +184,8 @@ impl TcpConnection {
         let back = ends.reversed();
         [
             ends.tcp_frame(TcpFlags::Syn { seq: CLIENT_ISN }, &[]),
-            back.tcp_frame(
-                TcpFlags::SynAck {
-                    seq: SERVER_ISN,
-                    ack: CLIENT_ISN.wrapping_add(1),
-                },
-                &[],
-            ),
-            ends.tcp_frame(
-                TcpFlags::Ack {
-                    seq: CLIENT_ISN.wrapping_add(1),
-                    ack: SERVER_ISN.wrapping_add(1),
-                },
-                &[],
-            ),
+            back.tcp_frame(TcpFlags::SynAck { seq: SERVER_ISN, ack: CLIENT_ISN.wrapping_add(1) }, &[]),
+            ends.tcp_frame(TcpFlags::Ack { seq: CLIENT_ISN.wrapping_add(1), ack: SERVER_ISN.wrapping_add(1) }, &[]),
         ]
     }
 
@@ -266,11 +244,7 @@ impl Endpoints {
             IpPair::V4(s, d) => IpPair::V4(d, s),
             IpPair::V6(s, d) => IpPair::V6(d, s),
         };
-        Endpoints {
-            src: self.dst,
-            dst: self.src,
-            ips,
-        }
+        Endpoints { src: self.dst, dst: self.src, ips }
     }
 
     /// Ethernet + IP, ready for a transport header.
@@ -284,9 +258,7 @@ impl Endpoints {
     fn udp_frame(&self, payload: &[u8]) -> Result<Vec<u8>, String> {
         let builder = self.ip_builder().udp(self.src.port(), self.dst.port());
         let mut data = Vec::with_capacity(builder.size(payload.len()));
-        builder
-            .write(&mut data, payload)
-            .map_err(|e| format!("cannot build the UDP frame: {e}"))?;
+        builder.write(&mut data, payload).map_err(|e| format!("cannot build the UDP frame: {e}"))?;
         Ok(data)
     }
 
@@ -300,9 +272,7 @@ impl Endpoints {
             TcpFlags::PshAck { seq, ack } => ip.tcp(sport, dport, seq, TCP_WINDOW).psh().ack(ack),
         };
         let mut data = Vec::with_capacity(builder.size(payload.len()));
-        builder
-            .write(&mut data, payload)
-            .map_err(|e| format!("cannot build the TCP frame: {e}"))?;
+        builder.write(&mut data, payload).map_err(|e| format!("cannot build the TCP frame: {e}"))?;
         Ok(data)
     }
 }
@@ -360,10 +330,7 @@ mod tests {
         assert!(headers[1].syn && headers[1].ack && headers[1].acknowledgment_number == CLIENT_ISN + 1);
         assert!(!headers[2].syn && headers[2].ack);
         let invite_len = b"INVITE sip:x SIP/2.0\r\n\r\n".len() as u32;
-        assert_eq!(
-            (headers[3].sequence_number, headers[3].acknowledgment_number),
-            (CLIENT_ISN + 1, SERVER_ISN + 1)
-        );
+        assert_eq!((headers[3].sequence_number, headers[3].acknowledgment_number), (CLIENT_ISN + 1, SERVER_ISN + 1));
         assert_eq!(headers[3].destination_port, 5060);
         assert_eq!(
             (headers[4].sequence_number, headers[4].acknowledgment_number),
@@ -377,13 +344,7 @@ mod tests {
         let v6 = frames(&[packet(0, "[::1]:5060", "[::1]:5070", CapturedProtocol::Udp, b"x")]).expect("v6");
         let sliced = etherparse::SlicedPacket::from_ethernet(&v6[0].data).expect("parsable");
         assert!(matches!(sliced.net, Some(etherparse::NetSlice::Ipv6(_))));
-        frames_ok(&[packet(
-            0,
-            "[::ffff:10.0.0.1]:1",
-            "10.0.0.2:2",
-            CapturedProtocol::Udp,
-            b"x",
-        )]);
+        frames_ok(&[packet(0, "[::ffff:10.0.0.1]:1", "10.0.0.2:2", CapturedProtocol::Udp, b"x")]);
         let err = frames(&[packet(0, "[2001:db8::1]:1", "10.0.0.2:2", CapturedProtocol::Udp, b"x")])
             .err()
             .expect("mixed families");
@@ -398,25 +359,13 @@ mod tests {
 
     #[test]
     fn an_oversized_datagram_is_an_error_not_a_panic() {
-        let err = frames(&[packet(
-            0,
-            "10.0.0.1:1",
-            "10.0.0.2:2",
-            CapturedProtocol::Udp,
-            &vec![0u8; 70_000],
-        )])
-        .err()
-        .expect("too big for UDP");
+        let err = frames(&[packet(0, "10.0.0.1:1", "10.0.0.2:2", CapturedProtocol::Udp, &vec![0u8; 70_000])])
+            .err()
+            .expect("too big for UDP");
         assert!(err.contains("70000 bytes"), "{err}");
         // TCP splits it instead.
-        let tcp = frames(&[packet(
-            0,
-            "10.0.0.1:1",
-            "10.0.0.2:2",
-            CapturedProtocol::Tcp,
-            &vec![0u8; 70_000],
-        )])
-        .expect("split");
+        let tcp =
+            frames(&[packet(0, "10.0.0.1:1", "10.0.0.2:2", CapturedProtocol::Tcp, &vec![0u8; 70_000])]).expect("split");
         assert_eq!(tcp.len(), 3 + 2);
     }
 }

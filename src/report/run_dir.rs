@@ -23,21 +23,12 @@ pub fn create_run_dir(base: &Path, now: SystemTime) -> io::Result<PathBuf> {
     let stamp = UtcDateTime::from_system_time(now).compact();
     let mut suffix = 0;
     let (run_dir, name) = loop {
-        let name = if suffix == 0 {
-            stamp.clone()
-        } else {
-            format!("{stamp}-{suffix}")
-        };
+        let name = if suffix == 0 { stamp.clone() } else { format!("{stamp}-{suffix}") };
         let candidate = base.join(&name);
         match std::fs::create_dir(&candidate) {
             Ok(()) => break (candidate, name),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && suffix < MAX_SAME_SECOND_RUNS => suffix += 1,
-            Err(e) => {
-                return Err(with_context(
-                    e,
-                    format!("cannot create run folder {}", candidate.display()),
-                ))
-            }
+            Err(e) => return Err(with_context(e, format!("cannot create run folder {}", candidate.display()))),
         }
     };
     point_latest_at(base, &name)?;
@@ -78,13 +69,7 @@ fn point_latest_at(base: &Path, name: &str) -> io::Result<()> {
         .map_err(|e| with_context(e, format!("cannot create symlink {}", temporary.display())))?;
     std::fs::rename(&temporary, &link).map_err(|e| {
         let _ = std::fs::remove_file(&temporary);
-        with_context(
-            e,
-            format!(
-                "cannot replace {} (is it a real folder, not a symlink?)",
-                link.display()
-            ),
-        )
+        with_context(e, format!("cannot replace {} (is it a real folder, not a symlink?)", link.display()))
     })
 }
 
@@ -111,10 +96,7 @@ mod tests {
 
     #[test]
     fn call_dir_names_are_safe_and_ordered() {
-        assert_eq!(
-            call_dir_name(3, "smoke: credentials accepted"),
-            "003-smoke-credentials-accepted"
-        );
+        assert_eq!(call_dir_name(3, "smoke: credentials accepted"), "003-smoke-credentials-accepted");
         assert_eq!(call_dir_name(12, "../../etc/passwd"), "012-etc-passwd");
         assert_eq!(
             call_dir_name(1, "sip:+14144007103@127.0.0.1:5070 [cp-1]"),

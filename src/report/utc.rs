@@ -37,10 +37,7 @@ impl UtcDateTime {
 
     /// `20250314-092653`: sorts by time, safe in file names.
     pub fn compact(&self) -> String {
-        format!(
-            "{:04}{:02}{:02}-{:02}{:02}{:02}",
-            self.year, self.month, self.day, self.hour, self.minute, self.second
-        )
+        format!("{:04}{:02}{:02}-{:02}{:02}{:02}", self.year, self.month, self.day, self.hour, self.minute, self.second)
     }
 
     /// `2025-03-14 09:26:53 UTC`.
@@ -77,14 +74,8 @@ mod tests {
         // 2000-02-29 (leap day of a century leap year) 12:34:56.
         assert_eq!(UtcDateTime::from_unix_seconds(951_827_696).compact(), "20000229-123456");
         // 2024-12-31 23:59:59.
-        assert_eq!(
-            UtcDateTime::from_unix_seconds(1_735_689_599).readable(),
-            "2024-12-31 23:59:59 UTC"
-        );
+        assert_eq!(UtcDateTime::from_unix_seconds(1_735_689_599).readable(), "2024-12-31 23:59:59 UTC");
         // 2025-03-01 00:00:00 (day after a non-leap February).
-        assert_eq!(
-            UtcDateTime::from_unix_seconds(1_740_787_200).compact(),
-            "20250301-000000"
-        );
+        assert_eq!(UtcDateTime::from_unix_seconds(1_740_787_200).compact(), "20250301-000000");
     }
 }

@@ -42,12 +42,8 @@ pub async fn notify_failure(url: &str, report: &Report, run_dir: Option<&Path>) 
 /// first diagnosis, then where the report is. `&`, `<`, `>` are escaped the
 /// way Slack requires.
 pub fn failure_summary(report: &Report, run_dir: Option<&Path>) -> String {
-    let failed: Vec<(usize, &CallReport)> = report
-        .calls
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.verdict != Verdict::Pass)
-        .collect();
+    let failed: Vec<(usize, &CallReport)> =
+        report.calls.iter().enumerate().filter(|(_, c)| c.verdict != Verdict::Pass).collect();
     let mut text = format!("callprobe: {} of {} calls failed", failed.len(), report.calls.len());
     for (index, call) in failed.iter().take(MAX_LISTED_CALLS) {
         let why = match call.diagnosis.first() {

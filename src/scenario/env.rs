@@ -28,16 +28,16 @@ impl SubstitutionError {
     /// The message and what was expected instead.
     pub fn describe(&self) -> (String, &'static str) {
         match self {
-            SubstitutionError::Missing { name, .. } => (
-                format!("variable ${{{name}}} is not set"),
-                "a matrix axis or an environment variable of that name",
-            ),
+            SubstitutionError::Missing { name, .. } => {
+                (format!("variable ${{{name}}} is not set"), "a matrix axis or an environment variable of that name")
+            }
             SubstitutionError::Unterminated { .. } => {
                 ("unterminated ${".to_string(), "${NAME} with a closing brace, or $$ for a literal $")
             }
-            SubstitutionError::BadName { name, .. } => {
-                (format!("'{name}' is not a variable name"), "a name of letters, digits and _, not starting with a digit")
-            }
+            SubstitutionError::BadName { name, .. } => (
+                format!("'{name}' is not a variable name"),
+                "a name of letters, digits and _, not starting with a digit",
+            ),
         }
     }
 }
@@ -107,10 +107,7 @@ mod tests {
             Err(SubstitutionError::Missing { name: "NOPE".into(), offset: 2 })
         );
         assert_eq!(substitute("ab${CALLED", &mut lookup), Err(SubstitutionError::Unterminated { offset: 2 }));
-        assert_eq!(
-            substitute("${1X}", &mut lookup),
-            Err(SubstitutionError::BadName { name: "1X".into(), offset: 0 })
-        );
+        assert_eq!(substitute("${1X}", &mut lookup), Err(SubstitutionError::BadName { name: "1X".into(), offset: 0 }));
     }
 
     #[test]

@@ -93,7 +93,11 @@ fn scenario_paths(path: &Path) -> Result<Vec<PathBuf>, ScenarioError> {
 }
 
 /// One file → its cases, and where its name is (for duplicate-name errors).
-pub(crate) fn load_file(path: &Path, text: &str, env: EnvLookup) -> Result<(ScenarioFile, Position), Vec<ScenarioError>> {
+pub(crate) fn load_file(
+    path: &Path,
+    text: &str,
+    env: EnvLookup,
+) -> Result<(ScenarioFile, Position), Vec<ScenarioError>> {
     let src = Source { path, text };
     let raw: RawScenario = toml::from_str(text).map_err(|e| {
         let message = e.message().trim().to_string();

@@ -30,14 +30,14 @@ pub type Combination = Vec<usize>;
 
 /// The axes in file order, checked: variable-like names, at least one
 /// value, no value twice, not too many combinations.
-pub fn axes(
-    matrix: &BTreeMap<Text, Spanned<Vec<Text>>>,
-    src: &Source,
-    errors: &mut Vec<ScenarioError>,
-) -> Vec<Axis> {
+pub fn axes(matrix: &BTreeMap<Text, Spanned<Vec<Text>>>, src: &Source, errors: &mut Vec<ScenarioError>) -> Vec<Axis> {
     let mut axes: Vec<Axis> = matrix
         .iter()
-        .map(|(name, values)| Axis { name: name.get_ref().clone(), name_span: name.span(), values: values.get_ref().clone() })
+        .map(|(name, values)| Axis {
+            name: name.get_ref().clone(),
+            name_span: name.span(),
+            values: values.get_ref().clone(),
+        })
         .collect();
     axes.sort_by_key(|a| a.name_span.start);
     for (name, values) in matrix {

@@ -153,12 +153,15 @@ impl CaseScope<'_, '_> {
 
     fn resolve(&mut self, combination: &[usize]) -> Option<ScenarioCase> {
         let raw = self.r.raw;
-        let matching: Vec<_> =
-            raw.cases.iter().filter(|c| matrix::case_matches(c, self.r.axes, combination)).collect();
+        let matching: Vec<_> = raw.cases.iter().filter(|c| matrix::case_matches(c, self.r.axes, combination)).collect();
 
         let scenario = self.text(&raw.name);
         if scenario.as_deref().is_some_and(|n| n.trim().is_empty()) {
-            self.r.error(raw.name.span(), "the scenario name is empty", Some("a short name like \"smoke: credentials accepted\""));
+            self.r.error(
+                raw.name.span(),
+                "the scenario name is empty",
+                Some("a short name like \"smoke: credentials accepted\""),
+            );
         }
         let description = raw.description.as_ref().and_then(|d| self.text(d));
         let mut tags = Vec::new();
@@ -294,7 +297,11 @@ impl CaseScope<'_, '_> {
             "udp" => Some(TransportArg::Udp),
             "tcp" => Some(TransportArg::Tcp),
             _ => {
-                self.r.error(transport.span(), format!("transport '{value}' is not supported"), Some("\"udp\" or \"tcp\""));
+                self.r.error(
+                    transport.span(),
+                    format!("transport '{value}' is not supported"),
+                    Some("\"udp\" or \"tcp\""),
+                );
                 None
             }
         }
@@ -321,7 +328,11 @@ impl CaseScope<'_, '_> {
             Ok(_) => Some(value),
             Err(e) => {
                 let message = e.0.strip_prefix("--header ").unwrap_or(&e.0).to_string();
-                self.r.error(header.span(), format!("bad header {message}"), Some("\"Name: value\", like \"X-Customer: acme\""));
+                self.r.error(
+                    header.span(),
+                    format!("bad header {message}"),
+                    Some("\"Name: value\", like \"X-Customer: acme\""),
+                );
                 None
             }
         }
@@ -383,7 +394,9 @@ impl CaseScope<'_, '_> {
                 "an auth user without a password",
                 Some("password_env = \"VAR\" or password_file = \"PATH\" next to it"),
             ),
-            (None, Some(p)) => self.r.error(p.span(), "a password without an auth user", Some("user = \"…\" next to it")),
+            (None, Some(p)) => {
+                self.r.error(p.span(), "a password without an auth user", Some("user = \"…\" next to it"))
+            }
             (None, None) => self.r.error(
                 table,
                 "the auth table is empty",
@@ -449,7 +462,10 @@ impl CaseScope<'_, '_> {
                         if !(200..700).contains(code.get_ref()) {
                             self.r.error(
                                 code.span(),
-                                format!("{} is not a final response (provisional responses are recorded, not expected)", code.get_ref()),
+                                format!(
+                                    "{} is not a final response (provisional responses are recorded, not expected)",
+                                    code.get_ref()
+                                ),
                                 Some("a SIP status code from 200 to 699"),
                             );
                         }
@@ -470,7 +486,11 @@ impl CaseScope<'_, '_> {
         });
         let agent_within = match &expect.agent_within {
             Some(d) if expect.agent.is_none() => {
-                self.r.error(d.span(), "agent_within without agent", Some("agent = \"NAME\" (or \"*\") in the same table"));
+                self.r.error(
+                    d.span(),
+                    "agent_within without agent",
+                    Some("agent = \"NAME\" (or \"*\") in the same table"),
+                );
                 None
             }
             Some(d) => self.positive_duration(d, "agent_within"),
@@ -479,7 +499,11 @@ impl CaseScope<'_, '_> {
         let speech_within = expect.speech_within.as_ref().and_then(|d| self.duration(d));
         let response_within = match &expect.response_within {
             Some(d) if !plays => {
-                self.r.error(d.span(), "response_within without something to respond to", Some("play = \"WAV\" in [timeline]"));
+                self.r.error(
+                    d.span(),
+                    "response_within without something to respond to",
+                    Some("play = \"WAV\" in [timeline]"),
+                );
                 None
             }
             Some(d) => self.duration(d),
@@ -488,13 +512,24 @@ impl CaseScope<'_, '_> {
         let tone_hz = expect.tone_hz.as_ref().and_then(|hz| {
             let value = *hz.get_ref();
             if !(50.0..=7000.0).contains(&value) {
-                self.r.error(hz.span(), format!("tone_hz {value} is out of range"), Some("a frequency from 50 to 7000 Hz"));
+                self.r.error(
+                    hz.span(),
+                    format!("tone_hz {value} is out of range"),
+                    Some("a frequency from 50 to 7000 Hz"),
+                );
                 return None;
             }
             Some(value)
         });
-        let max_loss_percent = self.bounded(expect.max_loss_percent.as_ref(), 0.0, 100.0, "max_loss_percent", "a percentage from 0 to 100");
-        let max_jitter_ms = self.bounded(expect.max_jitter_ms.as_ref(), 0.0, 10_000.0, "max_jitter_ms", "milliseconds from 0 to 10000");
+        let max_loss_percent = self.bounded(
+            expect.max_loss_percent.as_ref(),
+            0.0,
+            100.0,
+            "max_loss_percent",
+            "a percentage from 0 to 100",
+        );
+        let max_jitter_ms =
+            self.bounded(expect.max_jitter_ms.as_ref(), 0.0, 10_000.0, "max_jitter_ms", "milliseconds from 0 to 10000");
         if self.r.errors.len() > errors_before {
             return None;
         }
@@ -511,7 +546,14 @@ impl CaseScope<'_, '_> {
         })
     }
 
-    fn bounded(&mut self, value: Option<&toml::Spanned<f64>>, min: f64, max: f64, key: &str, expected: &str) -> Option<f64> {
+    fn bounded(
+        &mut self,
+        value: Option<&toml::Spanned<f64>>,
+        min: f64,
+        max: f64,
+        key: &str,
+        expected: &str,
+    ) -> Option<f64> {
         let value = value?;
         let v = *value.get_ref();
         if !(min..=max).contains(&v) {
@@ -536,7 +578,11 @@ impl CaseScope<'_, '_> {
             let value = self.text(u)?;
             let schemes = ["ws://", "wss://", "http://", "https://"];
             if !schemes.iter().any(|s| value.to_ascii_lowercase().starts_with(s)) {
-                self.r.error(u.span(), format!("'{value}' is not a LiveKit URL"), Some("a URL like \"wss://project.livekit.cloud\""));
+                self.r.error(
+                    u.span(),
+                    format!("'{value}' is not a LiveKit URL"),
+                    Some("a URL like \"wss://project.livekit.cloud\""),
+                );
                 return None;
             }
             Some(value)

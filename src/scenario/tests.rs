@@ -83,7 +83,10 @@ fn minimal_file_gets_the_cli_defaults() {
     assert_eq!(c.target, "sip:+14144007103@127.0.0.1:5070");
     assert_eq!(c.from, "callprobe");
     assert!(c.transport.is_none() && c.auth_user.is_none() && c.expect.is_none() && c.expect_agent.is_none());
-    assert_eq!((c.hangup_after, c.timeout, c.agent_within), (Duration::from_secs(5), Duration::from_secs(32), Duration::from_secs(5)));
+    assert_eq!(
+        (c.hangup_after, c.timeout, c.agent_within),
+        (Duration::from_secs(5), Duration::from_secs(32), Duration::from_secs(5))
+    );
     assert_eq!(c.media.codecs, ["g722", "pcmu", "pcma"]);
     assert!(c.media.play.is_none() && !c.media.play_after_greeting);
     assert!(c.report_dir.is_none() && c.verbose == 0);
@@ -185,7 +188,10 @@ max_jitter_ms = 20
     // What only call_spec finds comes back as `file: case "name": message`.
     std::fs::remove_file(scratch.0.join("pw")).expect("remove pw");
     let e = files[0].cases[0].call_spec().err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(e.starts_with(&format!("{}: case \"spec\": --auth-password-file: cannot read secret file", path.display())), "{e}");
+    assert!(
+        e.starts_with(&format!("{}: case \"spec\": --auth-password-file: cannot read secret file", path.display())),
+        "{e}"
+    );
 }
 
 #[test]
@@ -244,7 +250,8 @@ fn target_uri_and_transport_are_checked() {
 
 #[test]
 fn several_errors_in_one_file_are_all_reported_in_order() {
-    let e = errors(&format!("{MINIMAL}[timeline]\nhangup_after = \"x\"\ntimeout = \"y\"\n[caller]\ncodecs = [\"opus\"]\n"));
+    let e =
+        errors(&format!("{MINIMAL}[timeline]\nhangup_after = \"x\"\ntimeout = \"y\"\n[caller]\ncodecs = [\"opus\"]\n"));
     let at: Vec<&str> = e.iter().map(|e| e.split(": ").next().unwrap_or("")).collect();
     assert_eq!(at, ["s/a.toml:6:16", "s/a.toml:7:11", "s/a.toml:9:11"]);
 }
@@ -351,7 +358,10 @@ expect.final_responses = "any"
     )
     .unwrap_or_else(|e| panic!("{e:#?}"));
     let names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(names, ["credentials [credentials=with]", "credentials [credentials=without]", "credentials [credentials=wrong]"]);
+    assert_eq!(
+        names,
+        ["credentials [credentials=with]", "credentials [credentials=without]", "credentials [credentials=wrong]"]
+    );
     assert_eq!(cases[0].call.auth_password_env.as_deref(), Some("LK_SIP_PASSWORD"));
     assert_eq!(cases[0].call.expect.as_deref(), Some("407,200"));
     assert!(cases[1].call.auth_user.is_none() && cases[1].call.auth_password_env.is_none());
@@ -408,13 +418,19 @@ fn matrix_mistakes_point_at_the_axis_or_value() {
     assert!(e.starts_with("s/a.toml:8:8: invalid value: boolean `true`, expected false"), "{e}");
     let axis = (0..300).map(|i| format!("\"{i}\"")).collect::<Vec<_>>().join(",");
     let e = single_error(&format!("{base}A = [{axis}]\n"));
-    assert!(e.starts_with("s/a.toml:5:1: the matrix expands to 300 cases (expected at most 256 cases per file)"), "{e}");
+    assert!(
+        e.starts_with("s/a.toml:5:1: the matrix expands to 300 cases (expected at most 256 cases per file)"),
+        "{e}"
+    );
 }
 
 #[test]
 fn a_missing_variable_in_a_matrix_file_is_reported_once() {
     let e = errors("name = \"m\"\n[target]\nuri = \"sip:${A}@${NOPE}\"\n[matrix]\nA = [\"1\", \"2\", \"3\"]\n");
-    assert_eq!(e, ["s/a.toml:3:17: variable ${NOPE} is not set (expected a matrix axis or an environment variable of that name)"]);
+    assert_eq!(
+        e,
+        ["s/a.toml:3:17: variable ${NOPE} is not set (expected a matrix axis or an environment variable of that name)"]
+    );
 }
 
 #[test]
@@ -447,7 +463,9 @@ fn directories_load_sorted_non_recursive_with_unique_names() {
     let empty = scratch.0.join("sub/empty");
     std::fs::create_dir_all(&empty).expect("empty dir");
     let (_, _, errors) = check_path_with_env(&empty, &env);
-    assert!(errors[0].to_string().ends_with("no scenario files here (expected *.toml files directly in the directory (subdirectories are not searched))"));
+    assert!(errors[0].to_string().ends_with(
+        "no scenario files here (expected *.toml files directly in the directory (subdirectories are not searched))"
+    ));
     let (files, _, errors) = check_path_with_env(&scratch.0.join("missing.toml"), &env);
     assert_eq!(files, 0);
     assert!(errors[0].to_string().contains("missing.toml: cannot read: "), "{}", errors[0]);

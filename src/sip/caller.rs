@@ -139,11 +139,18 @@ pub enum EndReason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallEvent {
     /// A response to one of our INVITEs (provisional or final).
-    InviteResponse { status: u16, reason: String, authenticated: bool },
+    InviteResponse {
+        status: u16,
+        reason: String,
+        authenticated: bool,
+    },
     /// The 2xx was ACKed: the call is up.
     Connected,
     /// A request from the far end that we answered (method, our status).
-    FarEndRequest { method: String, answered: u16 },
+    FarEndRequest {
+        method: String,
+        answered: u16,
+    },
     Ended(EndReason),
 }
 
@@ -324,11 +331,7 @@ impl Caller {
             .filter_map(|a| a.tx.next_timeout())
             .chain(self.cancel.iter().filter_map(|(_, t)| t.next_timeout()))
             .chain(self.bye.iter().filter_map(|(_, t)| t.next_timeout()));
-        tx_timers
-            .chain(self.invite_deadline)
-            .chain(self.hangup_at)
-            .chain(self.cancel_give_up)
-            .min()
+        tx_timers.chain(self.invite_deadline).chain(self.hangup_at).chain(self.cancel_give_up).min()
     }
 
     // ----- inputs -------------------------------------------------------
@@ -378,10 +381,7 @@ impl Caller {
             }
             Phase::Cancelling => {
                 let cancel_dead = self.cancel.as_ref().is_some_and(|(_, t)| t.timed_out());
-                let invite_over = self
-                    .invites
-                    .last()
-                    .is_some_and(|a| matches!(a.tx.state(), InviteState::Terminated));
+                let invite_over = self.invites.last().is_some_and(|a| matches!(a.tx.state(), InviteState::Terminated));
                 if cancel_dead || invite_over || self.cancel_give_up.is_some_and(|g| now >= g) {
                     self.end_cancelled(now);
                 }
@@ -471,8 +471,11 @@ impl Caller {
                     return;
                 }
                 if resp.status >= 200 && self.phase == Phase::Terminating {
-                    let reason =
-                        if self.abandoned { EndReason::Abandoned } else { EndReason::HungUp { bye_status: resp.status } };
+                    let reason = if self.abandoned {
+                        EndReason::Abandoned
+                    } else {
+                        EndReason::HungUp { bye_status: resp.status }
+                    };
                     self.end(reason);
                 }
             }
@@ -528,9 +531,7 @@ impl Caller {
         if resp.status < 200 {
             self.summary.provisional.push(resp.status);
         } else {
-            self.summary
-                .final_responses
-                .push(FinalResponse { status: resp.status, reason: resp.reason.clone() });
+            self.summary.final_responses.push(FinalResponse { status: resp.status, reason: resp.reason.clone() });
         }
         self.events.push_back(CallEvent::InviteResponse {
             status: resp.status,
@@ -557,13 +558,8 @@ impl Caller {
         // A 2xx that beat our CANCEL came after the deadline: it is recorded,
         // and the checks do not count it as answered in time.
         self.summary.answered_after_deadline = self.phase == Phase::Cancelling && !self.abandoned;
-        let mut dialog = Dialog {
-            remote_tag,
-            remote_target,
-            route_set,
-            ack: Vec::new(),
-            ack_to: Peer::Hop(self.first_hop.clone()),
-        };
+        let mut dialog =
+            Dialog { remote_tag, remote_target, route_set, ack: Vec::new(), ack_to: Peer::Hop(self.first_hop.clone()) };
         let branch = self.new_branch();
         let auth = self.invites[idx].credentials.clone();
         match self.in_dialog_request(&dialog, "ACK", cseq, &branch, auth, b"") {
@@ -657,17 +653,11 @@ impl Caller {
         // credentials, another challenge means they were refused — unless it
         // says the nonce was merely stale, which earns one fresh retry for
         // the same challenge.
-        let previous = self
-            .answered
-            .iter_mut()
-            .find(|a| a.kind == kind && a.challenge.realm == challenge.realm);
+        let previous = self.answered.iter_mut().find(|a| a.kind == kind && a.challenge.realm == challenge.realm);
         match previous {
-            None if !authenticated => self.answered.push(Answered {
-                kind,
-                challenge,
-                nonce_count: 0,
-                stale_retry_used: false,
-            }),
+            None if !authenticated => {
+                self.answered.push(Answered { kind, challenge, nonce_count: 0, stale_retry_used: false })
+            }
             Some(prev) if challenge.stale && !prev.stale_retry_used => {
                 prev.challenge = challenge;
                 prev.nonce_count = 0;
@@ -772,13 +762,8 @@ impl Caller {
             body: &self.cfg.sdp,
         }
         .render()?;
-        let tx = InviteClient::start(
-            bytes,
-            self.cfg.transport.is_reliable(),
-            self.cfg.timers,
-            self.cfg.invite_timeout,
-            now,
-        );
+        let tx =
+            InviteClient::start(bytes, self.cfg.transport.is_reliable(), self.cfg.timers, self.cfg.invite_timeout, now);
         self.invites.push(InviteAttempt { branch, cseq, tx, authenticated, credentials });
         self.summary.invites_sent += 1;
         self.invite_deadline = Some(now + self.cfg.invite_timeout);
@@ -798,10 +783,7 @@ impl Caller {
         if self.phase != Phase::Inviting {
             return;
         }
-        let proceeding = self
-            .invites
-            .last()
-            .is_some_and(|a| a.tx.state() == InviteState::Proceeding);
+        let proceeding = self.invites.last().is_some_and(|a| a.tx.state() == InviteState::Proceeding);
         if proceeding {
             self.send_cancel(now);
         } else {
@@ -814,11 +796,13 @@ impl Caller {
         // CANCEL: same branch, Request-URI, Call-ID, From, To and CSeq number as the INVITE.
         let mut headers = self.common_headers(&attempt.branch.clone(), None, attempt.cseq, "CANCEL");
         headers.retain(|(n, _)| *n != "User-Agent");
-        let rendered = Outgoing { start: Start::Request { method: "CANCEL", uri: &self.request_uri }, headers, body: b"" }
-            .render();
+        let rendered =
+            Outgoing { start: Start::Request { method: "CANCEL", uri: &self.request_uri }, headers, body: b"" }
+                .render();
         let Ok(bytes) = rendered else { return };
         let branch = attempt.branch.clone();
-        self.cancel = Some((branch, NonInviteClient::start(bytes, self.cfg.transport.is_reliable(), self.cfg.timers, now)));
+        self.cancel =
+            Some((branch, NonInviteClient::start(bytes, self.cfg.transport.is_reliable(), self.cfg.timers, now)));
         self.phase = Phase::Cancelling;
         // Give the far end 64·T1 to answer the INVITE with 487.
         self.cancel_give_up = Some(now + 64 * self.cfg.timers.t1);
@@ -861,11 +845,7 @@ impl Caller {
         auth: Vec<(&'static str, String)>,
         body: &[u8],
     ) -> Result<(Vec<u8>, Peer), ParseError> {
-        let loose = dialog
-            .route_set
-            .first()
-            .map(|r| message::uri_target(r).map(|t| t.loose))
-            .transpose()?;
+        let loose = dialog.route_set.first().map(|r| message::uri_target(r).map(|t| t.loose)).transpose()?;
         let (request_uri, routes): (String, Vec<String>) = match loose {
             None | Some(true) => (dialog.remote_target.clone(), dialog.route_set.clone()),
             // Strict router: it becomes the Request-URI; the remote target goes last.
@@ -891,13 +871,14 @@ impl Caller {
     }
 
     /// Via, Max-Forwards, From, To, Call-ID, CSeq, User-Agent.
-    fn common_headers(&self, branch: &str, to_tag: Option<&str>, cseq: u32, method: &str) -> Vec<(&'static str, String)> {
-        let via = format!(
-            "SIP/2.0/{} {};branch={};rport",
-            self.cfg.transport.via_name(),
-            self.cfg.local_addr,
-            branch
-        );
+    fn common_headers(
+        &self,
+        branch: &str,
+        to_tag: Option<&str>,
+        cseq: u32,
+        method: &str,
+    ) -> Vec<(&'static str, String)> {
+        let via = format!("SIP/2.0/{} {};branch={};rport", self.cfg.transport.via_name(), self.cfg.local_addr, branch);
         let to = match to_tag {
             Some(tag) => format!("<{}>;tag={}", self.cfg.target_uri, tag),
             None => format!("<{}>", self.cfg.target_uri),
@@ -914,10 +895,8 @@ impl Caller {
     }
 
     fn contact(&self) -> String {
-        let user = message::uri_target(&self.cfg.from_uri)
-            .ok()
-            .and_then(|t| t.user)
-            .unwrap_or_else(|| "callprobe".into());
+        let user =
+            message::uri_target(&self.cfg.from_uri).ok().and_then(|t| t.user).unwrap_or_else(|| "callprobe".into());
         match self.cfg.transport {
             Transport::Udp => format!("<sip:{}@{}>", user, self.cfg.local_addr),
             Transport::Tcp => format!("<sip:{}@{};transport=tcp>", user, self.cfg.local_addr),

@@ -97,12 +97,21 @@ fn challenge_then_ok_keeps_call_id_and_bumps_cseq() {
     let inv2 = text(&out[1]);
     assert!(inv2.contains("Call-ID: call-abc") && inv2.contains("CSeq: 2 INVITE"), "{inv2}");
     assert_ne!(branch(&inv2), branch(&inv1));
-    assert!(inv2.contains(r#"Proxy-Authorization: Digest username="probe", realm="LiveKit", nonce="111-call-abc""#), "{inv2}");
+    assert!(
+        inv2.contains(r#"Proxy-Authorization: Digest username="probe", realm="LiveKit", nonce="111-call-abc""#),
+        "{inv2}"
+    );
     assert!(!inv2.contains("s3cret"));
     let from_tag = |t: &str| message::param(t.lines().find(|l| l.starts_with("From")).unwrap(), "tag");
     assert_eq!(from_tag(&inv1), from_tag(&inv2));
 
-    let ok = respond(&out[1], 200, "OK", &["Contact: <sip:agent@127.0.0.1:5080>", "Record-Route: <sip:127.0.0.1:5060;lr;ftag=x>"], Some("lk2"));
+    let ok = respond(
+        &out[1],
+        200,
+        "OK",
+        &["Contact: <sip:agent@127.0.0.1:5080>", "Record-Route: <sip:127.0.0.1:5060;lr;ftag=x>"],
+        Some("lk2"),
+    );
     c.handle_message(&ok, far(), t0 + ms(1000)).unwrap();
     let out = drain(&mut c);
     assert_eq!(out.len(), 1);
@@ -124,7 +133,10 @@ fn challenge_then_ok_keeps_call_id_and_bumps_cseq() {
     c.handle_timeout(t0 + ms(6000));
     let out = drain(&mut c);
     let bye = text(&out[0]);
-    assert!(bye.starts_with("BYE sip:agent@127.0.0.1:5080") && bye.contains("CSeq: 3 BYE") && bye.contains("tag=lk2"), "{bye}");
+    assert!(
+        bye.starts_with("BYE sip:agent@127.0.0.1:5080") && bye.contains("CSeq: 3 BYE") && bye.contains("tag=lk2"),
+        "{bye}"
+    );
     c.handle_message(&respond(&out[0], 200, "OK", &[], None), far(), t0 + ms(6010)).unwrap();
     assert!(c.is_ended());
     assert_eq!(c.summary().ended, Some(EndReason::HungUp { bye_status: 200 }));
@@ -170,10 +182,7 @@ fn unauthorized_after_credentials_is_rejected() {
     c.handle_message(&respond(&inv1, 407, "x", &[CHALLENGE], Some("a")), far(), t0).unwrap();
     let inv2 = drain(&mut c).remove(1);
     c.handle_message(&respond(&inv2, 401, "Unauthorized", &[], Some("b")), far(), t0).unwrap();
-    assert_eq!(
-        c.summary().ended,
-        Some(EndReason::CredentialsRejected { status: 401, reason: "Unauthorized".into() })
-    );
+    assert_eq!(c.summary().ended, Some(EndReason::CredentialsRejected { status: 401, reason: "Unauthorized".into() }));
 }
 
 #[test]
@@ -228,7 +237,8 @@ fn ringing_past_the_deadline_is_cancelled() {
 fn connected(t0: Instant) -> (Caller, Transmit) {
     let mut c = Caller::start(config(false), t0).unwrap();
     let inv = drain(&mut c).remove(0);
-    c.handle_message(&respond(&inv, 200, "OK", &["Contact: <sip:uas@127.0.0.1:5080>"], Some("uas")), far(), t0).unwrap();
+    c.handle_message(&respond(&inv, 200, "OK", &["Contact: <sip:uas@127.0.0.1:5080>"], Some("uas")), far(), t0)
+        .unwrap();
     drain(&mut c);
     events(&mut c);
     (c, inv)
@@ -311,7 +321,8 @@ fn strict_router_becomes_request_uri() {
     let t0 = Instant::now();
     let mut c = Caller::start(config(false), t0).unwrap();
     let inv = drain(&mut c).remove(0);
-    let ok = respond(&inv, 200, "OK", &["Contact: <sip:uas@10.0.0.9:5080>", "Record-Route: <sip:10.0.0.1:5070>"], Some("t"));
+    let ok =
+        respond(&inv, 200, "OK", &["Contact: <sip:uas@10.0.0.9:5080>", "Record-Route: <sip:10.0.0.1:5070>"], Some("t"));
     c.handle_message(&ok, far(), t0).unwrap();
     let ack = drain(&mut c).remove(0);
     let t = text(&ack);
@@ -394,7 +405,12 @@ fn a_2xx_that_beats_our_cancel_is_flagged_late() {
     c.handle_message(&respond(&inv, 180, "Ringing", &[], Some("r")), far(), t0).unwrap();
     c.handle_timeout(t0 + ms(1000));
     assert!(text(&drain(&mut c)[0]).starts_with("CANCEL"));
-    c.handle_message(&respond(&inv, 200, "OK", &["Contact: <sip:uas@127.0.0.1:5080>"], Some("r")), far(), t0 + ms(1001)).unwrap();
+    c.handle_message(
+        &respond(&inv, 200, "OK", &["Contact: <sip:uas@127.0.0.1:5080>"], Some("r")),
+        far(),
+        t0 + ms(1001),
+    )
+    .unwrap();
     let out = drain(&mut c);
     assert!(text(&out[0]).starts_with("ACK") && text(&out[1]).starts_with("BYE"));
     assert!(c.summary().answered_after_deadline);

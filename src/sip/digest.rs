@@ -52,10 +52,7 @@ impl Algorithm {
     }
 
     fn is_session(self) -> bool {
-        matches!(
-            self,
-            Algorithm::Md5Sess | Algorithm::Sha256Sess | Algorithm::Sha512_256Sess
-        )
+        matches!(self, Algorithm::Md5Sess | Algorithm::Sha256Sess | Algorithm::Sha512_256Sess)
     }
 
     /// Lower-case hex of the hash of `data`.
@@ -141,28 +138,15 @@ pub fn parse_challenge(value: &str) -> Result<Challenge, DigestError> {
         return Err(DigestError::NotDigest(scheme.to_string()));
     }
     let params = parse_auth_params(rest)?;
-    let get = |name: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-    };
+    let get = |name: &str| params.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
     let realm = get("realm").ok_or(DigestError::Missing("realm"))?;
     let nonce = get("nonce").ok_or(DigestError::Missing("nonce"))?;
     let (algorithm, algorithm_given) = match get("algorithm") {
-        Some(a) => (
-            Algorithm::parse(&a).ok_or(DigestError::UnsupportedAlgorithm(a.clone()))?,
-            true,
-        ),
+        Some(a) => (Algorithm::parse(&a).ok_or(DigestError::UnsupportedAlgorithm(a.clone()))?, true),
         None => (Algorithm::Md5, false),
     };
     let qop_options: Vec<String> = get("qop")
-        .map(|q| {
-            q.split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect()
-        })
+        .map(|q| q.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
         .unwrap_or_default();
     let challenge = Challenge {
         realm,
@@ -324,31 +308,20 @@ pub fn authorize(
 ) -> Authorization {
     let alg = challenge.algorithm;
     let qop = challenge.chosen_qop();
-    let mut ha1 = alg.hash(
-        format!("{}:{}:{}", username, challenge.realm, password.expose()).as_bytes(),
-    );
+    let mut ha1 = alg.hash(format!("{}:{}:{}", username, challenge.realm, password.expose()).as_bytes());
     if alg.is_session() {
         ha1 = alg.hash(format!("{}:{}:{}", ha1, challenge.nonce, cnonce).as_bytes());
     }
     let ha2 = match qop {
-        Some(Qop::AuthInt) => alg.hash(
-            format!("{}:{}:{}", request.method, request.uri, alg.hash(request.body)).as_bytes(),
-        ),
+        Some(Qop::AuthInt) => {
+            alg.hash(format!("{}:{}:{}", request.method, request.uri, alg.hash(request.body)).as_bytes())
+        }
         _ => alg.hash(format!("{}:{}", request.method, request.uri).as_bytes()),
     };
     let response = match qop {
-        Some(q) => alg.hash(
-            format!(
-                "{}:{}:{:08x}:{}:{}:{}",
-                ha1,
-                challenge.nonce,
-                nc,
-                cnonce,
-                q.name(),
-                ha2
-            )
-            .as_bytes(),
-        ),
+        Some(q) => {
+            alg.hash(format!("{}:{}:{:08x}:{}:{}:{}", ha1, challenge.nonce, nc, cnonce, q.name(), ha2).as_bytes())
+        }
         None => alg.hash(format!("{}:{}:{}", ha1, challenge.nonce, ha2).as_bytes()),
     };
     let uses_cnonce = qop.is_some() || alg.is_session();
@@ -396,8 +369,14 @@ mod tests {
     #[test]
     fn rfc7616_md5_example() {
         let c = parse_challenge(&format!("Digest {RFC7616_CHALLENGE_TAIL}, algorithm=MD5")).unwrap();
-        let a = authorize(&c, "Mufasa", &Secret::new("Circle of Life"), &get("/dir/index.html"),
-            "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ", 1);
+        let a = authorize(
+            &c,
+            "Mufasa",
+            &Secret::new("Circle of Life"),
+            &get("/dir/index.html"),
+            "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ",
+            1,
+        );
         assert_eq!(a.response, "8ca523f5e9506fed4657c9700eebdbec");
     }
 
@@ -405,8 +384,14 @@ mod tests {
     #[test]
     fn rfc7616_sha256_example() {
         let c = parse_challenge(&format!("Digest {RFC7616_CHALLENGE_TAIL}, algorithm=SHA-256")).unwrap();
-        let a = authorize(&c, "Mufasa", &Secret::new("Circle of Life"), &get("/dir/index.html"),
-            "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ", 1);
+        let a = authorize(
+            &c,
+            "Mufasa",
+            &Secret::new("Circle of Life"),
+            &get("/dir/index.html"),
+            "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ",
+            1,
+        );
         assert_eq!(a.response, "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1");
         assert!(a.header_value().contains("algorithm=SHA-256"));
     }
@@ -417,8 +402,14 @@ mod tests {
     fn livekit_style_no_qop() {
         let c = parse_challenge(r#"Digest realm="LiveKit", nonce="1764424000000000-abc@host", algorithm=MD5"#).unwrap();
         assert!(c.qop_options.is_empty());
-        let a = authorize(&c, "user", &Secret::new("pw"),
-            &RequestInfo { method: "INVITE", uri: "sip:+14144007103@127.0.0.1:5060", body: b"v=0" }, "cn", 1);
+        let a = authorize(
+            &c,
+            "user",
+            &Secret::new("pw"),
+            &RequestInfo { method: "INVITE", uri: "sip:+14144007103@127.0.0.1:5060", body: b"v=0" },
+            "cn",
+            1,
+        );
         // HA1 = MD5(user:LiveKit:pw), HA2 = MD5(INVITE:uri), resp = MD5(HA1:nonce:HA2)
         let ha1 = Algorithm::Md5.hash(b"user:LiveKit:pw");
         let ha2 = Algorithm::Md5.hash(b"INVITE:sip:+14144007103@127.0.0.1:5060");
@@ -468,10 +459,14 @@ mod tests {
     fn rejects_what_it_cannot_answer() {
         assert!(matches!(parse_challenge(r#"Basic realm="x""#), Err(DigestError::NotDigest(_))));
         assert!(matches!(parse_challenge(r#"Digest realm="x""#), Err(DigestError::Missing("nonce"))));
-        assert!(matches!(parse_challenge(r#"Digest realm="x", nonce="n", algorithm=SHA-1"#),
-            Err(DigestError::UnsupportedAlgorithm(_))));
-        assert!(matches!(parse_challenge(r#"Digest realm="x", nonce="n", qop="auth-conf""#),
-            Err(DigestError::UnsupportedQop(_))));
+        assert!(matches!(
+            parse_challenge(r#"Digest realm="x", nonce="n", algorithm=SHA-1"#),
+            Err(DigestError::UnsupportedAlgorithm(_))
+        ));
+        assert!(matches!(
+            parse_challenge(r#"Digest realm="x", nonce="n", qop="auth-conf""#),
+            Err(DigestError::UnsupportedQop(_))
+        ));
         assert!(strongest(&[r#"Basic realm="x""#.to_string()]).is_err());
     }
 

@@ -44,13 +44,7 @@ impl Common {
         self.headers
             .iter()
             .filter(|h| h.name.eq_ignore_ascii_case(name))
-            .flat_map(|h| {
-                if is_comma_list(name) {
-                    split_list(&h.value)
-                } else {
-                    vec![h.value.trim().to_string()]
-                }
-            })
+            .flat_map(|h| if is_comma_list(name) { split_list(&h.value) } else { vec![h.value.trim().to_string()] })
             .collect()
     }
 
@@ -133,9 +127,7 @@ fn canonical_name(name: &str) -> String {
 
 /// Headers whose value may be a comma-separated list of entries.
 fn is_comma_list(name: &str) -> bool {
-    ["Via", "Record-Route", "Route", "Contact", "Allow", "Supported"]
-        .iter()
-        .any(|n| n.eq_ignore_ascii_case(name))
+    ["Via", "Record-Route", "Route", "Contact", "Allow", "Supported"].iter().any(|n| n.eq_ignore_ascii_case(name))
 }
 
 /// Splits a header value at commas outside quotes and `<...>`.
@@ -209,10 +201,7 @@ pub fn parse(bytes: &[u8]) -> Result<Inbound, ParseError> {
     let call_id = find("Call-ID").ok_or(ParseError::MissingHeader("Call-ID"))?;
     let cseq_raw = find("CSeq").ok_or(ParseError::MissingHeader("CSeq"))?;
     let mut parts = cseq_raw.split_whitespace();
-    let cseq = parts
-        .next()
-        .and_then(|n| n.parse::<u32>().ok())
-        .ok_or_else(|| ParseError::BadCSeq(cseq_raw.clone()))?;
+    let cseq = parts.next().and_then(|n| n.parse::<u32>().ok()).ok_or_else(|| ParseError::BadCSeq(cseq_raw.clone()))?;
     let cseq_method = parts.next().ok_or_else(|| ParseError::BadCSeq(cseq_raw.clone()))?.to_string();
     let common = Common { headers, call_id, cseq, cseq_method, body: msg.body().clone() };
     let start = first_line(bytes);
@@ -246,9 +235,7 @@ pub fn uri_target(uri: &str) -> Result<UriTarget, ParseError> {
     match parsed.scheme {
         Some(rsip::Scheme::Sip) => {}
         None => return Err(ParseError::Syntax(format!("{uri}: not a sip: URI"))),
-        Some(other) => {
-            return Err(ParseError::Syntax(format!("{uri}: scheme {other} is not supported (use sip:)")))
-        }
+        Some(other) => return Err(ParseError::Syntax(format!("{uri}: scheme {other} is not supported (use sip:)"))),
     }
     let host = parsed.host_with_port.host.to_string();
     let port = parsed.host_with_port.port.map(|p| *p.value()).unwrap_or(5060);
@@ -289,12 +276,10 @@ impl Outgoing<'_> {
         headers.push(rsip::Header::Other("Content-Length".into(), self.body.len().to_string()));
         let text = match &self.start {
             Start::Request { method, uri } => {
-                let method: rsip::Method = method
-                    .parse()
-                    .map_err(|_| ParseError::Syntax(format!("unknown method {method}")))?;
+                let method: rsip::Method =
+                    method.parse().map_err(|_| ParseError::Syntax(format!("unknown method {method}")))?;
                 let uri = rsip::Uri::try_from(*uri).map_err(|e| ParseError::Syntax(format!("{uri}: {e}")))?;
-                rsip::Request { method, uri, version: rsip::Version::V2, headers, body: self.body.to_vec() }
-                    .to_string()
+                rsip::Request { method, uri, version: rsip::Version::V2, headers, body: self.body.to_vec() }.to_string()
             }
             Start::Response { status, reason } => {
                 // rsip would print its own reason phrase; ours is the one we mean.
@@ -346,7 +331,11 @@ m: <sip:uas@127.0.0.1:5080;transport=udp>\r\nl: 0\r\n\r\n";
         assert_eq!(r.common.call_id, "x@y");
         assert_eq!(r.record_route(), vec!["sip:10.0.0.1;lr", "sip:10.0.0.2;lr;ftag=1", "sip:10.0.0.3;lr"]);
         assert_eq!(r.contact_uri().as_deref(), Some("sip:uas@127.0.0.1:5080;transport=udp"));
-        let Inbound::Response(nf) = parse(b"SIP/2.0 404 No trunk found\r\nCall-ID: a\r\nCSeq: 1 INVITE\r\n\r\n").unwrap() else { panic!() };
+        let Inbound::Response(nf) =
+            parse(b"SIP/2.0 404 No trunk found\r\nCall-ID: a\r\nCSeq: 1 INVITE\r\n\r\n").unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(nf.reason, "No trunk found");
     }
 
@@ -389,9 +378,10 @@ From: <sip:c@d>;tag=2\r\nTo: <sip:a@b>;tag=1\r\nCall-ID: x@y\r\nCSeq: 7 BYE\r\nC
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("INVITE sip:+14144007103@127.0.0.1:5060 SIP/2.0\r\n"), "{text}");
         assert!(text.contains("Content-Length: 5\r\n\r\nv=0\r\n"), "{text}");
-        let resp = Outgoing { start: Start::Response { status: 501, reason: "Not Implemented" }, headers: vec![], body: b"" }
-            .render()
-            .unwrap();
+        let resp =
+            Outgoing { start: Start::Response { status: 501, reason: "Not Implemented" }, headers: vec![], body: b"" }
+                .render()
+                .unwrap();
         assert_eq!(String::from_utf8(resp).unwrap(), "SIP/2.0 501 Not Implemented\r\nContent-Length: 0\r\n\r\n");
     }
 }

@@ -1,11 +1,11 @@
 //! SIP signalling, sans-I/O: messages, digest auth, transactions and the
 //! caller's call state machine. Nothing here touches a socket or the clock.
 
+pub mod caller;
 pub mod digest;
+pub mod framing;
 pub mod message;
 pub mod transaction;
-pub mod caller;
-pub mod framing;
 
 #[cfg(test)]
 mod caller_tests;

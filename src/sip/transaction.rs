@@ -24,11 +24,7 @@ pub struct TimerConfig {
 
 impl Default for TimerConfig {
     fn default() -> Self {
-        TimerConfig {
-            t1: Duration::from_millis(500),
-            t2: Duration::from_secs(4),
-            t4: Duration::from_secs(5),
-        }
+        TimerConfig { t1: Duration::from_millis(500), t2: Duration::from_secs(4), t4: Duration::from_secs(5) }
     }
 }
 
@@ -178,10 +174,7 @@ impl InviteClient {
     }
 
     pub fn next_timeout(&self) -> Option<Instant> {
-        [self.timer_a.map(|(at, _)| at), self.timer_b, self.linger_until]
-            .into_iter()
-            .flatten()
-            .min()
+        [self.timer_a.map(|(at, _)| at), self.timer_b, self.linger_until].into_iter().flatten().min()
     }
 
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
@@ -290,10 +283,7 @@ impl NonInviteClient {
     }
 
     pub fn next_timeout(&self) -> Option<Instant> {
-        [self.timer_e.map(|(at, _)| at), self.timer_f, self.timer_k]
-            .into_iter()
-            .flatten()
-            .min()
+        [self.timer_e.map(|(at, _)| at), self.timer_f, self.timer_k].into_iter().flatten().min()
     }
 
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {

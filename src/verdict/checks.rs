@@ -197,7 +197,9 @@ pub fn media_checks(record: &CallRecord, analysis: Option<&MediaAnalysis>, want:
         let (passed, detail) = match first {
             Some(ms) if ms <= limit => (true, format!("far end spoke {ms} ms after 200 OK (limit {limit} ms)")),
             Some(ms) => (false, format!("far end first spoke {ms} ms after 200 OK, later than {limit} ms")),
-            None => (false, format!("no far-end speech after 200 OK ({rx_packets} RTP packets received); limit {limit} ms")),
+            None => {
+                (false, format!("no far-end speech after 200 OK ({rx_packets} RTP packets received); limit {limit} ms"))
+            }
         };
         checks.push(Check { name: "speech_within".into(), passed, detail });
     }
@@ -208,11 +210,22 @@ pub fn media_checks(record: &CallRecord, analysis: Option<&MediaAnalysis>, want:
         let utterance_end = media.and_then(|m| m.utterance_end_ms);
         let latency = analysis.and_then(|a| a.response_latency_ms);
         let (passed, detail) = match (started, utterance_end, latency) {
-            (None, _, _) => (false, "our utterance was never played (the call ended first, or the greeting never ended)".to_string()),
-            (Some(at), None, _) => (false, format!("our utterance (started {at:.0} ms) was cut short: the call ended before it finished")),
-            (Some(_), Some(_), Some(ms)) if ms <= limit => (true, format!("far end answered {ms} ms after our utterance ended (limit {limit} ms)")),
-            (Some(_), Some(_), Some(ms)) => (false, format!("far end answered {ms} ms after our utterance ended, later than {limit} ms")),
-            (Some(_), Some(end), None) => (false, format!("no far-end speech after our utterance ended at {end:.0} ms; limit {limit} ms")),
+            (None, _, _) => (
+                false,
+                "our utterance was never played (the call ended first, or the greeting never ended)".to_string(),
+            ),
+            (Some(at), None, _) => {
+                (false, format!("our utterance (started {at:.0} ms) was cut short: the call ended before it finished"))
+            }
+            (Some(_), Some(_), Some(ms)) if ms <= limit => {
+                (true, format!("far end answered {ms} ms after our utterance ended (limit {limit} ms)"))
+            }
+            (Some(_), Some(_), Some(ms)) => {
+                (false, format!("far end answered {ms} ms after our utterance ended, later than {limit} ms"))
+            }
+            (Some(_), Some(end), None) => {
+                (false, format!("no far-end speech after our utterance ended at {end:.0} ms; limit {limit} ms"))
+            }
         };
         checks.push(Check { name: "response_within".into(), passed, detail });
     }
@@ -227,7 +240,6 @@ pub fn media_checks(record: &CallRecord, analysis: Option<&MediaAnalysis>, want:
     }
     checks
 }
-
 
 /// Loss and jitter of the far end's RTP against the limits.
 fn rtp_quality(record: &CallRecord, want: &MediaExpectations) -> Check {

@@ -388,7 +388,10 @@ fn agent_crashed_at_start(o: &Observation) -> Option<String> {
     let mut why = Vec::new();
     if lk.first_agent(want).is_none() {
         for (d, j) in lk.jobs_for(want) {
-            let mut job = format!("dispatch {} (\"{}\") job {} accepted by worker {} [{}", d.id, d.agent_name, j.id, j.worker_id, j.status);
+            let mut job = format!(
+                "dispatch {} (\"{}\") job {} accepted by worker {} [{}",
+                d.id, d.agent_name, j.id, j.worker_id, j.status
+            );
             if !j.error.is_empty() {
                 job.push_str(&format!(": {}", j.error));
             }
@@ -445,9 +448,9 @@ fn agent_joined_but_silent(o: &Observation) -> Option<String> {
         Some(false) => Some(format!("{who}; no speech in the audio received ({} RTP packets)", o.rx_packets())),
         Some(true) => None,
         // Without speech analysis, only an agent LiveKit saw join makes "silent" the likely reading.
-        None if agent.is_some() && o.rx_packets() == 0 => Some(format!(
-            "{who}; 0 RTP packets received (silent agent, or the media path to our RTP port is blocked)"
-        )),
+        None if agent.is_some() && o.rx_packets() == 0 => {
+            Some(format!("{who}; 0 RTP packets received (silent agent, or the media path to our RTP port is blocked)"))
+        }
         None => None,
     }
 }
@@ -632,7 +635,10 @@ mod tests {
         lk.dispatches = vec![dispatch("probe-agent", 1)];
         lk.agents = vec![agent("probe-agent", 7_000.0)];
         let want = probe_agent(5);
-        assert_eq!(codes(&rang_and_cancelled(), Some(&lk), Some(&config(&["probe-agent"])), Some(&want)), ["agent_joined_late"]);
+        assert_eq!(
+            codes(&rang_and_cancelled(), Some(&lk), Some(&config(&["probe-agent"])), Some(&want)),
+            ["agent_joined_late"]
+        );
     }
 
     #[test]
@@ -657,8 +663,7 @@ mod tests {
     #[test]
     fn answered_but_no_rtp() {
         let mut record = record_with_invites(0, &[(0.0, 1)]);
-        record.summary.final_responses =
-            vec![crate::sip::caller::FinalResponse { status: 200, reason: "OK".into() }];
+        record.summary.final_responses = vec![crate::sip::caller::FinalResponse { status: 200, reason: "OK".into() }];
         record.summary.ended = Some(EndReason::HungUp { bye_status: 200 });
         let mut lk = room_without_agents();
         lk.agents = vec![agent("probe-agent", 800.0)];

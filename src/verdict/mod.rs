@@ -31,7 +31,11 @@ impl Verdict {
             Verdict::Fail => 1,
             Verdict::Error => 2,
         };
-        if rank(other) > rank(self) { other } else { self }
+        if rank(other) > rank(self) {
+            other
+        } else {
+            self
+        }
     }
 }
 
@@ -48,7 +52,9 @@ pub fn describe_end(reason: &EndReason) -> String {
         EndReason::CredentialsRejected { status, reason } => {
             format!("credentials rejected: {status} {reason} after we answered the challenge")
         }
-        EndReason::UnanswerableChallenge { status, detail } => format!("cannot answer the {status} challenge: {detail}"),
+        EndReason::UnanswerableChallenge { status, detail } => {
+            format!("cannot answer the {status} challenge: {detail}")
+        }
         EndReason::NoResponse { waited_ms } => {
             format!("no response at all to INVITE within {:.1} s (Timer B)", *waited_ms as f64 / 1000.0)
         }

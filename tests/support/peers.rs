@@ -76,9 +76,7 @@ pub fn peers_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("CALLPROBE_PEERS_DIR") {
         return PathBuf::from(dir);
     }
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("peers")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("peers")
 }
 
 /// A 127.0.0.1 port that is free for UDP (and for TCP too if `udp_and_tcp`).
@@ -127,10 +125,7 @@ pub fn free_port_range(count: u16, udp_and_tcp: bool) -> u16 {
 
 fn seed() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let s = nanos ^ ((std::process::id() as u64) << 32) ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     if s == 0 {
@@ -157,15 +152,9 @@ pub struct TempDir {
 impl TempDir {
     pub fn new(prefix: &str) -> io::Result<TempDir> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!(
-            "callprobe-{prefix}-{}-{n}-{nanos}",
-            std::process::id()
-        ));
+        let path = std::env::temp_dir().join(format!("callprobe-{prefix}-{}-{n}-{nanos}", std::process::id()));
         fs::create_dir_all(&path)?;
         Ok(TempDir { path })
     }
@@ -252,22 +241,12 @@ fn find_binary(name: &str, env_override: &str, debian_package: &str) -> io::Resu
         return if p.is_file() {
             Ok(p)
         } else {
-            Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("{env_override}={} does not exist", p.display()),
-            ))
+            Err(io::Error::new(io::ErrorKind::NotFound, format!("{env_override}={} does not exist", p.display())))
         };
     }
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    for d in [
-        "/usr/sbin",
-        "/sbin",
-        "/usr/local/sbin",
-        "/usr/bin",
-        "/usr/local/bin",
-    ] {
+    let mut dirs: Vec<PathBuf> =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    for d in ["/usr/sbin", "/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin"] {
         dirs.push(PathBuf::from(d));
     }
     for d in dirs {
@@ -286,20 +265,14 @@ fn find_binary(name: &str, env_override: &str, debian_package: &str) -> io::Resu
 }
 
 fn read_lossy(path: &Path) -> String {
-    fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
+    fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
 }
 
 /// Is a socket bound on 127.0.0.1/0.0.0.0:`port` (UDP) or listening (TCP)?
 /// Reads /proc/net/{udp,udp6,tcp,tcp6}: no probing bind that could race
 /// with the peer's own bind.
 fn port_in_use(port: u16, tcp: bool) -> bool {
-    let files: &[&str] = if tcp {
-        &["/proc/net/tcp", "/proc/net/tcp6"]
-    } else {
-        &["/proc/net/udp", "/proc/net/udp6"]
-    };
+    let files: &[&str] = if tcp { &["/proc/net/tcp", "/proc/net/tcp6"] } else { &["/proc/net/udp", "/proc/net/udp6"] };
     for f in files {
         let Ok(text) = fs::read_to_string(f) else {
             continue;
@@ -443,35 +416,23 @@ impl TrunkConfig {
                 format!("TrunkConfig.{what} = {v:?}: must be non-empty without '\"', '\\\\' or control characters"),
             )
         };
-        for (what, v) in [
-            ("user", &self.user),
-            ("password", &self.password),
-            ("realm", &self.realm),
-        ] {
+        for (what, v) in [("user", &self.user), ("password", &self.password), ("realm", &self.realm)] {
             if v.is_empty() || v.chars().any(|c| c == '"' || c == '\\' || c.is_control()) {
                 return Err(bad(what, v));
             }
         }
         if self.numbers.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "TrunkConfig.numbers is empty",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "TrunkConfig.numbers is empty"));
         }
         for n in &self.numbers {
             if n.is_empty()
-                || n.chars().any(|c| {
-                    c == ',' || c == '"' || c == '\\' || c.is_whitespace() || c.is_control()
-                })
+                || n.chars().any(|c| c == ',' || c == '"' || c == '\\' || c.is_whitespace() || c.is_control())
             {
                 return Err(bad("numbers[..]", n));
             }
         }
         if self.uas_port == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "TrunkConfig.uas_port is 0",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "TrunkConfig.uas_port is 0"));
         }
         Ok(())
     }
@@ -485,10 +446,7 @@ impl TrunkConfig {
             format!("AUTH_PASSWORD=\"{}\"", self.password),
             format!("AUTH_REALM=\"{}\"", self.realm),
             format!("TRUNK_NUMBERS=\"{}\"", self.numbers.join(",")),
-            format!(
-                "CHALLENGE_FLAGS={}",
-                if self.qop == Qop::Auth { 1 } else { 0 }
-            ),
+            format!("CHALLENGE_FLAGS={}", if self.qop == Qop::Auth { 1 } else { 0 }),
             format!("LOG_LEVEL={}", self.log_level),
             format!("NONCE_EXPIRE={}", self.nonce_expire.as_secs().max(1)),
         ];
@@ -527,10 +485,7 @@ impl Kamailio {
         let bin = kamailio_binary()?;
         let cfg_file = peers_dir().join("kamailio").join("trunk.cfg");
         if !cfg_file.is_file() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("{} not found", cfg_file.display()),
-            ));
+            return Err(io::Error::new(io::ErrorKind::NotFound, format!("{} not found", cfg_file.display())));
         }
         let attempts = if cfg.port.is_some() { 1 } else { 3 };
         let mut last_err = None;
@@ -575,14 +530,7 @@ impl Kamailio {
         cmd.stdout(log.try_clone()?).stderr(log);
         let started = Instant::now();
         let child = spawn_in_group(&mut cmd)?;
-        let mut k = Kamailio {
-            port,
-            config: cfg.clone(),
-            child: Some(child),
-            startup: Duration::ZERO,
-            log_path,
-            dir,
-        };
+        let mut k = Kamailio { port, config: cfg.clone(), child: Some(child), startup: Duration::ZERO, log_path, dir };
         k.wait_ready(started).map_err(|e| {
             io::Error::new(
                 e.kind(),
@@ -606,18 +554,11 @@ impl Kamailio {
         let mut n = 0u32;
         let mut buf = [0u8; 4096];
         loop {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 return Err(io::Error::other(format!("kamailio exited with {status}")));
             }
             if Instant::now() > deadline {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "no OPTIONS reply / TCP listener",
-                ));
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "no OPTIONS reply / TCP listener"));
             }
             if !udp_ok {
                 n += 1;
@@ -651,11 +592,7 @@ impl Kamailio {
 
     /// Like [`Kamailio::uri`] with a `;transport=` parameter.
     pub fn uri_with_transport(&self, number: &str, transport: Transport) -> String {
-        format!(
-            "sip:{number}@127.0.0.1:{};transport={}",
-            self.port,
-            transport.as_str()
-        )
+        format!("sip:{number}@127.0.0.1:{};transport={}", self.port, transport.as_str())
     }
 
     /// `127.0.0.1:<port>`.
@@ -787,11 +724,8 @@ impl Sipp {
     /// `opts.remote` is set).
     pub fn start_with(scenario: &str, port: u16, opts: SippOptions) -> io::Result<Sipp> {
         let bin = sipp_binary()?;
-        let scenario_path = if scenario.contains('/') {
-            PathBuf::from(scenario)
-        } else {
-            peers_dir().join("sipp").join(scenario)
-        };
+        let scenario_path =
+            if scenario.contains('/') { PathBuf::from(scenario) } else { peers_dir().join("sipp").join(scenario) };
         if !scenario_path.is_file() {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
@@ -828,27 +762,15 @@ impl Sipp {
             .stderr(File::create(dir.path().join("stderr.log"))?);
         let started = Instant::now();
         let child = spawn_in_group(&mut cmd)?;
-        let mut sipp = Sipp {
-            port,
-            scenario: scenario_path,
-            child: Some(child),
-            startup: Duration::ZERO,
-            dir,
-        };
+        let mut sipp = Sipp { port, scenario: scenario_path, child: Some(child), startup: Duration::ZERO, dir };
         if opts.remote.is_none() {
             let tcp = opts.transport == Transport::Tcp;
             let deadline = started + STARTUP_TIMEOUT;
             while !port_in_use(port, tcp) {
-                let exited = sipp
-                    .child
-                    .as_mut()
-                    .and_then(|c| c.try_wait().ok().flatten());
+                let exited = sipp.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
                 if exited.is_some() || Instant::now() > deadline {
                     let out = sipp.finish(Duration::ZERO);
-                    return Err(io::Error::other(format!(
-                        "sipp did not bind 127.0.0.1:{port}:\n{}",
-                        out.log
-                    )));
+                    return Err(io::Error::other(format!("sipp did not bind 127.0.0.1:{port}:\n{}", out.log)));
                 }
                 thread::sleep(Duration::from_millis(10));
             }
@@ -894,9 +816,7 @@ impl Sipp {
                         status = Some(s);
                         break;
                     }
-                    Ok(None) if Instant::now() < deadline => {
-                        thread::sleep(Duration::from_millis(10))
-                    }
+                    Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
                     _ => {
                         timed_out = true;
                         status = stop_group(&mut child, Duration::from_secs(2));
@@ -927,14 +847,7 @@ impl Sipp {
             messages.trim_end(),
             screen_tail,
         );
-        SippOutcome {
-            success: exit_code == Some(0) && !timed_out,
-            exit_code,
-            timed_out,
-            messages,
-            errors,
-            log,
-        }
+        SippOutcome { success: exit_code == Some(0) && !timed_out, exit_code, timed_out, messages, errors, log }
     }
 }
 
@@ -991,13 +904,10 @@ impl SippOutcome {
         // <blank>
         // <SIP message with CRLF line ends>
         let mut out = Vec::new();
-        let mut blocks = self
-            .messages
-            .split("\n----------------------------------------------- ");
+        let mut blocks = self.messages.split("\n----------------------------------------------- ");
         if let Some(first) = blocks.next() {
             // first block still starts with the dashes
-            let first =
-                first.trim_start_matches("----------------------------------------------- ");
+            let first = first.trim_start_matches("----------------------------------------------- ");
             push_entry(first, kind, &mut out);
         }
         for b in blocks {
@@ -1027,9 +937,7 @@ pub fn header(message: &str, name: &str) -> Option<String> {
             break;
         }
         match line.split_once(':') {
-            Some((k, v)) if k.trim().eq_ignore_ascii_case(name) => {
-                return Some(v.trim().to_string())
-            }
+            Some((k, v)) if k.trim().eq_ignore_ascii_case(name) => return Some(v.trim().to_string()),
             _ => {}
         }
     }

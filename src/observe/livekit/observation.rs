@@ -139,7 +139,10 @@ impl LiveKitObservation {
     }
 
     /// Any job accepted by a worker for a dispatch of `name` (any when `None`).
-    pub fn jobs_for<'a>(&'a self, name: Option<&'a str>) -> impl Iterator<Item = (&'a DispatchReport, &'a JobReport)> + 'a {
+    pub fn jobs_for<'a>(
+        &'a self,
+        name: Option<&'a str>,
+    ) -> impl Iterator<Item = (&'a DispatchReport, &'a JobReport)> + 'a {
         self.dispatches
             .iter()
             .filter(move |d| name.is_none_or(|n| d.agent_name == n))
@@ -155,11 +158,8 @@ impl LiveKitObservation {
 /// When the INVITE that got through left: `(t_ms, CSeq)` of the first
 /// transmission of the last INVITE transaction.
 pub fn invite_that_got_through(record: &CallRecord) -> Option<(f64, Option<u32>)> {
-    let invites: Vec<_> = record
-        .messages
-        .iter()
-        .filter(|m| m.dir == Direction::Out && m.first_line.starts_with("INVITE "))
-        .collect();
+    let invites: Vec<_> =
+        record.messages.iter().filter(|m| m.dir == Direction::Out && m.first_line.starts_with("INVITE ")).collect();
     let last = invites.last()?;
     let cseq = cseq_number(&last.raw);
     let first = invites.iter().find(|m| cseq.is_some() && cseq_number(&m.raw) == cseq).unwrap_or(last);
@@ -167,12 +167,10 @@ pub fn invite_that_got_through(record: &CallRecord) -> Option<(f64, Option<u32>)
 }
 
 fn cseq_number(raw: &str) -> Option<u32> {
-    raw.lines()
-        .take_while(|l| !l.trim().is_empty())
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.trim().eq_ignore_ascii_case("CSeq").then(|| value.split_whitespace().next()?.parse().ok())?
-        })
+    raw.lines().take_while(|l| !l.trim().is_empty()).find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.trim().eq_ignore_ascii_case("CSeq").then(|| value.split_whitespace().next()?.parse().ok())?
+    })
 }
 
 fn round1(x: f64) -> f64 {
@@ -332,7 +330,12 @@ pub(crate) mod tests {
             url: "ws://127.0.0.1:7880".into(),
             test_id: "cp-1".into(),
             call_id: "abc@callprobe".into(),
-            reference: TimeReference { kind: "invite_that_got_through", invite_cseq: Some(2), invite_t_ms: 30.0, unix_ms: 30 },
+            reference: TimeReference {
+                kind: "invite_that_got_through",
+                invite_cseq: Some(2),
+                invite_t_ms: 30.0,
+                unix_ms: 30,
+            },
             room: Some("call-_+15550100123_abc".into()),
             room_sid: Some("RM_1".into()),
             room_created_ms: Some(20.0),
@@ -392,10 +395,14 @@ pub(crate) mod tests {
             kind: 3,
             state: 1,
             joined_unix_ms: Some(1_000_100),
-            attributes: [(attr::TRUNK_ID, "ST_1"), (attr::RULE_ID, "SDR_1"), (attr::TRUNK_PHONE_NUMBER, "+14144007103")]
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            attributes: [
+                (attr::TRUNK_ID, "ST_1"),
+                (attr::RULE_ID, "SDR_1"),
+                (attr::TRUNK_PHONE_NUMBER, "+14144007103"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         });
         w.call_status.push(StatusSighting { status: "ringing".into(), observed_unix_ms: 1_000_300 });
         w.agents.push(AgentSighting {

@@ -122,17 +122,14 @@ pub fn find_sip_participant<'a>(
     call: &CallIdentity,
 ) -> Option<(&'a ParticipantView, MatchedBy)> {
     let sip = || participants.iter().filter(|p| p.kind == KIND_SIP);
-    sip()
-        .find(|p| p.attr(attr::TEST_ID) == Some(call.test_id.as_str()))
-        .map(|p| (p, MatchedBy::TestId))
-        .or_else(|| {
-            sip()
-                .find(|p| {
-                    p.attr(attr::SIP_CALL_ID_FULL) == Some(call.call_id.as_str())
-                        || p.attr(attr::LIVEKIT_CALL_ID) == Some(call.call_id.as_str())
-                })
-                .map(|p| (p, MatchedBy::CallId))
-        })
+    sip().find(|p| p.attr(attr::TEST_ID) == Some(call.test_id.as_str())).map(|p| (p, MatchedBy::TestId)).or_else(|| {
+        sip()
+            .find(|p| {
+                p.attr(attr::SIP_CALL_ID_FULL) == Some(call.call_id.as_str())
+                    || p.attr(attr::LIVEKIT_CALL_ID) == Some(call.call_id.as_str())
+            })
+            .map(|p| (p, MatchedBy::CallId))
+    })
 }
 
 /// The rooms to look into on poll number `poll` (0-based) while the call's
@@ -142,7 +139,9 @@ pub fn rooms_to_probe(rooms: &[RoomView], watch_started_unix_ms: i64, poll: u32)
     let mut picked: Vec<&RoomView> = rooms
         .iter()
         .filter(|r| match r.created_unix_ms {
-            Some(created) if created < watch_started_unix_ms - FRESH_ROOM_SLACK_MS => poll.is_multiple_of(OLD_ROOM_EVERY),
+            Some(created) if created < watch_started_unix_ms - FRESH_ROOM_SLACK_MS => {
+                poll.is_multiple_of(OLD_ROOM_EVERY)
+            }
             _ => true,
         })
         .collect();
@@ -463,7 +462,8 @@ mod tests {
     fn tracks_status_agents_and_departures() {
         let mut w = RoomWatch::new(1_000);
         let r = room("call-_x", 1_000);
-        let sip = |status| participant("sip_1", KIND_SIP, &[(attr::TEST_ID, "cp-1"), (attr::CALL_STATUS, status)], 1_100);
+        let sip =
+            |status| participant("sip_1", KIND_SIP, &[(attr::TEST_ID, "cp-1"), (attr::CALL_STATUS, status)], 1_100);
         // Another room first: not ours.
         assert!(!w.absorb(&room("other", 900), &[participant("p", 0, &[], 1)], &call(), 1_050));
         assert!(w.absorb(&r, &[sip("ringing")], &call(), 1_200));
@@ -481,7 +481,10 @@ mod tests {
         );
         assert_eq!(w.agents.len(), 1);
         let a = &w.agents[0];
-        assert_eq!((a.agent_name.as_str(), a.joined_unix_ms, a.first_seen_unix_ms), ("probe-agent", Some(1_700), 1_800));
+        assert_eq!(
+            (a.agent_name.as_str(), a.joined_unix_ms, a.first_seen_unix_ms),
+            ("probe-agent", Some(1_700), 1_800)
+        );
         assert_eq!(a.gone_unix_ms, Some(2_400));
         w.room_gone(3_000);
         assert_eq!(w.sip_participant_gone_unix_ms, Some(3_000));

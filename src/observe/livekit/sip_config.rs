@@ -71,7 +71,10 @@ impl DispatchRule {
                 "[] (no room_config)".into()
             }
         } else {
-            format!("[{}]", self.agents.iter().map(|a| if a.is_empty() { "\"\"" } else { a }).collect::<Vec<_>>().join(", "))
+            format!(
+                "[{}]",
+                self.agents.iter().map(|a| if a.is_empty() { "\"\"" } else { a }).collect::<Vec<_>>().join(", ")
+            )
         }
     }
 }

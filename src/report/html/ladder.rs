@@ -98,13 +98,7 @@ pub fn ladder_svg(call: &CallReport, anchor_prefix: &str) -> String {
             .find(|m| m.dir == Direction::In && ArrowKind::of(&m.first_line) == ArrowKind::Success)
             .or(messages.first())
             .map_or(1, |m| column_of(&m.peer));
-        rows.insert(
-            at,
-            Row::Rtp {
-                lifeline: answering_peer,
-                label,
-            },
-        );
+        rows.insert(at, Row::Rtp { lifeline: answering_peer, label });
     }
 
     let width = lifeline_x(peers.len().max(1)) + RIGHT_MARGIN;
@@ -117,11 +111,7 @@ pub fn ladder_svg(call: &CallReport, anchor_prefix: &str) -> String {
     let local = call.sip.local.as_deref().unwrap_or("");
     lifeline(&mut svg, lifeline_x(0), height, "callprobe", local);
     for (i, peer) in peers.iter().enumerate() {
-        let title = if peers.len() == 1 {
-            "far end".to_string()
-        } else {
-            format!("peer {}", i + 1)
-        };
+        let title = if peers.len() == 1 { "far end".to_string() } else { format!("peer {}", i + 1) };
         lifeline(&mut svg, lifeline_x(i + 1), height, &title, peer);
     }
 
@@ -141,13 +131,7 @@ pub fn ladder_svg(call: &CallReport, anchor_prefix: &str) -> String {
                     r##"<a href="#{prefix}-msg-{index}" class="arrow {kind}"><title>{title}</title><text class="time" x="{tx:.1}" y="{ty:.1}">{t:.1} ms</text><line x1="{from:.1}" y1="{y:.1}" x2="{to:.1}" y2="{y:.1}" marker-end="url(#arrow-{kind})"/><text class="label" x="{lx:.1}" y="{ly:.1}">{label}</text></a>"##,
                     prefix = text(anchor_prefix),
                     kind = kind.name(),
-                    title = text(&format!(
-                        "{:.1} ms {} {}\n{}",
-                        m.t_ms,
-                        arrow_word(m.dir),
-                        m.peer,
-                        m.first_line
-                    )),
+                    title = text(&format!("{:.1} ms {} {}\n{}", m.t_ms, arrow_word(m.dir), m.peer, m.first_line)),
                     tx = TIME_COLUMN - 8.0,
                     ty = y + 4.0,
                     t = m.t_ms,
@@ -224,10 +208,7 @@ mod tests {
         assert_eq!(ArrowKind::of("INVITE sip:x SIP/2.0"), ArrowKind::Request);
         assert_eq!(ArrowKind::of("SIP/2.0 100 Trying"), ArrowKind::Provisional);
         assert_eq!(ArrowKind::of("SIP/2.0 200 OK"), ArrowKind::Success);
-        assert_eq!(
-            ArrowKind::of("SIP/2.0 407 Proxy Authentication Required"),
-            ArrowKind::Challenge
-        );
+        assert_eq!(ArrowKind::of("SIP/2.0 407 Proxy Authentication Required"), ArrowKind::Challenge);
         assert_eq!(ArrowKind::of("SIP/2.0 404 Not Found"), ArrowKind::Failure);
         assert_eq!(ArrowKind::of("SIP/2.0 garbage"), ArrowKind::Failure);
     }

@@ -127,11 +127,7 @@ pub fn waveform_svg(rx: Lane, tx: Lane, marks: &Marks, duration_ms: f64) -> Stri
         let label_width = key.label.chars().count() as f64 * 6.2 + 8.0;
         // Labels near the right edge go to the left of their line.
         let flipped = x + label_width > width;
-        let (start, end) = if flipped {
-            (x - label_width, x)
-        } else {
-            (x, x + label_width)
-        };
+        let (start, end) = if flipped { (x - label_width, x) } else { (x, x + label_width) };
         let row = row_ends.iter().position(|&e| e < start).unwrap_or(LABEL_ROWS - 1);
         row_ends[row] = end;
         let label_y = LABEL_ROW_HEIGHT * (row as f64 + 1.0);
@@ -197,11 +193,7 @@ fn lane(svg: &mut String, name: &str, track: Lane, top: f64, duration_ms: f64, c
 /// Ticks at a round step, labelled in seconds.
 fn axis(svg: &mut String, y: f64, duration_ms: f64, x_of: &dyn Fn(f64) -> f64) {
     const STEPS_MS: [f64; 12] = [100.0, 200.0, 500.0, 1e3, 2e3, 5e3, 10e3, 15e3, 30e3, 60e3, 120e3, 300e3];
-    let step = STEPS_MS
-        .iter()
-        .copied()
-        .find(|s| duration_ms / s <= 12.0)
-        .unwrap_or(600e3);
+    let step = STEPS_MS.iter().copied().find(|s| duration_ms / s <= 12.0).unwrap_or(600e3);
     let _ = write!(
         svg,
         r#"<g class="axis"><line x1="{LEFT}" y1="{y:.1}" x2="{x2:.1}" y2="{y:.1}"/>"#,
@@ -210,11 +202,7 @@ fn axis(svg: &mut String, y: f64, duration_ms: f64, x_of: &dyn Fn(f64) -> f64) {
     let mut t = 0.0;
     while t <= duration_ms + 0.5 {
         let x = x_of(t);
-        let label = if step < 1000.0 {
-            format!("{:.1} s", t / 1000.0)
-        } else {
-            format!("{:.0} s", t / 1000.0)
-        };
+        let label = if step < 1000.0 { format!("{:.1} s", t / 1000.0) } else { format!("{:.0} s", t / 1000.0) };
         let _ = write!(
             svg,
             r#"<line x1="{x:.1}" y1="{y:.1}" x2="{x:.1}" y2="{y2:.1}"/><text x="{x:.1}" y="{ty:.1}">{label}</text>"#,
@@ -233,10 +221,7 @@ mod tests {
     #[test]
     fn columns_hold_min_and_max_of_their_samples() {
         // 1 s at 1 kHz: a ramp, so each 1 ms column holds exactly one sample.
-        let track = Track {
-            samples: (0..1000).map(|i| i as i16 * 10).collect(),
-            sample_rate: 1000,
-        };
+        let track = Track { samples: (0..1000).map(|i| i as i16 * 10).collect(), sample_rate: 1000 };
         assert_eq!(track.range(0.0, 1.0), Some((0, 0)));
         assert_eq!(track.range(10.0, 20.0), Some((100, 190)));
         assert_eq!(track.range(999.0, 2000.0), Some((9990, 9990)));
@@ -245,18 +230,11 @@ mod tests {
 
     #[test]
     fn marks_and_missing_lanes_are_drawn() {
-        let track = Track {
-            samples: vec![0, 1000, -1000, 0],
-            sample_rate: 8000,
-        };
+        let track = Track { samples: vec![0, 1000, -1000, 0], sample_rate: 8000 };
         let marks = Marks {
             speech_segments: vec![(100.0, 400.0)],
             played: Some((500.0, 900.0)),
-            key_times: vec![KeyTime {
-                at_ms: 50.0,
-                label: "connected <x>".into(),
-                class: "connected",
-            }],
+            key_times: vec![KeyTime { at_ms: 50.0, label: "connected <x>".into(), class: "connected" }],
         };
         let svg = waveform_svg(Ok(&track), Err("no tx.wav"), &marks, 1000.0);
         assert!(svg.contains(r#"class="speech""#) && svg.contains(r#"class="played""#));
