@@ -369,6 +369,7 @@ pub fn call_spec(args: &CallArgs) -> Result<(CallSpec, Expectations), UsageError
         any_final_response: false,
         agent,
         media: media_expect,
+        diagnosis: None,
     };
     let headers = args.headers.iter().map(|h| parse_header(h)).collect::<Result<Vec<_>, _>>()?;
     let from_uri = if args.from.to_ascii_lowercase().starts_with("sip:") {
@@ -567,6 +568,7 @@ fn run_suite(args: &RunArgs) -> i32 {
         match case.call_spec() {
             Ok((spec, mut expect)) => {
                 expect.any_final_response = case.any_final_response;
+                expect.diagnosis = case.expect_diagnosis.clone();
                 plans.push(CallPlan {
                     name: Some(case.name.clone()),
                     tags: case.tags.clone(),

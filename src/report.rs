@@ -49,6 +49,10 @@ pub struct CallReport {
     pub media: MediaReport,
     pub checks: Vec<Check>,
     pub diagnosis: Vec<Diagnosis>,
+    /// The diagnosis this call was expected to fail with (a scenario's
+    /// `expect.diagnosis`); then only the `diagnosis` check decides the verdict.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_diagnosis: Option<String>,
     pub notes: Vec<String>,
     /// What LiveKit's API showed about the call; null when LiveKit was not configured.
     pub livekit: Option<LiveKitObservation>,
@@ -164,11 +168,27 @@ impl MediaReport {
 }
 
 impl CallReport {
-    pub fn new(record: &CallRecord, checks: Vec<Check>, diagnosis: Vec<Diagnosis>) -> CallReport {
+    /// PASS, FAIL, or XFAIL for a failed check that shows the failure the
+    /// call was expected to have (`expect.diagnosis`).
+    pub fn check_label(&self, c: &Check) -> &'static str {
+        match (c.passed, self.expected_diagnosis.is_some() && c.name != "diagnosis") {
+            (true, _) => "PASS",
+            (false, true) => "XFAIL",
+            (false, false) => "FAIL",
+        }
+    }
+
+    pub fn new(
+        record: &CallRecord,
+        checks: Vec<Check>,
+        diagnosis: Vec<Diagnosis>,
+        expected_diagnosis: Option<String>,
+    ) -> CallReport {
+        let deciding = |c: &&Check| expected_diagnosis.is_none() || c.name == "diagnosis";
         // Interrupted by the user: the tester did not finish, whatever the checks say.
         let verdict = if matches!(record.summary.ended, Some(EndReason::Abandoned)) {
             Verdict::Error
-        } else if checks.iter().all(|c| c.passed) {
+        } else if checks.iter().filter(deciding).all(|c| c.passed) {
             Verdict::Pass
         } else {
             Verdict::Fail
@@ -201,6 +221,7 @@ impl CallReport {
             media: MediaReport::new(record, None, None),
             checks,
             diagnosis,
+            expected_diagnosis,
             notes: record.notes.clone(),
             livekit: None,
         }
@@ -231,6 +252,7 @@ impl CallReport {
                 detail: format!("callprobe could not place the call: {why}"),
             }],
             diagnosis: Vec::new(),
+            expected_diagnosis: None,
             notes: vec![why.to_string()],
             livekit: None,
         }
@@ -273,7 +295,7 @@ pub fn verdict_block(call: &CallReport) -> String {
         }
     }
     for c in &call.checks {
-        line(&mut out, format!("{} {}: {}", if c.passed { "  PASS" } else { "  FAIL" }, c.name, c.detail));
+        line(&mut out, format!("  {} {}: {}", call.check_label(c), c.name, c.detail));
     }
     for d in &call.diagnosis {
         line(&mut out, format!("  why    [{}] {}", d.code, d.summary));

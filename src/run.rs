@@ -81,22 +81,30 @@ pub async fn execute(
     if let (Some(seen), Some(config)) = (observed.as_mut(), sip_config.as_ref()) {
         seen.dispatch_rule = seen.rule_id.as_deref().and_then(|id| config.rule(id)).cloned();
     }
-    let diagnosis = if failed {
-        diagnose::diagnose_observation(&Observation {
-            record: &record,
-            livekit: observed.as_ref(),
-            sip_config: sip_config.as_ref(),
-            expected_agent: expect.agent.as_ref(),
-            far_end_speech: analysis.as_ref().map(|a| !a.speech_segments.is_empty()),
-        })
-    } else {
-        Vec::new()
+    // A scenario that expects a diagnosis is judged by it: the diagnosis
+    // check decides the verdict, the others show the failure it expects.
+    let observation = Observation {
+        record: &record,
+        livekit: observed.as_ref(),
+        sip_config: sip_config.as_ref(),
+        expected_agent: expect.agent.as_ref(),
+        far_end_speech: analysis.as_ref().map(|a| !a.speech_segments.is_empty()),
     };
+    let (diagnosis, passed_notes) = if failed {
+        (diagnose::diagnose_observation(&observation), Vec::new())
+    } else {
+        (Vec::new(), diagnose::notes_for_passed_call(&observation))
+    };
+    record.notes.extend(passed_notes);
     let recordings = match out_dir {
         Some(dir) => write_call_files(dir, &record).map_err(ExecuteError::Output)?,
         None => None,
     };
-    let mut call_report = CallReport::new(&record, checks, diagnosis);
+    if let Some(code) = &expect.diagnosis {
+        let check = checks::expected_diagnosis(code, &checks, &diagnosis);
+        checks.push(check);
+    }
+    let mut call_report = CallReport::new(&record, checks, diagnosis, expect.diagnosis.clone());
     call_report.name = plan.name.clone();
     call_report.tags = plan.tags.clone();
     call_report.media = MediaReport::new(&record, analysis.as_ref(), recordings);

@@ -103,7 +103,12 @@ fn testbed(test: &str, needs: Needs) -> Option<Testbed> {
     if std::env::var("CALLPROBE_REQUIRE_TESTBED").is_ok_and(|v| v == "1") && !(needs == Needs::Sip && sip_off) {
         panic!("{test}: CALLPROBE_REQUIRE_TESTBED=1 but the testbed is not usable: {why}");
     }
-    eprintln!("\n*** SKIP {test}: {why} ***\n");
+    let why = if needs == Needs::Sip && sip_off {
+        "LiveKit SIP is off in this run (CALLPROBE_TESTBED_SIP=off; see testbed/README.md, 'LiveKit SIP')".to_string()
+    } else {
+        why
+    };
+    support::record_skip(test, &why);
     None
 }
 
@@ -339,12 +344,165 @@ fn wrong_password_is_diagnosed() {
     let run = tb.call("not-the-testbed-password", &["--expect-agent", tb.get("PROBE_AGENT_NAME"), "--timeout", "8s"]);
     assert_eq!(run.code, 1, "{}", run.explain());
     assert_eq!(run.diagnosis_codes().first().map(String::as_str), Some("credentials_rejected"), "{}", run.explain());
+    // LiveKit SIP answers a wrong password with 401 (not a second 407).
+    let finals: Vec<u64> = run.call()["sip"]["final_responses"]
+        .as_array()
+        .map_or(vec![], |a| a.iter().filter_map(|f| f["status"].as_u64()).collect());
+    assert_eq!(finals, [407, 401], "{}", run.explain());
+    assert_eq!(received(&run, "SIP/2.0 401").and_then(|r| r.lines().next()), Some("SIP/2.0 401 Unauthorized"));
     assert!(
         run.check("agent_joined")["detail"].as_str().is_some_and(|d| d.contains("no LiveKit room")),
         "{}",
         run.explain()
     );
     assert!(!run.stdout.contains("not-the-testbed-password"));
+}
+
+/// The raw text of the first message received with this status line prefix.
+fn received<'a>(run: &'a Run, first_line_prefix: &str) -> Option<&'a str> {
+    run.call()["sip"]["messages"].as_array()?.iter().find_map(|m| {
+        (m["dir"] == "in" && m["first_line"].as_str().is_some_and(|l| l.starts_with(first_line_prefix)))
+            .then(|| m["raw"].as_str())
+            .flatten()
+    })
+}
+
+fn header<'a>(raw: &'a str, name: &str) -> Option<&'a str> {
+    raw.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+#[test]
+fn livekit_sip_challenges_with_407_and_accepts_our_digest() {
+    let Some(tb) = testbed("livekit_sip_challenges_with_407_and_accepts_our_digest", Needs::Sip) else { return };
+    let run = tb.call(tb.get("LK_SIP_PASSWORD"), &["--expect", "407,200", "--hangup-after", "2s", "--timeout", "20s"]);
+    assert_eq!(run.code, 0, "{}", run.explain());
+    let sip = &run.call()["sip"];
+    assert_eq!(sip["invites_sent"], 2, "{sip:#}");
+    let provisional: Vec<u64> =
+        sip["provisional"].as_array().map_or(vec![], |a| a.iter().filter_map(Value::as_u64).collect());
+    assert!(provisional.contains(&100) && provisional.contains(&180), "provisional {provisional:?}");
+    assert_eq!(received(&run, "SIP/2.0 100").and_then(|r| r.lines().next()), Some("SIP/2.0 100 Processing"));
+    let challenge = received(&run, "SIP/2.0 407").unwrap_or_else(|| panic!("no 407\n{}", run.explain()));
+    assert!(challenge.starts_with("SIP/2.0 407 Unauthorized\r\n"), "{challenge}");
+    let pa = header(challenge, "Proxy-Authenticate").unwrap_or_else(|| panic!("no Proxy-Authenticate: {challenge}"));
+    assert!(pa.starts_with("Digest realm=\"LiveKit\", nonce=\""), "{pa}");
+    assert!(pa.ends_with("algorithm=MD5") && !pa.contains("qop"), "{pa}");
+    // The retry keeps the Call-ID and carries Proxy-Authorization.
+    let invites: Vec<&str> = sip["messages"].as_array().map_or(vec![], |a| {
+        a.iter()
+            .filter(|m| m["dir"] == "out" && m["first_line"].as_str().is_some_and(|l| l.starts_with("INVITE")))
+            .filter_map(|m| m["raw"].as_str())
+            .collect()
+    });
+    assert_eq!(invites.len(), 2);
+    assert_eq!(header(invites[0], "Call-ID"), header(invites[1], "Call-ID"));
+    assert!(header(invites[1], "Proxy-Authorization").is_some_and(|h| h.starts_with("Digest ")), "{}", invites[1]);
+    let ok_ms = sip["connected_ms"].as_f64().unwrap_or(f64::MAX);
+    eprintln!("LiveKit SIP: {provisional:?}, 407 `{pa}`, 200 OK at {ok_ms:.0} ms");
+}
+
+#[test]
+fn livekit_sip_without_credentials_is_diagnosed() {
+    let Some(tb) = testbed("livekit_sip_without_credentials_is_diagnosed", Needs::Sip) else { return };
+    let target = format!("sip:{}@127.0.0.1:{}", tb.get("LK_SIP_CALL_NUMBER"), tb.get("LK_SIP_PORT"));
+    let run = tb.callprobe(&["call", &target, "--from", tb.get("LK_SIP_CALLER_NUMBER"), "--timeout", "10s"], None);
+    assert_eq!(run.code, 1, "{}", run.explain());
+    assert_eq!(run.diagnosis_codes(), ["credentials_required"], "{}", run.explain());
+    assert_eq!(run.call()["sip"]["final_responses"][0]["status"], 407);
+    // Checking only that the trunk demands credentials passes.
+    let run = tb.callprobe(&["call", &target, "--expect", "407", "--timeout", "10s"], None);
+    assert_eq!(run.code, 0, "{}", run.explain());
+}
+
+#[test]
+fn livekit_sip_number_on_no_trunk_is_diagnosed() {
+    let Some(tb) = testbed("livekit_sip_number_on_no_trunk_is_diagnosed", Needs::Sip) else { return };
+    let target = format!("sip:+19995550123@127.0.0.1:{}", tb.get("LK_SIP_PORT"));
+    let args = ["call", &target, "--from", tb.get("LK_SIP_CALLER_NUMBER"), "--auth-user", tb.get("LK_SIP_USER")];
+    let mut args = args.to_vec();
+    args.extend(["--auth-password-env", PASSWORD_VAR, "--timeout", "3s"]);
+    let run = tb.callprobe(&args, Some(tb.get("LK_SIP_PASSWORD")));
+    assert_eq!(run.code, 1, "{}", run.explain());
+    // LiveKit SIP v1.0.0 self-hosted: 100, 180, then it drops the call (no 404, no answer to CANCEL).
+    assert_eq!(run.call()["sip"]["final_responses"], serde_json::json!([]), "{}", run.explain());
+    assert_eq!(run.diagnosis_codes(), ["called_number_not_on_trunk"], "{}", run.explain());
+}
+
+#[test]
+fn livekit_sip_number_without_plus_is_flagged() {
+    let Some(tb) = testbed("livekit_sip_number_without_plus_is_flagged", Needs::Sip) else { return };
+    let with_plus = tb.get("LK_SIP_CALL_NUMBER");
+    let without_plus = with_plus.trim_start_matches('+');
+    let target = format!("sip:{without_plus}@127.0.0.1:{}", tb.get("LK_SIP_PORT"));
+    let mut args =
+        vec!["call", &target, "--from", tb.get("LK_SIP_CALLER_NUMBER"), "--auth-user", tb.get("LK_SIP_USER")];
+    args.extend(["--auth-password-env", PASSWORD_VAR, "--expect-agent", tb.get("PROBE_AGENT_NAME")]);
+    args.extend(["--hangup-after", "2s", "--timeout", "10s"]);
+    let run = tb.callprobe(&args, Some(tb.get("LK_SIP_PASSWORD")));
+    // What LiveKit (server v1.13.5) really does: the trunk matches without "+",
+    // and the agent is handed the number as dialled.
+    assert_eq!(run.code, 0, "{}", run.explain());
+    assert_eq!(run.livekit()["trunk_phone_number"], without_plus, "{}", run.explain());
+    let notes = run.call()["notes"].to_string();
+    assert!(notes.contains("number_format") && notes.contains(without_plus), "{}", run.explain());
+    // Without the country code the number is on no trunk.
+    let short = &without_plus[1..];
+    let target = format!("sip:{short}@127.0.0.1:{}", tb.get("LK_SIP_PORT"));
+    args[1] = &target;
+    let run = tb.callprobe(&args, Some(tb.get("LK_SIP_PASSWORD")));
+    assert_eq!(run.code, 1, "{}", run.explain());
+    assert_eq!(run.diagnosis_codes(), ["called_number_not_on_trunk", "number_format"], "{}", run.explain());
+}
+
+#[test]
+fn slow_agent_is_diagnosed_as_late() {
+    let Some(tb) = testbed("slow_agent_is_diagnosed_as_late", Needs::Sip) else { return };
+    let _restore = Restore::agent_mode(&tb, "slow-join");
+    let run = tb.call(
+        tb.get("LK_SIP_PASSWORD"),
+        &[
+            "--expect-agent",
+            tb.get("PROBE_AGENT_NAME"),
+            "--agent-within",
+            "3s",
+            "--hangup-after",
+            "2s",
+            "--timeout",
+            "30s",
+        ],
+    );
+    assert_eq!(run.code, 1, "{}", run.explain());
+    assert_eq!(run.check("agent_joined")["passed"], false, "{}", run.explain());
+    assert_eq!(run.diagnosis_codes().first().map(String::as_str), Some("agent_joined_late"), "{}", run.explain());
+    let joined = run.livekit()["agents"][0]["joined_ms"].as_f64().unwrap_or(0.0);
+    assert!(joined > 3000.0, "joined_ms {joined}");
+    eprintln!("slow agent joined at {joined:.0} ms; 200 OK at {} ms", run.call()["sip"]["connected_ms"]);
+}
+
+#[test]
+fn silent_agent_is_diagnosed() {
+    let Some(tb) = testbed("silent_agent_is_diagnosed", Needs::Sip) else { return };
+    let _restore = Restore::agent_mode(&tb, "silent");
+    let run = tb.call(
+        tb.get("LK_SIP_PASSWORD"),
+        &[
+            "--expect-agent",
+            tb.get("PROBE_AGENT_NAME"),
+            "--expect-speech-within",
+            "3s",
+            "--hangup-after",
+            "5s",
+            "--timeout",
+            "20s",
+        ],
+    );
+    assert_eq!(run.code, 1, "{}", run.explain());
+    assert_eq!(run.check("agent_joined")["passed"], true, "{}", run.explain());
+    assert_eq!(run.check("speech_within")["passed"], false, "{}", run.explain());
+    assert_eq!(run.diagnosis_codes(), ["agent_joined_but_silent"], "{}", run.explain());
 }
 
 // ------------------------------------------------------------------ doctor

@@ -302,6 +302,7 @@ fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
             check("speech_within", true, &format!("far end spoke {first_audio} ms after the 200 OK (within 3 s)")),
         ],
         diagnosis: Vec::new(),
+        expected_diagnosis: None,
         notes: Vec::new(),
         livekit: Some(livekit("cp-795c97f44bca", 212.0)),
     };
@@ -340,6 +341,7 @@ fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
             fix: "Set the same user/password on the carrier and on the LiveKit inbound trunk; check the called number is on the trunk in +E.164 form".into(),
             reference: "https://github.com/livekit/sip/issues/592".into(),
         }],
+        expected_diagnosis: None,
         notes: vec!["TCP connection to 127.0.0.1:5071 closed by peer at 3.1 ms".into()],
         livekit: None,
     };
@@ -394,6 +396,7 @@ fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
             fix: "Check the agent's session starts (greeting sent, TTS reachable) and the media path".into(),
             reference: "shared/notes/livekit.md (codecs, media); agent logs".into(),
         }],
+        expected_diagnosis: None,
         notes: Vec::new(),
         livekit: Some(livekit("cp-0123456789ab", 240.0)),
     };

@@ -76,6 +76,8 @@ pub struct RawExpect {
     pub tone_hz: Option<Spanned<f64>>,
     pub max_loss_percent: Option<Spanned<f64>>,
     pub max_jitter_ms: Option<Spanned<f64>>,
+    /// The call must fail with this diagnosis code.
+    pub diagnosis: Option<Text>,
 }
 
 impl RawExpect {
@@ -93,6 +95,7 @@ impl RawExpect {
             tone_hz: pick(&self.tone_hz, &over.tone_hz),
             max_loss_percent: pick(&self.max_loss_percent, &over.max_loss_percent),
             max_jitter_ms: pick(&self.max_jitter_ms, &over.max_jitter_ms),
+            diagnosis: pick(&self.diagnosis, &over.diagnosis),
         }
     }
 }

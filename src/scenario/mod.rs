@@ -122,6 +122,8 @@ pub struct ScenarioCase {
     /// checked. `call.expect` is then `None`, which on its own would mean
     /// "must be answered", so the runner has to drop that check.
     pub any_final_response: bool,
+    /// `expect.diagnosis`: the call must fail with this diagnosis code.
+    pub expect_diagnosis: Option<String>,
 }
 
 impl ScenarioCase {

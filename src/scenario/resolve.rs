@@ -239,6 +239,7 @@ impl CaseScope<'_, '_> {
             matrix: self.vars.clone(),
             call,
             any_final_response: expectations.any_final_response,
+            expect_diagnosis: expectations.diagnosis,
         })
     }
 
@@ -530,10 +531,21 @@ impl CaseScope<'_, '_> {
         );
         let max_jitter_ms =
             self.bounded(expect.max_jitter_ms.as_ref(), 0.0, 10_000.0, "max_jitter_ms", "milliseconds from 0 to 10000");
+        let diagnosis = expect.diagnosis.as_ref().and_then(|d| {
+            let code = self.text(d)?;
+            if !crate::verdict::diagnose::codes().any(|c| c == code) {
+                let known: Vec<&str> = crate::verdict::diagnose::codes().collect();
+                let expected = format!("one of {}", known.join(", "));
+                self.r.error(d.span(), format!("'{code}' is not a diagnosis callprobe makes"), Some(&expected));
+                return None;
+            }
+            Some(code)
+        });
         if self.r.errors.len() > errors_before {
             return None;
         }
         Some(ResolvedExpect {
+            diagnosis,
             final_responses,
             any_final_response,
             agent,
@@ -616,4 +628,5 @@ struct ResolvedExpect {
     tone_hz: Option<f64>,
     max_loss_percent: Option<f64>,
     max_jitter_ms: Option<f64>,
+    diagnosis: Option<String>,
 }

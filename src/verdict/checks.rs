@@ -25,6 +25,10 @@ pub struct Expectations {
     pub agent: Option<AgentExpectation>,
     /// What the far end's audio must show.
     pub media: MediaExpectations,
+    /// The call must fail with this diagnosis code (a scenario's
+    /// `expect.diagnosis`): checked by [`expected_diagnosis`]; the other
+    /// checks then describe the expected failure and do not decide the verdict.
+    pub diagnosis: Option<String>,
 }
 
 /// `--expect-speech-within`, `--expect-response-within`, `--expect-tone`.
@@ -111,6 +115,24 @@ pub fn evaluate(record: &CallRecord, expect: &Expectations) -> Vec<Check> {
         checks.push(Check { name: "call_ended_cleanly".into(), passed, detail });
     }
     checks
+}
+
+/// `diagnosis`: the call failed, and with the expected diagnosis among the
+/// ones that apply.
+pub fn expected_diagnosis(code: &str, other_checks: &[Check], diagnoses: &[super::diagnose::Diagnosis]) -> Check {
+    let check = |passed: bool, detail: String| Check { name: "diagnosis".into(), passed, detail };
+    let failed: Vec<&str> = other_checks.iter().filter(|c| !c.passed).map(|c| c.name.as_str()).collect();
+    if failed.is_empty() {
+        return check(false, format!("expected the call to fail with {code}, but every check passed"));
+    }
+    match diagnoses.iter().find(|d| d.code == code) {
+        Some(d) => check(true, format!("failed as expected ({}) with {code}: {}", failed.join(", "), d.evidence)),
+        None => {
+            let got: Vec<&str> = diagnoses.iter().map(|d| d.code.as_str()).collect();
+            let got = if got.is_empty() { "no diagnosis".to_string() } else { got.join(", ") };
+            check(false, format!("expected diagnosis {code}, got {got} (failed checks: {})", failed.join(", ")))
+        }
+    }
 }
 
 /// `agent_joined`: a participant of kind AGENT (named as expected) was in the

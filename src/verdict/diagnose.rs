@@ -478,6 +478,22 @@ fn transport_name(t: Transport) -> &'static str {
     }
 }
 
+/// Context rows that are worth a note even when every check passed (a number
+/// that LiveKit accepted but hands to the agent without `+`): one line each,
+/// `code: evidence — fix`.
+pub fn notes_for_passed_call(obs: &Observation) -> Vec<String> {
+    RULES
+        .iter()
+        .filter(|r| r.code == "number_format")
+        .filter_map(|r| (r.applies)(obs).map(|evidence| format!("{}: {evidence} — {}", r.code, r.fix)))
+        .collect()
+}
+
+/// Every diagnosis code callprobe can produce, in table order.
+pub fn codes() -> impl Iterator<Item = &'static str> {
+    RULES.iter().map(|r| r.code)
+}
+
 /// The diagnoses that apply to a call whose checks failed (SIP record only).
 pub fn diagnose(record: &CallRecord) -> Vec<Diagnosis> {
     diagnose_observation(&Observation::new(record))
