@@ -392,7 +392,7 @@ fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
             summary: "The call was answered but the agent said nothing".into(),
             evidence: "agent \"telephony-agent\" joined at 240 ms; 384 RTP packets of silence".into(),
             fix: "Check the agent's session starts (greeting sent, TTS reachable) and the media path".into(),
-            reference: "shared/notes/livekit.md (codecs, media); agent logs".into(),
+            reference: "docs/failure-modes.md#15-answered-but-the-agent-is-silent (runbook item 15); docs/livekit-sip.md#codecs-and-dtmf; agent logs".into(),
         }],
         notes: Vec::new(),
         livekit: Some(livekit("cp-0123456789ab", 240.0)),
