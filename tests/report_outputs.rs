@@ -490,7 +490,7 @@ fn index_html_is_self_contained_and_escapes_call_data() {
     assert_eq!(html.matches(r#"<section class="call "#).count(), 3);
     assert_eq!(html.matches(r#"<svg class="ladder""#).count(), 3);
     assert_eq!(html.matches(r#"<svg class="wave""#).count(), 2, "calls 1 and 3 have recordings");
-    assert!(html.contains(r#"src="001-sip-14144007103-127-0-0-1-5070/rx.wav""#));
+    assert!(html.contains(r#"src="001-sip-plus14144007103-127-0-0-1-5070/rx.wav""#));
     assert!(html.contains("class=\"speech\"") && html.contains("class=\"played\""));
     assert!(html.contains("agent telephony-agent joined") && html.contains("first audio +"));
     assert!(html.contains("LiveKit observation (JSON)") && html.contains("call-_+15550100123_x7Qa"));
