@@ -1,7 +1,8 @@
 //! `callprobe doctor`: a read-only audit of a LiveKit project's inbound SIP
-//! configuration against the runbook (shared/runbook.md). It lists the
-//! inbound trunks and dispatch rules and flags what is known to break calls,
-//! each finding with its runbook item, severity, evidence and fix.
+//! configuration against the known failure modes (docs/failure-modes.md). It
+//! lists the inbound trunks and dispatch rules and flags what is known to
+//! break calls, each finding with its severity, evidence, fix and the
+//! failure-mode item it belongs to.
 //!
 //! The audit is a table of rules ([`AUDIT_RULES`]), each a pure function from
 //! the configuration to the evidence of every place it applies. The command
@@ -33,7 +34,7 @@ pub struct Finding {
     /// Ids and fields that show the problem.
     pub evidence: String,
     pub fix: &'static str,
-    /// Runbook item and upstream issues.
+    /// The failure-mode item (`docs/failure-modes.md#…`) and upstream issues.
     pub reference: &'static str,
 }
 
@@ -104,7 +105,7 @@ const AUDIT_RULES: &[AuditRule] = &[
         find: |i| if i.trunks().is_empty() { vec!["ListSIPInboundTrunk returned no trunks".into()] } else { vec![] },
         summary: "There is no inbound trunk: LiveKit SIP cannot accept any call",
         fix: "Create an inbound trunk with the carrier's numbers in +E.164 form and credential auth (`lk sip inbound create`)",
-        reference: "runbook 1",
+        reference: "docs/failure-modes.md#1-404-no-trunk-found-the-trunk-does-not-match (runbook item 1)",
     },
     AuditRule {
         code: "no_dispatch_rules",
@@ -118,7 +119,7 @@ const AUDIT_RULES: &[AuditRule] = &[
         },
         summary: "There is no dispatch rule: calls are never put in a room",
         fix: "Create a dispatch rule through the SIPDispatchRuleInfo wrapper with room_config.agents = [your agent]",
-        reference: "runbook 2",
+        reference: "docs/failure-modes.md#11-no-dispatch-rule-takes-the-call (runbook item 11); docs/livekit-sip.md#dispatch-rules",
     },
     AuditRule {
         code: "dispatch_rule_without_agents",
@@ -132,7 +133,7 @@ const AUDIT_RULES: &[AuditRule] = &[
         },
         summary: "A dispatch rule dispatches no agent: rooms are created, the agent never joins (the deprecated-fields trap: room_config silently ignored)",
         fix: "Update the rule in place with the SIPDispatchRuleInfo wrapper: room_config=RoomConfiguration(agents=[RoomAgentDispatch(agent_name=...)]) (`lk.sip.update_sip_dispatch_rule(rule_id, SIPDispatchRuleInfo(...))`); never delete-then-recreate",
-        reference: "runbook 2; livekit/sip#401, livekit/livekit#3690",
+        reference: "docs/failure-modes.md#2-the-agent-never-joins-no-agent-in-the-dispatch-rule (runbook item 2); livekit/sip#401, livekit/livekit#3690",
     },
     AuditRule {
         code: "agent_name_mismatch",
@@ -148,7 +149,7 @@ const AUDIT_RULES: &[AuditRule] = &[
         },
         summary: "A dispatch rule dispatches a different agent_name than the agent that should answer",
         fix: "Use the same explicit agent_name on @server.rtc_session(agent_name=...) and in the rule's RoomAgentDispatch(agent_name=...)",
-        reference: "runbook 4; livekit/agents#3202",
+        reference: "docs/failure-modes.md#4-agent_name-mismatch (runbook item 4); livekit/agents#3202",
     },
     AuditRule {
         code: "dispatch_rule_agent_without_name",
@@ -162,7 +163,7 @@ const AUDIT_RULES: &[AuditRule] = &[
         },
         summary: "A dispatch rule relies on implicit agent matching (empty agent_name), which is unreliable for SIP calls",
         fix: "Set an explicit agent_name on both the agent (@server.rtc_session(agent_name=...)) and the rule",
-        reference: "runbook 4; livekit/agents#3202",
+        reference: "docs/failure-modes.md#4-agent_name-mismatch (runbook item 4); livekit/agents#3202",
     },
     AuditRule {
         code: "trunk_without_credentials",
@@ -176,7 +177,7 @@ const AUDIT_RULES: &[AuditRule] = &[
         },
         summary: "An inbound trunk has neither credentials nor allowed addresses: in a shared environment (LiveKit Cloud) INVITEs cannot be matched to it reliably (\"404 No trunk found\")",
         fix: "Set the same user/password on the carrier and on the trunk (`lk sip inbound update --id <trunk> --auth-user U --auth-pass P`)",
-        reference: "runbook 1 and \"Authentication Strategy\"; livekit/sip#592",
+        reference: "docs/failure-modes.md#1-404-no-trunk-found-the-trunk-does-not-match (runbook item 1); docs/failure-modes.md#authentication-strategy; livekit/sip#592",
     },
     AuditRule {
         code: "trunk_incomplete_credentials",
@@ -196,7 +197,7 @@ const AUDIT_RULES: &[AuditRule] = &[
         },
         summary: "An inbound trunk has only half of its digest credentials",
         fix: "Set both auth_username and auth_password, equal to the carrier's user_name/password",
-        reference: "runbook 1",
+        reference: "docs/failure-modes.md#6-credentials-rejected (runbook item 6)",
     },
     AuditRule {
         code: "trunk_ip_auth_only",
@@ -210,7 +211,7 @@ const AUDIT_RULES: &[AuditRule] = &[
         },
         summary: "An inbound trunk relies on IP allow-listing only; carriers share IP ranges, so this is the fallback, not the primary",
         fix: "Add credential auth (auth_username/auth_password) matching the carrier",
-        reference: "runbook \"Authentication Strategy\"",
+        reference: "docs/failure-modes.md#9-trunk-trusted-by-source-address-only (runbook item 9); docs/failure-modes.md#authentication-strategy",
     },
     AuditRule {
         code: "number_not_e164",
@@ -234,7 +235,7 @@ const AUDIT_RULES: &[AuditRule] = &[
         },
         summary: "A number is not in +E.164 form; carriers send different formats (ani/dnis_number_format), and rule numbers must match exactly",
         fix: "Write every number as +E.164 (+14144007103); set the carrier's ani_number_format \"+E.164\" and dnis_number_format \"+e164\"",
-        reference: "runbook 5",
+        reference: "docs/failure-modes.md#5-numbers-not-in-e164-form (runbook item 5)",
     },
     AuditRule {
         code: "number_on_two_trunks",
@@ -264,7 +265,7 @@ const AUDIT_RULES: &[AuditRule] = &[
         },
         summary: "The same number is on two inbound trunks that nothing else tells apart: LiveKit cannot pick one (503 or the wrong trunk)",
         fix: "Keep each number on one trunk, or separate the trunks by allowed_addresses / allowed_numbers",
-        reference: "shared/notes/livekit.md (two matching trunks → 503); runbook 1",
+        reference: "docs/failure-modes.md#10-503-two-trunks-match-or-dispatch-failed (runbook item 10); docs/livekit-sip.md#trunk-matching",
     },
     AuditRule {
         code: "rule_trunk_unknown",
@@ -282,7 +283,7 @@ const AUDIT_RULES: &[AuditRule] = &[
         },
         summary: "A dispatch rule points at a trunk that does not exist (deleted or recreated under a new id)",
         fix: "Update the rule's trunk_ids to the live trunk ids (`lk sip inbound list`); update in place, never delete-then-recreate",
-        reference: "runbook \"Operational Rules\"",
+        reference: "docs/failure-modes.md#12-a-dispatch-rule-names-a-trunk-that-is-gone (runbook item 12); docs/failure-modes.md#changing-trunks-and-rules-safely",
     },
     AuditRule {
         code: "rule_number_not_on_trunk",
@@ -300,7 +301,7 @@ const AUDIT_RULES: &[AuditRule] = &[
         },
         summary: "A dispatch rule applies to a number that no trunk of the rule accepts: that part of the rule never matches",
         fix: "Add the number to the trunk, or correct the rule's numbers (same +E.164 spelling as the carrier sends)",
-        reference: "runbook 1, 5",
+        reference: "docs/failure-modes.md#5-numbers-not-in-e164-form (runbook item 5); docs/livekit-sip.md#dispatch-rules",
     },
     AuditRule {
         code: "trunk_without_dispatch_rule",
@@ -317,7 +318,7 @@ const AUDIT_RULES: &[AuditRule] = &[
         },
         summary: "Calls on this trunk match no dispatch rule: LiveKit drops them",
         fix: "Add the trunk id to a dispatch rule's trunk_ids (or use a rule without trunk_ids)",
-        reference: "runbook 2; shared/notes/livekit.md (no rule matches → INVITE dropped)",
+        reference: "docs/failure-modes.md#11-no-dispatch-rule-takes-the-call (runbook item 11); docs/livekit-sip.md#dispatch-rules",
     },
     AuditRule {
         code: "number_not_on_trunk",
@@ -335,7 +336,7 @@ const AUDIT_RULES: &[AuditRule] = &[
         },
         summary: "A number that should reach the agent is on no inbound trunk (\"404 No trunk found\" on LiveKit Cloud, a dropped INVITE on a self-hosted server)",
         fix: "Add the number in +E.164 form to the inbound trunk (`lk sip inbound update --id <trunk> --numbers ...`)",
-        reference: "runbook 1, 5",
+        reference: "docs/failure-modes.md#1-404-no-trunk-found-the-trunk-does-not-match (runbook item 1)",
     },
     AuditRule {
         code: "number_without_dispatch_rule",
@@ -353,7 +354,7 @@ const AUDIT_RULES: &[AuditRule] = &[
         },
         summary: "A number reaches a trunk but no dispatch rule takes the call",
         fix: "Add the trunk (and, if the rule lists numbers, the number exactly as sent) to a dispatch rule",
-        reference: "runbook 2, 5",
+        reference: "docs/failure-modes.md#11-no-dispatch-rule-takes-the-call (runbook item 11); docs/livekit-sip.md#dispatch-rules",
     },
 ];
 
@@ -531,6 +532,15 @@ mod tests {
     }
 
     #[test]
+    fn every_reference_points_at_a_docs_heading() {
+        for r in AUDIT_RULES {
+            if let Err(e) = crate::doc_links::check_reference(r.reference) {
+                panic!("doctor finding {}: {e}", r.code);
+            }
+        }
+    }
+
+    #[test]
     fn clean_config_has_no_findings() {
         assert!(audit(&clean(), &expect(Some("probe-agent"), &["+14144007103"])).is_empty());
         assert!(audit(&clean(), &AuditExpectations::default()).is_empty());
@@ -544,7 +554,7 @@ mod tests {
         assert_eq!(f.len(), 1);
         assert_eq!((f[0].code, f[0].severity), ("dispatch_rule_without_agents", Severity::Error));
         assert!(f[0].evidence.contains("SDR_1"), "{}", f[0].evidence);
-        assert!(f[0].reference.contains("runbook 2"));
+        assert!(f[0].reference.starts_with("docs/failure-modes.md#2-"), "{}", f[0].reference);
         // No agents means no mismatch to report for --agent as well.
         assert_eq!(codes(&c, &expect(Some("probe-agent"), &[])), ["dispatch_rule_without_agents"]);
     }

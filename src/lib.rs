@@ -7,6 +7,8 @@
 
 pub mod call;
 pub mod cli;
+#[cfg(test)]
+mod doc_links;
 pub mod doctor;
 pub mod media;
 pub mod observe;

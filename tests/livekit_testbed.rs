@@ -543,7 +543,7 @@ fn doctor_finds_each_planted_problem() {
         assert_eq!(codes, [code], "fault {fault}: {json:#}");
         assert_eq!(run.code, 1, "fault {fault}: {}", run.explain());
         assert_eq!(json["findings"][0]["severity"], "error");
-        assert!(json["findings"][0]["reference"].as_str().is_some_and(|r| r.contains("runbook")));
+        assert!(json["findings"][0]["reference"].as_str().is_some_and(|r| r.contains("docs/failure-modes.md#")));
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use callprobe::media::vad::{detect_speech, VadConfig, VAD_SAMPLE_RATE};
 use callprobe::media::wav;
 use serde_json::Value;
-use support::peers::{free_port, Sipp, SippOptions, TempDir};
+use support::peers::{free_port, require_tools, Sipp, SippOptions, TempDir, Tool};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
@@ -122,6 +122,9 @@ fn speech_onset_8k_ms(name: &str) -> u64 {
 
 #[test]
 fn first_audio_matches_the_peers_known_delay() {
+    if !require_tools("first_audio_matches_the_peers_known_delay", &[Tool::Sipp]) {
+        return;
+    }
     let delay = 1000;
     let peer = media_peer(Some("thank_you_for_calling_pcmu.pcap"), delay, PCMU, &[]);
     let run = call(
@@ -152,6 +155,9 @@ fn first_audio_matches_the_peers_known_delay() {
 
 #[test]
 fn echo_of_our_fixture_is_heard() {
+    if !require_tools("echo_of_our_fixture_is_heard", &[Tool::Sipp]) {
+        return;
+    }
     let peer = media_peer(None, 0, PCMU, &["-rtp_echo"]);
     let run = call(
         &peer,
@@ -185,6 +191,9 @@ fn echo_of_our_fixture_is_heard() {
 /// decode to speech where we said it.
 #[test]
 fn g722_echo_is_heard() {
+    if !require_tools("g722_echo_is_heard", &[Tool::Sipp]) {
+        return;
+    }
     let peer = media_peer(None, 0, ("9", "G722/8000"), &["-rtp_echo"]);
     let run = call(
         &peer,
@@ -214,6 +223,9 @@ fn g722_echo_is_heard() {
 
 #[test]
 fn silent_peer_fails_expect_speech_within() {
+    if !require_tools("silent_peer_fails_expect_speech_within", &[Tool::Sipp]) {
+        return;
+    }
     let peer = media_peer(None, 0, PCMU, &[]);
     let run = call(&peer, &["--hangup-after", "3s", "--expect-speech-within", "2s"]);
     peer.sipp.wait(Duration::from_secs(15));
@@ -226,6 +238,9 @@ fn silent_peer_fails_expect_speech_within() {
 
 #[test]
 fn silent_peer_fails_rtp_quality() {
+    if !require_tools("silent_peer_fails_rtp_quality", &[Tool::Sipp]) {
+        return;
+    }
     let peer = media_peer(None, 0, PCMU, &[]);
     let run = call(&peer, &["--hangup-after", "2s", "--max-loss-percent", "1"]);
     peer.sipp.wait(Duration::from_secs(15));
@@ -237,6 +252,9 @@ fn silent_peer_fails_rtp_quality() {
 
 #[test]
 fn tone_peer_passes_the_right_frequency_only() {
+    if !require_tools("tone_peer_passes_the_right_frequency_only", &[Tool::Sipp]) {
+        return;
+    }
     for (hz, passes) in [("1000", true), ("1200", false)] {
         let peer = media_peer(Some("tone_1000hz_pcmu.pcap"), 300, PCMU, &[]);
         let run = call(&peer, &["--hangup-after", "3s", "--expect-tone", hz]);
@@ -248,6 +266,9 @@ fn tone_peer_passes_the_right_frequency_only() {
 
 #[test]
 fn no_common_codec_fails_and_hangs_up() {
+    if !require_tools("no_common_codec_fails_and_hangs_up", &[Tool::Sipp]) {
+        return;
+    }
     let peer = media_peer(None, 0, ("18", "G729/8000"), &[]);
     let run = call(&peer, &["--hangup-after", "3s"]);
     let outcome = peer.sipp.wait(Duration::from_secs(15));
@@ -261,6 +282,9 @@ fn no_common_codec_fails_and_hangs_up() {
 
 #[test]
 fn we_speak_after_the_greeting_and_time_the_reply() {
+    if !require_tools("we_speak_after_the_greeting_and_time_the_reply", &[Tool::Sipp]) {
+        return;
+    }
     for (limit, passes) in [("4s", true), ("1s", false)] {
         let peer = greeting_then_reply_peer();
         let run = call(

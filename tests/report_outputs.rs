@@ -3,6 +3,8 @@
 //! headless Chromium), `call.pcap` (decoded by tshark), the Prometheus
 //! textfile and the failure webhook (against a local HTTP server).
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -28,6 +30,7 @@ use callprobe::sip::caller::{EndReason, FinalResponse, Transport};
 use callprobe::verdict::checks::Check;
 use callprobe::verdict::diagnose::Diagnosis;
 use callprobe::verdict::{describe_end, Verdict};
+use support::peers::{require_tools, Tool};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The SIP reason phrase of call 2: markup that must never become markup.
@@ -394,7 +397,7 @@ fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
             summary: "The call was answered but the agent said nothing".into(),
             evidence: "agent \"telephony-agent\" joined at 240 ms; 384 RTP packets of silence".into(),
             fix: "Check the agent's session starts (greeting sent, TTS reachable) and the media path".into(),
-            reference: "shared/notes/livekit.md (codecs, media); agent logs".into(),
+            reference: "docs/failure-modes.md#15-answered-but-the-agent-is-silent (runbook item 15); docs/livekit-sip.md#codecs-and-dtmf; agent logs".into(),
         }],
         expected_diagnosis: None,
         notes: Vec::new(),
@@ -493,7 +496,7 @@ fn index_html_is_self_contained_and_escapes_call_data() {
     assert_eq!(html.matches(r#"<section class="call "#).count(), 3);
     assert_eq!(html.matches(r#"<svg class="ladder""#).count(), 3);
     assert_eq!(html.matches(r#"<svg class="wave""#).count(), 2, "calls 1 and 3 have recordings");
-    assert!(html.contains(r#"src="001-sip-14144007103-127-0-0-1-5070/rx.wav""#));
+    assert!(html.contains(r#"src="001-sip-plus14144007103-127-0-0-1-5070/rx.wav""#));
     assert!(html.contains("class=\"speech\"") && html.contains("class=\"played\""));
     assert!(html.contains("agent telephony-agent joined") && html.contains("first audio +"));
     assert!(html.contains("LiveKit observation (JSON)") && html.contains("call-_+15550100123_x7Qa"));
@@ -513,10 +516,10 @@ fn index_html_renders_in_headless_chromium() {
         eprintln!("CALLPROBE_SKIP_BROWSER=1: NOT checking index.html in Chromium");
         return;
     }
-    let chromium = match chromium_binary() {
-        Ok(path) => path,
-        Err(e) => panic!("Chromium is needed to check index.html (set CALLPROBE_SKIP_BROWSER=1 to skip): {e}"),
-    };
+    if !require_tools("index_html_renders_in_headless_chromium", &[Tool::Chromium]) {
+        return;
+    }
+    let chromium = Tool::Chromium.find().expect("chromium, found just now");
     let run = scratch("html-chromium");
     let (report, call_dirs) = sample_run(&run);
     let page = write_index(&report, &run, &call_dirs).expect("write index.html");
@@ -542,26 +545,6 @@ fn index_html_renders_in_headless_chromium() {
     let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
     assert!(size > 50_000, "screenshot {} is suspiciously small ({size} bytes)", shot.display());
     eprintln!("screenshot: {}", shot.display());
-}
-
-/// Chromium on PATH, installed with apt when missing.
-fn chromium_binary() -> Result<PathBuf, String> {
-    let find = || ["chromium", "chromium-browser"].iter().find_map(|name| which(name));
-    if let Some(found) = find() {
-        return Ok(found);
-    }
-    let install = Command::new("sh")
-        .args(["-c", "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium"])
-        .output()
-        .map_err(|e| format!("cannot run apt-get: {e}"))?;
-    find().ok_or_else(|| {
-        format!(
-            "chromium is not installed and `apt-get install -y chromium` failed ({}):\n{}{}",
-            install.status,
-            String::from_utf8_lossy(&install.stdout),
-            String::from_utf8_lossy(&install.stderr)
-        )
-    })
 }
 
 fn which(name: &str) -> Option<PathBuf> {
@@ -617,20 +600,14 @@ fn sip_bytes(raw: &str) -> Vec<u8> {
     raw.replace('\n', "\r\n").into_bytes()
 }
 
-/// tshark on PATH, installed with apt when missing; `None` (and a loud
-/// message) when it cannot be installed.
-fn tshark() -> Option<PathBuf> {
-    if let Some(found) = which("tshark") {
-        return Some(found);
+/// tshark, or `None` when it is missing and `test` may skip (see
+/// `support::skip_or_fail`; without CALLPROBE_ALLOW_SKIP=1 a missing tshark
+/// fails the test).
+fn tshark(test: &str) -> Option<PathBuf> {
+    if !require_tools(test, &[Tool::Tshark]) {
+        return None;
     }
-    let _ = Command::new("sh")
-        .args(["-c", "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y tshark"])
-        .output();
-    let found = which("tshark");
-    if found.is_none() {
-        eprintln!("\n!!!!!!!! tshark is not installed and could not be installed: call.pcap NOT checked with tshark !!!!!!!!\n");
-    }
-    found
+    Tool::Tshark.find().ok()
 }
 
 fn tshark_fields(tshark: &Path, pcap: &Path, extra: &[&str]) -> String {
@@ -661,7 +638,7 @@ fn call_pcap_with_sip_over_udp_and_rtp_decodes_in_tshark() {
     write_call_pcap(&path, &packets).expect("write call.pcap");
     assert!(std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) > 24);
 
-    let Some(tshark) = tshark() else { return };
+    let Some(tshark) = tshark("call_pcap_with_sip_over_udp_and_rtp_decodes_in_tshark") else { return };
     let fields = tshark_fields(
         &tshark,
         &path,
@@ -689,7 +666,7 @@ fn call_pcap_with_sip_over_tcp_reassembles_cleanly_in_tshark() {
     let path = dir.join("call.pcap");
     write_call_pcap(&path, &packets).expect("write call.pcap");
 
-    let Some(tshark) = tshark() else { return };
+    let Some(tshark) = tshark("call_pcap_with_sip_over_tcp_reassembles_cleanly_in_tshark") else { return };
     let fields = tshark_fields(&tshark, &path, &["-Y", "sip", "-e", "sip.Method", "-e", "sip.Status-Code"]);
     let rows: Vec<&str> = fields.lines().collect();
     assert_eq!(rows, ["INVITE\t", "\t100", "\t200", "ACK\t"], "{fields}");

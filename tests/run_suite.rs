@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use support::peers::{free_port, Kamailio, Sipp, TempDir, TrunkConfig};
+use support::peers::{free_port, require_tools, Kamailio, Sipp, TempDir, Tool, TrunkConfig};
 
 const PASSWORD_VAR: &str = "CALLPROBE_RUN_TEST_PASSWORD";
 
@@ -97,6 +97,9 @@ fn webhook_server() -> (String, mpsc::Receiver<String>) {
 
 #[test]
 fn a_passing_suite_writes_the_run_folder() {
+    if !require_tools("a_passing_suite_writes_the_run_folder", &[Tool::Sipp, Tool::Kamailio]) {
+        return;
+    }
     let (trunk, uas) = trunk();
     let suite = TempDir::new("callprobe-suite").unwrap();
     write_suite(
@@ -143,6 +146,9 @@ fn a_passing_suite_writes_the_run_folder() {
 
 #[test]
 fn a_failing_suite_exits_1_notifies_and_can_stop_early() {
+    if !require_tools("a_failing_suite_exits_1_notifies_and_can_stop_early", &[Tool::Sipp, Tool::Kamailio]) {
+        return;
+    }
     let (trunk, _uas) = trunk();
     let suite = TempDir::new("callprobe-suite").unwrap();
     write_suite(
@@ -173,6 +179,9 @@ fn a_failing_suite_exits_1_notifies_and_can_stop_early() {
 
 #[test]
 fn tags_and_repeat_choose_the_calls() {
+    if !require_tools("tags_and_repeat_choose_the_calls", &[Tool::Sipp, Tool::Kamailio]) {
+        return;
+    }
     let (trunk, _uas) = trunk();
     let suite = TempDir::new("callprobe-suite").unwrap();
     write_suite(

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::peers::{free_port, Algorithm, Kamailio, Qop, Sipp, Transport, TrunkConfig};
+use support::peers::{free_port, require_tools, Algorithm, Kamailio, Qop, Sipp, Tool, Transport, TrunkConfig};
 
 const PASSWORD_VAR: &str = "CALLPROBE_TEST_TRUNK_PASSWORD";
 
@@ -127,21 +127,33 @@ fn right_credentials(transport: Transport, tweak: impl FnOnce(&mut TrunkConfig))
 
 #[test]
 fn right_credentials_udp_407_then_200() {
+    if !require_tools("right_credentials_udp_407_then_200", &[Tool::Sipp, Tool::Kamailio]) {
+        return;
+    }
     right_credentials(Transport::Udp, |_| {});
 }
 
 #[test]
 fn right_credentials_tcp_407_then_200() {
+    if !require_tools("right_credentials_tcp_407_then_200", &[Tool::Sipp, Tool::Kamailio]) {
+        return;
+    }
     right_credentials(Transport::Tcp, |_| {});
 }
 
 #[test]
 fn right_credentials_with_qop_auth() {
+    if !require_tools("right_credentials_with_qop_auth", &[Tool::Sipp, Tool::Kamailio]) {
+        return;
+    }
     right_credentials(Transport::Udp, |c| c.qop = Qop::Auth);
 }
 
 #[test]
 fn right_credentials_sha256() {
+    if !require_tools("right_credentials_sha256", &[Tool::Sipp, Tool::Kamailio]) {
+        return;
+    }
     right_credentials(Transport::Udp, |c| {
         c.algorithm = Algorithm::Sha256;
         c.qop = Qop::Auth;
@@ -150,6 +162,9 @@ fn right_credentials_sha256() {
 
 #[test]
 fn wrong_password_fails_without_looping() {
+    if !require_tools("wrong_password_fails_without_looping", &[Tool::Sipp, Tool::Kamailio]) {
+        return;
+    }
     let (trunk, _uas) = trunk_with("uas_answer.xml", |_| {});
     let uri = trunk.uri("+14144007103");
     let run = callprobe(&authed_args(&uri, &["--expect", "407,200"]), Some("not-the-password"));
@@ -163,6 +178,9 @@ fn wrong_password_fails_without_looping() {
 
 #[test]
 fn wrong_password_answered_403() {
+    if !require_tools("wrong_password_answered_403", &[Tool::Sipp, Tool::Kamailio]) {
+        return;
+    }
     let (trunk, _uas) = trunk_with("uas_answer.xml", |c| c.reject_with_403 = true);
     let run = callprobe(&authed_args(&trunk.uri("+14144007103"), &[]), Some("not-the-password"));
     assert_eq!(run.code, 1, "{}", run.explain());
@@ -172,6 +190,9 @@ fn wrong_password_answered_403() {
 
 #[test]
 fn without_credentials_expect_407_passes() {
+    if !require_tools("without_credentials_expect_407_passes", &[Tool::Sipp, Tool::Kamailio]) {
+        return;
+    }
     let (trunk, _uas) = trunk_with("uas_answer.xml", |_| {});
     let run = callprobe(&["call", &trunk.uri("+14144007103"), "--expect", "407"], None);
     assert_eq!(run.code, 0, "{}", run.explain());
@@ -185,6 +206,9 @@ fn without_credentials_expect_407_passes() {
 
 #[test]
 fn unknown_number_gets_404_no_trunk_found() {
+    if !require_tools("unknown_number_gets_404_no_trunk_found", &[Tool::Sipp, Tool::Kamailio]) {
+        return;
+    }
     let (trunk, _uas) = trunk_with("uas_answer.xml", |_| {});
     let run = callprobe(&authed_args(&trunk.uri("+19999999999"), &[]), Some("callprobe-secret"));
     assert_eq!(run.code, 1, "{}", run.explain());
@@ -196,6 +220,9 @@ fn unknown_number_gets_404_no_trunk_found() {
 
 #[test]
 fn far_end_bye_ends_the_call_cleanly() {
+    if !require_tools("far_end_bye_ends_the_call_cleanly", &[Tool::Sipp, Tool::Kamailio]) {
+        return;
+    }
     for transport in ["udp", "tcp"] {
         let (trunk, uas) = trunk_with("uas_far_end_bye.xml", |_| {});
         let run = callprobe(
@@ -212,6 +239,9 @@ fn far_end_bye_ends_the_call_cleanly() {
 
 #[test]
 fn in_dialog_options_is_answered_and_the_call_goes_on() {
+    if !require_tools("in_dialog_options_is_answered_and_the_call_goes_on", &[Tool::Sipp, Tool::Kamailio]) {
+        return;
+    }
     let (trunk, uas) = trunk_with("uas_in_dialog_options.xml", |_| {});
     let run = callprobe(&authed_args(&trunk.uri("+14144007103"), &["--hangup-after", "3s"]), Some("callprobe-secret"));
     let outcome = uas.wait(Duration::from_secs(15));
@@ -222,6 +252,9 @@ fn in_dialog_options_is_answered_and_the_call_goes_on() {
 
 #[test]
 fn ringing_without_answer_is_cancelled() {
+    if !require_tools("ringing_without_answer_is_cancelled", &[Tool::Sipp, Tool::Kamailio]) {
+        return;
+    }
     let (trunk, uas) = trunk_with("uas_ring_no_answer.xml", |_| {});
     let run = callprobe(&authed_args(&trunk.uri("+14144007103"), &["--timeout", "3s", "-v"]), Some("callprobe-secret"));
     let outcome = uas.wait(Duration::from_secs(15));
@@ -235,6 +268,9 @@ fn ringing_without_answer_is_cancelled() {
 
 #[test]
 fn busy_is_reported() {
+    if !require_tools("busy_is_reported", &[Tool::Sipp, Tool::Kamailio]) {
+        return;
+    }
     let (trunk, _uas) = trunk_with("uas_busy.xml", |_| {});
     let run = callprobe(&authed_args(&trunk.uri("+14144007103"), &[]), Some("callprobe-secret"));
     assert_eq!(run.code, 1, "{}", run.explain());

@@ -37,12 +37,20 @@ pub fn create_run_dir(base: &Path, now: SystemTime) -> io::Result<PathBuf> {
 
 /// `003-smoke-credentials-accepted`: the index (at least three digits, as
 /// given) and the name reduced to lowercase ASCII letters, digits and
-/// single dashes, so it is safe in any file system and URL.
+/// single dashes, so it is safe in any file system and URL. A `+` is kept as
+/// `plus`: cases that differ only by the number's `+` (`call +14144007103`,
+/// `call 14144007103`) get telling names (`…-call-plus14144007103`,
+/// `…-call-14144007103`).
 pub fn call_dir_name(index: usize, name: &str) -> String {
     let mut slug = String::new();
     for c in name.chars().flat_map(char::to_lowercase) {
         if c.is_ascii_alphanumeric() {
             slug.push(c);
+        } else if c == '+' {
+            if !slug.is_empty() && !slug.ends_with('-') {
+                slug.push('-');
+            }
+            slug.push_str("plus");
         } else if !slug.is_empty() && !slug.ends_with('-') {
             slug.push('-');
         }
@@ -100,11 +108,22 @@ mod tests {
         assert_eq!(call_dir_name(12, "../../etc/passwd"), "012-etc-passwd");
         assert_eq!(
             call_dir_name(1, "sip:+14144007103@127.0.0.1:5070 [cp-1]"),
-            "001-sip-14144007103-127-0-0-1-5070-cp-1"
+            "001-sip-plus14144007103-127-0-0-1-5070-cp-1"
         );
         assert_eq!(call_dir_name(1234, "Über  Größe"), "1234-ber-gr-e");
         assert_eq!(call_dir_name(7, "—"), "007-call");
         assert!(call_dir_name(1, &"a".repeat(500)).len() <= 4 + MAX_SLUG_LEN);
+    }
+
+    #[test]
+    fn names_that_differ_only_by_plus_get_different_folders() {
+        let with_plus = call_dir_name(1, "call +14144007103");
+        let without = call_dir_name(1, "call 14144007103");
+        assert_eq!(with_plus, "001-call-plus14144007103");
+        assert_eq!(without, "001-call-14144007103");
+        assert_ne!(call_dir_name(2, "+14144007103"), call_dir_name(2, "14144007103"));
+        assert_eq!(call_dir_name(2, "+14144007103"), "002-plus14144007103");
+        assert_eq!(call_dir_name(4, "a+b"), "004-a-plusb");
     }
 
     #[cfg(unix)]

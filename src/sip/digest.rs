@@ -6,9 +6,10 @@
 //! supplies the client nonce and nonce count, so every output is reproducible
 //! and testable against the RFC vectors.
 //!
-//! Hand-written on `md-5` + `sha2` because rsip's `DigestGenerator` ignores
-//! `-sess`, prints `nc` in decimal and rejects `algorithm=SHA-256` (see
-//! shared/notes/crates.md); the rules here are small and fully tested.
+//! Hand-written on `md-5` + `sha2` because rsip 0.4's `DigestGenerator`
+//! ignores `-sess`, prints `nc` in decimal and prints the algorithm as
+//! `SHA256`, and its parser rejects `algorithm=SHA-256` and qop lists such as
+//! `qop="auth,auth-int"`; the rules here are small and fully tested.
 
 use md5::Md5;
 use sha2::{Digest as _, Sha256, Sha512_256};

@@ -3,11 +3,11 @@
 //!
 //! rsip does the parsing and rendering of start lines, header framing and
 //! URIs. Header *values* are read here from rsip's untyped headers as plain
-//! strings, because rsip's typed layer has gaps that real peers hit
-//! (shared/notes/crates.md): compact names (`i:`, `v:` …) arrive as `Other`,
-//! a Via/Record-Route line with two values keeps only the first, and the
-//! status code drops the reason phrase ("No trunk found" is the diagnosis,
-//! so we keep it from the raw start line).
+//! strings, because rsip 0.4's typed layer has gaps that real peers hit:
+//! compact names (`i:`, `v:` …) arrive as `Other`, a Via/Record-Route line
+//! with two values keeps only the first, and the status code drops the
+//! reason phrase ("No trunk found" is the diagnosis, so we keep it from the
+//! raw start line).
 
 use std::fmt::Write as _;
 

@@ -9,7 +9,8 @@
 //!
 //! Hand-written because a tester needs to see and record every response and
 //! every retransmission; general-purpose stacks hide the 407 inside their
-//! dialog layer (see shared/notes/crates.md on rsipstack).
+//! dialog layer (rsipstack's dialog state stream, for one, never shows it;
+//! only its bare client transactions do).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};

@@ -1,6 +1,7 @@
 //! From observations to known causes: one table of rules, each naming a
-//! failure mode from the runbook (shared/runbook.md) with its evidence, the
-//! fix, and where to read more. Rules are data; adding a failure mode means
+//! failure mode of docs/failure-modes.md with its evidence, the fix, and
+//! where to read more (`reference`: that item's anchor, the LiveKit behaviour
+//! in docs/livekit-sip.md it rests on, upstream issues). Rules are data; adding a failure mode means
 //! adding a row, not another `if` somewhere else.
 //!
 //! Observations are the SIP record and, when LiveKit is configured, what its
@@ -114,42 +115,42 @@ const RULES: &[Rule] = &[
         applies: called_number_not_on_trunk,
         summary: "The called number is on no LiveKit inbound trunk: LiveKit Cloud answers 404 No trunk found, a self-hosted server drops the INVITE",
         fix: "Add the number in +E.164 form to the inbound trunk (`lk sip inbound update --id <trunk> --numbers ...`), or call a number the trunk lists; run `callprobe doctor --number <N>`",
-        reference: "runbook 1, 5; livekit/sip#592",
+        reference: "docs/failure-modes.md#1-404-no-trunk-found-the-trunk-does-not-match (runbook item 1); docs/livekit-sip.md#trunk-matching; livekit/sip#592",
     },
     Rule {
         code: "dispatch_rule_without_agents",
         applies: dispatch_rule_without_agents,
         summary: "The call reached a room but the dispatch rule dispatches no agent (room_config.agents empty: the deprecated-fields trap), so no agent ever joins",
         fix: "Update the rule in place through the SIPDispatchRuleInfo wrapper with room_config=RoomConfiguration(agents=[RoomAgentDispatch(agent_name=...)]) (`lk.sip.update_sip_dispatch_rule(rule_id, SIPDispatchRuleInfo(...))`); check with `callprobe doctor`",
-        reference: "runbook 2; livekit/sip#401, livekit/livekit#3690",
+        reference: "docs/failure-modes.md#2-the-agent-never-joins-no-agent-in-the-dispatch-rule (runbook item 2); livekit/sip#401, livekit/livekit#3690",
     },
     Rule {
         code: "agent_name_mismatch",
         applies: agent_name_mismatch,
         summary: "The agent_name the dispatch asks for is not the agent that should answer, or no worker is registered under it",
         fix: "Use one explicit agent_name on both sides: @server.rtc_session(agent_name=NAME) and the rule's RoomAgentDispatch(agent_name=NAME); check the worker is running (`lk agent list` on Cloud, the worker log otherwise)",
-        reference: "runbook 4; livekit/agents#3202",
+        reference: "docs/failure-modes.md#4-agent_name-mismatch (runbook item 4); livekit/agents#3202",
     },
     Rule {
         code: "agent_crashed_at_start",
         applies: agent_crashed_at_start,
         summary: "A worker accepted the job but the agent never stayed in the room: it crashed (or hung) at start, e.g. wait_for_participant() before ctx.connect()",
         fix: "Read the agent's log for the job id; call `await ctx.connect()` first in the entrypoint, before wait_for_participant()",
-        reference: "runbook 3; livekit/agents#4861",
+        reference: "docs/failure-modes.md#3-the-agent-crashes-at-start (runbook item 3); livekit/agents#4861",
     },
     Rule {
         code: "agent_joined_late",
         applies: agent_joined_late,
         summary: "The agent joined, but later than the deadline: slow start (cold start, prewarm, model loading) or an overloaded worker",
         fix: "Load models in prewarm, keep workers warm, check the worker's load; raise --agent-within only if callers may wait that long",
-        reference: "runbook 2 (caller hears silence); shared/notes/livekit.md (LiveKit answers only once the agent publishes audio)",
+        reference: "docs/failure-modes.md#13-the-agent-joins-too-late (runbook item 13); docs/livekit-sip.md#call-progress-and-answer",
     },
     Rule {
         code: "agent_joined_but_silent",
         applies: agent_joined_but_silent,
         summary: "The call was answered but the agent said nothing",
         fix: "Check the agent's session starts (greeting sent, TTS reachable) and the media path: the RTP address in LiveKit's SDP answer must be reachable from the caller",
-        reference: "shared/notes/livekit.md (codecs, media); agent logs",
+        reference: "docs/failure-modes.md#15-answered-but-the-agent-is-silent (runbook item 15); docs/livekit-sip.md#codecs-and-dtmf; agent logs",
     },
     Rule {
         code: "no_trunk_found",
@@ -159,7 +160,7 @@ const RULES: &[Rule] = &[
         },
         summary: "LiveKit found no inbound trunk for this call: credential auth is missing on the carrier or the trunk, or the called number is not on the trunk",
         fix: "Set the same user/password on the carrier side (Telnyx FQDN connection user_name/password) and on the LiveKit inbound trunk (auth_username/auth_password); check the called number is listed on the trunk in +E.164 form (`lk sip inbound list`)",
-        reference: "runbook 1 (\"404 No trunk found\"); livekit/sip#592",
+        reference: "docs/failure-modes.md#1-404-no-trunk-found-the-trunk-does-not-match (runbook item 1); livekit/sip#592",
     },
     Rule {
         code: "credentials_rejected",
@@ -171,7 +172,7 @@ const RULES: &[Rule] = &[
         },
         summary: "The trunk refused our digest credentials: the password (or user) differs between caller and trunk",
         fix: "Make auth_username/auth_password on the LiveKit inbound trunk equal the carrier's user_name/password (`lk sip inbound update --id <trunk> --auth-user U --auth-pass P`), then call again",
-        reference: "runbook 1 and \"Authentication Strategy\"",
+        reference: "docs/failure-modes.md#6-credentials-rejected (runbook item 6); docs/livekit-sip.md#wrong-credentials",
     },
     Rule {
         code: "credentials_required",
@@ -183,7 +184,7 @@ const RULES: &[Rule] = &[
         },
         summary: "The trunk demands digest credentials and none were sent",
         fix: "Pass --auth-user and --auth-password-env (or --auth-password-file); or, if you meant to check that the trunk demands credentials, use --expect 407",
-        reference: "runbook 1",
+        reference: "docs/failure-modes.md#7-credentials-required (runbook item 7); docs/livekit-sip.md#digest-challenge",
     },
     Rule {
         code: "challenge_unanswerable",
@@ -193,7 +194,7 @@ const RULES: &[Rule] = &[
         },
         summary: "The endpoint's digest challenge uses something callprobe cannot answer",
         fix: "Check the Proxy-Authenticate/WWW-Authenticate header in the report; LiveKit SIP sends MD5 without qop",
-        reference: "RFC 7616; shared/notes/livekit.md",
+        reference: "docs/failure-modes.md#8-a-challenge-callprobe-cannot-answer (runbook item 8); docs/livekit-sip.md#digest-challenge; RFC 7616",
     },
     Rule {
         code: "no_response",
@@ -209,7 +210,7 @@ const RULES: &[Rule] = &[
         },
         summary: "Nothing answered the INVITE: wrong host, port or transport, or a firewall drops SIP",
         fix: "Check the SIP URI host and port (LiveKit SIP listens on 5060, UDP and TCP) and the transport the carrier uses (--transport tcp for a Telnyx FQDN connection set to TCP)",
-        reference: "runbook 1 (Telnyx FQDN transport); shared/notes/livekit.md",
+        reference: "docs/failure-modes.md#16-no-response-to-the-invite (runbook item 16); docs/livekit-sip.md#transports",
     },
     Rule {
         code: "transport_failed",
@@ -219,7 +220,7 @@ const RULES: &[Rule] = &[
         },
         summary: "The SIP transport failed (for TCP: nothing accepts connections there)",
         fix: "Check host, port and transport; try --transport udp to see whether the endpoint listens on UDP only",
-        reference: "shared/notes/livekit.md (transports)",
+        reference: "docs/failure-modes.md#17-transport-failed-or-connection-closed (runbook item 17); docs/livekit-sip.md#transports",
     },
     Rule {
         code: "connection_closed",
@@ -229,7 +230,7 @@ const RULES: &[Rule] = &[
         },
         summary: "The far end closed the TCP connection in the middle of the call",
         fix: "Look at the endpoint's logs at the time in the report; a proxy or load balancer with a short idle timeout also does this",
-        reference: "RFC 3261 section 18",
+        reference: "docs/failure-modes.md#17-transport-failed-or-connection-closed (runbook item 17); RFC 3261 section 18",
     },
     Rule {
         code: "ringing_without_answer",
@@ -243,7 +244,7 @@ const RULES: &[Rule] = &[
         },
         summary: "The call rang but was never answered: the agent was never dispatched or never joined (dispatch rule without room_config.agents, agent_name mismatch, or the agent crashed at start)",
         fix: "Run `callprobe doctor` (or `lk sip dispatch list`: the Agents column must show your agent); make the dispatch rule use the SIPDispatchRuleInfo wrapper with room_config.agents; set agent_name on both the rule and @server.rtc_session; call ctx.connect() before wait_for_participant()",
-        reference: "runbook 2, 3, 4; livekit/sip#401, livekit/livekit#3690, livekit/agents#3202, livekit/agents#4861",
+        reference: "docs/failure-modes.md#2-the-agent-never-joins-no-agent-in-the-dispatch-rule (runbook items 2, 3, 4); livekit/sip#401, livekit/livekit#3690, livekit/agents#3202, livekit/agents#4861",
     },
     Rule {
         code: "rejected_busy_or_timeout",
@@ -253,7 +254,7 @@ const RULES: &[Rule] = &[
         },
         summary: "LiveKit gave up ringing (trunk ringing_timeout) or the callee was busy: usually no agent answered in time",
         fix: "Check that the agent is dispatched and publishes audio promptly (`callprobe doctor`, agent logs); raise ringing_timeout only if the agent is known to be slow",
-        reference: "runbook 2; shared/notes/livekit.md (ringing timeout → 486)",
+        reference: "docs/failure-modes.md#14-486-after-ringing (runbook item 14); docs/livekit-sip.md#ringing-timeout",
     },
     Rule {
         code: "service_unavailable",
@@ -263,7 +264,7 @@ const RULES: &[Rule] = &[
         },
         summary: "LiveKit could not dispatch the call (dispatch RPC failed) or two trunks match the same call",
         fix: "Check that no two inbound trunks share the number or credentials; check the SIP service and Redis are healthy",
-        reference: "shared/notes/livekit.md (503 answers)",
+        reference: "docs/failure-modes.md#10-503-two-trunks-match-or-dispatch-failed (runbook item 10); docs/livekit-sip.md#error-answers",
     },
     Rule {
         code: "media_negotiation_failed",
@@ -273,7 +274,7 @@ const RULES: &[Rule] = &[
         },
         summary: "The endpoint rejected our SDP: no common codec or a media/encryption mismatch",
         fix: "LiveKit SIP accepts G722, PCMU, PCMA (+ telephone-event); check the trunk's media.encryption (SRTP) setting against the offer",
-        reference: "shared/notes/livekit.md (codecs, SRTP)",
+        reference: "docs/failure-modes.md#18-sdp-rejected-400-415-488 (runbook item 18); docs/livekit-sip.md#codecs-and-dtmf, docs/livekit-sip.md#srtp",
     },
     Rule {
         code: "bye_unanswered",
@@ -283,7 +284,7 @@ const RULES: &[Rule] = &[
         },
         summary: "The call connected but our BYE got no answer: the route set or the far end's dialog state is broken",
         fix: "Check Record-Route handling on proxies between us and the endpoint (see the BYE's Route headers in the report)",
-        reference: "RFC 3261 sections 12.2 and 16.12",
+        reference: "docs/failure-modes.md#19-bye-unanswered (runbook item 19); RFC 3261 sections 12.2 and 16.12",
     },
     // Context: may explain lookups that fail later in the agent.
     Rule {
@@ -291,7 +292,7 @@ const RULES: &[Rule] = &[
         applies: number_format,
         summary: "A phone number is not in +E.164 form: lookups keyed by +E.164 fail, and dispatch rule numbers are compared exactly",
         fix: "Normalise numbers in the agent (prefix \"+\"); set the carrier's ani_number_format \"+E.164\" and dnis_number_format \"+e164\"; dial +E.164",
-        reference: "runbook 5",
+        reference: "docs/failure-modes.md#5-numbers-not-in-e164-form (runbook item 5)",
     },
 ];
 
@@ -593,6 +594,15 @@ mod tests {
 
     fn probe_agent(within_s: u64) -> AgentExpectation {
         AgentExpectation { name: Some("probe-agent".into()), within: Duration::from_secs(within_s) }
+    }
+
+    #[test]
+    fn every_reference_points_at_a_docs_heading() {
+        for r in RULES {
+            if let Err(e) = crate::doc_links::check_reference(r.reference) {
+                panic!("diagnosis {}: {e}", r.code);
+            }
+        }
     }
 
     #[test]

@@ -33,7 +33,10 @@
 //!   package `kamailio`) are looked up in `$PATH`, `/usr/sbin`, `/sbin`,
 //!   `/usr/local/sbin`; `CALLPROBE_SIPP` / `CALLPROBE_KAMAILIO` override the
 //!   path. A missing binary gives an `io::ErrorKind::NotFound` error naming the
-//!   package.
+//!   package. Tests call [`require_tools`] first (with the [`Tool`]s they
+//!   need): a missing program then fails the test with one message saying what
+//!   to install — or skips it under `CALLPROBE_ALLOW_SKIP=1` (see
+//!   `support::skip_or_fail`).
 //! * `CALLPROBE_PEERS_DIR` overrides [`peers_dir`]; `CALLPROBE_KEEP_PEER_DIRS=1`
 //!   keeps the temporary directories (logs, traces) after the test.
 //! * Create peers inside the test that uses them (not in a `static`: statics
@@ -234,6 +237,88 @@ pub fn kamailio_binary() -> io::Result<PathBuf> {
     find_binary("kamailio", "CALLPROBE_KAMAILIO", "kamailio")
 }
 
+/// An external program that some tests need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tool {
+    /// SIPp, Debian package `sip-tester` (`CALLPROBE_SIPP` overrides the path).
+    Sipp,
+    /// Kamailio, Debian package `kamailio` (`CALLPROBE_KAMAILIO` overrides the path).
+    Kamailio,
+    /// tshark (Wireshark's CLI), Debian package `tshark`.
+    Tshark,
+    /// Chromium (`chromium` or `chromium-browser`), Debian package `chromium`.
+    Chromium,
+}
+
+impl Tool {
+    /// The program's name, as the message about it says it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tool::Sipp => "sipp",
+            Tool::Kamailio => "kamailio",
+            Tool::Tshark => "tshark",
+            Tool::Chromium => "chromium",
+        }
+    }
+
+    /// The Debian package that installs it (what `scripts/install-deps` installs).
+    pub fn debian_package(self) -> &'static str {
+        match self {
+            Tool::Sipp => "sip-tester",
+            Tool::Kamailio => "kamailio",
+            Tool::Tshark => "tshark",
+            Tool::Chromium => "chromium",
+        }
+    }
+
+    /// Where the program is, or why it is not there.
+    pub fn find(self) -> io::Result<PathBuf> {
+        match self {
+            Tool::Sipp => sipp_binary(),
+            Tool::Kamailio => kamailio_binary(),
+            Tool::Tshark => find_in_path(&["tshark"]),
+            Tool::Chromium => find_in_path(&["chromium", "chromium-browser"]),
+        }
+    }
+}
+
+/// The first of `names` found in `$PATH`.
+fn find_in_path(names: &[&str]) -> io::Result<PathBuf> {
+    let dirs: Vec<PathBuf> = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    names
+        .iter()
+        .flat_map(|name| dirs.iter().map(move |d| d.join(name)))
+        .find(|candidate| candidate.is_file())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{} not found in $PATH", names.join(" / "))))
+}
+
+/// Those of `tools` that are not installed.
+pub fn missing_tools(tools: &[Tool]) -> Vec<Tool> {
+    tools.iter().copied().filter(|t| t.find().is_err()).collect()
+}
+
+/// `true` when every one of `tools` is installed. Otherwise `false`, after
+/// one message naming every missing program and how to install them went to
+/// [`super::skip_or_fail`] — which fails the test unless
+/// `CALLPROBE_ALLOW_SKIP=1`; on `false` the test returns.
+pub fn require_tools(test: &str, tools: &[Tool]) -> bool {
+    let missing = missing_tools(tools);
+    if missing.is_empty() {
+        return true;
+    }
+    let names: Vec<&str> = missing.iter().map(|t| t.name()).collect();
+    let packages: Vec<&str> = missing.iter().map(|t| t.debian_package()).collect();
+    super::skip_or_fail(
+        test,
+        &format!(
+            "needs {} (not installed): run scripts/install-deps, or apt-get install {}",
+            names.join(", "),
+            packages.join(" ")
+        ),
+    );
+    false
+}
+
 /// Locate a peer binary; the error names the Debian package to install.
 fn find_binary(name: &str, env_override: &str, debian_package: &str) -> io::Result<PathBuf> {
     if let Some(p) = std::env::var_os(env_override) {
@@ -246,7 +331,10 @@ fn find_binary(name: &str, env_override: &str, debian_package: &str) -> io::Resu
     }
     let mut dirs: Vec<PathBuf> =
         std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
-    for d in ["/usr/sbin", "/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin"] {
+    // sbin directories are often missing from a non-root $PATH (kamailio
+    // lives there); everything else is found through $PATH alone, so a test
+    // run with a $PATH that lacks a program sees it as missing.
+    for d in ["/usr/sbin", "/sbin", "/usr/local/sbin"] {
         dirs.push(PathBuf::from(d));
     }
     for d in dirs {

@@ -2,7 +2,8 @@
 //! dispatch rules (only the fields the audit and the diagnoses use; never a
 //! password), and how LiveKit matches a called number against them —
 //! trunk numbers are normalised (`14144007103` matches `+14144007103`),
-//! dispatch rule numbers are compared exactly (shared/notes/livekit.md).
+//! dispatch rule numbers are compared exactly (docs/livekit-sip.md#trunk-matching,
+//! docs/livekit-sip.md#dispatch-rules).
 
 use serde::Serialize;
 

@@ -2,12 +2,13 @@
 //! call-flow tools draw it: a lifeline for callprobe and one per peer
 //! address, one arrow per message (first line and `t_ms`), coloured by kind
 //! (request, provisional, 2xx, challenge, failure), and a dashed RTP band
-//! where media flowed. Each arrow links to the raw message further down.
+//! where media flowed, in time order with the messages (at the first RTP
+//! packet received). Each arrow links to the raw message further down.
 
 use std::fmt::Write;
 
 use super::escape::text;
-use crate::call::Direction;
+use crate::call::{Direction, LoggedMessage};
 use crate::report::CallReport;
 
 /// Left margin for the time labels.
@@ -70,8 +71,27 @@ impl ArrowKind {
 enum Row<'a> {
     /// `messages[index]`.
     Message(usize),
-    /// Where media flowed, between callprobe and this lifeline.
-    Rtp { lifeline: usize, label: &'a str },
+    /// Where media flowed, between callprobe and this lifeline, from `t_ms` on.
+    Rtp { lifeline: usize, label: &'a str, t_ms: f64 },
+}
+
+/// When media started, on the messages' clock: the first RTP packet
+/// received, else the moment the call was answered.
+fn rtp_row_time(call: &CallReport) -> Option<f64> {
+    call.media.first_rtp_ms.or(call.sip.connected_ms)
+}
+
+/// Where the RTP row goes among the message rows: in time order (after every
+/// message at or before `t_ms`), and never above the 2xx that answered the
+/// call — media cannot precede the answer, though the answer time and the
+/// message times are rounded apart.
+fn rtp_row_index(messages: &[LoggedMessage], t_ms: f64) -> usize {
+    let by_time = messages.iter().rposition(|m| m.t_ms <= t_ms).map_or(0, |i| i + 1);
+    let after_answer = messages
+        .iter()
+        .position(|m| m.dir == Direction::In && ArrowKind::of(&m.first_line) == ArrowKind::Success)
+        .map_or(0, |i| i + 1);
+    by_time.max(after_answer)
 }
 
 /// The ladder as an `<svg>` element; `anchor_prefix` names the raw-message
@@ -89,16 +109,15 @@ pub fn ladder_svg(call: &CallReport, anchor_prefix: &str) -> String {
 
     let rtp_label = rtp_label(call);
     let mut rows: Vec<Row> = (0..messages.len()).map(Row::Message).collect();
-    if let (Some(label), Some(connected)) = (rtp_label.as_deref(), call.sip.connected_ms) {
-        // After the last message up to the moment the call was up (the ACK).
-        let at = messages.iter().rposition(|m| m.t_ms <= connected).map_or(0, |i| i + 1);
+    if let (Some(label), Some(t_ms)) = (rtp_label.as_deref(), rtp_row_time(call)) {
+        let at = rtp_row_index(messages, t_ms);
         let answering_peer = messages
             .iter()
             .rev()
             .find(|m| m.dir == Direction::In && ArrowKind::of(&m.first_line) == ArrowKind::Success)
             .or(messages.first())
             .map_or(1, |m| column_of(&m.peer));
-        rows.insert(at, Row::Rtp { lifeline: answering_peer, label });
+        rows.insert(at, Row::Rtp { lifeline: answering_peer, label, t_ms });
     }
 
     let width = lifeline_x(peers.len().max(1)) + RIGHT_MARGIN;
@@ -140,12 +159,14 @@ pub fn ladder_svg(call: &CallReport, anchor_prefix: &str) -> String {
                     label = text(&fit(&m.first_line, (to - from).abs())),
                 );
             }
-            Row::Rtp { lifeline, label } => {
+            Row::Rtp { lifeline, label, t_ms } => {
                 let (from, to) = (lifeline_x(0), lifeline_x(*lifeline));
                 let _ = write!(
                     svg,
-                    r#"<g class="arrow rtp"><title>{title}</title><line x1="{from:.1}" y1="{y:.1}" x2="{to:.1}" y2="{y:.1}" marker-start="url(#arrow-rtp)" marker-end="url(#arrow-rtp)"/><text class="label" x="{lx:.1}" y="{ly:.1}">{label}</text></g>"#,
-                    title = text(label),
+                    r#"<g class="arrow rtp"><title>{title}</title><text class="time" x="{tx:.1}" y="{ty:.1}">{t_ms:.1} ms</text><line x1="{from:.1}" y1="{y:.1}" x2="{to:.1}" y2="{y:.1}" marker-start="url(#arrow-rtp)" marker-end="url(#arrow-rtp)"/><text class="label" x="{lx:.1}" y="{ly:.1}">{label}</text></g>"#,
+                    title = text(&format!("{t_ms:.1} ms {label}")),
+                    tx = TIME_COLUMN - 8.0,
+                    ty = y + 4.0,
                     lx = (from + to) / 2.0,
                     ly = y - 6.0,
                     label = text(&fit(label, to - from)),
@@ -211,6 +232,90 @@ mod tests {
         assert_eq!(ArrowKind::of("SIP/2.0 407 Proxy Authentication Required"), ArrowKind::Challenge);
         assert_eq!(ArrowKind::of("SIP/2.0 404 Not Found"), ArrowKind::Failure);
         assert_eq!(ArrowKind::of("SIP/2.0 garbage"), ArrowKind::Failure);
+    }
+
+    fn message(t_ms: f64, dir: Direction, first_line: &str) -> LoggedMessage {
+        LoggedMessage {
+            t_ms,
+            dir,
+            peer: "127.0.0.1:5060".into(),
+            first_line: first_line.into(),
+            raw: format!("{first_line}\r\n\r\n"),
+        }
+    }
+
+    fn answered_call(connected_ms: f64, first_rtp_ms: Option<f64>) -> CallReport {
+        use crate::report::{MediaReport, SipReport};
+        let messages = vec![
+            message(0.0, Direction::Out, "INVITE sip:+14144007103@127.0.0.1:5060 SIP/2.0"),
+            message(2.1, Direction::In, "SIP/2.0 100 Processing"),
+            message(7.4, Direction::In, "SIP/2.0 180 Ringing"),
+            message(480.1, Direction::In, "SIP/2.0 200 OK"),
+            message(480.3, Direction::Out, "ACK sip:+14144007103@127.0.0.1:5060 SIP/2.0"),
+            message(5000.0, Direction::Out, "BYE sip:+14144007103@127.0.0.1:5060 SIP/2.0"),
+            message(5001.2, Direction::In, "SIP/2.0 200 OK"),
+        ];
+        CallReport {
+            name: None,
+            tags: Vec::new(),
+            call_id: "c1@callprobe".into(),
+            test_id: "cp-1".into(),
+            target: "sip:+14144007103@127.0.0.1:5060".into(),
+            transport: crate::sip::caller::Transport::Udp,
+            verdict: crate::verdict::Verdict::Pass,
+            started_unix_ms: 0,
+            sip: SipReport { connected_ms: Some(connected_ms), messages, ..SipReport::default() },
+            media: MediaReport {
+                codec: Some("PCMU".into()),
+                remote_rtp: Some("127.0.0.1:16000".into()),
+                first_rtp_ms,
+                ..MediaReport::default()
+            },
+            checks: Vec::new(),
+            diagnosis: Vec::new(),
+            expected_diagnosis: None,
+            notes: Vec::new(),
+            livekit: None,
+        }
+    }
+
+    /// The y of the row that starts with `marker` in the SVG.
+    fn row_y(svg: &str, marker: &str) -> f64 {
+        let at = svg.find(marker).unwrap_or_else(|| panic!("{marker} not in {svg}"));
+        let y1 = &svg[at..][svg[at..].find("y1=\"").map(|k| k + 4).unwrap_or_else(|| panic!("no y1 after {marker}"))..];
+        y1[..y1.find('"').unwrap_or(0)].parse().unwrap_or_else(|e| panic!("y1 after {marker}: {e}"))
+    }
+
+    #[test]
+    fn rtp_row_is_drawn_at_the_first_rtp_packet() {
+        // The answer time is a hair earlier than the logged 200 OK (rounding);
+        // the first RTP came ~600 ms after the 200 OK.
+        let svg = ladder_svg(&answered_call(480.04, Some(1080.5)), "c1");
+        let ok = row_y(&svg, r##"href="#c1-msg-3""##);
+        let ack = row_y(&svg, r##"href="#c1-msg-4""##);
+        let rtp = row_y(&svg, r#"class="arrow rtp""#);
+        let bye = row_y(&svg, r##"href="#c1-msg-5""##);
+        assert!(ok < ack && ack < rtp && rtp < bye, "200 OK {ok}, ACK {ack}, RTP {rtp}, BYE {bye}");
+        assert!(svg.contains("1080.5 ms</text>"), "the RTP row shows its time");
+        // RTP that came before the ACK went out is drawn before the ACK.
+        let svg = ladder_svg(&answered_call(480.04, Some(480.2)), "c1");
+        let (ok, rtp, ack) = (
+            row_y(&svg, r##"href="#c1-msg-3""##),
+            row_y(&svg, r#"class="arrow rtp""#),
+            row_y(&svg, r##"href="#c1-msg-4""##),
+        );
+        assert!(ok < rtp && rtp < ack, "200 OK {ok}, RTP {rtp}, ACK {ack}");
+    }
+
+    #[test]
+    fn rtp_row_without_packets_is_never_above_the_answer() {
+        // Nothing received: the row goes at the answer, which must not put it
+        // above the 200 OK although connected_ms < the 200 OK's rounded t_ms.
+        let svg = ladder_svg(&answered_call(480.04, None), "c1");
+        let ok = row_y(&svg, r##"href="#c1-msg-3""##);
+        let rtp = row_y(&svg, r#"class="arrow rtp""#);
+        let ack = row_y(&svg, r##"href="#c1-msg-4""##);
+        assert!(ok < rtp && rtp < ack, "200 OK {ok}, RTP {rtp}, ACK {ack}");
     }
 
     #[test]
