@@ -79,6 +79,7 @@ fn testbed_smoke_suite() {
             "smoke: agent greets and answers",
             "smoke: credentials [credentials=with]",
             "smoke: credentials [credentials=without]",
+            "smoke: credentials [credentials=wrong-password]",
             "smoke: called number +14144007103",
             "smoke: called number 14144007103",
             "smoke: called number 4144007103",
@@ -101,7 +102,12 @@ fn testbed_smoke_suite() {
     assert_eq!((e164.call.expect.as_deref(), e164.any_final_response), (Some("407,200"), false));
     let bare = case(&cases, "smoke: called number 4144007103");
     assert_eq!(bare.call.target, "sip:4144007103@127.0.0.1:5060");
-    assert!(bare.any_final_response && bare.call.expect.is_none());
+    assert_eq!(bare.expect_diagnosis.as_deref(), Some("called_number_not_on_trunk"));
+    let wrong = case(&cases, "smoke: credentials [credentials=wrong-password]");
+    assert_eq!(wrong.expect_diagnosis.as_deref(), Some("credentials_rejected"));
+    assert!(wrong.call.auth_password_file.as_ref().is_some_and(|p| p.is_file()));
+    let unknown = case(&cases, "smoke: unknown number is refused");
+    assert_eq!(unknown.expect_diagnosis.as_deref(), Some("called_number_not_on_trunk"));
     let runbook5: Vec<_> = cases.iter().filter(|c| matches_tags(c, &["runbook-5".into()])).collect();
     assert_eq!(runbook5.len(), 3);
 }
@@ -115,27 +121,27 @@ fn local_trunk_suite_expects_what_the_demo_trunk_does() {
     assert_eq!(
         expected,
         [
-            ("local trunk: credentials [credentials=with]", Some("407,200")),
-            ("local trunk: credentials [credentials=without]", Some("407")),
-            ("local trunk: credentials [credentials=wrong-user]", Some("407,407")),
-            ("local trunk: the agent greets within 3 s", Some("407,200")),
-            ("local trunk: called number +14144007103", Some("407,200")),
-            ("local trunk: called number 14144007103", Some("404")),
-            ("local trunk: called number 4144007103", Some("404")),
-            ("local trunk: credentials over TCP", Some("407,200")),
-            ("local trunk: unknown number is refused", Some("404")),
+            ("stand-in (not LiveKit): credentials [credentials=with]", Some("407,200")),
+            ("stand-in (not LiveKit): credentials [credentials=without]", Some("407")),
+            ("stand-in (not LiveKit): credentials [credentials=wrong-user]", Some("407,407")),
+            ("stand-in (not LiveKit): the agent greets within 3 s", Some("407,200")),
+            ("stand-in (not LiveKit): called number +14144007103", Some("407,200")),
+            ("stand-in (not LiveKit): called number 14144007103", Some("404")),
+            ("stand-in (not LiveKit): called number 4144007103", Some("404")),
+            ("stand-in (not LiveKit): credentials over TCP", Some("407,200")),
+            ("stand-in (not LiveKit): unknown number is refused", Some("404")),
         ]
     );
     for c in &cases {
         assert!(c.call.target.contains("@127.0.0.1:5070"), "{}", c.name);
         // No agent there (no LiveKit); only the greeting case plays and listens.
         assert!(c.call.expect_agent.is_none(), "{}", c.name);
-        let media = c.name == "local trunk: the agent greets within 3 s";
+        let media = c.name == "stand-in (not LiveKit): the agent greets within 3 s";
         assert_eq!(c.call.media.play.is_some(), media, "{}", c.name);
         assert_eq!(c.call.media.expect_speech_within.is_some(), media, "{}", c.name);
         assert!(!c.any_final_response, "{}", c.name);
     }
-    let wrong = case(&cases, "local trunk: credentials [credentials=wrong-user]");
+    let wrong = case(&cases, "stand-in (not LiveKit): credentials [credentials=wrong-user]");
     assert_eq!(wrong.call.auth_user.as_deref(), Some("not-callprobe"));
 }
 

@@ -225,6 +225,7 @@ fn each_semantic_error_has_its_exact_line_and_column() {
         ("[timeline]\nplay = \"nope.wav\"", "s/a.toml:6:8: s/nope.wav is not a file (expected a WAV file, relative to this scenario file)"),
         ("[timeline]\nplay_after = \"greeting\"", "s/a.toml:6:14: play_after without play"),
         ("[livekit]\nurl = \"example.com\"", "s/a.toml:6:7: 'example.com' is not a LiveKit URL"),
+        ("[expect]\ndiagnosis = \"no_trunk\"", "s/a.toml:6:13: 'no_trunk' is not a diagnosis callprobe makes (expected one of called_number_not_on_trunk, "),
     ];
     for (extra, want) in cases {
         let e = single_error(&format!("{MINIMAL}{extra}\n"));
@@ -493,4 +494,11 @@ fn an_empty_auth_table_is_an_error() {
         e,
         "s/a.toml:5:1: the auth table is empty (expected user and password_env or password_file (or no auth table, to call without credentials))"
     );
+}
+
+#[test]
+fn an_expected_diagnosis_is_carried_to_the_case() {
+    let case = one(&format!("{MINIMAL}[expect]\ndiagnosis = \"no_trunk_found\"\n"));
+    assert_eq!(case.expect_diagnosis.as_deref(), Some("no_trunk_found"));
+    assert_eq!(one(MINIMAL).expect_diagnosis, None);
 }
