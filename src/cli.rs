@@ -172,9 +172,9 @@ pub struct CallArgs {
     pub agent_within: Duration,
     #[command(flatten)]
     pub livekit: LiveKitArgs,
-    /// Write report.json here.
     #[command(flatten)]
     pub media: MediaArgs,
+    /// Write report.json (and the recordings, call.pcap) here.
     #[arg(long, value_name = "DIR")]
     pub report_dir: Option<PathBuf>,
     /// Print every SIP message (-v: first lines, -vv: whole messages).
