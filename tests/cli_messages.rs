@@ -1,4 +1,6 @@
-//! What a new user sees from the command line: help for every option.
+//! What a new user sees from the command line: help for every option, and
+//! mistakes in the target explained in the user's terms (exit 2, at once,
+//! without calling anyone).
 
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -55,4 +57,44 @@ fn every_option_has_help_text() {
             assert!(report_dir.is_some_and(|(_, t)| t.contains("report.json")), "{help}");
         }
     }
+}
+
+/// `callprobe call TARGET` fails at once with exit 2 and a message saying
+/// what is wrong with the target.
+fn bad_target(target: &str) -> String {
+    let (out, took) = callprobe(&["call", target, "--timeout", "2s"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{target}: {stderr}{}", String::from_utf8_lossy(&out.stdout));
+    assert!(took < Duration::from_secs(2), "{target}: took {took:?}");
+    println!("{target:>24} → {}", stderr.trim_end());
+    stderr
+}
+
+#[test]
+fn a_target_without_a_host_says_how_to_write_one() {
+    let e = bad_target("sip:");
+    assert!(e.contains("bad target: 'sip:' names no host: write sip:NUMBER@HOST[:PORT]"), "{e}");
+    assert!(!e.contains("Tokenizer"), "{e}");
+}
+
+#[test]
+fn a_web_url_is_not_a_sip_uri() {
+    let e = bad_target("http://example.com");
+    assert!(e.contains("'http://example.com' is not a SIP URI: only sip: URIs are supported"), "{e}");
+    assert!(e.contains("e.g. sip:+14144007103@"), "{e}");
+    assert!(!e.contains("rsip") && !e.contains("invalid digit"), "{e}");
+}
+
+#[test]
+fn a_port_out_of_range_says_the_range() {
+    let e = bad_target("sip:1@127.0.0.1:99999");
+    assert!(e.contains("has port 99999: a port must be 1-65535"), "{e}");
+    assert!(!e.contains("too large"), "{e}");
+}
+
+#[test]
+fn a_bare_number_hints_at_the_uri() {
+    let e = bad_target("+14144007103");
+    assert!(e.contains("is a phone number, not a SIP URI: write sip:+14144007103@HOST"), "{e}");
+    assert!(!e.contains("cannot resolve"), "{e}");
 }

@@ -282,7 +282,7 @@ impl CaseScope<'_, '_> {
             self.r.error(uri.span(), format!("'{value}' is not a sip: URI"), Some(expected));
             return None;
         }
-        match crate::sip::message::uri_target(&value) {
+        match crate::cli::target_uri(&value) {
             Ok(_) => Some(value),
             Err(e) => {
                 self.r.error(uri.span(), format!("bad target URI: {e}"), Some(expected));
