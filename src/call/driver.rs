@@ -76,6 +76,10 @@ impl CallDriver {
         self.caller.handle_transport_error(detail);
     }
 
+    pub fn handle_port_unreachable(&mut self, to: SocketAddr) {
+        self.caller.handle_port_unreachable(to);
+    }
+
     pub fn abandon(&mut self, now: Instant) {
         self.caller.abandon(now);
     }

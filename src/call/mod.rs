@@ -280,6 +280,10 @@ pub async fn run(spec: &CallSpec, observer: &mut dyn CallObserver) -> Result<Cal
                         record.notes.push(format!("bad bytes from {from}: {detail}"));
                         call.handle_transport_closed();
                     }
+                    Some(Incoming::Unreachable { to }) => {
+                        record.notes.push(format!("ICMP port unreachable for what we sent to {to}, at {:.1} ms", ms(now)));
+                        call.handle_port_unreachable(to);
+                    }
                     None => call.handle_transport_error("transport task stopped".into()),
                 }
             }

@@ -196,6 +196,19 @@ const RULES: &[Rule] = &[
         reference: "RFC 7616; shared/notes/livekit.md",
     },
     Rule {
+        code: "port_unreachable",
+        applies: |o| match o.ended() {
+            Some(EndReason::PortUnreachable { peer }) => Some(format!(
+                "nothing listens on {peer}/udp: the INVITE came back as ICMP port unreachable after {} INVITE(s)",
+                o.record.summary.invites_sent
+            )),
+            _ => None,
+        },
+        summary: "Nothing listens on the target's SIP port: wrong host or port, or the SIP service is down",
+        fix: "Check the host and port of the SIP URI (LiveKit SIP listens on 5060, UDP and TCP) and that the SIP service is running there",
+        reference: "RFC 3261 section 18.4 (ICMP errors); shared/notes/livekit.md",
+    },
+    Rule {
         code: "no_response",
         applies: |o| match o.ended() {
             Some(EndReason::NoResponse { waited_ms }) => Some(format!(
