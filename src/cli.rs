@@ -172,9 +172,9 @@ pub struct CallArgs {
     pub agent_within: Duration,
     #[command(flatten)]
     pub livekit: LiveKitArgs,
-    /// Write report.json here.
     #[command(flatten)]
     pub media: MediaArgs,
+    /// Write report.json (and the recordings, call.pcap) here.
     #[arg(long, value_name = "DIR")]
     pub report_dir: Option<PathBuf>,
     /// Print every SIP message (-v: first lines, -vv: whole messages).
@@ -320,17 +320,7 @@ impl CallObserver for MessagePrinter {
 
 /// Resolves flags into a call: secrets from env/file, parsed expectations and headers.
 pub fn call_spec(args: &CallArgs) -> Result<(CallSpec, Expectations), UsageError> {
-    let target_uri = if args.target.contains(':')
-        && args
-            .target
-            .split(':')
-            .next()
-            .is_some_and(|s| s.eq_ignore_ascii_case("sip") || s.eq_ignore_ascii_case("sips"))
-    {
-        args.target.clone()
-    } else {
-        format!("sip:{}", args.target)
-    };
+    let target_uri = target_uri(&args.target).map_err(|e| UsageError(format!("bad target: {e}")))?;
     let parsed = crate::sip::message::uri_target(&target_uri).map_err(|e| UsageError(format!("bad target: {e}")))?;
     let transport = match (args.transport, parsed.transport.as_deref()) {
         (Some(TransportArg::Udp), _) => Transport::Udp,
@@ -401,6 +391,80 @@ pub fn call_spec(args: &CallArgs) -> Result<(CallSpec, Expectations), UsageError
     ))
 }
 
+const TARGET_EXAMPLE: &str = "write sip:NUMBER@HOST[:PORT], e.g. sip:+14144007103@sip.example.com";
+
+/// The call's target as a SIP URI (`sip:` is added to `user@host`), or what
+/// is wrong with it in the user's terms: a web URL, `sip:` without a host, a
+/// port out of range, a bare phone number.
+pub fn target_uri(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let (has_scheme, rest) = match text.split_once(':') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("sip") => (true, rest),
+        Some((scheme, _)) if scheme.eq_ignore_ascii_case("sips") => {
+            return Err(format!(
+                "'{text}' is a sips: URI: SIP over TLS is not supported; use a sip: URI (with ;transport=tcp for TCP)"
+            ))
+        }
+        Some((scheme, rest)) if looks_like_scheme(scheme, rest) => {
+            return Err(format!("'{text}' is not a SIP URI: only sip: URIs are supported; {TARGET_EXAMPLE}"))
+        }
+        _ => (false, text),
+    };
+    let address = rest.split([';', '?']).next().unwrap_or(rest);
+    let (user, host_port) = match address.rsplit_once('@') {
+        Some((user, host_port)) => (Some(user), host_port),
+        None => (None, address),
+    };
+    let (host, port) = match host_port.strip_prefix('[') {
+        // [IPv6]:port
+        Some(v6) => match v6.split_once(']') {
+            Some((host, after)) => (host, after.strip_prefix(':')),
+            None => (host_port, None),
+        },
+        None => match host_port.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (host_port, None),
+        },
+    };
+    if host.is_empty() {
+        return Err(format!("'{text}' names no host: {TARGET_EXAMPLE}"));
+    }
+    if let Some(port) = port {
+        match port.parse::<u32>() {
+            Ok(1..=65535) => {}
+            Ok(_) => return Err(format!("'{text}' has port {port}: a port must be 1-65535")),
+            Err(_) => return Err(format!("'{text}' has port '{port}': a port must be a number, 1-65535")),
+        }
+    }
+    let phone_number = host.starts_with(|c: char| c == '+' || c.is_ascii_digit())
+        && host.chars().all(|c| c.is_ascii_digit() || "+-".contains(c));
+    if user.is_none() && phone_number {
+        return Err(format!(
+            "'{text}' is a phone number, not a SIP URI: write sip:{host}@HOST, where HOST is the SIP endpoint (e.g. PROJECT.sip.livekit.cloud)"
+        ));
+    }
+    let uri = if has_scheme { text.to_string() } else { format!("sip:{text}") };
+    match crate::sip::message::uri_target(&uri) {
+        Ok(_) => Ok(uri),
+        Err(e) => {
+            let detail = match e {
+                crate::sip::message::ParseError::Syntax(detail) => detail,
+                other => other.to_string(),
+            };
+            Err(format!("'{text}' is not a valid SIP URI ({detail}); {TARGET_EXAMPLE}"))
+        }
+    }
+}
+
+/// Whether `scheme:rest` starts with a URI scheme other than a host name
+/// followed by a port (`example.com:5060`, `localhost:5070`).
+fn looks_like_scheme(scheme: &str, rest: &str) -> bool {
+    let mut chars = scheme.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        && (rest.starts_with("//") || !rest.starts_with(|c: char| c.is_ascii_digit()))
+}
+
 /// `407,200` → [407, 200].
 pub fn parse_expect(text: &str) -> Result<Vec<u16>, UsageError> {
     text.split(',')
@@ -442,6 +506,27 @@ mod tests {
         assert_eq!(parse_expect(" 404 ").unwrap(), vec![404]);
         assert!(parse_expect("180").is_err());
         assert!(parse_expect("abc").is_err());
+    }
+
+    #[test]
+    fn targets_new_users_write() {
+        assert_eq!(target_uri("sip:+1@127.0.0.1:5070").as_deref(), Ok("sip:+1@127.0.0.1:5070"));
+        assert_eq!(target_uri("+1@example.com").as_deref(), Ok("sip:+1@example.com"));
+        assert_eq!(target_uri("example.com:5060").as_deref(), Ok("sip:example.com:5060"));
+        let err = |t: &str| target_uri(t).err().unwrap_or_default();
+        assert!(err("sip:").starts_with("'sip:' names no host: write sip:NUMBER@HOST"), "{}", err("sip:"));
+        assert!(err("sip:1@").contains("names no host"), "{}", err("sip:1@"));
+        let web = err("http://example.com");
+        assert!(web.starts_with("'http://example.com' is not a SIP URI: only sip: URIs"), "{web}");
+        assert!(web.contains("sip:+14144007103@"), "{web}");
+        assert!(err("tel:+14144007103").contains("is not a SIP URI"));
+        assert_eq!(err("sip:1@127.0.0.1:99999"), "'sip:1@127.0.0.1:99999' has port 99999: a port must be 1-65535");
+        assert!(err("sip:1@127.0.0.1:0").contains("a port must be 1-65535"));
+        assert!(err("sip:1@h:x").contains("has port 'x': a port must be a number, 1-65535"));
+        let number = err("+14144007103");
+        assert!(number.starts_with("'+14144007103' is a phone number, not a SIP URI: write sip:+14144007103@HOST"));
+        assert!(err("sip:14144007103").contains("write sip:14144007103@HOST"));
+        assert!(err("sips:1@h").contains("not supported"));
     }
 
     #[test]

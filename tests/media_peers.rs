@@ -11,7 +11,7 @@ use std::time::Duration;
 use callprobe::media::vad::{detect_speech, VadConfig, VAD_SAMPLE_RATE};
 use callprobe::media::wav;
 use serde_json::Value;
-use support::peers::{free_port, require_tools, Sipp, SippOptions, TempDir, Tool};
+use support::peers::{free_port, require_tools, Sipp, SippOptions, TempDir, Tool, Transport};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
@@ -35,18 +35,28 @@ fn play_pcap(path: &str) -> String {
 /// The media template with its blanks filled (`play`: SIPp actions run
 /// `delay_ms` after the ACK), started as a UAS.
 fn peer_with_play(play: &str, delay_ms: u64, answer: (&str, &str), extra: &[&str]) -> Peer {
+    peer_with_play_over(Transport::Udp, play, delay_ms, answer, extra)
+}
+
+/// [`peer_with_play`] listening on `transport`.
+fn peer_with_play_over(transport: Transport, play: &str, delay_ms: u64, answer: (&str, &str), extra: &[&str]) -> Peer {
     let template = std::fs::read_to_string(support::peers::peers_dir().join("sipp/uas_media_play.xml")).unwrap();
     let scenario = template
         .replace("@PLAY@", play)
         .replace("@DELAY_MS@", &delay_ms.to_string())
         .replace("@ANSWER_PT@", answer.0)
         .replace("@ANSWER_CODEC@", answer.1)
-        .replace("@PCAP@", "see the play actions");
+        .replace("@PCAP@", "see the play actions")
+        // No pause at all for no delay: SIPp counts a message that arrives
+        // during a pause as unexpected, and our BYE may follow the ACK at once.
+        .replace("<pause milliseconds=\"0\"/>", "");
     let dir = TempDir::new("callprobe-media-peer").unwrap();
     let path = dir.path().join("uas_media.xml");
     std::fs::write(&path, scenario).unwrap();
-    let opts = SippOptions { extra_args: extra.iter().map(|s| s.to_string()).collect(), ..SippOptions::default() };
-    let sipp = Sipp::start_with(path.to_str().unwrap(), free_port(false), opts).expect("start SIPp (sip-tester)");
+    let opts =
+        SippOptions { extra_args: extra.iter().map(|s| s.to_string()).collect(), transport, ..SippOptions::default() };
+    let tcp = transport == Transport::Tcp;
+    let sipp = Sipp::start_with(path.to_str().unwrap(), free_port(tcp), opts).expect("start SIPp (sip-tester)");
     Peer { sipp, _dir: dir }
 }
 
@@ -264,20 +274,41 @@ fn tone_peer_passes_the_right_frequency_only() {
     }
 }
 
+/// An answer we cannot use (G.729 only) fails the call, and we hang up at
+/// once: one BYE right after the ACK, answered 200, over UDP and over TCP.
 #[test]
 fn no_common_codec_fails_and_hangs_up() {
     if !require_tools("no_common_codec_fails_and_hangs_up", &[Tool::Sipp]) {
         return;
     }
-    let peer = media_peer(None, 0, ("18", "G729/8000"), &[]);
-    let run = call(&peer, &["--hangup-after", "3s"]);
-    let outcome = peer.sipp.wait(Duration::from_secs(15));
-    assert_eq!(run.code, 1, "{}", run.stdout);
-    let c = run.check("media_negotiated");
-    assert_eq!(c["passed"], false);
-    assert!(c["detail"].as_str().unwrap().contains("codec"), "{c}");
-    assert!(outcome.success, "we still sent BYE: {}", outcome.log);
-    assert_eq!(run.report["calls"][0]["sip"]["ended"]["kind"], "hung_up");
+    for transport in [Transport::Udp, Transport::Tcp] {
+        let peer = peer_with_play_over(transport, "", 0, ("18", "G729/8000"), &[]);
+        let run = call(&peer, &["--hangup-after", "3s", "--transport", transport.as_str()]);
+        let outcome = peer.sipp.wait(Duration::from_secs(15));
+        assert_eq!(run.code, 1, "{transport:?}: {}", run.stdout);
+        let c = run.check("media_negotiated");
+        assert_eq!(c["passed"], false);
+        assert!(c["detail"].as_str().unwrap().contains("codec"), "{c}");
+        assert!(outcome.success, "{transport:?}: we still sent BYE: {}", outcome.log);
+        let sip = &run.report["calls"][0]["sip"];
+        assert_eq!(sip["ended"]["kind"], "hung_up", "{transport:?}: {}", run.stdout);
+        assert_eq!(sip["ended"]["bye_status"], 200, "{transport:?}: {}", run.stdout);
+        let sent = |method: &str| -> Vec<f64> {
+            sip["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|m| m["dir"] == "out" && m["first_line"].as_str().unwrap().starts_with(method))
+                .map(|m| m["t_ms"].as_f64().unwrap())
+                .collect()
+        };
+        let (acks, byes) = (sent("ACK "), sent("BYE "));
+        assert_eq!(acks.len(), 1, "{transport:?}: {}", run.stdout);
+        assert_eq!(byes.len(), 1, "{transport:?}: one BYE, not a retransmission: {}", run.stdout);
+        let late = byes[0] - acks[0];
+        assert!((0.0..100.0).contains(&late), "{transport:?}: BYE {late:.1} ms after the ACK: {}", run.stdout);
+        println!("{transport:?}: BYE {late:.1} ms after the ACK");
+    }
 }
 
 #[test]

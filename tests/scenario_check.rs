@@ -271,3 +271,44 @@ fn check_subcommand_when_present() {
         "{text}"
     );
 }
+
+/// A scenario whose `password_env` names a variable nobody set.
+fn unset_password_suite() -> Scratch {
+    let dir = std::env::temp_dir().join(format!("callprobe-scenario-unset-pw-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let text = "name = \"needs a password\"\n[target]\nuri = \"sip:+14144007103@127.0.0.1:5070\"\n\
+                [auth]\nuser = \"callprobe\"\npassword_env = \"CALLPROBE_TEST_UNSET_PASSWORD\"\n";
+    std::fs::write(dir.join("pw.toml"), text).expect("scratch file");
+    Scratch(dir)
+}
+
+#[test]
+fn an_unset_password_env_fails_check_and_run_at_its_key() {
+    let _env = with_env();
+    std::env::remove_var("CALLPROBE_TEST_UNSET_PASSWORD");
+    let suite = unset_password_suite();
+    let file = suite.0.join("pw.toml");
+    let expected =
+        format!("{}:6:1: password_env: environment variable CALLPROBE_TEST_UNSET_PASSWORD is not set", file.display());
+    let (files, cases, errors) = check_path(&suite.0);
+    assert_eq!((files, cases), (1, 0));
+    let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(lines[0].starts_with(&expected), "{lines:#?}");
+
+    for sub in ["check", "run"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_callprobe"))
+            .arg(sub)
+            .arg(&suite.0)
+            .args(if sub == "run" { vec!["--report-dir".into(), suite.0.join("reports")] } else { vec![] })
+            .env_remove("CALLPROBE_TEST_UNSET_PASSWORD")
+            .output()
+            .expect("run callprobe");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(2), "{sub}: {text}");
+        assert!(text.contains(&expected), "{sub}: {text}");
+        assert!(!text.contains("--auth-password-env"), "{sub} names a flag the user did not give: {text}");
+        assert!(!text.contains(": ok"), "{sub}: {text}");
+    }
+}

@@ -292,6 +292,27 @@ fn no_response_fails_after_timer_b() {
 }
 
 #[test]
+fn udp_to_a_closed_port_ends_at_once() {
+    // Nothing listens there: the kernel answers our INVITE with ICMP port
+    // unreachable, and the call ends on it instead of waiting for Timer B.
+    let port = free_port(false);
+    let started = std::time::Instant::now();
+    let run = callprobe(&["call", &format!("sip:+1@127.0.0.1:{port}")], None);
+    let took = started.elapsed();
+    assert_eq!(run.code, 1, "{}", run.explain());
+    assert!(took < Duration::from_secs(2), "took {took:?}: {}", run.explain());
+    assert_eq!(run.ended_kind(), "port_unreachable", "{}", run.explain());
+    assert_eq!(run.sent("INVITE").len(), 1, "no retransmission: {}", run.explain());
+    assert_eq!(run.diagnosis_codes(), vec!["port_unreachable"]);
+    let nothing = format!("nothing listens on 127.0.0.1:{port}/udp: wrong host or port, or the SIP service is down");
+    assert!(run.stdout.contains(&nothing), "{}", run.explain());
+    assert!(run.stdout.contains("[port_unreachable]"), "{}", run.explain());
+    let ended_ms = run.call()["sip"]["ended_ms"].as_f64().unwrap_or(f64::MAX);
+    assert!(ended_ms < 1000.0, "ended at {ended_ms} ms: {}", run.explain());
+    println!("ended after {ended_ms} ms (process {took:?})");
+}
+
+#[test]
 fn tcp_to_a_closed_port_fails_clearly() {
     let port = free_port(true);
     let run = callprobe(&["call", &format!("sip:+1@127.0.0.1:{port}"), "--transport", "tcp"], None);

@@ -2,6 +2,7 @@
 //! sans-I/O [`Caller`] against them, and keep a timestamped record of every
 //! SIP message for the checks and the report.
 
+pub mod driver;
 pub mod media;
 pub mod transport;
 
@@ -14,11 +15,10 @@ use rand::Rng;
 use crate::media::codec::AudioCodec;
 use crate::media::sdp::{self, OfferParams};
 use crate::media::session::{MediaOutcome, PlayPlan};
-use crate::sip::caller::{
-    CallConfig, CallEvent, CallSummary, Caller, Credentials, EndReason, HostPort, Peer, Transport,
-};
+use crate::sip::caller::{CallConfig, CallSummary, Caller, Credentials, EndReason, HostPort, Peer, Transport};
 use crate::sip::message::{self, uri_target};
 use crate::sip::transaction::TimerConfig;
+use driver::{CallDriver, Output};
 use media::{MediaPort, MediaSession};
 use transport::{Incoming, OpenError, SipSockets};
 
@@ -195,83 +195,76 @@ pub async fn run(spec: &CallSpec, observer: &mut dyn CallObserver) -> Result<Cal
         hangup_after: spec.hangup_after,
         seed: rng.gen(),
     };
-    let mut caller = Caller::start(cfg, t0).map_err(|e| RunError::Target(e.to_string()))?;
+    let caller = Caller::start(cfg, t0).map_err(|e| RunError::Target(e.to_string()))?;
+    let mut call = CallDriver::new(caller, spec.codecs.clone(), t0);
     let ms = |at: Instant| (at - t0).as_secs_f64() * 1000.0;
     let mut hops: HashMap<HostPort, SocketAddr> =
         HashMap::from([(HostPort { host: target.host.clone(), port: target.port }, first_hop)]);
     let mut interrupted = false;
-    // When the last input arrived: "connected" is when the 2xx arrived, not
-    // when we got round to handling its event (after sending the ACK).
-    let mut last_input_at = t0;
 
+    // After every input (the first INVITE, a message, a timer, a transport
+    // problem, Ctrl-C) drain everything the call logic has to say until it
+    // says "wait until T"; only then wait. Handling an output can be an
+    // input itself (a failed send, an unusable answer → BYE): the same loop
+    // drains what that caused.
     loop {
-        while let Some(t) = caller.poll_transmit() {
-            let to = match &t.to {
-                Peer::Addr(a) => *a,
-                Peer::Hop(hp) => match hops.get(hp) {
-                    Some(a) => *a,
-                    None => match resolve(&hp.host, hp.port).await {
-                        Ok(a) => {
-                            hops.insert(hp.clone(), a);
-                            a
-                        }
-                        Err(e) => {
-                            caller.handle_transport_error(e.to_string());
-                            continue;
-                        }
+        let deadline = match call.poll_output() {
+            Output::Transmit(t) => {
+                let to = match &t.to {
+                    Peer::Addr(a) => *a,
+                    Peer::Hop(hp) => match hops.get(hp) {
+                        Some(a) => *a,
+                        None => match resolve(&hp.host, hp.port).await {
+                            Ok(a) => {
+                                hops.insert(hp.clone(), a);
+                                a
+                            }
+                            Err(e) => {
+                                call.handle_transport_error(e.to_string());
+                                continue;
+                            }
+                        },
                     },
-                },
-            };
-            let logged = log_message(ms(Instant::now()), Direction::Out, to, &t.bytes);
-            observer.message(&logged);
-            record.messages.push(logged);
-            if let Err(e) = sockets.send(to, &t.bytes).await {
-                caller.handle_transport_error(format!("sending to {to} over {:?}: {e}", spec.transport));
-            }
-        }
-        while let Some(ev) = caller.poll_event() {
-            match ev {
-                CallEvent::Connected => {
-                    let now = last_input_at;
-                    record.connected_ms = Some(ms(now));
-                    let answer = caller.summary().answer_sdp.clone();
-                    let negotiated = match answer {
-                        None => Err("the 200 OK carried no SDP answer".to_string()),
-                        Some(body) => sdp::parse_answer(&String::from_utf8_lossy(&body), &spec.codecs)
-                            .map_err(|e| format!("unusable SDP answer: {e}")),
-                    };
-                    match (negotiated, media_port.take()) {
-                        (Ok(audio), Some(port)) => {
-                            media_session = Some(MediaSession::start(port, audio, spec.play.clone(), t0, now));
-                        }
-                        (Err(why), _) => {
-                            // Hang up properly: a call without usable media is a failed call.
-                            record.media_error = Some(why);
-                            caller.hang_up(now);
-                        }
-                        (Ok(_), None) => {}
-                    }
+                };
+                let logged = log_message(ms(Instant::now()), Direction::Out, to, &t.bytes);
+                observer.message(&logged);
+                record.messages.push(logged);
+                if let Err(e) = sockets.send(to, &t.bytes).await {
+                    call.handle_transport_error(format!("sending to {to} over {:?}: {e}", spec.transport));
                 }
-                CallEvent::Ended(_) => record.ended_ms = Some(ms(Instant::now())),
-                _ => {}
+                continue;
             }
-        }
-        if caller.is_ended() {
-            break;
-        }
-        let Some(deadline) = caller.poll_timeout() else {
-            return Err(RunError::Internal("the call logic has nothing to wait for but did not end".into()));
+            Output::Connected { at, media } => {
+                record.connected_ms = Some(ms(at));
+                match (media, media_port.take()) {
+                    (Ok(audio), Some(port)) => {
+                        media_session = Some(MediaSession::start(port, audio, spec.play.clone(), t0, at));
+                    }
+                    // The driver has hung up already; the BYE is among the next outputs.
+                    (Err(why), _) => record.media_error = Some(why),
+                    (Ok(_), None) => {}
+                }
+                continue;
+            }
+            Output::Ended => {
+                record.ended_ms = Some(ms(Instant::now()));
+                continue;
+            }
+            Output::Done => break,
+            Output::Stalled => {
+                return Err(RunError::Internal("the call logic has nothing to wait for but did not end".into()))
+            }
+            Output::Wait(deadline) => deadline,
         };
         tokio::select! {
             incoming = sockets.recv() => {
                 let now = Instant::now();
                 match incoming {
                     Some(Incoming::Message { bytes, from }) => {
-                        last_input_at = now;
                         let logged = log_message(ms(now), Direction::In, from, &bytes);
                         observer.message(&logged);
                         record.messages.push(logged);
-                        if let Err(e) = caller.handle_message(&bytes, from, now) {
+                        if let Err(e) = call.handle_message(&bytes, from, now) {
                             record.notes.push(format!("ignored a message from {from} at {:.1} ms: {e}", ms(now)));
                         }
                     }
@@ -280,25 +273,29 @@ pub async fn run(spec: &CallSpec, observer: &mut dyn CallObserver) -> Result<Cal
                         // The connection that carries the call ends it; another one
                         // (e.g. opened only for the ACK to a Contact) is just noted.
                         if peer == first_hop {
-                            caller.handle_transport_closed();
+                            call.handle_transport_closed();
                         }
                     }
                     Some(Incoming::Garbage { from, detail }) => {
                         record.notes.push(format!("bad bytes from {from}: {detail}"));
-                        caller.handle_transport_closed();
+                        call.handle_transport_closed();
                     }
-                    None => caller.handle_transport_error("transport task stopped".into()),
+                    Some(Incoming::Unreachable { to }) => {
+                        record.notes.push(format!("ICMP port unreachable for what we sent to {to}, at {:.1} ms", ms(now)));
+                        call.handle_port_unreachable(to);
+                    }
+                    None => call.handle_transport_error("transport task stopped".into()),
                 }
             }
-            _ = tokio::time::sleep_until(deadline.into()) => caller.handle_timeout(Instant::now()),
+            _ = tokio::time::sleep_until(deadline.into()) => call.handle_timeout(Instant::now()),
             _ = tokio::signal::ctrl_c(), if !interrupted => {
                 interrupted = true;
                 record.notes.push("interrupted by the user".into());
-                caller.abandon(Instant::now());
+                call.abandon(Instant::now());
             }
         }
     }
-    record.summary = caller.summary().clone();
+    record.summary = call.caller().summary().clone();
     if let Some(session) = media_session {
         record.media = session.stop().await;
     }

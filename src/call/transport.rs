@@ -2,7 +2,11 @@
 //! the network and the sans-I/O caller.
 //!
 //! UDP: one socket, never `connect()`ed — replies may come from another
-//! address than the one we sent to. TCP: one connection per next hop,
+//! address than the one we sent to. Linux reports ICMP errors to such a
+//! socket only with `IP_RECVERR` (see [`icmp`]): then "port unreachable" for
+//! a datagram of ours comes up as [`Incoming::Unreachable`], so a call to a
+//! port where nothing listens ends at once instead of after Timer B (32 s).
+//! TCP: one connection per next hop,
 //! opened on first use; incoming bytes are cut into messages by
 //! [`crate::sip::framing::StreamFramer`]; a closed connection is reported.
 
@@ -37,6 +41,11 @@ pub enum Incoming {
         from: SocketAddr,
         detail: String,
     },
+    /// ICMP port unreachable for a UDP datagram we sent to `to`: nothing
+    /// listens there.
+    Unreachable {
+        to: SocketAddr,
+    },
 }
 
 /// How long opening a TCP connection or writing to it may take before the
@@ -61,6 +70,8 @@ impl SipSockets {
             Transport::Udp => {
                 let socket = UdpSocket::bind(SocketAddr::new(local_ip, 0)).await.map_err(OpenError::Bind)?;
                 let local_addr = socket.local_addr().map_err(OpenError::Bind)?;
+                // Without it, an unreachable port is only found out by Timer B.
+                let _ = icmp::enable(&socket);
                 let socket = Arc::new(socket);
                 let reader = socket.clone();
                 let sink = tx.clone();
@@ -74,8 +85,15 @@ impl SipSockets {
                                     return;
                                 }
                             }
-                            // ICMP errors surface here on some systems; keep listening.
-                            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
+                            // ICMP port unreachable for something we sent: say
+                            // where to (when the system tells), keep listening.
+                            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                                for to in icmp::unreachable_destinations(&reader) {
+                                    if sink.send(Incoming::Unreachable { to }).await.is_err() {
+                                        return;
+                                    }
+                                }
+                            }
                             Err(_) => return,
                         }
                     }
@@ -164,6 +182,70 @@ impl SipSockets {
 
     pub async fn recv(&mut self) -> Option<Incoming> {
         self.rx.recv().await
+    }
+}
+
+/// ICMP errors on the unconnected UDP socket (Linux).
+///
+/// Linux passes ICMP errors to an unconnected UDP socket only when
+/// `IP_RECVERR` is set. Then a "port unreachable" makes the next `recv` fail
+/// with `ECONNREFUSED`, and the error is queued with the datagram it is
+/// about: reading the error queue (`MSG_ERRQUEUE`) gives its destination.
+/// Connecting the socket instead would also report it, but a connected
+/// socket drops replies and requests from any other address (a dialog's
+/// Contact, another proxy). IPv4 only, like the rest of the call.
+#[cfg(target_os = "linux")]
+mod icmp {
+    use std::io::IoSliceMut;
+    use std::net::SocketAddr;
+    use std::os::fd::AsRawFd;
+
+    use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrIn};
+    use tokio::net::UdpSocket;
+
+    pub fn enable(socket: &UdpSocket) -> nix::Result<()> {
+        setsockopt(socket, sockopt::Ipv4RecvErr, &true)
+    }
+
+    /// Drains the socket's error queue: where the datagrams went that ICMP
+    /// said nobody listens for (errors of other kinds are dropped).
+    pub fn unreachable_destinations(socket: &UdpSocket) -> Vec<SocketAddr> {
+        let mut found = Vec::new();
+        // Bounded: the queue holds at most a socket buffer's worth.
+        for _ in 0..64 {
+            let mut payload = [0u8; 64];
+            let mut iov = [IoSliceMut::new(&mut payload)];
+            let mut control = nix::cmsg_space!(nix::libc::sock_extended_err, nix::libc::sockaddr_in);
+            let flags = MsgFlags::MSG_ERRQUEUE | MsgFlags::MSG_DONTWAIT;
+            let Ok(msg) = recvmsg::<SockaddrIn>(socket.as_raw_fd(), &mut iov, Some(&mut control), flags) else {
+                break; // EAGAIN: the queue is empty
+            };
+            let refused = msg.cmsgs().is_ok_and(|mut cmsgs| {
+                cmsgs.any(|c| {
+                    matches!(c, ControlMessageOwned::Ipv4RecvErr(e, _) if e.ee_errno == nix::libc::ECONNREFUSED as u32)
+                })
+            });
+            if let (true, Some(to)) = (refused, msg.address) {
+                found.push(SocketAddr::from(to));
+            }
+        }
+        found
+    }
+}
+
+/// Elsewhere the error is not matched to a destination: it stays ignored.
+#[cfg(not(target_os = "linux"))]
+mod icmp {
+    use std::net::SocketAddr;
+
+    use tokio::net::UdpSocket;
+
+    pub fn enable(_socket: &UdpSocket) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    pub fn unreachable_destinations(_socket: &UdpSocket) -> Vec<SocketAddr> {
+        Vec::new()
     }
 }
 

@@ -61,8 +61,9 @@
 //! `NAME`, else the environment variable `NAME`; neither is an error naming
 //! the variable and its `file:line:col`. `$$` is a literal `$`. Comments,
 //! keys and numbers are never substituted. Secrets are only referenced
-//! (`password_env`, `password_file`) and read when the call is prepared, so
-//! `check` does not need them.
+//! (`password_env`, `password_file`) and read when the call is prepared;
+//! `check` (and `run`, before calling anyone) requires the `password_env`
+//! variable to be set, without reading or showing its value.
 //!
 //! A `[[case]]`'s `expect` keys replace the scenario's `[expect]` keys one by
 //! one (put in `[expect]` only what holds for every case); its `auth`
@@ -135,9 +136,22 @@ impl ScenarioCase {
 
     /// A problem found when the case was prepared, as `file: case "name": message`.
     pub fn error(&self, e: &UsageError) -> ScenarioError {
-        ScenarioError::in_file(&self.file, format!("case \"{}\": {}", self.name, e.0))
+        // call_spec names the flags; here the settings came from the file.
+        let message = FLAG_KEYS
+            .iter()
+            .find_map(|(flag, key)| e.0.strip_prefix(flag).map(|rest| format!("{key}{rest}")))
+            .unwrap_or_else(|| e.0.clone());
+        ScenarioError::in_file(&self.file, format!("case \"{}\": {message}", self.name))
     }
 }
+
+/// `callprobe call` flags whose problems [`crate::cli::call_spec`] reports,
+/// and the scenario keys they come from.
+const FLAG_KEYS: &[(&str, &str)] = &[
+    ("--auth-password-env", "[auth] password_env"),
+    ("--auth-password-file", "[auth] password_file"),
+    ("--play ", "[timeline] play "),
+];
 
 /// Loads a scenario file, or every `*.toml` directly in a directory, with
 /// `${VAR}` taken from the process environment. All errors of all files.

@@ -94,6 +94,16 @@ impl<'a> Resolver<'a> {
         self.errors.push(self.src.error(text_span, message, expected));
     }
 
+    /// The span of `key` written before the value at `value` (`key = "…"`),
+    /// for errors about the setting rather than its text; else the value's.
+    fn key_before(&self, value: std::ops::Range<usize>, key: &str) -> std::ops::Range<usize> {
+        let before = self.src.text.get(..value.start).unwrap_or("");
+        match before.rfind(key) {
+            Some(at) => at..at + key.len(),
+            None => value,
+        }
+    }
+
     fn base_dir(&self) -> PathBuf {
         self.src.path.parent().map(Path::to_path_buf).unwrap_or_default()
     }
@@ -140,6 +150,25 @@ impl CaseScope<'_, '_> {
         }
         let path = Path::new(&value);
         Some(if path.is_absolute() { path.to_path_buf() } else { self.r.base_dir().join(path) })
+    }
+
+    /// The name of the variable holding the digest password, which must be
+    /// set: `run` would fail without it (its value is only read, never shown).
+    fn password_env(&mut self, text: &Text) -> Option<String> {
+        let name = self.variable_name(text)?;
+        let env = self.r.env;
+        let problem = match env(&name) {
+            Some(value) if !value.is_empty() => return Some(name),
+            Some(_) => "is empty",
+            None => "is not set",
+        };
+        let at = self.r.key_before(text.span(), "password_env");
+        self.r.error(
+            at,
+            format!("password_env: environment variable {name} {problem}"),
+            Some(&format!("{name} set to the trunk's digest password, or password_file = \"PATH\"")),
+        );
+        None
     }
 
     fn variable_name(&mut self, text: &Text) -> Option<String> {
@@ -283,7 +312,7 @@ impl CaseScope<'_, '_> {
             self.r.error(uri.span(), format!("'{value}' is not a sip: URI"), Some(expected));
             return None;
         }
-        match crate::sip::message::uri_target(&value) {
+        match crate::cli::target_uri(&value) {
             Ok(_) => Some(value),
             Err(e) => {
                 self.r.error(uri.span(), format!("bad target URI: {e}"), Some(expected));
@@ -382,7 +411,7 @@ impl CaseScope<'_, '_> {
             }
             Some(value)
         });
-        let password_env = auth.password_env.as_ref().and_then(|v| self.variable_name(v));
+        let password_env = auth.password_env.as_ref().and_then(|v| self.password_env(v));
         let password_file = auth.password_file.as_ref().and_then(|f| self.path(f));
         if let (Some(_), Some(file)) = (&auth.password_env, &auth.password_file) {
             self.r.error(file.span(), "both password_env and password_file are set", Some("only one of them"));

@@ -13,6 +13,9 @@ fn env(name: &str) -> Option<String> {
         "LK_SIP_USER" => Some("callprobe".into()),
         "LK_SIP_HOST" => Some("127.0.0.1:5060".into()),
         "DOLLAR_USER" => Some("u$er".into()),
+        // Password variables must be set for a file to load; values never matter here.
+        "LK_SIP_PASSWORD" | "PW" | "WRONG_PASSWORD" => Some("not-a-secret".into()),
+        "EMPTY_PASSWORD" => Some(String::new()),
         _ => None,
     }
 }
@@ -189,9 +192,31 @@ max_jitter_ms = 20
     std::fs::remove_file(scratch.0.join("pw")).expect("remove pw");
     let e = files[0].cases[0].call_spec().err().map(|e| e.to_string()).unwrap_or_default();
     assert!(
-        e.starts_with(&format!("{}: case \"spec\": --auth-password-file: cannot read secret file", path.display())),
+        e.starts_with(&format!("{}: case \"spec\": [auth] password_file: cannot read secret file", path.display())),
         "{e}"
     );
+    assert!(!e.contains("--auth"), "the setting came from the file, not a flag: {e}");
+}
+
+#[test]
+fn an_unset_password_env_is_an_error_at_its_key() {
+    let e = single_error(&format!("{MINIMAL}[auth]\nuser = \"u\"\npassword_env = \"NOT_SET_PW\"\n"));
+    assert_eq!(
+        e,
+        "s/a.toml:7:1: password_env: environment variable NOT_SET_PW is not set (expected NOT_SET_PW set to the trunk's digest password, or password_file = \"PATH\")"
+    );
+    let e = single_error(&format!("{MINIMAL}[auth]\nuser = \"u\"\npassword_env = \"EMPTY_PASSWORD\"\n"));
+    assert!(e.starts_with("s/a.toml:7:1: password_env: environment variable EMPTY_PASSWORD is empty"), "{e}");
+    // In an inline table of a [[case]], the key is found on its line too.
+    let e = single_error(&format!(
+        "{MINIMAL}[matrix]\nX = [\"a\"]\n[[case]]\nwhen = {{ X = \"a\" }}\nauth = {{ user = \"u\", password_env = \"NOT_SET_PW\" }}\n"
+    ));
+    assert!(e.starts_with("s/a.toml:9:22: password_env: environment variable NOT_SET_PW is not set"), "{e}");
+    // A case that drops the auth table needs no password.
+    let cases = load(&format!(
+        "{MINIMAL}[auth]\nuser = \"u\"\npassword_env = \"NOT_SET_PW\"\n[matrix]\nX = [\"a\"]\n[[case]]\nwhen = {{ X = \"a\" }}\nauth = false\n"
+    ));
+    assert!(cases.is_ok(), "{cases:?}");
 }
 
 #[test]

@@ -123,6 +123,8 @@ pub enum EndReason {
     UnanswerableChallenge { status: u16, detail: String },
     /// Nothing at all came back before Timer B.
     NoResponse { waited_ms: u64 },
+    /// ICMP port unreachable for our INVITE (UDP): nothing listens at `peer`.
+    PortUnreachable { peer: String },
     /// Provisional responses only, until our deadline: we sent CANCEL.
     Cancelled { last_provisional: Option<u16>, waited_ms: u64 },
     /// The user abandoned the call before a final response.
@@ -443,6 +445,16 @@ impl Caller {
             Phase::Ended => "",
         };
         self.end(EndReason::TransportClosed { during: during.to_string() });
+    }
+
+    /// ICMP said nothing listens at `to` (UDP). While the INVITE has no
+    /// response yet, that is why none will come: end now, not at Timer B.
+    /// Later (the far end answered from there) it changes nothing.
+    pub fn handle_port_unreachable(&mut self, to: SocketAddr) {
+        let unanswered = self.invites.last().is_some_and(|a| a.tx.state() == InviteState::Calling);
+        if self.phase == Phase::Inviting && unanswered {
+            self.end(EndReason::PortUnreachable { peer: to.to_string() });
+        }
     }
 
     /// Sending failed: the call cannot go on.

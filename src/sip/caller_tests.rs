@@ -216,6 +216,28 @@ fn no_response_ends_after_timer_b_with_retransmissions() {
 }
 
 #[test]
+fn port_unreachable_ends_an_unanswered_invite_at_once() {
+    let t0 = Instant::now();
+    let mut c = Caller::start(config(false), t0).unwrap();
+    assert_eq!(drain(&mut c).len(), 1);
+    c.handle_port_unreachable(far());
+    assert!(c.is_ended() && drain(&mut c).is_empty() && c.poll_timeout().is_none());
+    assert_eq!(c.summary().ended, Some(EndReason::PortUnreachable { peer: FAR.into() }));
+    assert_eq!(events(&mut c), vec![CallEvent::Ended(EndReason::PortUnreachable { peer: FAR.into() })]);
+}
+
+#[test]
+fn port_unreachable_after_a_response_changes_nothing() {
+    let t0 = Instant::now();
+    let mut c = Caller::start(config(false), t0).unwrap();
+    let invite = drain(&mut c).remove(0);
+    c.handle_message(&respond(&invite, 100, "Trying", &[], None), far(), t0 + ms(5)).unwrap();
+    c.handle_port_unreachable(far());
+    assert!(!c.is_ended());
+    assert!(c.poll_timeout().is_some());
+}
+
+#[test]
 fn ringing_past_the_deadline_is_cancelled() {
     let t0 = Instant::now();
     let mut cfg = config(false);

@@ -197,6 +197,19 @@ const RULES: &[Rule] = &[
         reference: "docs/failure-modes.md#8-a-challenge-callprobe-cannot-answer (runbook item 8); docs/livekit-sip.md#digest-challenge; RFC 7616",
     },
     Rule {
+        code: "port_unreachable",
+        applies: |o| match o.ended() {
+            Some(EndReason::PortUnreachable { peer }) => Some(format!(
+                "nothing listens on {peer}/udp: the INVITE came back as ICMP port unreachable after {} INVITE(s)",
+                o.record.summary.invites_sent
+            )),
+            _ => None,
+        },
+        summary: "Nothing listens on the target's SIP port: wrong host or port, or the SIP service is down",
+        fix: "Check the host and port of the SIP URI (LiveKit SIP listens on 5060, UDP and TCP) and that the SIP service is running there",
+        reference: "docs/failure-modes.md#16-no-response-to-the-invite; RFC 3261 section 18.4 (ICMP errors)",
+    },
+    Rule {
         code: "no_response",
         applies: |o| match o.ended() {
             Some(EndReason::NoResponse { waited_ms }) => Some(format!(

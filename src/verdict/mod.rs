@@ -58,6 +58,9 @@ pub fn describe_end(reason: &EndReason) -> String {
         EndReason::NoResponse { waited_ms } => {
             format!("no response at all to INVITE within {:.1} s (Timer B)", *waited_ms as f64 / 1000.0)
         }
+        EndReason::PortUnreachable { peer } => {
+            format!("nothing listens on {peer}/udp: wrong host or port, or the SIP service is down")
+        }
         EndReason::Cancelled { last_provisional, waited_ms } => format!(
             "no final response within {:.1} s (last provisional {}); we sent CANCEL",
             *waited_ms as f64 / 1000.0,

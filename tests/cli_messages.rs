@@ -1,0 +1,100 @@
+//! What a new user sees from the command line: help for every option, and
+//! mistakes in the target explained in the user's terms (exit 2, at once,
+//! without calling anyone).
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn callprobe(args: &[&str]) -> (Output, Duration) {
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_callprobe"))
+        .args(args)
+        .env_remove("LIVEKIT_URL")
+        .env_remove("LIVEKIT_API_KEY")
+        .env_remove("LIVEKIT_API_SECRET")
+        .output()
+        .expect("run callprobe");
+    (out, started.elapsed())
+}
+
+/// The options of a `--help` text and their help, one entry per option.
+fn options(help: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut in_options = false;
+    for line in help.lines() {
+        if line == "Options:" {
+            in_options = true;
+            continue;
+        }
+        if !in_options || line.trim().is_empty() {
+            continue;
+        }
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('-') {
+            // `  -v, --verbose  Help` (short) or the help on the next line (long).
+            let (flag, help) = trimmed.split_once("  ").unwrap_or((trimmed, ""));
+            out.push((flag.trim().to_string(), help.trim().to_string()));
+        } else if let Some(last) = out.last_mut() {
+            last.1.push_str(trimmed);
+        }
+    }
+    out
+}
+
+#[test]
+fn every_option_has_help_text() {
+    for sub in ["call", "run", "check", "doctor"] {
+        let (out, _) = callprobe(&[sub, "--help"]);
+        assert_eq!(out.status.code(), Some(0), "{sub} --help");
+        let help = String::from_utf8_lossy(&out.stdout);
+        let options = options(&help);
+        assert!(!options.is_empty(), "{sub}: no options found in\n{help}");
+        for (flag, text) in &options {
+            assert!(!text.is_empty(), "callprobe {sub} --help: {flag} has no help text:\n{help}");
+        }
+        if sub == "call" {
+            let report_dir = options.iter().find(|(f, _)| f.starts_with("--report-dir"));
+            assert!(report_dir.is_some_and(|(_, t)| t.contains("report.json")), "{help}");
+        }
+    }
+}
+
+/// `callprobe call TARGET` fails at once with exit 2 and a message saying
+/// what is wrong with the target.
+fn bad_target(target: &str) -> String {
+    let (out, took) = callprobe(&["call", target, "--timeout", "2s"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{target}: {stderr}{}", String::from_utf8_lossy(&out.stdout));
+    assert!(took < Duration::from_secs(2), "{target}: took {took:?}");
+    println!("{target:>24} → {}", stderr.trim_end());
+    stderr
+}
+
+#[test]
+fn a_target_without_a_host_says_how_to_write_one() {
+    let e = bad_target("sip:");
+    assert!(e.contains("bad target: 'sip:' names no host: write sip:NUMBER@HOST[:PORT]"), "{e}");
+    assert!(!e.contains("Tokenizer"), "{e}");
+}
+
+#[test]
+fn a_web_url_is_not_a_sip_uri() {
+    let e = bad_target("http://example.com");
+    assert!(e.contains("'http://example.com' is not a SIP URI: only sip: URIs are supported"), "{e}");
+    assert!(e.contains("e.g. sip:+14144007103@"), "{e}");
+    assert!(!e.contains("rsip") && !e.contains("invalid digit"), "{e}");
+}
+
+#[test]
+fn a_port_out_of_range_says_the_range() {
+    let e = bad_target("sip:1@127.0.0.1:99999");
+    assert!(e.contains("has port 99999: a port must be 1-65535"), "{e}");
+    assert!(!e.contains("too large"), "{e}");
+}
+
+#[test]
+fn a_bare_number_hints_at_the_uri() {
+    let e = bad_target("+14144007103");
+    assert!(e.contains("is a phone number, not a SIP URI: write sip:+14144007103@HOST"), "{e}");
+    assert!(!e.contains("cannot resolve"), "{e}");
+}
