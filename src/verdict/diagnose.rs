@@ -171,7 +171,7 @@ const RULES: &[Rule] = &[
             _ => None,
         },
         summary: "The trunk refused our digest credentials: the password (or user) differs between caller and trunk",
-        fix: "Make auth_username/auth_password on the LiveKit inbound trunk equal the carrier's user_name/password (`lk sip inbound update --id <trunk> --auth-user U --auth-pass P`), then call again",
+        fix: "Make auth_username/auth_password on the LiveKit inbound trunk equal the carrier's user_name/password (`lk sip inbound update --id <trunk> --auth-user U --auth-pass P`), then call again. If the same credentials also pass, look for a concurrent call from the same caller number: LiveKit SIP keeps one challenge per From number and answers the other 401",
         reference: "docs/failure-modes.md#6-credentials-rejected (runbook item 6); docs/livekit-sip.md#wrong-credentials",
     },
     Rule {
