@@ -1104,13 +1104,13 @@ fn line_diff(want: &str, got: &str) -> String {
         if i < a.len() && j < b.len() && a[i] == b[j] {
             i += 1;
             j += 1;
-        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            out.push_str(&format!("+ {:>4} {}\n", j + 1, b[j]));
-            j += 1;
-            shown += 1;
-        } else {
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
             out.push_str(&format!("- {:>4} {}\n", i + 1, a[i]));
             i += 1;
+            shown += 1;
+        } else {
+            out.push_str(&format!("+ {:>4} {}\n", j + 1, b[j]));
+            j += 1;
             shown += 1;
         }
     }
@@ -1140,7 +1140,7 @@ fn report_json_matches_the_golden_file() {
     let want = want.replace("\r\n", "\n");
     if want.trim_end() != got.trim_end() {
         panic!(
-            "report.json ({}) differs from {GOLDEN_REPORT_JSON} (- golden, + now, with line numbers):\n{}\nreport.json is a contract that users' tooling reads.\n{how_to_update}",
+            "report.json ({}) differs from {GOLDEN_REPORT_JSON} (- golden line, + current line, with line numbers):\n{}\nreport.json is a contract that users' tooling reads.\n{how_to_update}",
             path.display(),
             line_diff(want.trim_end(), got.trim_end())
         );
