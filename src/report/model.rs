@@ -119,11 +119,12 @@ pub struct Sip {
     pub final_responses: Vec<FinalResponse>,
     /// Status codes of the provisional (1xx) responses, in order.
     pub provisional: Vec<u16>,
-    /// INVITE transactions started (2 after answering a challenge).
+    /// INVITE transactions started (2 after answering one challenge).
     pub invites_sent: u32,
     /// INVITE retransmissions over UDP (Timer A), over all transactions.
     pub invite_retransmissions: u32,
-    /// Whether an INVITE carried credentials (a challenge was answered).
+    /// Whether the INVITE that was answered (2xx) carried credentials; false
+    /// when the call was not answered.
     pub authenticated: bool,
     /// Our SIP address (`ip:port`); null when no socket was opened.
     pub local: Option<String>,
@@ -268,7 +269,8 @@ pub struct Media {
     pub utterance_end_ms: Option<f64>,
     /// DTMF digits received (RFC 4733), in order (`0`-`9`, `*`, `#`, `A`-`D`).
     pub dtmf: Vec<String>,
-    /// The expected tone, when one was asked for and found; null otherwise.
+    /// The tone looked for (`--expect-tone` / `expect.tone_hz`) and how long
+    /// it was heard; null when none was asked for or there was no media.
     pub tone: Option<Tone>,
     /// The recordings, relative to the call's folder; null when none were written.
     pub recordings: Option<Recordings>,
@@ -294,7 +296,8 @@ pub struct PlayedSpan {
 pub struct Tone {
     /// The frequency looked for, Hz.
     pub frequency_hz: f64,
-    /// Total time the tone dominated the audio, ms.
+    /// Total time the tone dominated the far end's audio after the 200 OK,
+    /// ms (0: not heard).
     pub present_ms: u64,
 }
 
