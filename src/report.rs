@@ -1,10 +1,10 @@
-//! What a run leaves behind: `report.json` (a contract later tooling reads —
-//! extend it, never break it) and the verdict block on the console.
+//! What a run leaves behind: the in-memory report of every call, which the
+//! outputs are written from — `report.json` (a contract later tooling reads:
+//! its format is [`model`], converted from these types), `junit.xml`,
+//! `index.html`, metrics — and the verdict block on the console.
 
 use std::path::Path;
 use std::time::UNIX_EPOCH;
-
-use serde::Serialize;
 
 use crate::call::{CallRecord, LoggedMessage};
 use crate::media::vad::SpeechSegment;
@@ -19,12 +19,14 @@ pub mod call_identity;
 pub mod html;
 pub mod junit;
 pub mod metrics;
+pub mod model;
 pub mod pcap;
 pub mod run_dir;
 pub mod utc;
 pub mod webhook;
 
-#[derive(Debug, Serialize)]
+/// A whole run; written to report.json as [`model::Report`].
+#[derive(Debug)]
 pub struct Report {
     pub tool: &'static str,
     pub version: &'static str,
@@ -32,12 +34,11 @@ pub struct Report {
     pub calls: Vec<CallReport>,
 }
 
-#[derive(Debug, Serialize)]
+/// One call; written to report.json as [`model::Call`].
+#[derive(Debug)]
 pub struct CallReport {
-    /// The scenario case's name (`callprobe run`); absent for `callprobe call`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The scenario case's name (`callprobe run`); `None` for `callprobe call`.
     pub name: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     pub call_id: String,
     pub test_id: String,
@@ -51,14 +52,14 @@ pub struct CallReport {
     pub diagnosis: Vec<Diagnosis>,
     /// The diagnosis this call was expected to fail with (a scenario's
     /// `expect.diagnosis`); then only the `diagnosis` check decides the verdict.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub expected_diagnosis: Option<String>,
     pub notes: Vec<String>,
     /// What LiveKit's API showed about the call; null when LiveKit was not configured.
     pub livekit: Option<LiveKitObservation>,
 }
 
-#[derive(Debug, Default, Serialize)]
+/// `calls[].sip`, see [`model::Sip`].
+#[derive(Debug, Default)]
 pub struct SipReport {
     pub final_responses: Vec<FinalResponse>,
     pub provisional: Vec<u16>,
@@ -75,10 +76,10 @@ pub struct SipReport {
     pub messages: Vec<LoggedMessage>,
 }
 
-/// `calls[].media`: times are ms on the same clock as `sip.messages[].t_ms`,
-/// except `first_audio_ms` (from the 200 OK) and `response_latency_ms`
-/// (from the end of our utterance), which are durations.
-#[derive(Debug, Default, Serialize)]
+/// `calls[].media` (see [`model::Media`]): times are ms on the same clock as
+/// `sip.messages[].t_ms`, except `first_audio_ms` (from the 200 OK) and
+/// `response_latency_ms` (from the end of our utterance), which are durations.
+#[derive(Debug, Default)]
 pub struct MediaReport {
     pub codec: Option<String>,
     pub local_rtp: Option<String>,
@@ -116,13 +117,13 @@ pub struct MediaReport {
     pub recordings: Option<Recordings>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct PlayedSpan {
     pub start_ms: f64,
     pub end_ms: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Recordings {
     pub rx: String,
     pub tx: String,
@@ -265,10 +266,12 @@ impl Report {
         Report { tool: "callprobe", version: env!("CARGO_PKG_VERSION"), verdict, calls }
     }
 
+    /// Writes `dir/report.json` in the format of [`model::Report`].
     pub fn write_json(&self, dir: &Path) -> Result<std::path::PathBuf, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create report directory {}: {e}", dir.display()))?;
         let path = dir.join("report.json");
-        let json = serde_json::to_string_pretty(self).map_err(|e| format!("cannot serialise the report: {e}"))?;
+        let json = serde_json::to_string_pretty(&model::Report::from(self))
+            .map_err(|e| format!("cannot serialise the report: {e}"))?;
         std::fs::write(&path, json).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         Ok(path)
     }

@@ -11,14 +11,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use callprobe::call::{Direction, LoggedMessage};
-use callprobe::media::vad::{detect_speech, VadConfig, VAD_SAMPLE_RATE};
+use callprobe::call::{CallSpec, Direction, LoggedMessage};
+use callprobe::media::vad::{detect_speech, SpeechSegment, VadConfig, VAD_SAMPLE_RATE};
 use callprobe::media::wav;
+use callprobe::observe::analysis::ToneFinding;
 use callprobe::observe::livekit::observation::{
     AgentReport, DispatchReport, JobReport, JoinSource, LiveKitObservation, SipParticipantReport, StatusReport,
     TimeReference,
 };
 use callprobe::observe::livekit::room_watch::MatchedBy;
+use callprobe::observe::livekit::sip_config::DispatchRule;
 use callprobe::report::html::write_index;
 use callprobe::report::junit::write_junit;
 use callprobe::report::metrics::write_metrics;
@@ -27,6 +29,7 @@ use callprobe::report::run_dir::{call_dir_name, create_run_dir};
 use callprobe::report::webhook::notify_failure;
 use callprobe::report::{CallReport, MediaReport, PlayedSpan, Recordings, Report, SipReport};
 use callprobe::sip::caller::{EndReason, FinalResponse, Transport};
+use callprobe::sip::transaction::TimerConfig;
 use callprobe::verdict::checks::Check;
 use callprobe::verdict::diagnose::Diagnosis;
 use callprobe::verdict::{describe_end, Verdict};
@@ -864,5 +867,282 @@ fn all_outputs_together_in_one_run_folder() {
         let fields =
             tshark_fields(&tshark, &tcp_pcap, &["-Y", "sip", "-d", "tcp.port==5071,sip", "-e", "sip.Status-Code"]);
         assert!(fields.lines().any(|l| l.trim() == "404"), "{fields}");
+    }
+}
+
+// ---------------------------------------------------------------- report.json golden file
+
+/// The committed report.json of [`golden_report`]: the contract tooling reads.
+const GOLDEN_REPORT_JSON: &str = "tests/golden/report.json";
+/// Set to 1 to rewrite the golden file from the current code (a deliberate
+/// format change: review the diff, and bump `schema_version` if it is not
+/// only added fields).
+const UPDATE_GOLDEN: &str = "CALLPROBE_UPDATE_GOLDEN";
+
+/// Four calls with fixed values (no clock, no audio analysis): a pass with
+/// media, a tone and a LiveKit observation; a failure with a diagnosis and
+/// a LiveKit observation that found the room but no agent; a failure that
+/// was expected (`expected_diagnosis`), so it passes; and a call callprobe
+/// could not place.
+fn golden_report() -> Report {
+    // Call 1: 407 → 200, our clip and an answer, a 1 kHz tone, an agent.
+    let target1 = "sip:+14144007103@127.0.0.1:5070";
+    let mut livekit1 = livekit("cp-795c97f44bca", 212.0);
+    livekit1.agents[0].joined_ms_source = JoinSource::Poll;
+    livekit1.agents[0].server_joined_ms = None;
+    livekit1.agents[0].left_observed_ms = Some(6050.0);
+    livekit1.agents[0].attributes = BTreeMap::from([("lk.agent.state".to_string(), "speaking".to_string())]);
+    let call1 = CallReport {
+        name: Some("smoke: credentials".into()),
+        tags: vec!["smoke".into(), "nightly".into()],
+        call_id: "c57841a8a6da6db9@callprobe".into(),
+        test_id: "cp-795c97f44bca".into(),
+        target: target1.into(),
+        transport: Transport::Udp,
+        verdict: Verdict::Pass,
+        started_unix_ms: STARTED_UNIX_MS,
+        sip: sip_report(
+            answered_messages(target1, 305.6, 6020.5),
+            &[(407, "Proxy Authentication Required"), (200, "OK")],
+            Some(305.6),
+            EndReason::HungUp { bye_status: 200 },
+            6020.5,
+            Transport::Udp,
+        ),
+        media: MediaReport {
+            codec: Some("PCMU".into()),
+            local_rtp: Some("127.0.0.1:16000".into()),
+            remote_rtp: Some("127.0.0.1:20000".into()),
+            error: None,
+            tx_packets: 286,
+            tx_late_packets: 1,
+            rx_packets: 284,
+            lost: 2,
+            duplicates: 1,
+            reordered: 3,
+            jitter_ms: 0.42,
+            max_gap_ms: 41.5,
+            ignored_packets: 4,
+            rx_stream_restarts: 1,
+            first_rtp_ms: Some(325.6),
+            first_audio_ms: Some(560),
+            response_latency_ms: Some(700),
+            talk_time_ms: Some(3210),
+            longest_silence_ms: Some(900),
+            speech_segments: vec![
+                SpeechSegment { start_ms: 866, end_ms: 2236 },
+                SpeechSegment { start_ms: 4576, end_ms: 6416 },
+            ],
+            played: Some(PlayedSpan { start_ms: 2736.0, end_ms: 3876.5 }),
+            play_cut_short: false,
+            utterance_end_ms: Some(3700.25),
+            dtmf: vec!["1".into(), "#".into()],
+            tone: Some(ToneFinding { frequency_hz: 1000.0, present_ms: 1240 }),
+            recordings: Some(Recordings { rx: "rx.wav".into(), tx: "tx.wav".into() }),
+        },
+        checks: vec![
+            check("final_responses", true, "expected 407,200, got 407,200"),
+            check("agent_joined", true, "agent \"telephony-agent\" joined 212 ms after the INVITE (within 5 s)"),
+            check("speech_within", true, "far end spoke 560 ms after the 200 OK (within 3 s)"),
+        ],
+        diagnosis: Vec::new(),
+        expected_diagnosis: None,
+        notes: Vec::new(),
+        livekit: Some(livekit1),
+    };
+
+    // Call 2: rang until our deadline (CANCEL); the room was found, matched
+    // by Call-ID, and the dispatch rule dispatches no agent.
+    let target2 = "sip:+14144007104@127.0.0.1:5070;transport=tcp";
+    let peer2 = "127.0.0.1:5070";
+    let mut livekit2 = livekit("cp-0000deadbeef", 0.0);
+    livekit2.call_id = "0b1c2d3e4f506172@callprobe".into();
+    livekit2.reference = TimeReference { kind: "call_start", invite_cseq: None, invite_t_ms: 0.0, unix_ms: 0 };
+    livekit2.matched_by = Some(MatchedBy::CallId);
+    livekit2.agents.clear();
+    livekit2.dispatches[0].agent_name = String::new();
+    livekit2.dispatches[0].jobs.clear();
+    livekit2.dispatch_rule = Some(DispatchRule {
+        id: "SDR_demo".into(),
+        name: "individual".into(),
+        trunk_ids: vec!["ST_demo".into()],
+        numbers: Vec::new(),
+        inbound_numbers: Vec::new(),
+        kind: "individual".into(),
+        room: "call-".into(),
+        has_room_config: false,
+        agents: Vec::new(),
+    });
+    livekit2.api_errors = vec!["ListAgentDispatch: unavailable (503)".into()];
+    livekit2.gave_up = Some("ListParticipants: unauthenticated (401)".into());
+    let call2 = CallReport {
+        name: Some("agent: dispatch".into()),
+        tags: vec!["agent".into()],
+        call_id: "0b1c2d3e4f506172@callprobe".into(),
+        test_id: "cp-0000deadbeef".into(),
+        target: target2.into(),
+        transport: Transport::Tcp,
+        verdict: Verdict::Fail,
+        started_unix_ms: STARTED_UNIX_MS + 20_000,
+        sip: sip_report(
+            vec![
+                message(0.3, Direction::Out, peer2, &invite(target2, 1, false).replace("UDP", "TCP")),
+                message(1.4, Direction::In, peer2, &response("100 Trying", 1, "INVITE", "")),
+                message(4.3, Direction::In, peer2, &response("180 Ringing", 1, "INVITE", "")),
+                message(30000.3, Direction::Out, peer2, &request("CANCEL", 1).replace("UDP", "TCP")),
+                message(30001.1, Direction::In, peer2, &response("200 OK", 1, "CANCEL", "")),
+                message(30001.4, Direction::In, peer2, &response("487 Request Terminated", 1, "INVITE", "")),
+                message(30001.6, Direction::Out, peer2, &request("ACK", 1).replace("UDP", "TCP")),
+            ],
+            &[(487, "Request Terminated")],
+            None,
+            EndReason::Cancelled { last_provisional: Some(180), waited_ms: 30000 },
+            30001.6,
+            Transport::Tcp,
+        ),
+        media: MediaReport { error: Some("the call was not answered".into()), ..MediaReport::default() },
+        checks: vec![
+            check("final_responses", false, "expected 200, got 487 — cancelled after 30000 ms of ringing"),
+            check("agent_joined", false, "no agent \"telephony-agent\" joined within 5 s"),
+        ],
+        diagnosis: vec![Diagnosis {
+            code: "dispatch_rule_without_agents".into(),
+            summary: "The call reached a room but the dispatch rule dispatches no agent".into(),
+            evidence: "room call-_+15550100123_x7Qa, rule SDR_demo: agents [] (no room_config)".into(),
+            fix: "Set room_config.agents on the dispatch rule".into(),
+            reference: "docs/failure-modes.md#2-the-agent-never-joins-no-agent-in-the-dispatch-rule".into(),
+        }],
+        expected_diagnosis: None,
+        notes: vec!["TCP connection to 127.0.0.1:5070 closed by peer at 30002.0 ms".into()],
+        livekit: Some(livekit2),
+    };
+
+    // Call 3: 404, as the scenario expected (`expect.diagnosis`): it passes.
+    let target3 = "sip:+19995550000@127.0.0.1:5070";
+    let peer3 = "127.0.0.1:5070";
+    let call3 = CallReport {
+        name: Some("runbook: no trunk".into()),
+        tags: Vec::new(),
+        call_id: "77aa88bb99cc00dd@callprobe".into(),
+        test_id: "cp-0123456789ab".into(),
+        target: target3.into(),
+        transport: Transport::Udp,
+        verdict: Verdict::Pass,
+        started_unix_ms: STARTED_UNIX_MS + 40_000,
+        sip: sip_report(
+            vec![
+                message(0.2, Direction::Out, peer3, &invite(target3, 1, false)),
+                message(2.4, Direction::In, peer3, &response("404 No trunk found", 1, "INVITE", "")),
+                message(2.6, Direction::Out, peer3, &request("ACK", 1)),
+            ],
+            &[(404, "No trunk found")],
+            None,
+            EndReason::Rejected { status: 404, reason: "No trunk found".into() },
+            2.6,
+            Transport::Udp,
+        ),
+        media: MediaReport { error: Some("the call was not answered".into()), ..MediaReport::default() },
+        checks: vec![
+            check("final_responses", false, "expected 200, got 404 — rejected with 404 No trunk found"),
+            check("diagnosis", true, "failed as expected (final_responses) with no_trunk_found: INVITE answered 404"),
+        ],
+        diagnosis: vec![Diagnosis {
+            code: "no_trunk_found".into(),
+            summary: "LiveKit found no inbound trunk for this call".into(),
+            evidence: "INVITE answered 404 No trunk found".into(),
+            fix: "Put the called number on the inbound trunk in +E.164 form".into(),
+            reference: "docs/failure-modes.md#1-404-no-trunk-found-the-trunk-does-not-match".into(),
+        }],
+        expected_diagnosis: Some("no_trunk_found".into()),
+        notes: Vec::new(),
+        livekit: None,
+    };
+
+    // Call 4: callprobe could not place it.
+    let spec = CallSpec {
+        target_uri: "sip:+14144007105@nowhere.invalid".into(),
+        from_uri: "+15550100123".into(),
+        transport: Transport::Udp,
+        credentials: None,
+        headers: Vec::new(),
+        invite_timeout: Duration::from_secs(32),
+        hangup_after: Duration::from_secs(8),
+        timers: TimerConfig::default(),
+        test_id: "cp-4444deadbeef".into(),
+        call_id: "4444deadbeef0000@callprobe".into(),
+        codecs: Vec::new(),
+        play: None,
+    };
+    let mut call4 = CallReport::not_run(
+        Some("smoke: unresolvable".into()),
+        vec!["smoke".into()],
+        &spec,
+        "cannot resolve nowhere.invalid: no such host",
+    );
+    call4.started_unix_ms = STARTED_UNIX_MS + 60_000;
+
+    let mut report = Report::new(vec![call1, call2, call3, call4]);
+    // Not part of the format: a version bump must not change the golden file.
+    report.version = "0.0.0-golden";
+    report
+}
+
+/// The lines of `want` and `got` that differ (a longest-common-subsequence
+/// line diff), `-` for the golden file, `+` for the current output.
+fn line_diff(want: &str, got: &str) -> String {
+    let (a, b): (Vec<&str>, Vec<&str>) = (want.lines().collect(), got.lines().collect());
+    // lcs[i][j]: the longest common subsequence of a[i..] and b[j..].
+    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+        }
+    }
+    let (mut i, mut j, mut out, mut shown) = (0, 0, String::new(), 0);
+    const MAX_LINES: usize = 60;
+    while (i < a.len() || j < b.len()) && shown < MAX_LINES {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            i += 1;
+            j += 1;
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            out.push_str(&format!("- {:>4} {}\n", i + 1, a[i]));
+            i += 1;
+            shown += 1;
+        } else {
+            out.push_str(&format!("+ {:>4} {}\n", j + 1, b[j]));
+            j += 1;
+            shown += 1;
+        }
+    }
+    if shown == MAX_LINES {
+        out.push_str("… (more differences)\n");
+    }
+    out
+}
+
+#[test]
+fn report_json_matches_the_golden_file() {
+    let dir = scratch("golden");
+    let path = golden_report().write_json(&dir).expect("report.json");
+    let got = std::fs::read_to_string(&path).expect("read report.json");
+    let golden = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(GOLDEN_REPORT_JSON);
+    if std::env::var(UPDATE_GOLDEN).is_ok_and(|v| v == "1") {
+        std::fs::create_dir_all(golden.parent().expect("golden folder")).expect("create tests/golden");
+        std::fs::write(&golden, format!("{got}\n")).expect("write the golden file");
+        eprintln!("{UPDATE_GOLDEN}=1: rewrote {}", golden.display());
+        return;
+    }
+    let how_to_update = format!(
+        "If the change is deliberate, rewrite the golden file with\n    {UPDATE_GOLDEN}=1 cargo test --locked --test report_outputs report_json_matches_the_golden_file\nreview `git diff {GOLDEN_REPORT_JSON}`, and bump schema_version (src/report/model.rs) unless fields were only added."
+    );
+    let want = std::fs::read_to_string(&golden)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}\n{how_to_update}", golden.display()));
+    let want = want.replace("\r\n", "\n");
+    if want.trim_end() != got.trim_end() {
+        panic!(
+            "report.json ({}) differs from {GOLDEN_REPORT_JSON} (- golden line, + current line, with line numbers):\n{}\nreport.json is a contract that users' tooling reads.\n{how_to_update}",
+            path.display(),
+            line_diff(want.trim_end(), got.trim_end())
+        );
     }
 }

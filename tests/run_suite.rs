@@ -130,6 +130,7 @@ fn a_passing_suite_writes_the_run_folder() {
     let run_dir = std::fs::canonicalize(&latest).expect("latest link");
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run_dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["schema_version"], 1, "report.json names its format version");
     let names: Vec<&str> = report["calls"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(names, vec!["credentials accepted", "credentials demanded", "unknown number refused"]);
     let junit = std::fs::read_to_string(run_dir.join("junit.xml")).unwrap();

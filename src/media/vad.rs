@@ -47,7 +47,7 @@ const MAX_ONSET_GAP_SUBFRAMES: usize = 3;
 const NOISE_FLOOR_RISE_PER_SUBFRAME: f64 = 1.005_54;
 
 /// A stretch of far-end speech, in ms since the start of the analysed audio.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpeechSegment {
     pub start_ms: u64,
     pub end_ms: u64,

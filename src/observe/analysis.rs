@@ -13,14 +13,14 @@ const TONE_POWER_FRACTION: f64 = 0.6;
 /// …in frames adding up to at least this long.
 pub const TONE_MIN_MS: u64 = 500;
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ToneFinding {
     pub frequency_hz: f64,
     /// Total time the tone dominated (ms).
     pub present_ms: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MediaAnalysis {
     /// Far-end speech, ms on the call timeline (t0 = first INVITE).
     pub speech_segments: Vec<SpeechSegment>,

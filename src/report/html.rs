@@ -409,7 +409,9 @@ fn livekit(page: &mut String, lk: &crate::observe::livekit::observation::LiveKit
         let _ = write!(page, "<div><dt>{}</dt><dd>{}</dd></div>", text(k), text(&v));
     }
     page.push_str("</dl>");
-    let json = serde_json::to_string_pretty(lk).unwrap_or_else(|e| format!("cannot show the observation: {e}"));
+    // As report.json has it (`calls[].livekit`).
+    let json = serde_json::to_string_pretty(&super::model::LiveKit::from(lk))
+        .unwrap_or_else(|e| format!("cannot show the observation: {e}"));
     let _ = write!(page, "<details><summary>LiveKit observation (JSON)</summary><pre>{}</pre></details>", text(&json));
 }
 

@@ -51,7 +51,7 @@ pub struct AgentExpectation {
     pub within: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Check {
     pub name: String,
     pub passed: bool,

@@ -20,7 +20,7 @@ use crate::sip::caller::{EndReason, Transport};
 use crate::verdict::checks::AgentExpectation;
 use crate::verdict::describe_end;
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnosis {
     pub code: String,
     pub summary: String,

@@ -1,6 +1,6 @@
 //! What LiveKit showed about one call, on the call's own timeline: the
-//! `calls[].livekit` part of report.json and the evidence the agent check
-//! and the diagnoses read.
+//! evidence the agent check and the diagnoses read, written to report.json
+//! as `calls[].livekit` ([`crate::report::model::LiveKit`]).
 //!
 //! Times are milliseconds after the INVITE that got through (the first
 //! transmission of the last INVITE transaction: the authenticated one when
@@ -11,8 +11,6 @@
 use std::collections::BTreeMap;
 use std::time::UNIX_EPOCH;
 
-use serde::Serialize;
-
 use crate::call::{CallRecord, Direction};
 
 use super::room_watch::{attr, AgentSighting, DispatchView, MatchedBy, RoomWatch};
@@ -22,7 +20,7 @@ use super::sip_config::DispatchRule;
 /// the clocks disagree.
 const CLOCK_TOLERANCE_MS: f64 = 250.0;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct LiveKitObservation {
     pub url: String,
     /// Looked for: the SIP participant with `lktest.id` = this …
@@ -56,7 +54,7 @@ pub struct LiveKitObservation {
     pub gave_up: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct TimeReference {
     /// `invite_that_got_through`, or `call_start` when no INVITE left.
     pub kind: &'static str,
@@ -66,7 +64,7 @@ pub struct TimeReference {
     pub unix_ms: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct SipParticipantReport {
     pub identity: String,
     /// Server join time.
@@ -77,14 +75,13 @@ pub struct SipParticipantReport {
     pub call_status: Vec<StatusReport>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct StatusReport {
     pub status: String,
     pub observed_ms: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JoinSource {
     /// The server's `joined_at`.
     Server,
@@ -92,7 +89,7 @@ pub enum JoinSource {
     Poll,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct AgentReport {
     pub identity: String,
     pub agent_name: String,
@@ -105,7 +102,7 @@ pub struct AgentReport {
     pub attributes: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct DispatchReport {
     pub id: String,
     /// Empty: the server's default dispatch for a room without agents in its config.
@@ -114,7 +111,7 @@ pub struct DispatchReport {
     pub jobs: Vec<JobReport>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct JobReport {
     pub id: String,
     pub status: &'static str,

@@ -12,7 +12,6 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
 use tokio::sync::watch;
 
 use super::{ApiError, ApiErrorKind, ServerApi};
@@ -107,11 +106,11 @@ pub struct CallIdentity {
 }
 
 /// Which attribute tied the SIP participant to our call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MatchedBy {
-    #[serde(rename = "lktest.id")]
+    /// `lktest.id`
     TestId,
-    #[serde(rename = "sip.callIDFull")]
+    /// `sip.callIDFull`
     CallId,
 }
 

@@ -1,0 +1,868 @@
+//! The format of `report.json`: the contract that users' tooling reads.
+//!
+//! These types are the file, field for field; nothing else is serialised
+//! into it. They are converted from callprobe's internal types
+//! ([`CallReport`](super::CallReport), [`Check`](crate::verdict::checks::Check),
+//! [`LiveKitObservation`](crate::observe::livekit::observation::LiveKitObservation) …)
+//! with `From`, so renaming or reshaping an internal type cannot change the
+//! file by accident: the conversion stops compiling instead, and the golden
+//! test (`tests/golden/report.json`) shows any change that does get through.
+//!
+//! Rules for changing the format:
+//! - Fields are only ever added. A field that can be missing says so
+//!   (`null`: the value is unknown or does not apply; *absent*: the field is
+//!   left out entirely, as noted on the field).
+//! - An incompatible change (a field removed, renamed, retyped or given a
+//!   new meaning, an enum spelling changed) bumps [`SCHEMA_VERSION`].
+//!
+//! Times: unless a field says otherwise, `*_ms` values are milliseconds
+//! (fractional) on the call's timeline, t = 0 when the first INVITE left;
+//! `*_unix_ms` values are milliseconds since the Unix epoch (UTC). The
+//! `livekit` part counts from the INVITE that got through instead (see
+//! [`TimeReference`]).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::call::LoggedMessage;
+use crate::observe::livekit::observation as internal_lk;
+use crate::observe::livekit::room_watch::MatchedBy as InternalMatchedBy;
+use crate::sip::caller::EndReason as InternalEndReason;
+
+/// `schema_version` of the report.json this code writes. Bumped only on an
+/// incompatible change (see the module documentation); added fields keep it.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The whole file: one run of `callprobe call` or `callprobe run`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// The format's version, [`SCHEMA_VERSION`] (1). Tooling should refuse
+    /// or warn on a version it does not know; fields added within a version
+    /// are not a new version.
+    pub schema_version: u32,
+    /// Always `"callprobe"`.
+    pub tool: String,
+    /// The callprobe version that wrote the file (its Cargo package version).
+    pub version: String,
+    /// The run's verdict: the worst of the calls' verdicts (`error` > `fail` > `pass`).
+    pub verdict: Verdict,
+    /// Every call of the run, in the order they were planned (a call that
+    /// could not be placed is here too, with verdict `error`).
+    pub calls: Vec<Call>,
+}
+
+/// `pass`, `fail` or `error` (the tester could not do its job: the call
+/// could not be placed, or it was interrupted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Fail,
+    Error,
+}
+
+/// `udp` or `tcp`: the SIP transport of the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// `calls[]`: one call.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Call {
+    /// The scenario case's name (`callprobe run`); absent for `callprobe call`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The scenario's tags; absent when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// The SIP Call-ID of the INVITE.
+    pub call_id: String,
+    /// The `X-Lk-Test-Id` header of the INVITE (LiveKit's participant attribute `lktest.id`).
+    pub test_id: String,
+    /// The Request-URI called.
+    pub target: String,
+    pub transport: Transport,
+    /// `pass` when every check that decides passed (with `expected_diagnosis`:
+    /// the `diagnosis` check only), `error` when the call could not be placed
+    /// or was interrupted, else `fail`.
+    pub verdict: Verdict,
+    /// When the call started, ms since the Unix epoch (for a call that was
+    /// not placed: when that was found out).
+    pub started_unix_ms: u64,
+    pub sip: Sip,
+    pub media: Media,
+    /// The checks, in the order they ran.
+    pub checks: Vec<Check>,
+    /// Known causes the failure looks like (empty when the call passed or no
+    /// rule applied), most specific first.
+    pub diagnosis: Vec<Diagnosis>,
+    /// The diagnosis code this call was expected to fail with (a scenario's
+    /// `expect.diagnosis`); then only the `diagnosis` check decides the
+    /// verdict. Absent when no diagnosis was expected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_diagnosis: Option<String>,
+    /// Things that went wrong on callprobe's side without ending the call
+    /// (unparseable input …), or why the call could not be placed.
+    pub notes: Vec<String>,
+    /// What LiveKit's API showed about the call; null when LiveKit was not configured.
+    pub livekit: Option<LiveKit>,
+}
+
+/// `calls[].sip`: the SIP side of the call.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Sip {
+    /// Final responses to our INVITEs, in order (e.g. 407 then 200).
+    pub final_responses: Vec<FinalResponse>,
+    /// Status codes of the provisional (1xx) responses, in order.
+    pub provisional: Vec<u16>,
+    /// INVITE transactions started (2 after answering one challenge).
+    pub invites_sent: u32,
+    /// INVITE retransmissions over UDP (Timer A), over all transactions.
+    pub invite_retransmissions: u32,
+    /// Whether the INVITE that was answered (2xx) carried credentials; false
+    /// when the call was not answered.
+    pub authenticated: bool,
+    /// Our SIP address (`ip:port`); null when no socket was opened.
+    pub local: Option<String>,
+    /// The far end's Contact from the 2xx (where in-dialog requests went); null without one.
+    pub remote_target: Option<String>,
+    /// The Record-Route set of the dialog, in the order requests follow it.
+    pub route_set: Vec<String>,
+    /// When the 2xx was ACKed (the call was up), ms since the first INVITE; null when not answered.
+    pub connected_ms: Option<f64>,
+    /// When the call ended, ms since the first INVITE; null when it did not get that far.
+    pub ended_ms: Option<f64>,
+    /// How the call ended; null when it did not end (not placed).
+    pub ended: Option<EndReason>,
+    /// `ended` in words, as the console shows it; null with `ended`.
+    pub ended_description: Option<String>,
+    /// Every SIP message sent and received, in order.
+    pub messages: Vec<Message>,
+}
+
+/// `calls[].sip.final_responses[]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FinalResponse {
+    /// SIP status code (200 … 699).
+    pub status: u16,
+    /// The reason phrase as received.
+    pub reason: String,
+}
+
+/// `calls[].sip.messages[]`: one SIP message as sent or received.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Message {
+    /// When it was sent or received, ms since the first INVITE left.
+    pub t_ms: f64,
+    pub dir: Direction,
+    /// The other side's address (`ip:port`).
+    pub peer: String,
+    /// The request or status line.
+    pub first_line: String,
+    /// The whole message (CRLF line ends). Digest `response=` values appear;
+    /// passwords never do.
+    pub raw: String,
+}
+
+/// `out` (we sent it) or `in` (we received it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Out,
+    In,
+}
+
+/// `calls[].sip.ended`: how the call ended, an object whose `kind` names the
+/// case; some kinds carry more fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EndReason {
+    /// `hung_up`: we hung up after the hold time and the far end answered our
+    /// BYE with `bye_status`.
+    HungUp { bye_status: u16 },
+    /// `bye_timed_out`: our BYE got no final response (Timer F).
+    ByeTimedOut,
+    /// `far_end_hung_up`: the far end sent BYE.
+    FarEndHungUp,
+    /// `rejected`: a final non-2xx response ended the call.
+    Rejected { status: u16, reason: String },
+    /// `challenged_without_credentials`: a 401/407 arrived and no credentials were given.
+    ChallengedWithoutCredentials { status: u16 },
+    /// `credentials_rejected`: credentials were sent and refused (401/403 or
+    /// a second challenge for the same realm).
+    CredentialsRejected { status: u16, reason: String },
+    /// `unanswerable_challenge`: a challenge callprobe cannot answer
+    /// (unsupported algorithm or qop, malformed), `detail` says why.
+    UnanswerableChallenge { status: u16, detail: String },
+    /// `no_response`: nothing came back within `waited_ms` (Timer B).
+    NoResponse { waited_ms: u64 },
+    /// `cancelled`: only provisional responses (the last one's status, or
+    /// null) for `waited_ms`; we sent CANCEL.
+    Cancelled { last_provisional: Option<u16>, waited_ms: u64 },
+    /// `abandoned`: the user interrupted the call before a final response.
+    Abandoned,
+    /// `transport_closed`: the far end closed the TCP connection (`during`: what we were doing).
+    TransportClosed { during: String },
+    /// `transport_error`: sending failed (connection refused, unreachable …).
+    TransportError { detail: String },
+    /// `protocol_error`: the 2xx could not be used (no To tag, unusable Contact …).
+    ProtocolError { detail: String },
+}
+
+/// `calls[].media`: what the RTP side measured. Times are ms on the same
+/// clock as `sip.messages[].t_ms`, except `first_audio_ms` (from the 200 OK)
+/// and `response_latency_ms` (from the end of our utterance), which are
+/// durations. Counters are 0 and the rest null when there was no media.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Media {
+    /// The negotiated codec (`PCMU`, `PCMA`, `G722`); null without media.
+    pub codec: Option<String>,
+    /// Our RTP address (`ip:port`).
+    pub local_rtp: Option<String>,
+    /// The far end's RTP address from its SDP.
+    pub remote_rtp: Option<String>,
+    /// Why the call had no media (no SDP in the 200, no common codec …); null otherwise.
+    pub error: Option<String>,
+    /// RTP packets we sent.
+    pub tx_packets: u64,
+    /// Of those, packets sent one frame (20 ms) or more after their slot (a stalled sender).
+    pub tx_late_packets: u64,
+    /// RTP packets of the negotiated codec received from the far end.
+    pub rx_packets: u64,
+    /// Packets missing from the received sequence range (RFC 3550 A.3).
+    pub lost: u64,
+    pub duplicates: u64,
+    /// Packets that arrived after a higher sequence number.
+    pub reordered: u64,
+    /// Interarrival jitter of the received stream (RFC 3550 A.8), ms, two decimals.
+    pub jitter_ms: f64,
+    /// Longest time between two received packets, ms.
+    pub max_gap_ms: f64,
+    /// Packets not counted in the statistics above: from another address or
+    /// SSRC than the first stream (their audio is still recorded), or with a
+    /// payload type that is neither the codec nor telephone-event.
+    pub ignored_packets: u64,
+    /// Times the far end's RTP timestamps jumped away from real time (stream restarts).
+    pub rx_stream_restarts: u64,
+    /// When the first RTP packet of the codec arrived, ms since the first INVITE.
+    pub first_rtp_ms: Option<f64>,
+    /// From the 200 OK to the far end's first speech, ms; null without speech or analysis.
+    pub first_audio_ms: Option<u64>,
+    /// From the end of our utterance (`utterance_end_ms`) to the next far-end speech, ms.
+    pub response_latency_ms: Option<u64>,
+    /// Total far-end speech, ms; null when the audio was not analysed.
+    pub talk_time_ms: Option<u64>,
+    /// Longest far-end silence after the 200 OK, ms; null when not analysed.
+    pub longest_silence_ms: Option<u64>,
+    /// Far-end speech, in order.
+    pub speech_segments: Vec<SpeechSegment>,
+    /// When our clip played; null when nothing was played or it was cut short.
+    pub played: Option<PlayedSpan>,
+    /// Our clip started but the call ended before it finished.
+    pub play_cut_short: bool,
+    /// When our speech in the clip ended (its trailing silence not counted),
+    /// ms since the first INVITE: response latency counts from here.
+    pub utterance_end_ms: Option<f64>,
+    /// DTMF digits received (RFC 4733), in order (`0`-`9`, `*`, `#`, `A`-`D`).
+    pub dtmf: Vec<String>,
+    /// The tone looked for (`--expect-tone` / `expect.tone_hz`) and how long
+    /// it was heard; null when none was asked for or there was no media.
+    pub tone: Option<Tone>,
+    /// The recordings, relative to the call's folder; null when none were written.
+    pub recordings: Option<Recordings>,
+}
+
+/// `calls[].media.speech_segments[]`: a stretch of far-end speech, ms since
+/// the first INVITE (the start of `rx.wav`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SpeechSegment {
+    pub start_ms: u64,
+    pub end_ms: u64,
+}
+
+/// `calls[].media.played`: when our clip started and ended, ms since the first INVITE.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PlayedSpan {
+    pub start_ms: f64,
+    pub end_ms: f64,
+}
+
+/// `calls[].media.tone`: the expected tone in the far end's audio.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Tone {
+    /// The frequency looked for, Hz.
+    pub frequency_hz: f64,
+    /// Total time the tone dominated the far end's audio after the 200 OK,
+    /// ms (0: not heard).
+    pub present_ms: u64,
+}
+
+/// `calls[].media.recordings`: WAV files (16-bit mono 16 kHz, t = 0 at the
+/// first INVITE), paths relative to the call's folder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Recordings {
+    /// What the far end sent.
+    pub rx: String,
+    /// What we sent.
+    pub tx: String,
+}
+
+/// `calls[].checks[]`: one expectation and its outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// Stable identifier (`final_responses`, `agent_joined`, `speech_within`, `diagnosis` …).
+    pub name: String,
+    pub passed: bool,
+    /// What was expected and what happened, in words.
+    pub detail: String,
+}
+
+/// `calls[].diagnosis[]`: a known failure mode the call looks like.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Diagnosis {
+    /// Stable identifier of the failure mode (`no_trunk_found`, `dispatch_rule_without_agents` …).
+    pub code: String,
+    /// The cause in one sentence.
+    pub summary: String,
+    /// What in this call shows it.
+    pub evidence: String,
+    /// What to do about it.
+    pub fix: String,
+    /// Where to read more (docs/failure-modes.md item, upstream issues).
+    pub reference: String,
+}
+
+/// `calls[].livekit`: what LiveKit's API showed about the call. Times are ms
+/// after the INVITE that got through ([`TimeReference`]); fields are null
+/// when the API did not show them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LiveKit {
+    /// The LiveKit server URL watched.
+    pub url: String,
+    /// Looked for: the SIP participant with `lktest.id` = this …
+    pub test_id: String,
+    /// … or `sip.callIDFull` = this SIP Call-ID.
+    pub call_id: String,
+    /// What the times below count from.
+    pub reference: TimeReference,
+    /// The call's room name; null when no room was found.
+    pub room: Option<String>,
+    pub room_sid: Option<String>,
+    /// When the server says the room was created.
+    pub room_created_ms: Option<f64>,
+    /// When a poll first saw our SIP participant in the room.
+    pub room_found_ms: Option<f64>,
+    /// Which attribute tied the SIP participant to our call.
+    pub matched_by: Option<MatchedBy>,
+    pub sip_participant: Option<SipParticipant>,
+    /// `sip.trunkID`: the inbound trunk LiveKit matched.
+    pub trunk_id: Option<String>,
+    /// `sip.ruleID`: the dispatch rule LiveKit matched.
+    pub rule_id: Option<String>,
+    /// `sip.phoneNumber`: the caller's number as LiveKit saw it.
+    pub phone_number: Option<String>,
+    /// `sip.trunkPhoneNumber`: the called number as LiveKit saw it.
+    pub trunk_phone_number: Option<String>,
+    /// Participants of kind AGENT seen in the room.
+    pub agents: Vec<Agent>,
+    /// Agent dispatches of the room.
+    pub dispatches: Vec<Dispatch>,
+    /// The dispatch rule the call matched (or the rules that could apply),
+    /// read through the SIP API after a failed call; null otherwise.
+    pub dispatch_rule: Option<DispatchRule>,
+    /// How long the room was watched, ms.
+    pub watched_ms: f64,
+    /// API polls made.
+    pub polls: u32,
+    /// Failed API requests, in order.
+    pub api_errors: Vec<String>,
+    /// The watch stopped early on this error; null when it did not.
+    pub gave_up: Option<String>,
+}
+
+/// `calls[].livekit.reference`: t = 0 of the `livekit` times.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TimeReference {
+    /// `invite_that_got_through` (the first transmission of the last INVITE
+    /// transaction: the authenticated one after a challenge), or
+    /// `call_start` when no INVITE left.
+    pub kind: String,
+    /// That INVITE's CSeq number; null with `call_start`.
+    pub invite_cseq: Option<u32>,
+    /// That INVITE's `t_ms` in `sip.messages` (ms since the first INVITE).
+    pub invite_t_ms: f64,
+    /// The same instant, ms since the Unix epoch.
+    pub unix_ms: i64,
+}
+
+/// `calls[].livekit.matched_by`: `lktest.id` (our test id) or
+/// `sip.callIDFull` (the SIP Call-ID, when a trunk dropped X- headers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum MatchedBy {
+    #[serde(rename = "lktest.id")]
+    TestId,
+    #[serde(rename = "sip.callIDFull")]
+    CallId,
+}
+
+/// `calls[].livekit.sip_participant`: LiveKit's participant for our call.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SipParticipant {
+    pub identity: String,
+    /// The server's join time.
+    pub joined_ms: Option<f64>,
+    /// When a poll first found it gone.
+    pub left_observed_ms: Option<f64>,
+    /// Its participant attributes (`sip.*`, `lktest.id` …).
+    pub attributes: BTreeMap<String, String>,
+    /// `sip.callStatus` as the polls saw it change (ringing → active → hangup).
+    pub call_status: Vec<CallStatus>,
+}
+
+/// `calls[].livekit.sip_participant.call_status[]`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CallStatus {
+    /// The `sip.callStatus` value.
+    pub status: String,
+    /// When a poll first saw it.
+    pub observed_ms: f64,
+}
+
+/// `calls[].livekit.agents[]`: an agent participant in the room.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Agent {
+    pub identity: String,
+    /// `lk.agent_name`; empty when it has none.
+    pub agent_name: String,
+    /// When the agent joined: `server_joined_ms` or `observed_ms`, see `joined_ms_source`.
+    pub joined_ms: f64,
+    pub joined_ms_source: JoinSource,
+    /// The server's join time.
+    pub server_joined_ms: Option<f64>,
+    /// When a poll first saw the agent.
+    pub observed_ms: f64,
+    /// When a poll first found it gone.
+    pub left_observed_ms: Option<f64>,
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// `calls[].livekit.agents[].joined_ms_source`: `server` (the server's
+/// `joined_at`) or `poll` (when a poll first saw it: the server's clock
+/// disagreed, or it gave no join time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JoinSource {
+    Server,
+    Poll,
+}
+
+/// `calls[].livekit.dispatches[]`: an agent dispatch of the room.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Dispatch {
+    pub id: String,
+    /// Empty: the server's default dispatch for a room without agents in its config.
+    pub agent_name: String,
+    pub created_ms: Option<f64>,
+    pub jobs: Vec<Job>,
+}
+
+/// `calls[].livekit.dispatches[].jobs[]`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Job {
+    pub id: String,
+    /// The job's status: `pending`, `running`, `success`, `failed` (or `unknown`).
+    pub status: String,
+    /// The job's error; empty when none.
+    pub error: String,
+    pub worker_id: String,
+    pub participant_identity: String,
+    pub started_ms: Option<f64>,
+    pub ended_ms: Option<f64>,
+}
+
+/// `calls[].livekit.dispatch_rule`: a dispatch rule as read through the SIP
+/// API (only the fields the diagnoses use).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DispatchRule {
+    pub id: String,
+    pub name: String,
+    /// Trunks the rule applies to; empty: all trunks.
+    pub trunk_ids: Vec<String>,
+    /// Called numbers the rule applies to (matched exactly); empty: all.
+    pub numbers: Vec<String>,
+    /// Caller numbers the rule accepts; empty: all.
+    pub inbound_numbers: Vec<String>,
+    /// `individual`, `direct`, `callee` or `none`.
+    pub kind: String,
+    /// Room prefix (individual, callee) or room name (direct).
+    pub room: String,
+    /// Whether the rule has a `room_config` at all.
+    pub has_room_config: bool,
+    /// `room_config.agents[].agent_name`: the agents dispatched into each room.
+    pub agents: Vec<String>,
+}
+
+// ------------------------------------------------------------ conversions
+
+impl From<&super::Report> for Report {
+    fn from(r: &super::Report) -> Report {
+        Report {
+            schema_version: SCHEMA_VERSION,
+            tool: r.tool.to_string(),
+            version: r.version.to_string(),
+            verdict: r.verdict.into(),
+            calls: r.calls.iter().map(Call::from).collect(),
+        }
+    }
+}
+
+impl From<crate::verdict::Verdict> for Verdict {
+    fn from(v: crate::verdict::Verdict) -> Verdict {
+        match v {
+            crate::verdict::Verdict::Pass => Verdict::Pass,
+            crate::verdict::Verdict::Fail => Verdict::Fail,
+            crate::verdict::Verdict::Error => Verdict::Error,
+        }
+    }
+}
+
+impl From<crate::sip::caller::Transport> for Transport {
+    fn from(t: crate::sip::caller::Transport) -> Transport {
+        match t {
+            crate::sip::caller::Transport::Udp => Transport::Udp,
+            crate::sip::caller::Transport::Tcp => Transport::Tcp,
+        }
+    }
+}
+
+impl From<&super::CallReport> for Call {
+    fn from(c: &super::CallReport) -> Call {
+        Call {
+            name: c.name.clone(),
+            tags: c.tags.clone(),
+            call_id: c.call_id.clone(),
+            test_id: c.test_id.clone(),
+            target: c.target.clone(),
+            transport: c.transport.into(),
+            verdict: c.verdict.into(),
+            started_unix_ms: c.started_unix_ms,
+            sip: Sip::from(&c.sip),
+            media: Media::from(&c.media),
+            checks: c.checks.iter().map(Check::from).collect(),
+            diagnosis: c.diagnosis.iter().map(Diagnosis::from).collect(),
+            expected_diagnosis: c.expected_diagnosis.clone(),
+            notes: c.notes.clone(),
+            livekit: c.livekit.as_ref().map(LiveKit::from),
+        }
+    }
+}
+
+impl From<&super::SipReport> for Sip {
+    fn from(s: &super::SipReport) -> Sip {
+        Sip {
+            final_responses: s
+                .final_responses
+                .iter()
+                .map(|f| FinalResponse { status: f.status, reason: f.reason.clone() })
+                .collect(),
+            provisional: s.provisional.clone(),
+            invites_sent: s.invites_sent,
+            invite_retransmissions: s.invite_retransmissions,
+            authenticated: s.authenticated,
+            local: s.local.clone(),
+            remote_target: s.remote_target.clone(),
+            route_set: s.route_set.clone(),
+            connected_ms: s.connected_ms,
+            ended_ms: s.ended_ms,
+            ended: s.ended.as_ref().map(EndReason::from),
+            ended_description: s.ended_description.clone(),
+            messages: s.messages.iter().map(Message::from).collect(),
+        }
+    }
+}
+
+impl From<&LoggedMessage> for Message {
+    fn from(m: &LoggedMessage) -> Message {
+        Message {
+            t_ms: m.t_ms,
+            dir: match m.dir {
+                crate::call::Direction::Out => Direction::Out,
+                crate::call::Direction::In => Direction::In,
+            },
+            peer: m.peer.clone(),
+            first_line: m.first_line.clone(),
+            raw: m.raw.clone(),
+        }
+    }
+}
+
+impl From<&InternalEndReason> for EndReason {
+    fn from(e: &InternalEndReason) -> EndReason {
+        use InternalEndReason as E;
+        match e {
+            E::HungUp { bye_status } => EndReason::HungUp { bye_status: *bye_status },
+            E::ByeTimedOut => EndReason::ByeTimedOut,
+            E::FarEndHungUp => EndReason::FarEndHungUp,
+            E::Rejected { status, reason } => EndReason::Rejected { status: *status, reason: reason.clone() },
+            E::ChallengedWithoutCredentials { status } => EndReason::ChallengedWithoutCredentials { status: *status },
+            E::CredentialsRejected { status, reason } => {
+                EndReason::CredentialsRejected { status: *status, reason: reason.clone() }
+            }
+            E::UnanswerableChallenge { status, detail } => {
+                EndReason::UnanswerableChallenge { status: *status, detail: detail.clone() }
+            }
+            E::NoResponse { waited_ms } => EndReason::NoResponse { waited_ms: *waited_ms },
+            E::Cancelled { last_provisional, waited_ms } => {
+                EndReason::Cancelled { last_provisional: *last_provisional, waited_ms: *waited_ms }
+            }
+            E::Abandoned => EndReason::Abandoned,
+            E::TransportClosed { during } => EndReason::TransportClosed { during: during.clone() },
+            E::TransportError { detail } => EndReason::TransportError { detail: detail.clone() },
+            E::ProtocolError { detail } => EndReason::ProtocolError { detail: detail.clone() },
+        }
+    }
+}
+
+impl From<&super::MediaReport> for Media {
+    fn from(m: &super::MediaReport) -> Media {
+        Media {
+            codec: m.codec.clone(),
+            local_rtp: m.local_rtp.clone(),
+            remote_rtp: m.remote_rtp.clone(),
+            error: m.error.clone(),
+            tx_packets: m.tx_packets,
+            tx_late_packets: m.tx_late_packets,
+            rx_packets: m.rx_packets,
+            lost: m.lost,
+            duplicates: m.duplicates,
+            reordered: m.reordered,
+            jitter_ms: m.jitter_ms,
+            max_gap_ms: m.max_gap_ms,
+            ignored_packets: m.ignored_packets,
+            rx_stream_restarts: m.rx_stream_restarts,
+            first_rtp_ms: m.first_rtp_ms,
+            first_audio_ms: m.first_audio_ms,
+            response_latency_ms: m.response_latency_ms,
+            talk_time_ms: m.talk_time_ms,
+            longest_silence_ms: m.longest_silence_ms,
+            speech_segments: m
+                .speech_segments
+                .iter()
+                .map(|s| SpeechSegment { start_ms: s.start_ms, end_ms: s.end_ms })
+                .collect(),
+            played: m.played.as_ref().map(|p| PlayedSpan { start_ms: p.start_ms, end_ms: p.end_ms }),
+            play_cut_short: m.play_cut_short,
+            utterance_end_ms: m.utterance_end_ms,
+            dtmf: m.dtmf.clone(),
+            tone: m.tone.as_ref().map(|t| Tone { frequency_hz: t.frequency_hz, present_ms: t.present_ms }),
+            recordings: m.recordings.as_ref().map(|r| Recordings { rx: r.rx.clone(), tx: r.tx.clone() }),
+        }
+    }
+}
+
+impl From<&crate::verdict::checks::Check> for Check {
+    fn from(c: &crate::verdict::checks::Check) -> Check {
+        Check { name: c.name.clone(), passed: c.passed, detail: c.detail.clone() }
+    }
+}
+
+impl From<&crate::verdict::diagnose::Diagnosis> for Diagnosis {
+    fn from(d: &crate::verdict::diagnose::Diagnosis) -> Diagnosis {
+        Diagnosis {
+            code: d.code.clone(),
+            summary: d.summary.clone(),
+            evidence: d.evidence.clone(),
+            fix: d.fix.clone(),
+            reference: d.reference.clone(),
+        }
+    }
+}
+
+impl From<&internal_lk::LiveKitObservation> for LiveKit {
+    fn from(lk: &internal_lk::LiveKitObservation) -> LiveKit {
+        LiveKit {
+            url: lk.url.clone(),
+            test_id: lk.test_id.clone(),
+            call_id: lk.call_id.clone(),
+            reference: TimeReference {
+                kind: lk.reference.kind.to_string(),
+                invite_cseq: lk.reference.invite_cseq,
+                invite_t_ms: lk.reference.invite_t_ms,
+                unix_ms: lk.reference.unix_ms,
+            },
+            room: lk.room.clone(),
+            room_sid: lk.room_sid.clone(),
+            room_created_ms: lk.room_created_ms,
+            room_found_ms: lk.room_found_ms,
+            matched_by: lk.matched_by.map(|m| match m {
+                InternalMatchedBy::TestId => MatchedBy::TestId,
+                InternalMatchedBy::CallId => MatchedBy::CallId,
+            }),
+            sip_participant: lk.sip_participant.as_ref().map(|p| SipParticipant {
+                identity: p.identity.clone(),
+                joined_ms: p.joined_ms,
+                left_observed_ms: p.left_observed_ms,
+                attributes: p.attributes.clone(),
+                call_status: p
+                    .call_status
+                    .iter()
+                    .map(|s| CallStatus { status: s.status.clone(), observed_ms: s.observed_ms })
+                    .collect(),
+            }),
+            trunk_id: lk.trunk_id.clone(),
+            rule_id: lk.rule_id.clone(),
+            phone_number: lk.phone_number.clone(),
+            trunk_phone_number: lk.trunk_phone_number.clone(),
+            agents: lk.agents.iter().map(Agent::from).collect(),
+            dispatches: lk.dispatches.iter().map(Dispatch::from).collect(),
+            dispatch_rule: lk.dispatch_rule.as_ref().map(DispatchRule::from),
+            watched_ms: lk.watched_ms,
+            polls: lk.polls,
+            api_errors: lk.api_errors.clone(),
+            gave_up: lk.gave_up.clone(),
+        }
+    }
+}
+
+impl From<&internal_lk::AgentReport> for Agent {
+    fn from(a: &internal_lk::AgentReport) -> Agent {
+        Agent {
+            identity: a.identity.clone(),
+            agent_name: a.agent_name.clone(),
+            joined_ms: a.joined_ms,
+            joined_ms_source: match a.joined_ms_source {
+                internal_lk::JoinSource::Server => JoinSource::Server,
+                internal_lk::JoinSource::Poll => JoinSource::Poll,
+            },
+            server_joined_ms: a.server_joined_ms,
+            observed_ms: a.observed_ms,
+            left_observed_ms: a.left_observed_ms,
+            attributes: a.attributes.clone(),
+        }
+    }
+}
+
+impl From<&internal_lk::DispatchReport> for Dispatch {
+    fn from(d: &internal_lk::DispatchReport) -> Dispatch {
+        Dispatch {
+            id: d.id.clone(),
+            agent_name: d.agent_name.clone(),
+            created_ms: d.created_ms,
+            jobs: d
+                .jobs
+                .iter()
+                .map(|j| Job {
+                    id: j.id.clone(),
+                    status: j.status.to_string(),
+                    error: j.error.clone(),
+                    worker_id: j.worker_id.clone(),
+                    participant_identity: j.participant_identity.clone(),
+                    started_ms: j.started_ms,
+                    ended_ms: j.ended_ms,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<&crate::observe::livekit::sip_config::DispatchRule> for DispatchRule {
+    fn from(r: &crate::observe::livekit::sip_config::DispatchRule) -> DispatchRule {
+        DispatchRule {
+            id: r.id.clone(),
+            name: r.name.clone(),
+            trunk_ids: r.trunk_ids.clone(),
+            numbers: r.numbers.clone(),
+            inbound_numbers: r.inbound_numbers.clone(),
+            kind: r.kind.clone(),
+            room: r.room.clone(),
+            has_room_config: r.has_room_config,
+            agents: r.agents.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Every `sip.ended` kind, spelled as report.json has always spelled it.
+    #[test]
+    fn end_reasons_keep_their_spelling() {
+        use InternalEndReason as E;
+        let cases = [
+            (E::HungUp { bye_status: 200 }, json!({"kind": "hung_up", "bye_status": 200})),
+            (E::ByeTimedOut, json!({"kind": "bye_timed_out"})),
+            (E::FarEndHungUp, json!({"kind": "far_end_hung_up"})),
+            (
+                E::Rejected { status: 486, reason: "Busy Here".into() },
+                json!({"kind": "rejected", "status": 486, "reason": "Busy Here"}),
+            ),
+            (
+                E::ChallengedWithoutCredentials { status: 407 },
+                json!({"kind": "challenged_without_credentials", "status": 407}),
+            ),
+            (
+                E::CredentialsRejected { status: 403, reason: "Forbidden".into() },
+                json!({"kind": "credentials_rejected", "status": 403, "reason": "Forbidden"}),
+            ),
+            (
+                E::UnanswerableChallenge { status: 401, detail: "algorithm AKAv1-MD5".into() },
+                json!({"kind": "unanswerable_challenge", "status": 401, "detail": "algorithm AKAv1-MD5"}),
+            ),
+            (E::NoResponse { waited_ms: 32000 }, json!({"kind": "no_response", "waited_ms": 32000})),
+            (
+                E::Cancelled { last_provisional: None, waited_ms: 30000 },
+                json!({"kind": "cancelled", "last_provisional": null, "waited_ms": 30000}),
+            ),
+            (E::Abandoned, json!({"kind": "abandoned"})),
+            (
+                E::TransportClosed { during: "the call".into() },
+                json!({"kind": "transport_closed", "during": "the call"}),
+            ),
+            (
+                E::TransportError { detail: "connection refused".into() },
+                json!({"kind": "transport_error", "detail": "connection refused"}),
+            ),
+            (E::ProtocolError { detail: "no To tag".into() }, json!({"kind": "protocol_error", "detail": "no To tag"})),
+        ];
+        for (internal, want) in cases {
+            let got = serde_json::to_value(EndReason::from(&internal)).expect("serialise");
+            assert_eq!(got, want, "{internal:?}");
+        }
+    }
+
+    #[test]
+    fn enum_spellings_are_stable() {
+        assert_eq!(
+            serde_json::to_value([Verdict::Pass, Verdict::Fail, Verdict::Error]).expect("serialise"),
+            json!(["pass", "fail", "error"])
+        );
+        assert_eq!(serde_json::to_value([Transport::Udp, Transport::Tcp]).expect("serialise"), json!(["udp", "tcp"]));
+        assert_eq!(serde_json::to_value([Direction::Out, Direction::In]).expect("serialise"), json!(["out", "in"]));
+        assert_eq!(
+            serde_json::to_value([MatchedBy::TestId, MatchedBy::CallId]).expect("serialise"),
+            json!(["lktest.id", "sip.callIDFull"])
+        );
+        assert_eq!(
+            serde_json::to_value([JoinSource::Server, JoinSource::Poll]).expect("serialise"),
+            json!(["server", "poll"])
+        );
+    }
+
+    /// The top level starts with `schema_version`, and an empty run is still a whole file.
+    #[test]
+    fn schema_version_comes_first() {
+        let report = Report::from(&super::super::Report::new(Vec::new()));
+        let text = serde_json::to_string(&report).expect("serialise");
+        assert!(text.starts_with(&format!("{{\"schema_version\":{SCHEMA_VERSION},\"tool\":\"callprobe\"")), "{text}");
+        assert_eq!(
+            serde_json::to_value(&report).expect("serialise"),
+            json!({"schema_version": 1, "tool": "callprobe", "version": env!("CARGO_PKG_VERSION"), "verdict": "pass", "calls": []})
+        );
+    }
+}
