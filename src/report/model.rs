@@ -200,6 +200,9 @@ pub enum EndReason {
     UnanswerableChallenge { status: u16, detail: String },
     /// `no_response`: nothing came back within `waited_ms` (Timer B).
     NoResponse { waited_ms: u64 },
+    /// `port_unreachable`: over UDP, the INVITE came back as ICMP port
+    /// unreachable: nothing listens at `peer` (`host:port`).
+    PortUnreachable { peer: String },
     /// `cancelled`: only provisional responses (the last one's status, or
     /// null) for `waited_ms`; we sent CANCEL.
     Cancelled { last_provisional: Option<u16>, waited_ms: u64 },
@@ -616,6 +619,7 @@ impl From<&InternalEndReason> for EndReason {
                 EndReason::UnanswerableChallenge { status: *status, detail: detail.clone() }
             }
             E::NoResponse { waited_ms } => EndReason::NoResponse { waited_ms: *waited_ms },
+            E::PortUnreachable { peer } => EndReason::PortUnreachable { peer: peer.clone() },
             E::Cancelled { last_provisional, waited_ms } => {
                 EndReason::Cancelled { last_provisional: *last_provisional, waited_ms: *waited_ms }
             }
@@ -815,6 +819,10 @@ mod tests {
                 json!({"kind": "unanswerable_challenge", "status": 401, "detail": "algorithm AKAv1-MD5"}),
             ),
             (E::NoResponse { waited_ms: 32000 }, json!({"kind": "no_response", "waited_ms": 32000})),
+            (
+                E::PortUnreachable { peer: "127.0.0.1:9".into() },
+                json!({"kind": "port_unreachable", "peer": "127.0.0.1:9"}),
+            ),
             (
                 E::Cancelled { last_provisional: None, waited_ms: 30000 },
                 json!({"kind": "cancelled", "last_provisional": null, "waited_ms": 30000}),
