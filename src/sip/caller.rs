@@ -25,26 +25,11 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 use super::digest::{self, RequestInfo};
 use super::message::{self, InRequest, InResponse, Inbound, Outgoing, ParseError, Start};
 use super::transaction::{Disposition, InviteClient, InviteState, NonInviteClient, TimerConfig};
+use super::{HostPort, Peer};
 use crate::secret::Secret;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Transport {
-    Udp,
-    Tcp,
-}
-
-impl Transport {
-    pub fn via_name(self) -> &'static str {
-        match self {
-            Transport::Udp => "UDP",
-            Transport::Tcp => "TCP",
-        }
-    }
-    pub fn is_reliable(self) -> bool {
-        self == Transport::Tcp
-    }
-}
+/// Re-exported for the modules that still name it here (cli, scenario, report).
+pub use super::Transport;
 
 /// Digest credentials for the trunk.
 #[derive(Debug, Clone)]
@@ -78,22 +63,6 @@ pub struct CallConfig {
     pub hangup_after: Duration,
     /// Seed for branches, tags and cnonces.
     pub seed: u64,
-}
-
-/// A next hop the shell must resolve (a URI's host and port).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct HostPort {
-    pub host: String,
-    pub port: u16,
-}
-
-/// Where a message goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Peer {
-    /// A request: to a URI's host and port.
-    Hop(HostPort),
-    /// A response: back to where the request came from.
-    Addr(SocketAddr),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
