@@ -130,9 +130,10 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::sip::caller::{CallConfig, EndReason, Transport};
+    use crate::sip::caller::{CallConfig, EndReason};
     use crate::sip::message::{self, Inbound};
     use crate::sip::transaction::TimerConfig;
+    use crate::sip::Transport;
 
     fn far() -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], 5060))

@@ -21,8 +21,8 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
-use crate::sip::caller::Transport;
 use crate::sip::framing::StreamFramer;
+use crate::sip::Transport;
 
 /// What the network delivered.
 #[derive(Debug)]

@@ -15,6 +15,11 @@
 //! [`Caller::poll_event`]; sleep until [`Caller::poll_timeout`]. It never
 //! reads the clock, a socket or the OS random generator: ids come from a
 //! seeded generator, so tests are exact.
+//!
+//! This file owns the call's state (the [`Caller`] and its phase), its
+//! public inputs and outputs, the timers and the far end's requests; the
+//! submodules own the messages it builds (`outgoing`), the responses it
+//! handles (`responses`) and digest authentication (`auth`).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -22,29 +27,18 @@ use std::time::{Duration, Instant};
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
-use super::digest::{self, RequestInfo};
-use super::message::{self, InRequest, InResponse, Inbound, Outgoing, ParseError, Start};
-use super::transaction::{Disposition, InviteClient, InviteState, NonInviteClient, TimerConfig};
+use super::message::{self, InRequest, Inbound, ParseError};
+use super::transaction::{InviteClient, InviteState, NonInviteClient, TimerConfig};
+use super::{HostPort, Peer};
 use crate::secret::Secret;
+use auth::DigestAuth;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Transport {
-    Udp,
-    Tcp,
-}
+mod auth;
+mod outgoing;
+mod responses;
 
-impl Transport {
-    pub fn via_name(self) -> &'static str {
-        match self {
-            Transport::Udp => "UDP",
-            Transport::Tcp => "TCP",
-        }
-    }
-    pub fn is_reliable(self) -> bool {
-        self == Transport::Tcp
-    }
-}
+/// Re-exported for the modules that still name it here (cli, scenario, report).
+pub use super::Transport;
 
 /// Digest credentials for the trunk.
 #[derive(Debug, Clone)]
@@ -78,22 +72,6 @@ pub struct CallConfig {
     pub hangup_after: Duration,
     /// Seed for branches, tags and cnonces.
     pub seed: u64,
-}
-
-/// A next hop the shell must resolve (a URI's host and port).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct HostPort {
-    pub host: String,
-    pub port: u16,
-}
-
-/// Where a message goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Peer {
-    /// A request: to a URI's host and port.
-    Hop(HostPort),
-    /// A response: back to where the request came from.
-    Addr(SocketAddr),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,23 +162,6 @@ pub struct FinalResponse {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ChallengeKind {
-    /// 401 / WWW-Authenticate → Authorization
-    Www,
-    /// 407 / Proxy-Authenticate → Proxy-Authorization
-    Proxy,
-}
-
-/// A challenge we answer on every following INVITE.
-#[derive(Debug, Clone)]
-struct Answered {
-    kind: ChallengeKind,
-    challenge: digest::Challenge,
-    nonce_count: u32,
-    stale_retry_used: bool,
-}
-
 #[derive(Debug)]
 struct InviteAttempt {
     branch: String,
@@ -249,7 +210,7 @@ pub struct Caller {
     hangup_at: Option<Instant>,
     bye: Option<(String, NonInviteClient)>,
     bye_to: Option<Peer>,
-    answered: Vec<Answered>,
+    auth: DigestAuth,
     started_at: Instant,
     outbox: VecDeque<Transmit>,
     events: VecDeque<CallEvent>,
@@ -294,7 +255,7 @@ impl Caller {
             hangup_at: None,
             bye: None,
             bye_to: None,
-            answered: Vec::new(),
+            auth: DigestAuth::default(),
             started_at: now,
             outbox: VecDeque::new(),
             events: VecDeque::new(),
@@ -464,227 +425,6 @@ impl Caller {
         }
     }
 
-    // ----- responses ----------------------------------------------------
-
-    fn on_response(&mut self, resp: InResponse, now: Instant) {
-        let Some(branch) = resp.branch() else { return };
-        match resp.common.cseq_method.as_str() {
-            "INVITE" => self.on_invite_response(&branch, resp, now),
-            "CANCEL" => {
-                if let Some((b, t)) = &mut self.cancel {
-                    if *b == branch {
-                        t.on_response(resp.status, now);
-                    }
-                }
-            }
-            "BYE" => {
-                let Some((b, t)) = &mut self.bye else { return };
-                if *b != branch || t.on_response(resp.status, now) == Disposition::Absorbed {
-                    return;
-                }
-                if resp.status >= 200 && self.phase == Phase::Terminating {
-                    let reason = if self.abandoned {
-                        EndReason::Abandoned
-                    } else {
-                        EndReason::HungUp { bye_status: resp.status }
-                    };
-                    self.end(reason);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn on_invite_response(&mut self, branch: &str, resp: InResponse, now: Instant) {
-        let Some(idx) = self.invites.iter().position(|a| a.branch == branch) else { return };
-        let is_current = idx + 1 == self.invites.len();
-        // Only a non-2xx final is ACKed by the transaction itself.
-        let ack = if resp.status >= 300 { self.ack_for_non_2xx(&self.invites[idx], &resp) } else { Vec::new() };
-        let attempt = &mut self.invites[idx];
-        let disposition = attempt.tx.on_response(resp.status, || ack, now);
-        let authenticated = attempt.authenticated;
-        if disposition == Disposition::Absorbed {
-            return;
-        }
-        if resp.status >= 200 && resp.status < 300 {
-            // A 2xx (also a retransmission, or one for an older attempt):
-            // ACK it end-to-end; a second one only gets the same ACK again.
-            if let Some(d) = &self.dialog {
-                if resp.to_tag().is_none_or(|tag| tag == d.remote_tag) {
-                    self.outbox.push_back(Transmit { to: d.ack_to.clone(), bytes: d.ack.clone() });
-                } else {
-                    self.release_fork(&resp, idx);
-                }
-                return;
-            }
-            self.record_response(&resp, authenticated);
-            self.on_answered(&resp, idx, now);
-            return;
-        }
-        if !is_current {
-            return;
-        }
-        self.record_response(&resp, authenticated);
-        if resp.status < 200 {
-            if self.cancel_pending && self.phase == Phase::Inviting {
-                self.cancel_pending = false;
-                self.send_cancel(now);
-            }
-            return;
-        }
-        if self.phase == Phase::Cancelling {
-            self.end_cancelled(now);
-            return;
-        }
-        self.on_final_failure(resp, authenticated, now);
-    }
-
-    fn record_response(&mut self, resp: &InResponse, authenticated: bool) {
-        if resp.status < 200 {
-            self.summary.provisional.push(resp.status);
-        } else {
-            self.summary.final_responses.push(FinalResponse { status: resp.status, reason: resp.reason.clone() });
-        }
-        self.events.push_back(CallEvent::InviteResponse {
-            status: resp.status,
-            reason: resp.reason.clone(),
-            authenticated,
-        });
-    }
-
-    fn on_answered(&mut self, resp: &InResponse, idx: usize, now: Instant) {
-        let cseq = self.invites[idx].cseq;
-        let authenticated = self.invites[idx].authenticated;
-        let Some(remote_tag) = resp.to_tag() else {
-            self.end(EndReason::ProtocolError { detail: "2xx to INVITE has no To tag".into() });
-            return;
-        };
-        let remote_target = resp.contact_uri().unwrap_or_else(|| self.request_uri.clone());
-        let mut route_set = resp.record_route();
-        route_set.reverse();
-        self.summary.to_tag = Some(remote_tag.clone());
-        self.summary.remote_target = Some(remote_target.clone());
-        self.summary.route_set = route_set.clone();
-        self.summary.authenticated = authenticated;
-        self.summary.answer_sdp = (!resp.common.body.is_empty()).then(|| resp.common.body.clone());
-        // A 2xx that beat our CANCEL came after the deadline: it is recorded,
-        // and the checks do not count it as answered in time.
-        self.summary.answered_after_deadline = self.phase == Phase::Cancelling && !self.abandoned;
-        let mut dialog =
-            Dialog { remote_tag, remote_target, route_set, ack: Vec::new(), ack_to: Peer::Hop(self.first_hop.clone()) };
-        let branch = self.new_branch();
-        let auth = self.invites[idx].credentials.clone();
-        match self.in_dialog_request(&dialog, "ACK", cseq, &branch, auth, b"") {
-            Ok((bytes, to)) => {
-                dialog.ack = bytes.clone();
-                dialog.ack_to = to.clone();
-                self.outbox.push_back(Transmit { to, bytes });
-            }
-            Err(e) => {
-                self.end(EndReason::ProtocolError { detail: format!("cannot build ACK: {e}") });
-                return;
-            }
-        }
-        self.dialog = Some(dialog);
-        self.invite_deadline = None;
-        self.events.push_back(CallEvent::Connected);
-        if self.phase == Phase::Cancelling || self.abandoned {
-            // CANCEL lost the race with the 2xx: hang up at once.
-            self.phase = Phase::Established;
-            self.send_bye(now);
-        } else {
-            self.phase = Phase::Established;
-            self.hangup_at = Some(now + self.cfg.hangup_after);
-        }
-    }
-
-    /// A 2xx from a second branch of a forked INVITE (another To tag): it is
-    /// a second dialog we do not want, so it gets its own ACK and a BYE at
-    /// once (RFC 3261 13.2.2.4). Sent once, without retransmission.
-    fn release_fork(&mut self, resp: &InResponse, idx: usize) {
-        let Some(remote_tag) = resp.to_tag() else { return };
-        let mut route_set = resp.record_route();
-        route_set.reverse();
-        let fork = Dialog {
-            remote_tag,
-            remote_target: resp.contact_uri().unwrap_or_else(|| self.request_uri.clone()),
-            route_set,
-            ack: Vec::new(),
-            ack_to: Peer::Hop(self.first_hop.clone()),
-        };
-        let cseq = self.invites[idx].cseq;
-        let credentials = self.invites[idx].credentials.clone();
-        let (ack_branch, bye_branch) = (self.new_branch(), self.new_branch());
-        if let Ok((bytes, to)) = self.in_dialog_request(&fork, "ACK", cseq, &ack_branch, credentials, b"") {
-            self.outbox.push_back(Transmit { to, bytes });
-        }
-        if let Ok((bytes, to)) = self.in_dialog_request(&fork, "BYE", cseq + 1, &bye_branch, Vec::new(), b"") {
-            self.outbox.push_back(Transmit { to, bytes });
-        }
-        self.summary.forked_answers_released += 1;
-    }
-
-    fn on_final_failure(&mut self, resp: InResponse, authenticated: bool, now: Instant) {
-        let kind = match resp.status {
-            401 => Some(ChallengeKind::Www),
-            407 => Some(ChallengeKind::Proxy),
-            _ => None,
-        };
-        let values = match kind {
-            Some(ChallengeKind::Www) => resp.common.values("WWW-Authenticate"),
-            Some(ChallengeKind::Proxy) => resp.common.values("Proxy-Authenticate"),
-            None => Vec::new(),
-        };
-        let (Some(kind), false) = (kind, values.is_empty()) else {
-            // Not a challenge. After credentials, 401/403 means they were refused.
-            let reason = resp.reason.clone();
-            if authenticated && matches!(resp.status, 401 | 403) {
-                self.end(EndReason::CredentialsRejected { status: resp.status, reason });
-            } else {
-                self.end(EndReason::Rejected { status: resp.status, reason });
-            }
-            return;
-        };
-        if self.cfg.credentials.is_none() {
-            self.end(EndReason::ChallengedWithoutCredentials { status: resp.status });
-            return;
-        }
-        let challenge = match digest::strongest(&values) {
-            Ok(c) => c,
-            Err(e) => {
-                self.end(EndReason::UnanswerableChallenge { status: resp.status, detail: e.to_string() });
-                return;
-            }
-        };
-        if self.abandoned {
-            // The user asked to stop: never send another INVITE.
-            self.end(EndReason::Abandoned);
-            return;
-        }
-        // One authenticated retry per call attempt: once we have sent
-        // credentials, another challenge means they were refused — unless it
-        // says the nonce was merely stale, which earns one fresh retry for
-        // the same challenge.
-        let previous = self.answered.iter_mut().find(|a| a.kind == kind && a.challenge.realm == challenge.realm);
-        match previous {
-            None if !authenticated => {
-                self.answered.push(Answered { kind, challenge, nonce_count: 0, stale_retry_used: false })
-            }
-            Some(prev) if challenge.stale && !prev.stale_retry_used => {
-                prev.challenge = challenge;
-                prev.nonce_count = 0;
-                prev.stale_retry_used = true;
-            }
-            _ => {
-                self.end(EndReason::CredentialsRejected { status: resp.status, reason: resp.reason.clone() });
-                return;
-            }
-        }
-        if let Err(e) = self.send_invite(now) {
-            self.end(EndReason::ProtocolError { detail: format!("cannot build INVITE: {e}") });
-        }
-    }
-
     // ----- requests from the far end -------------------------------------
 
     fn on_request(&mut self, req: InRequest, from: SocketAddr, now: Instant) {
@@ -718,78 +458,7 @@ impl Caller {
         }
     }
 
-    fn respond(&mut self, req: &InRequest, from: SocketAddr, status: u16, reason: &str, with_sdp: bool) {
-        let mut headers: Vec<(&str, String)> = Vec::new();
-        for via in req.common.raw_lines("Via") {
-            headers.push(("Via", via.value.clone()));
-        }
-        if let Some(f) = req.common.raw_lines("From").first() {
-            headers.push(("From", f.value.clone()));
-        }
-        if let Some(t) = req.common.raw_lines("To").first() {
-            let mut to = t.value.clone();
-            if message::param(&to, "tag").is_none() {
-                to.push_str(&format!(";tag={}", self.local_tag));
-            }
-            headers.push(("To", to));
-        }
-        headers.push(("Call-ID", req.common.call_id.clone()));
-        headers.push(("CSeq", format!("{} {}", req.common.cseq, req.common.cseq_method)));
-        if status < 300 && matches!(req.method.as_str(), "INVITE" | "UPDATE" | "OPTIONS") {
-            headers.push(("Contact", self.contact()));
-            headers.push(("Allow", ALLOW.into()));
-        }
-        let body: &[u8] = if with_sdp { &self.cfg.sdp } else { b"" };
-        if with_sdp {
-            headers.push(("Content-Type", "application/sdp".into()));
-        }
-        headers.push(("User-Agent", user_agent()));
-        let out = Outgoing { start: Start::Response { status, reason }, headers, body };
-        if let Ok(bytes) = out.render() {
-            self.outbox.push_back(Transmit { to: Peer::Addr(from), bytes });
-        }
-    }
-
-    // ----- requests we send ---------------------------------------------
-
-    fn send_invite(&mut self, now: Instant) -> Result<(), ParseError> {
-        self.local_cseq += 1;
-        let cseq = self.local_cseq;
-        let branch = self.new_branch();
-        let authenticated = !self.answered.is_empty();
-        let auth = self.authorization_headers("INVITE", &self.request_uri.clone(), &self.cfg.sdp.clone());
-        let credentials = auth.clone();
-        let mut headers: Vec<(&str, String)> = self.common_headers(&branch, None, cseq, "INVITE");
-        headers.push(("Contact", self.contact()));
-        headers.push(("Allow", ALLOW.into()));
-        headers.push(("X-Lk-Test-Id", self.cfg.test_id.clone()));
-        for (name, value) in &self.cfg.extra_headers {
-            headers.push((name.as_str(), value.clone()));
-        }
-        headers.extend(auth);
-        headers.push(("Content-Type", "application/sdp".into()));
-        let bytes = Outgoing {
-            start: Start::Request { method: "INVITE", uri: &self.request_uri },
-            headers,
-            body: &self.cfg.sdp,
-        }
-        .render()?;
-        let tx =
-            InviteClient::start(bytes, self.cfg.transport.is_reliable(), self.cfg.timers, self.cfg.invite_timeout, now);
-        self.invites.push(InviteAttempt { branch, cseq, tx, authenticated, credentials });
-        self.summary.invites_sent += 1;
-        self.invite_deadline = Some(now + self.cfg.invite_timeout);
-        Ok(())
-    }
-
-    /// ACK for a non-2xx final: same branch, To with the response's tag (RFC 3261 17.1.1.3).
-    fn ack_for_non_2xx(&self, attempt: &InviteAttempt, resp: &InResponse) -> Vec<u8> {
-        let mut headers = self.common_headers(&attempt.branch, resp.to_tag().as_deref(), attempt.cseq, "ACK");
-        headers.retain(|(n, _)| *n != "User-Agent");
-        Outgoing { start: Start::Request { method: "ACK", uri: &self.request_uri }, headers, body: b"" }
-            .render()
-            .unwrap_or_default()
-    }
+    // ----- the call's own transitions ----------------------------------
 
     fn request_cancel(&mut self, now: Instant) {
         if self.phase != Phase::Inviting {
@@ -803,23 +472,6 @@ impl Caller {
         }
     }
 
-    fn send_cancel(&mut self, now: Instant) {
-        let Some(attempt) = self.invites.last() else { return };
-        // CANCEL: same branch, Request-URI, Call-ID, From, To and CSeq number as the INVITE.
-        let mut headers = self.common_headers(&attempt.branch.clone(), None, attempt.cseq, "CANCEL");
-        headers.retain(|(n, _)| *n != "User-Agent");
-        let rendered =
-            Outgoing { start: Start::Request { method: "CANCEL", uri: &self.request_uri }, headers, body: b"" }
-                .render();
-        let Ok(bytes) = rendered else { return };
-        let branch = attempt.branch.clone();
-        self.cancel =
-            Some((branch, NonInviteClient::start(bytes, self.cfg.transport.is_reliable(), self.cfg.timers, now)));
-        self.phase = Phase::Cancelling;
-        // Give the far end 64·T1 to answer the INVITE with 487.
-        self.cancel_give_up = Some(now + 64 * self.cfg.timers.t1);
-    }
-
     fn end_cancelled(&mut self, now: Instant) {
         if self.abandoned {
             self.end(EndReason::Abandoned);
@@ -828,116 +480,6 @@ impl Caller {
         let waited_ms = (now - self.started_at).as_millis() as u64;
         let last_provisional = self.summary.provisional.last().copied();
         self.end(EndReason::Cancelled { last_provisional, waited_ms });
-    }
-
-    fn send_bye(&mut self, now: Instant) {
-        let Some(dialog) = self.dialog.clone() else { return };
-        self.local_cseq += 1;
-        let branch = self.new_branch();
-        let auth = self.authorization_headers("BYE", &dialog_request_uri(&dialog), b"");
-        match self.in_dialog_request(&dialog, "BYE", self.local_cseq, &branch, auth, b"") {
-            Ok((bytes, to)) => {
-                let tx = NonInviteClient::start(bytes, self.cfg.transport.is_reliable(), self.cfg.timers, now);
-                self.bye = Some((branch, tx));
-                self.bye_to = Some(to);
-                self.phase = Phase::Terminating;
-            }
-            Err(e) => self.end(EndReason::ProtocolError { detail: format!("cannot build BYE: {e}") }),
-        }
-    }
-
-    /// Builds an in-dialog request through the route set (RFC 3261 12.2.1.1)
-    /// and says where it goes.
-    fn in_dialog_request(
-        &self,
-        dialog: &Dialog,
-        method: &str,
-        cseq: u32,
-        branch: &str,
-        auth: Vec<(&'static str, String)>,
-        body: &[u8],
-    ) -> Result<(Vec<u8>, Peer), ParseError> {
-        let loose = dialog.route_set.first().map(|r| message::uri_target(r).map(|t| t.loose)).transpose()?;
-        let (request_uri, routes): (String, Vec<String>) = match loose {
-            None | Some(true) => (dialog.remote_target.clone(), dialog.route_set.clone()),
-            // Strict router: it becomes the Request-URI; the remote target goes last.
-            Some(false) => {
-                let mut rest: Vec<String> = dialog.route_set[1..].to_vec();
-                rest.push(dialog.remote_target.clone());
-                (strip_uri_headers(&dialog.route_set[0]), rest)
-            }
-        };
-        let next_hop_uri = match loose {
-            Some(true) => dialog.route_set[0].clone(),
-            _ => request_uri.clone(),
-        };
-        let hop = message::uri_target(&next_hop_uri)?;
-        let mut headers = self.common_headers(branch, Some(&dialog.remote_tag), cseq, method);
-        let insert_at = headers.iter().position(|(n, _)| *n == "From").unwrap_or(0);
-        for (i, r) in routes.iter().enumerate() {
-            headers.insert(insert_at + i, ("Route", format!("<{r}>")));
-        }
-        headers.extend(auth);
-        let bytes = Outgoing { start: Start::Request { method, uri: &request_uri }, headers, body }.render()?;
-        Ok((bytes, Peer::Hop(HostPort { host: hop.host, port: hop.port })))
-    }
-
-    /// Via, Max-Forwards, From, To, Call-ID, CSeq, User-Agent.
-    fn common_headers(
-        &self,
-        branch: &str,
-        to_tag: Option<&str>,
-        cseq: u32,
-        method: &str,
-    ) -> Vec<(&'static str, String)> {
-        let via = format!("SIP/2.0/{} {};branch={};rport", self.cfg.transport.via_name(), self.cfg.local_addr, branch);
-        let to = match to_tag {
-            Some(tag) => format!("<{}>;tag={}", self.cfg.target_uri, tag),
-            None => format!("<{}>", self.cfg.target_uri),
-        };
-        vec![
-            ("Via", via),
-            ("Max-Forwards", "70".into()),
-            ("From", format!("<{}>;tag={}", self.cfg.from_uri, self.local_tag)),
-            ("To", to),
-            ("Call-ID", self.cfg.call_id.clone()),
-            ("CSeq", format!("{cseq} {method}")),
-            ("User-Agent", user_agent()),
-        ]
-    }
-
-    fn contact(&self) -> String {
-        let user =
-            message::uri_target(&self.cfg.from_uri).ok().and_then(|t| t.user).unwrap_or_else(|| "callprobe".into());
-        match self.cfg.transport {
-            Transport::Udp => format!("<sip:{}@{}>", user, self.cfg.local_addr),
-            Transport::Tcp => format!("<sip:{}@{};transport=tcp>", user, self.cfg.local_addr),
-        }
-    }
-
-    /// Authorization / Proxy-Authorization for every challenge answered so far.
-    fn authorization_headers(&mut self, method: &str, uri: &str, body: &[u8]) -> Vec<(&'static str, String)> {
-        let Some(creds) = self.cfg.credentials.clone() else { return Vec::new() };
-        let mut out = Vec::new();
-        for i in 0..self.answered.len() {
-            let cnonce = random_token(&mut self.rng, 16);
-            let a = &mut self.answered[i];
-            a.nonce_count += 1;
-            let auth = digest::authorize(
-                &a.challenge,
-                &creds.username,
-                &creds.password,
-                &RequestInfo { method, uri, body },
-                &cnonce,
-                a.nonce_count,
-            );
-            let name = match a.kind {
-                ChallengeKind::Www => "Authorization",
-                ChallengeKind::Proxy => "Proxy-Authorization",
-            };
-            out.push((name, auth.header_value()));
-        }
-        out
     }
 
     fn new_branch(&mut self) -> String {
@@ -974,23 +516,6 @@ impl Caller {
         self.summary.ended = Some(reason.clone());
         self.events.push_back(CallEvent::Ended(reason));
     }
-}
-
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE";
-
-fn user_agent() -> String {
-    format!("callprobe/{}", env!("CARGO_PKG_VERSION"))
-}
-
-fn dialog_request_uri(d: &Dialog) -> String {
-    match d.route_set.first().and_then(|r| message::uri_target(r).ok()) {
-        Some(t) if !t.loose => strip_uri_headers(&d.route_set[0]),
-        _ => d.remote_target.clone(),
-    }
-}
-
-fn strip_uri_headers(uri: &str) -> String {
-    uri.split('?').next().unwrap_or(uri).to_string()
 }
 
 fn random_token(rng: &mut StdRng, len: usize) -> String {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use super::caller::*;
 use super::message::{self, Inbound};
 use super::transaction::TimerConfig;
+use super::{HostPort, Peer, Transport};
 use crate::secret::Secret;
 
 const FAR: &str = "127.0.0.1:5060";

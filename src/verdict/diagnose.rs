@@ -16,7 +16,8 @@
 use crate::call::CallRecord;
 use crate::observe::livekit::observation::LiveKitObservation;
 use crate::observe::livekit::sip_config::{is_number_without_e164, looks_like_phone_number, DispatchRule, SipConfig};
-use crate::sip::caller::{EndReason, Transport};
+use crate::sip::caller::EndReason;
+use crate::sip::Transport;
 use crate::verdict::checks::AgentExpectation;
 use crate::verdict::describe_end;
 

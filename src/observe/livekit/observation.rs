@@ -287,7 +287,8 @@ pub fn relate(watch: &RoomWatch, record: &CallRecord, url: &str) -> LiveKitObser
 pub(crate) mod tests {
     use super::*;
     use crate::call::LoggedMessage;
-    use crate::sip::caller::{CallSummary, Transport};
+    use crate::sip::caller::CallSummary;
+    use crate::sip::Transport;
     use std::time::{Duration, SystemTime};
 
     pub(crate) fn record_with_invites(started_unix_ms: u64, invites: &[(f64, u32)]) -> CallRecord {

@@ -1,0 +1,193 @@
+//! The responses to the caller's requests: provisional and final responses
+//! to each INVITE attempt (recorded in the summary), the 2xx that sets up the
+//! dialog and its end-to-end ACK, 2xx retransmissions and forked 2xx, a 2xx
+//! that beats our CANCEL, a final that ends the call or earns an
+//! authenticated retry, and the responses to CANCEL and BYE.
+
+use std::time::Instant;
+
+use super::{auth, CallEvent, Caller, Dialog, EndReason, FinalResponse, Phase, Transmit};
+use crate::sip::message::InResponse;
+use crate::sip::transaction::Disposition;
+use crate::sip::Peer;
+
+impl Caller {
+    pub(super) fn on_response(&mut self, resp: InResponse, now: Instant) {
+        let Some(branch) = resp.branch() else { return };
+        match resp.common.cseq_method.as_str() {
+            "INVITE" => self.on_invite_response(&branch, resp, now),
+            "CANCEL" => {
+                if let Some((b, t)) = &mut self.cancel {
+                    if *b == branch {
+                        t.on_response(resp.status, now);
+                    }
+                }
+            }
+            "BYE" => {
+                let Some((b, t)) = &mut self.bye else { return };
+                if *b != branch || t.on_response(resp.status, now) == Disposition::Absorbed {
+                    return;
+                }
+                if resp.status >= 200 && self.phase == Phase::Terminating {
+                    let reason = if self.abandoned {
+                        EndReason::Abandoned
+                    } else {
+                        EndReason::HungUp { bye_status: resp.status }
+                    };
+                    self.end(reason);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_invite_response(&mut self, branch: &str, resp: InResponse, now: Instant) {
+        let Some(idx) = self.invites.iter().position(|a| a.branch == branch) else { return };
+        let is_current = idx + 1 == self.invites.len();
+        // Only a non-2xx final is ACKed by the transaction itself.
+        let ack = if resp.status >= 300 { self.ack_for_non_2xx(&self.invites[idx], &resp) } else { Vec::new() };
+        let attempt = &mut self.invites[idx];
+        let disposition = attempt.tx.on_response(resp.status, || ack, now);
+        let authenticated = attempt.authenticated;
+        if disposition == Disposition::Absorbed {
+            return;
+        }
+        if resp.status >= 200 && resp.status < 300 {
+            // A 2xx (also a retransmission, or one for an older attempt):
+            // ACK it end-to-end; a second one only gets the same ACK again.
+            if let Some(d) = &self.dialog {
+                if resp.to_tag().is_none_or(|tag| tag == d.remote_tag) {
+                    self.outbox.push_back(Transmit { to: d.ack_to.clone(), bytes: d.ack.clone() });
+                } else {
+                    self.release_fork(&resp, idx);
+                }
+                return;
+            }
+            self.record_response(&resp, authenticated);
+            self.on_answered(&resp, idx, now);
+            return;
+        }
+        if !is_current {
+            return;
+        }
+        self.record_response(&resp, authenticated);
+        if resp.status < 200 {
+            if self.cancel_pending && self.phase == Phase::Inviting {
+                self.cancel_pending = false;
+                self.send_cancel(now);
+            }
+            return;
+        }
+        if self.phase == Phase::Cancelling {
+            self.end_cancelled(now);
+            return;
+        }
+        self.on_final_failure(resp, authenticated, now);
+    }
+
+    fn record_response(&mut self, resp: &InResponse, authenticated: bool) {
+        if resp.status < 200 {
+            self.summary.provisional.push(resp.status);
+        } else {
+            self.summary.final_responses.push(FinalResponse { status: resp.status, reason: resp.reason.clone() });
+        }
+        self.events.push_back(CallEvent::InviteResponse {
+            status: resp.status,
+            reason: resp.reason.clone(),
+            authenticated,
+        });
+    }
+
+    fn on_answered(&mut self, resp: &InResponse, idx: usize, now: Instant) {
+        let cseq = self.invites[idx].cseq;
+        let authenticated = self.invites[idx].authenticated;
+        let Some(remote_tag) = resp.to_tag() else {
+            self.end(EndReason::ProtocolError { detail: "2xx to INVITE has no To tag".into() });
+            return;
+        };
+        let remote_target = resp.contact_uri().unwrap_or_else(|| self.request_uri.clone());
+        let mut route_set = resp.record_route();
+        route_set.reverse();
+        self.summary.to_tag = Some(remote_tag.clone());
+        self.summary.remote_target = Some(remote_target.clone());
+        self.summary.route_set = route_set.clone();
+        self.summary.authenticated = authenticated;
+        self.summary.answer_sdp = (!resp.common.body.is_empty()).then(|| resp.common.body.clone());
+        // A 2xx that beat our CANCEL came after the deadline: it is recorded,
+        // and the checks do not count it as answered in time.
+        self.summary.answered_after_deadline = self.phase == Phase::Cancelling && !self.abandoned;
+        let mut dialog =
+            Dialog { remote_tag, remote_target, route_set, ack: Vec::new(), ack_to: Peer::Hop(self.first_hop.clone()) };
+        let branch = self.new_branch();
+        let auth = self.invites[idx].credentials.clone();
+        match self.in_dialog_request(&dialog, "ACK", cseq, &branch, auth, b"") {
+            Ok((bytes, to)) => {
+                dialog.ack = bytes.clone();
+                dialog.ack_to = to.clone();
+                self.outbox.push_back(Transmit { to, bytes });
+            }
+            Err(e) => {
+                self.end(EndReason::ProtocolError { detail: format!("cannot build ACK: {e}") });
+                return;
+            }
+        }
+        self.dialog = Some(dialog);
+        self.invite_deadline = None;
+        self.events.push_back(CallEvent::Connected);
+        if self.phase == Phase::Cancelling || self.abandoned {
+            // CANCEL lost the race with the 2xx: hang up at once.
+            self.phase = Phase::Established;
+            self.send_bye(now);
+        } else {
+            self.phase = Phase::Established;
+            self.hangup_at = Some(now + self.cfg.hangup_after);
+        }
+    }
+
+    /// A 2xx from a second branch of a forked INVITE (another To tag): it is
+    /// a second dialog we do not want, so it gets its own ACK and a BYE at
+    /// once (RFC 3261 13.2.2.4). Sent once, without retransmission.
+    fn release_fork(&mut self, resp: &InResponse, idx: usize) {
+        let Some(remote_tag) = resp.to_tag() else { return };
+        let mut route_set = resp.record_route();
+        route_set.reverse();
+        let fork = Dialog {
+            remote_tag,
+            remote_target: resp.contact_uri().unwrap_or_else(|| self.request_uri.clone()),
+            route_set,
+            ack: Vec::new(),
+            ack_to: Peer::Hop(self.first_hop.clone()),
+        };
+        let cseq = self.invites[idx].cseq;
+        let credentials = self.invites[idx].credentials.clone();
+        let (ack_branch, bye_branch) = (self.new_branch(), self.new_branch());
+        if let Ok((bytes, to)) = self.in_dialog_request(&fork, "ACK", cseq, &ack_branch, credentials, b"") {
+            self.outbox.push_back(Transmit { to, bytes });
+        }
+        if let Ok((bytes, to)) = self.in_dialog_request(&fork, "BYE", cseq + 1, &bye_branch, Vec::new(), b"") {
+            self.outbox.push_back(Transmit { to, bytes });
+        }
+        self.summary.forked_answers_released += 1;
+    }
+
+    /// A final non-2xx to the current INVITE: answer a challenge with one
+    /// more INVITE (see [`super::auth`]), or end the call.
+    fn on_final_failure(&mut self, resp: InResponse, authenticated: bool, now: Instant) {
+        let challenged = match auth::read_challenge(&resp, authenticated, self.cfg.credentials.is_some()) {
+            Ok(c) => c,
+            Err(reason) => return self.end(reason),
+        };
+        if self.abandoned {
+            // The user asked to stop: never send another INVITE.
+            self.end(EndReason::Abandoned);
+            return;
+        }
+        if let Err(reason) = self.auth.answer(challenged, authenticated, &resp) {
+            self.end(reason);
+            return;
+        }
+        if let Err(e) = self.send_invite(now) {
+            self.end(EndReason::ProtocolError { detail: format!("cannot build INVITE: {e}") });
+        }
+    }
+}
