@@ -1,4 +1,4 @@
-//! The command line: parse flags, turn them into a call, run it (with the
+//! The command line: parse flags, turn them into a call request, run it (with the
 //! LiveKit watcher alongside when LiveKit is configured), print and write the
 //! results, and map the outcome to the exit code (0 pass, 1 the system under
 //! test failed a check, 2 the tester could not run). `doctor` audits the
@@ -8,8 +8,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::call::{CallObserver, CallSpec, Direction, LoggedMessage};
+use crate::call::CallSpec;
+use crate::console::{self, MessagePrinter};
 use crate::doctor::{self, AuditExpectations};
+use crate::exit::Exit;
 use crate::media::codec::AudioCodec;
 use crate::media::session::PlayStart;
 use crate::observe::livekit::{self as lk, LiveKitConfig, LiveKitOverrides, ServerApi};
@@ -186,22 +188,38 @@ pub struct CallArgs {
 #[error("{0}")]
 pub struct UsageError(pub String);
 
-/// Runs the CLI; returns the process exit code.
-pub fn main() -> i32 {
+/// Runs the CLI; says how the run ended.
+pub fn main() -> Exit {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { 2 } else { 0 };
+            return if e.use_stderr() { Exit::TesterError } else { Exit::Passed };
         }
     };
     init_tracing();
-    match cli.command {
-        Command::Call(args) => run_call(args),
-        Command::Doctor(args) => run_doctor(args),
-        Command::Check(args) => run_check(&args),
-        Command::Run(args) => run_suite(&args),
+    if let Command::Check(args) = &cli.command {
+        return run_check(args);
     }
+    let runtime = match async_runtime() {
+        Ok(r) => r,
+        Err(e) => {
+            console::error(format!("cannot start the async runtime: {e}"));
+            return Exit::TesterError;
+        }
+    };
+    match cli.command {
+        Command::Call(args) => run_call(&runtime, args),
+        Command::Doctor(args) => run_doctor(&runtime, args),
+        Command::Check(args) => run_check(&args),
+        Command::Run(args) => run_suite(&runtime, &args),
+    }
+}
+
+/// The one tokio runtime of the process (two workers: suites run calls in
+/// parallel).
+fn async_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()
 }
 
 fn init_tracing() {
@@ -210,28 +228,21 @@ fn init_tracing() {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
-fn run_call(args: CallArgs) -> i32 {
+fn run_call(runtime: &tokio::runtime::Runtime, args: CallArgs) -> Exit {
     let prepared = call_request(&args).and_then(|request| Ok((prepare(&request)?, request)));
     let (spec, request) = match prepared {
         Ok(v) => v,
         Err(e) => {
-            eprintln!("callprobe: {e}");
-            return 2;
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("callprobe: cannot start the async runtime: {e}");
-            return 2;
+            console::error(e);
+            return Exit::TesterError;
         }
     };
     let mut printer = MessagePrinter { verbosity: args.verbose };
     let call_report = match runtime.block_on(run::execute(&request, &spec, &mut printer, args.report_dir.as_deref())) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("callprobe: {e}");
-            return 2;
+            console::error(e);
+            return Exit::TesterError;
         }
     };
     print!("{}", report::verdict_block(&call_report));
@@ -240,15 +251,15 @@ fn run_call(args: CallArgs) -> i32 {
         match report.write_json(dir) {
             Ok(path) => println!("report   {}", path.display()),
             Err(e) => {
-                eprintln!("callprobe: {e}");
-                return 2;
+                console::error(e);
+                return Exit::TesterError;
             }
         }
     }
-    report.verdict.exit_code()
+    Exit::from(report.verdict)
 }
 
-fn run_doctor(args: DoctorArgs) -> i32 {
+fn run_doctor(runtime: &tokio::runtime::Runtime, args: DoctorArgs) -> Exit {
     let config = match LiveKitConfig::from_env(&args.livekit.overrides()) {
         Ok(Some(c)) => c,
         Ok(None) => {
@@ -259,18 +270,11 @@ fn run_doctor(args: DoctorArgs) -> i32 {
                 lk::API_KEY_VAR,
                 lk::API_SECRET_VAR
             );
-            return 2;
+            return Exit::TesterError;
         }
         Err(e) => {
             eprintln!("callprobe doctor: {e}");
-            return 2;
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("callprobe doctor: cannot start the async runtime: {e}");
-            return 2;
+            return Exit::TesterError;
         }
     };
     let expect = AuditExpectations { agent: args.agent.clone(), numbers: args.numbers.clone() };
@@ -278,7 +282,7 @@ fn run_doctor(args: DoctorArgs) -> i32 {
         Ok(r) => r,
         Err(e) => {
             eprintln!("callprobe doctor: cannot read the SIP configuration: {e}");
-            return 2;
+            return Exit::TesterError;
         }
     };
     if args.json {
@@ -286,35 +290,13 @@ fn run_doctor(args: DoctorArgs) -> i32 {
             Ok(json) => println!("{json}"),
             Err(e) => {
                 eprintln!("callprobe doctor: cannot serialise the report: {e}");
-                return 2;
+                return Exit::TesterError;
             }
         }
     } else {
         print!("{}", report.table());
     }
-    report.exit_code()
-}
-
-struct MessagePrinter {
-    verbosity: u8,
-}
-
-impl CallObserver for MessagePrinter {
-    fn message(&mut self, m: &LoggedMessage) {
-        if self.verbosity == 0 {
-            return;
-        }
-        let arrow = match m.dir {
-            Direction::Out => "→",
-            Direction::In => "←",
-        };
-        println!("{:>9.1} ms {arrow} {:<21} {}", m.t_ms, m.peer, m.first_line);
-        if self.verbosity > 1 {
-            for l in m.raw.lines() {
-                println!("             | {l}");
-            }
-        }
-    }
+    report.exit()
 }
 
 /// The call `callprobe call` asks for, from its flags; what only reading
@@ -493,37 +475,29 @@ fn media_request(args: &MediaArgs) -> Result<(Vec<AudioCodec>, Option<PlayReques
 }
 
 /// `callprobe check PATH`: every problem as `file:line:col: message`; exit 2 when any.
-fn run_check(args: &CheckArgs) -> i32 {
+fn run_check(args: &CheckArgs) -> Exit {
     let (files, cases, errors) = crate::scenario::check_path(&args.path);
     for e in &errors {
         println!("{e}");
     }
-    println!(
-        "checked {files} file{}, {cases} case{}: {}",
-        if files == 1 { "" } else { "s" },
-        if cases == 1 { "" } else { "s" },
-        if errors.is_empty() { "ok".to_string() } else { format!("{} error(s)", errors.len()) }
-    );
+    console::check_totals(files, cases, errors.len(), &args.path);
     if errors.is_empty() && files > 0 {
-        0
+        Exit::Passed
     } else {
-        if files == 0 && errors.is_empty() {
-            println!("no scenario files (*.toml) in {}", args.path.display());
-        }
-        2
+        Exit::TesterError
     }
 }
 
 /// `callprobe run PATH`: the scenario suite, its summary, and the run folder.
-fn run_suite(args: &RunArgs) -> i32 {
+fn run_suite(runtime: &tokio::runtime::Runtime, args: &RunArgs) -> Exit {
     let files = match crate::scenario::load_path(&args.path) {
         Ok(f) => f,
         Err(errors) => {
             for e in &errors {
                 eprintln!("{e}");
             }
-            eprintln!("callprobe: {} error(s) in the scenario files; nothing was called", errors.len());
-            return 2;
+            console::error(format!("{} error(s) in the scenario files; nothing was called", errors.len()));
+            return Exit::TesterError;
         }
     };
     let mut plans = Vec::new();
@@ -538,12 +512,12 @@ fn run_suite(args: &RunArgs) -> i32 {
         for p in &problems {
             eprintln!("{p}");
         }
-        eprintln!("callprobe: {} case(s) cannot run; nothing was called", problems.len());
-        return 2;
+        console::error(format!("{} case(s) cannot run; nothing was called", problems.len()));
+        return Exit::TesterError;
     }
     if plans.is_empty() {
-        eprintln!("callprobe: no case in {} matches the tags {:?}", args.path.display(), args.tags);
-        return 2;
+        console::error(format!("no case in {} matches the tags {:?}", args.path.display(), args.tags));
+        return Exit::TesterError;
     }
     let suite_name = args.path.file_stem().map_or("callprobe".into(), |s| s.to_string_lossy().into_owned());
     let options = SuiteOptions {
@@ -556,51 +530,30 @@ fn run_suite(args: &RunArgs) -> i32 {
         metrics_file: args.metrics_file.clone(),
         verbose: args.verbose,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("callprobe: cannot start the async runtime: {e}");
-            return 2;
-        }
-    };
     println!("running {} call(s) from {}", plans.len() * options.repeat, args.path.display());
     let outcome = match runtime.block_on(run::run_suite(plans, &options)) {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("callprobe: {e}");
-            return 2;
+            console::error(e);
+            return Exit::TesterError;
         }
     };
-    print!("{}", run::summary_table(&outcome.report));
-    let passed = outcome.report.calls.iter().filter(|c| c.verdict == crate::verdict::Verdict::Pass).count();
-    println!(
-        "{passed} of {} call(s) passed{}{}",
-        outcome.report.calls.len(),
-        match (outcome.skipped, outcome.interrupted) {
-            (0, _) => String::new(),
-            (n, true) => format!(", {n} not run (interrupted)"),
-            (n, false) => format!(", {n} not run (--fail-fast)"),
-        },
-        if outcome.errors.is_empty() { String::new() } else { format!(", {} could not run", outcome.errors.len()) }
+    console::suite_summary(
+        &outcome.report,
+        outcome.skipped,
+        outcome.interrupted,
+        &outcome.errors,
+        &outcome.output_problems,
+        &outcome.run_dir.join("index.html"),
     );
-    for (name, e) in &outcome.errors {
-        eprintln!("callprobe: {name}: {e}");
+    let passed = outcome.report.verdict == crate::verdict::Verdict::Pass;
+    if outcome.interrupted || (!outcome.output_problems.is_empty() && passed) {
+        Exit::TesterError
+    } else if outcome.skipped > 0 && passed {
+        Exit::SystemUnderTestFailed
+    } else {
+        Exit::from(outcome.report.verdict)
     }
-    for p in &outcome.output_problems {
-        eprintln!("callprobe: {p}");
-    }
-    println!("report   {}", outcome.run_dir.join("index.html").display());
-    if outcome.interrupted {
-        eprintln!("callprobe: interrupted; the run is incomplete");
-        return 2;
-    }
-    if !outcome.output_problems.is_empty() && outcome.report.verdict == crate::verdict::Verdict::Pass {
-        return 2;
-    }
-    if outcome.skipped > 0 && outcome.report.verdict == crate::verdict::Verdict::Pass {
-        return 1;
-    }
-    outcome.report.verdict.exit_code()
 }
 
 /// A duration flag (`5s`, `1m30s`, `500ms`), at most a day.

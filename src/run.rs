@@ -342,39 +342,3 @@ pub async fn run_suite(calls: Vec<(CallRequest, CallSpec)>, opts: &SuiteOptions)
     let interrupted = interrupted.load(std::sync::atomic::Ordering::SeqCst);
     Ok(SuiteOutcome { report, run_dir, skipped, interrupted, errors, output_problems })
 }
-
-/// The summary table printed after a suite: one line per call.
-pub fn summary_table(report: &Report) -> String {
-    let mut out =
-        format!("{:<6} {:<48} {:<14} {:>9} {:>11}  {}\n", "result", "call", "finals", "setup ms", "1st audio", "why");
-    for c in &report.calls {
-        let name = report::call_identity::display_name(c);
-        let finals: Vec<String> = c.sip.final_responses.iter().map(|f| f.status.to_string()).collect();
-        let setup = c.sip.connected_ms.map_or("-".into(), |ms| format!("{ms:.0}"));
-        let first_audio = c.media.first_audio_ms.map_or("-".into(), |ms| ms.to_string());
-        let why = c.diagnosis.first().map_or_else(
-            || c.checks.iter().find(|k| !k.passed).map_or(String::new(), |k| k.name.clone()),
-            |d| d.code.clone(),
-        );
-        out.push_str(&format!(
-            "{:<6} {:<48} {:<14} {:>9} {:>11}  {}\n",
-            format!("{:?}", c.verdict).to_uppercase(),
-            truncate(&name, 48),
-            finals.join(","),
-            setup,
-            first_audio,
-            why
-        ));
-    }
-    out
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(max - 1).collect();
-        t.push('…');
-        t
-    }
-}
