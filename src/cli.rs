@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::call::CallSpec;
+use crate::call::{CallSpec, Cancel};
 use crate::console::{self, MessagePrinter};
 use crate::doctor::{self, AuditExpectations};
 use crate::exit::Exit;
@@ -222,6 +222,18 @@ fn async_runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()
 }
 
+/// A token cancelled when the user presses Ctrl-C: the calls hang up.
+fn cancel_on_ctrl_c(runtime: &tokio::runtime::Runtime) -> Cancel {
+    let cancel = Cancel::new();
+    let on_signal = cancel.clone();
+    runtime.spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_signal.cancel();
+        }
+    });
+    cancel
+}
+
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CALLPROBE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
@@ -238,7 +250,9 @@ fn run_call(runtime: &tokio::runtime::Runtime, args: CallArgs) -> Exit {
         }
     };
     let mut printer = MessagePrinter { verbosity: args.verbose };
-    let call_report = match runtime.block_on(run::execute(&request, &spec, &mut printer, args.report_dir.as_deref())) {
+    let cancel = cancel_on_ctrl_c(runtime);
+    let call = run::execute(&request, &spec, &mut printer, args.report_dir.as_deref(), &cancel);
+    let call_report = match runtime.block_on(call) {
         Ok(r) => r,
         Err(e) => {
             console::error(e);
@@ -531,7 +545,8 @@ fn run_suite(runtime: &tokio::runtime::Runtime, args: &RunArgs) -> Exit {
         verbose: args.verbose,
     };
     println!("running {} call(s) from {}", plans.len() * options.repeat, args.path.display());
-    let outcome = match runtime.block_on(run::run_suite(plans, &options)) {
+    let cancel = cancel_on_ctrl_c(runtime);
+    let outcome = match runtime.block_on(run::run_suite(plans, &options, &cancel)) {
         Ok(o) => o,
         Err(e) => {
             console::error(e);

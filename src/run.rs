@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::call::{self, CallObserver, CallRecord, CallSpec, RunError};
+use crate::call::{self, CallObserver, CallRecord, CallSpec, Cancel, RunError};
 use crate::media::session::MediaOutcome;
 use crate::observe::analysis;
 use crate::observe::livekit::observation::{self, LiveKitObservation};
@@ -42,10 +42,11 @@ pub async fn execute(
     spec: &CallSpec,
     observer: &mut dyn CallObserver,
     out_dir: Option<&Path>,
+    cancel: &Cancel,
 ) -> Result<CallReport, ExecuteError> {
     let mut notes = Vec::new();
     let livekit = livekit_for_call(&request.livekit, request.expect.agent.is_some(), &mut notes).await?;
-    let (mut record, watched) = run_watched(spec, observer, livekit.as_ref()).await?;
+    let (mut record, watched) = run_watched(spec, observer, livekit.as_ref(), cancel).await?;
     record.notes.extend(notes);
     let mut observed: Option<LiveKitObservation> =
         livekit.as_ref().zip(watched).map(|(api, w)| observation::relate(&w, &record, api.url()));
@@ -145,10 +146,11 @@ async fn run_watched(
     spec: &CallSpec,
     observer: &mut dyn CallObserver,
     livekit: Option<&ServerApi>,
+    cancel: &Cancel,
 ) -> Result<(CallRecord, Option<RoomWatch>), RunError> {
     let (call_ended, watch_stop) = tokio::sync::watch::channel(false);
     let call = async {
-        let record = call::run(spec, observer).await;
+        let record = call::run(spec, observer, cancel).await;
         let _ = call_ended.send(true);
         record
     };
@@ -231,7 +233,12 @@ pub struct SuiteOutcome {
 }
 
 /// Runs `calls` (each `repeat` times) with at most `parallel` calls at once.
-pub async fn run_suite(calls: Vec<(CallRequest, CallSpec)>, opts: &SuiteOptions) -> Result<SuiteOutcome, String> {
+/// When `cancel` fires, the calls under way hang up and no new one starts.
+pub async fn run_suite(
+    calls: Vec<(CallRequest, CallSpec)>,
+    opts: &SuiteOptions,
+    cancel: &Cancel,
+) -> Result<SuiteOutcome, String> {
     let run_dir = run_dir::create_run_dir(&opts.report_base, SystemTime::now())
         .map_err(|e| format!("cannot create a run folder under {}: {e}", opts.report_base.display()))?;
     let mut queue: Vec<(CallRequest, CallSpec)> = Vec::new();
@@ -256,17 +263,6 @@ pub async fn run_suite(calls: Vec<(CallRequest, CallSpec)>, opts: &SuiteOptions)
     );
     let limit = Arc::new(tokio::sync::Semaphore::new(opts.parallel.max(1)));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // Ctrl-C: the calls under way hang up (each listens too); no new one starts.
-    let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let watcher = {
-        let (stop, interrupted) = (stop.clone(), interrupted.clone());
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                interrupted.store(true, std::sync::atomic::Ordering::SeqCst);
-                stop.store(true, std::sync::atomic::Ordering::SeqCst);
-            }
-        })
-    };
     // Calls start in file order: the next one waits for a free slot here,
     // so `--fail-fast` with `--parallel 1` stops exactly after the first failure.
     let mut tasks = tokio::task::JoinSet::new();
@@ -274,18 +270,18 @@ pub async fn run_suite(calls: Vec<(CallRequest, CallSpec)>, opts: &SuiteOptions)
     for (index, (request, spec)) in queue.into_iter().enumerate() {
         let permit = limit.clone().acquire_owned().await;
         let Ok(permit) = permit else { break };
-        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+        if stop.load(std::sync::atomic::Ordering::SeqCst) || cancel.is_cancelled() {
             skipped += 1;
             progress.inc(1);
             continue;
         }
-        let (stop, run_dir, progress) = (stop.clone(), run_dir.clone(), progress.clone());
+        let (stop, run_dir, progress, cancel) = (stop.clone(), run_dir.clone(), progress.clone(), cancel.clone());
         let (fail_fast, verbose) = (opts.fail_fast, opts.verbose);
         tasks.spawn(async move {
             let _slot = permit;
             let label = request.name.clone().unwrap_or_else(|| spec.target_uri.clone());
             let dir = run_dir.join(run_dir::call_dir_name(index + 1, &label));
-            let result = execute(&request, &spec, &mut (), Some(&dir)).await;
+            let result = execute(&request, &spec, &mut (), Some(&dir), &cancel).await;
             let failed = !matches!(&result, Ok(r) if r.verdict == Verdict::Pass);
             if failed && fail_fast {
                 stop.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -318,7 +314,6 @@ pub async fn run_suite(calls: Vec<(CallRequest, CallSpec)>, opts: &SuiteOptions)
         }
     }
     progress.finish_and_clear();
-    watcher.abort();
     finished.sort_by_key(|(i, _, _)| *i);
     let call_dirs: Vec<PathBuf> = finished
         .iter()
@@ -339,6 +334,6 @@ pub async fn run_suite(calls: Vec<(CallRequest, CallSpec)>, opts: &SuiteOptions)
             output_problems.push(format!("webhook: {e}"));
         }
     }
-    let interrupted = interrupted.load(std::sync::atomic::Ordering::SeqCst);
+    let interrupted = cancel.is_cancelled();
     Ok(SuiteOutcome { report, run_dir, skipped, interrupted, errors, output_problems })
 }
