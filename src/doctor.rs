@@ -409,12 +409,12 @@ impl DoctorReport {
         }
     }
 
-    /// 1 when an error-level finding exists, else 0.
-    pub fn exit_code(&self) -> i32 {
+    /// [`Exit::SystemUnderTestFailed`] when an error-level finding exists.
+    pub fn exit(&self) -> crate::exit::Exit {
         if self.errors > 0 {
-            1
+            crate::exit::Exit::SystemUnderTestFailed
         } else {
-            0
+            crate::exit::Exit::Passed
         }
     }
 
@@ -634,12 +634,12 @@ mod tests {
         let mut c = clean();
         c.rules[0].agents.clear();
         let r = DoctorReport::new("ws://127.0.0.1:7880", c, &AuditExpectations::default());
-        assert_eq!((r.errors, r.warnings, r.exit_code()), (1, 0, 1));
+        assert_eq!((r.errors, r.warnings, r.exit().code()), (1, 0, 1));
         let t = r.table();
         assert!(t.contains("ST_1") && t.contains("SDR_1") && t.contains("dispatch_rule_without_agents"), "{t}");
         assert!(!t.contains("password\":"), "{t}");
         let ok = DoctorReport::new("ws://x", clean(), &AuditExpectations::default());
-        assert_eq!(ok.exit_code(), 0);
+        assert_eq!(ok.exit(), crate::exit::Exit::Passed);
         let json = serde_json::to_value(&ok).unwrap();
         assert_eq!(json["trunks"][0]["auth_password_set"], true);
         assert_eq!(json["findings"].as_array().unwrap().len(), 0);

@@ -1,18 +1,23 @@
 //! callprobe: places real test calls into voice AI agents behind LiveKit SIP
 //! and says, call by call, whether the chain works and, when not, why.
 //!
-//! Modules read in the order a call happens: `cli` → `call` (with the
-//! sans-I/O `sip` core, and `observe` watching LiveKit alongside) →
-//! `verdict` → `report`. `doctor` audits the LiveKit SIP configuration.
+//! Modules read in the order a call happens: `cli` and `scenario` → the
+//! `request` they build → `call` (with the sans-I/O `sip` core, and
+//! `observe` watching LiveKit alongside) → `verdict` → `report`; `console`
+//! is what the terminal shows, `exit` how a run ends. `doctor` audits the
+//! LiveKit SIP configuration.
 
 pub mod call;
 pub mod cli;
+pub mod console;
 #[cfg(test)]
 mod doc_links;
 pub mod doctor;
+pub mod exit;
 pub mod media;
 pub mod observe;
 pub mod report;
+pub mod request;
 pub mod run;
 pub mod scenario;
 pub mod secret;

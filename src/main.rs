@@ -1,5 +1,8 @@
-//! The `callprobe` binary: everything lives in the library; see `cli`.
+//! The `callprobe` binary: everything lives in the library; see `cli`. The
+//! one place where how a run ended becomes the process exit code.
 
-fn main() {
-    std::process::exit(callprobe::cli::main());
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    ExitCode::from(callprobe::cli::main().code())
 }

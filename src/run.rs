@@ -10,29 +10,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::call::{self, CallObserver, CallRecord, CallSpec, RunError};
-use crate::cli::LiveKitArgs;
+use crate::call::{self, CallObserver, CallRecord, CallSpec, Cancel, RunError};
 use crate::media::session::MediaOutcome;
 use crate::observe::analysis;
 use crate::observe::livekit::observation::{self, LiveKitObservation};
 use crate::observe::livekit::room_watch::{self, CallIdentity, RoomWatch, WatchSettings};
-use crate::observe::livekit::{self as lk, LiveKitConfig, ServerApi};
+use crate::observe::livekit::{self as lk, LiveKitConfig, LiveKitOverrides, ServerApi};
 use crate::report::pcap::{sip_packets, write_call_pcap, CapturedPacket, CapturedProtocol};
 use crate::report::{self, html, junit, metrics, run_dir, webhook, CallReport, MediaReport, Recordings, Report};
-use crate::verdict::checks::{self, Expectations};
+use crate::request::CallRequest;
+use crate::verdict::checks;
 use crate::verdict::diagnose::{self, Observation};
 use crate::verdict::Verdict;
-
-/// One call to place and what it must show.
-#[derive(Debug, Clone)]
-pub struct CallPlan {
-    /// The scenario case's name (`None` for a one-off `callprobe call`).
-    pub name: Option<String>,
-    pub tags: Vec<String>,
-    pub spec: CallSpec,
-    pub expect: Expectations,
-    pub livekit: LiveKitArgs,
-}
 
 /// Why a call could not be run at all (the tester's problem: exit 2).
 #[derive(Debug, thiserror::Error)]
@@ -45,21 +34,23 @@ pub enum ExecuteError {
     Output(String),
 }
 
-/// Places the call described by `plan`, watching LiveKit alongside when it
-/// is configured, and judges it. With `out_dir`, the call's files (rx.wav,
-/// tx.wav, call.pcap) are written there.
+/// Places `spec` (prepared from `request`), watching LiveKit alongside when
+/// it is configured, and judges it against the request's expectations. With
+/// `out_dir`, the call's files (rx.wav, tx.wav, call.pcap) are written there.
 pub async fn execute(
-    plan: &CallPlan,
+    request: &CallRequest,
+    spec: &CallSpec,
     observer: &mut dyn CallObserver,
     out_dir: Option<&Path>,
+    cancel: &Cancel,
 ) -> Result<CallReport, ExecuteError> {
     let mut notes = Vec::new();
-    let livekit = livekit_for_call(&plan.livekit, plan.expect.agent.is_some(), &mut notes).await?;
-    let (mut record, watched) = run_watched(&plan.spec, observer, livekit.as_ref()).await?;
+    let livekit = livekit_for_call(&request.livekit, request.expect.agent.is_some(), &mut notes).await?;
+    let (mut record, watched) = run_watched(spec, observer, livekit.as_ref(), cancel).await?;
     record.notes.extend(notes);
     let mut observed: Option<LiveKitObservation> =
         livekit.as_ref().zip(watched).map(|(api, w)| observation::relate(&w, &record, api.url()));
-    let expect = &plan.expect;
+    let expect = &request.expect;
     let analysis = analysis::analyse(&record, expect.media.tone_hz);
     let mut checks = checks::evaluate(&record, expect);
     checks.extend(checks::media_checks(&record, analysis.as_ref(), &expect.media));
@@ -105,8 +96,8 @@ pub async fn execute(
         checks.push(check);
     }
     let mut call_report = CallReport::new(&record, checks, diagnosis, expect.diagnosis.clone());
-    call_report.name = plan.name.clone();
-    call_report.tags = plan.tags.clone();
+    call_report.name = request.name.clone();
+    call_report.tags = request.tags.clone();
     call_report.media = MediaReport::new(&record, analysis.as_ref(), recordings);
     call_report.livekit = observed;
     Ok(call_report)
@@ -116,7 +107,7 @@ pub async fn execute(
 /// `--expect-agent` needs it (a tester error when missing); otherwise it is
 /// used when configured, and a broken configuration only leaves a note.
 async fn livekit_for_call(
-    args: &LiveKitArgs,
+    overrides: &LiveKitOverrides,
     required: bool,
     notes: &mut Vec<String>,
 ) -> Result<Option<ServerApi>, ExecuteError> {
@@ -128,7 +119,7 @@ async fn livekit_for_call(
             lk::API_SECRET_VAR
         ))
     };
-    let config = match LiveKitConfig::from_env(&args.overrides()) {
+    let config = match LiveKitConfig::from_env(overrides) {
         Ok(Some(c)) => c,
         Ok(None) if required => return Err(needed(format!("{} is not set", lk::URL_VAR))),
         Ok(None) => return Ok(None),
@@ -155,10 +146,11 @@ async fn run_watched(
     spec: &CallSpec,
     observer: &mut dyn CallObserver,
     livekit: Option<&ServerApi>,
+    cancel: &Cancel,
 ) -> Result<(CallRecord, Option<RoomWatch>), RunError> {
     let (call_ended, watch_stop) = tokio::sync::watch::channel(false);
     let call = async {
-        let record = call::run(spec, observer).await;
+        let record = call::run(spec, observer, cancel).await;
         let _ = call_ended.send(true);
         record
     };
@@ -240,22 +232,27 @@ pub struct SuiteOutcome {
     pub output_problems: Vec<String>,
 }
 
-/// Runs `plans` (each `repeat` times) with at most `parallel` calls at once.
-pub async fn run_suite(plans: Vec<CallPlan>, opts: &SuiteOptions) -> Result<SuiteOutcome, String> {
+/// Runs `calls` (each `repeat` times) with at most `parallel` calls at once.
+/// When `cancel` fires, the calls under way hang up and no new one starts.
+pub async fn run_suite(
+    calls: Vec<(CallRequest, CallSpec)>,
+    opts: &SuiteOptions,
+    cancel: &Cancel,
+) -> Result<SuiteOutcome, String> {
     let run_dir = run_dir::create_run_dir(&opts.report_base, SystemTime::now())
         .map_err(|e| format!("cannot create a run folder under {}: {e}", opts.report_base.display()))?;
-    let mut queue: Vec<CallPlan> = Vec::new();
+    let mut queue: Vec<(CallRequest, CallSpec)> = Vec::new();
     for round in 1..=opts.repeat.max(1) {
-        for plan in &plans {
-            let mut p = plan.clone();
+        for (request, spec) in &calls {
+            let (mut request, mut spec) = (request.clone(), spec.clone());
             // Every call attempt gets its own test id and Call-ID.
             let (test_id, call_id) = CallSpec::new_ids();
-            p.spec.test_id = test_id;
-            p.spec.call_id = call_id;
+            spec.test_id = test_id;
+            spec.call_id = call_id;
             if opts.repeat > 1 {
-                p.name = p.name.map(|n| format!("{n} #{round}"));
+                request.name = request.name.map(|n| format!("{n} #{round}"));
             }
-            queue.push(p);
+            queue.push((request, spec));
         }
     }
     let total = queue.len();
@@ -266,36 +263,25 @@ pub async fn run_suite(plans: Vec<CallPlan>, opts: &SuiteOptions) -> Result<Suit
     );
     let limit = Arc::new(tokio::sync::Semaphore::new(opts.parallel.max(1)));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // Ctrl-C: the calls under way hang up (each listens too); no new one starts.
-    let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let watcher = {
-        let (stop, interrupted) = (stop.clone(), interrupted.clone());
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                interrupted.store(true, std::sync::atomic::Ordering::SeqCst);
-                stop.store(true, std::sync::atomic::Ordering::SeqCst);
-            }
-        })
-    };
     // Calls start in file order: the next one waits for a free slot here,
     // so `--fail-fast` with `--parallel 1` stops exactly after the first failure.
     let mut tasks = tokio::task::JoinSet::new();
     let mut skipped = 0;
-    for (index, plan) in queue.into_iter().enumerate() {
+    for (index, (request, spec)) in queue.into_iter().enumerate() {
         let permit = limit.clone().acquire_owned().await;
         let Ok(permit) = permit else { break };
-        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+        if stop.load(std::sync::atomic::Ordering::SeqCst) || cancel.is_cancelled() {
             skipped += 1;
             progress.inc(1);
             continue;
         }
-        let (stop, run_dir, progress) = (stop.clone(), run_dir.clone(), progress.clone());
+        let (stop, run_dir, progress, cancel) = (stop.clone(), run_dir.clone(), progress.clone(), cancel.clone());
         let (fail_fast, verbose) = (opts.fail_fast, opts.verbose);
         tasks.spawn(async move {
             let _slot = permit;
-            let label = plan.name.clone().unwrap_or_else(|| plan.spec.target_uri.clone());
+            let label = request.name.clone().unwrap_or_else(|| spec.target_uri.clone());
             let dir = run_dir.join(run_dir::call_dir_name(index + 1, &label));
-            let result = execute(&plan, &mut (), Some(&dir)).await;
+            let result = execute(&request, &spec, &mut (), Some(&dir), &cancel).await;
             let failed = !matches!(&result, Ok(r) if r.verdict == Verdict::Pass);
             if failed && fail_fast {
                 stop.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -310,25 +296,24 @@ pub async fn run_suite(plans: Vec<CallPlan>, opts: &SuiteOptions) -> Result<Suit
                 Err(_) => progress.set_message(format!("{label}: error")),
             }
             progress.inc(1);
-            (index, result, dir, plan)
+            (index, result, dir, request, spec)
         });
     }
     let mut finished: Vec<(usize, CallReport, PathBuf)> = Vec::new();
     let mut errors = Vec::new();
     while let Some(joined) = tasks.join_next().await {
-        let (index, result, dir, plan) = joined.map_err(|e| format!("a call task failed: {e}"))?;
+        let (index, result, dir, request, spec) = joined.map_err(|e| format!("a call task failed: {e}"))?;
         match result {
             Ok(call_report) => finished.push((index, call_report, dir)),
             Err(e) => {
-                let label = plan.name.clone().unwrap_or_else(|| plan.spec.target_uri.clone());
-                let not_run = CallReport::not_run(plan.name.clone(), plan.tags.clone(), &plan.spec, &e.to_string());
+                let label = request.name.clone().unwrap_or_else(|| spec.target_uri.clone());
+                let not_run = CallReport::not_run(request.name.clone(), request.tags.clone(), &spec, &e.to_string());
                 finished.push((index, not_run, dir));
                 errors.push((label, e.to_string()));
             }
         }
     }
     progress.finish_and_clear();
-    watcher.abort();
     finished.sort_by_key(|(i, _, _)| *i);
     let call_dirs: Vec<PathBuf> = finished
         .iter()
@@ -349,42 +334,6 @@ pub async fn run_suite(plans: Vec<CallPlan>, opts: &SuiteOptions) -> Result<Suit
             output_problems.push(format!("webhook: {e}"));
         }
     }
-    let interrupted = interrupted.load(std::sync::atomic::Ordering::SeqCst);
+    let interrupted = cancel.is_cancelled();
     Ok(SuiteOutcome { report, run_dir, skipped, interrupted, errors, output_problems })
-}
-
-/// The summary table printed after a suite: one line per call.
-pub fn summary_table(report: &Report) -> String {
-    let mut out =
-        format!("{:<6} {:<48} {:<14} {:>9} {:>11}  {}\n", "result", "call", "finals", "setup ms", "1st audio", "why");
-    for c in &report.calls {
-        let name = report::call_identity::display_name(c);
-        let finals: Vec<String> = c.sip.final_responses.iter().map(|f| f.status.to_string()).collect();
-        let setup = c.sip.connected_ms.map_or("-".into(), |ms| format!("{ms:.0}"));
-        let first_audio = c.media.first_audio_ms.map_or("-".into(), |ms| ms.to_string());
-        let why = c.diagnosis.first().map_or_else(
-            || c.checks.iter().find(|k| !k.passed).map_or(String::new(), |k| k.name.clone()),
-            |d| d.code.clone(),
-        );
-        out.push_str(&format!(
-            "{:<6} {:<48} {:<14} {:>9} {:>11}  {}\n",
-            format!("{:?}", c.verdict).to_uppercase(),
-            truncate(&name, 48),
-            finals.join(","),
-            setup,
-            first_audio,
-            why
-        ));
-    }
-    out
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(max - 1).collect();
-        t.push('…');
-        t
-    }
 }

@@ -30,7 +30,9 @@ tb_init() {
   TB_SIP_MODE="${CALLPROBE_TESTBED_SIP:-auto}"
   case "$TB_SIP_MODE" in
     required) TB_SIP=required TB_SIP_WHY="CALLPROBE_TESTBED_SIP=required" ;;
-    off) TB_SIP=off TB_SIP_WHY="CALLPROBE_TESTBED_SIP=off" ;;
+    # CALLPROBE_TESTBED_SIP_WHY: the reason an earlier `auto` decided off
+    # (scripts/test passes its decision on), else the variable itself.
+    off) TB_SIP=off TB_SIP_WHY="${CALLPROBE_TESTBED_SIP_WHY:-CALLPROBE_TESTBED_SIP=off}" ;;
     auto) tb_sip_decide ;;
     *) tb_die "CALLPROBE_TESTBED_SIP must be 'auto', 'required' or 'off' (got '$TB_SIP_MODE')" ;;
   esac

@@ -104,7 +104,8 @@ fn testbed(test: &str, needs: Needs) -> Option<Testbed> {
         panic!("{test}: CALLPROBE_REQUIRE_TESTBED=1 but the testbed is not usable: {why}");
     }
     let why = if needs == Needs::Sip && sip_off {
-        "LiveKit SIP is off in this run (CALLPROBE_TESTBED_SIP=off; see testbed/README.md, 'LiveKit SIP')".to_string()
+        let reason = std::env::var("CALLPROBE_TESTBED_SIP_WHY").unwrap_or_else(|_| "CALLPROBE_TESTBED_SIP=off".into());
+        format!("LiveKit SIP is off in this run ({reason}; see testbed/README.md, 'LiveKit SIP')")
     } else {
         why
     };

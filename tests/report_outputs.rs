@@ -28,8 +28,9 @@ use callprobe::report::pcap::{write_call_pcap, CapturedPacket, CapturedProtocol}
 use callprobe::report::run_dir::{call_dir_name, create_run_dir};
 use callprobe::report::webhook::notify_failure;
 use callprobe::report::{CallReport, MediaReport, PlayedSpan, Recordings, Report, SipReport};
-use callprobe::sip::caller::{EndReason, FinalResponse, Transport};
+use callprobe::sip::caller::{EndReason, FinalResponse};
 use callprobe::sip::transaction::TimerConfig;
+use callprobe::sip::Transport;
 use callprobe::verdict::checks::Check;
 use callprobe::verdict::diagnose::Diagnosis;
 use callprobe::verdict::{describe_end, Verdict};

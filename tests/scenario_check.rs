@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 
+use callprobe::media::session::PlayStart;
+use callprobe::request::{FinalResponses, SecretRef};
 use callprobe::scenario::{self, check_path, load_path, matches_tags, ScenarioCase};
 
 /// The tests here set and remove process environment variables.
@@ -49,11 +51,24 @@ fn load_cases(path: &str) -> Vec<ScenarioCase> {
 }
 
 fn names(cases: &[ScenarioCase]) -> Vec<&str> {
-    cases.iter().map(|c| c.name.as_str()).collect()
+    cases.iter().map(|c| c.name()).collect()
+}
+
+fn finals(codes: &[u16]) -> FinalResponses {
+    FinalResponses::Exactly(codes.to_vec())
+}
+
+/// The `lk.agent_name` a case expects: `Some(None)` for any agent.
+fn agent_name(case: &ScenarioCase) -> Option<Option<&str>> {
+    case.call.expect.agent.as_ref().map(|a| a.name())
+}
+
+fn auth_user(case: &ScenarioCase) -> Option<&str> {
+    case.call.auth.as_ref().map(|a| a.user.as_str())
 }
 
 fn case<'a>(cases: &'a [ScenarioCase], name: &str) -> &'a ScenarioCase {
-    cases.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no case {name:?} in {:?}", names(cases)))
+    cases.iter().find(|c| c.name() == name).unwrap_or_else(|| panic!("no case {name:?} in {:?}", names(cases)))
 }
 
 #[test]
@@ -62,7 +77,7 @@ fn every_shipped_case_becomes_a_call() {
     for suite in ["scenarios", "scenarios/local-trunk", "scenarios/templates"] {
         for case in load_cases(suite) {
             // Secrets and fixtures are read here, as the runner will.
-            if let Err(e) = case.call_spec() {
+            if let Err(e) = case.prepare() {
                 panic!("{suite}: {e}");
             }
         }
@@ -86,28 +101,29 @@ fn testbed_smoke_suite() {
             "smoke: unknown number is refused",
         ]
     );
-    assert!(cases.iter().all(|c| c.tags.iter().any(|t| t == "smoke")));
-    assert!(cases.iter().all(|c| c.call.target.contains("@127.0.0.1:5060")));
+    assert!(cases.iter().all(|c| c.tags().iter().any(|t| t == "smoke")));
+    assert!(cases.iter().all(|c| c.call.target_uri.contains("@127.0.0.1:5060")));
     let with = case(&cases, "smoke: credentials [credentials=with]");
-    assert_eq!(with.call.expect.as_deref(), Some("407,200"));
-    assert_eq!(with.call.expect_agent.as_deref(), Some("probe-agent"));
-    assert_eq!(with.call.auth_user.as_deref(), Some("callprobe"));
+    assert_eq!(with.call.expect.final_responses, finals(&[407, 200]));
+    assert_eq!(agent_name(with), Some(Some("probe-agent")));
+    assert_eq!(auth_user(with), Some("callprobe"));
     let without = case(&cases, "smoke: credentials [credentials=without]");
-    assert_eq!(without.call.expect.as_deref(), Some("407"));
-    assert!(without.call.auth_user.is_none() && without.call.expect_agent.is_none());
+    assert_eq!(without.call.expect.final_responses, finals(&[407]));
+    assert!(without.call.auth.is_none() && without.call.expect.agent.is_none());
     let talk = case(&cases, "smoke: agent greets and answers");
-    assert!(talk.call.media.play_after_greeting && talk.call.media.play.as_ref().is_some_and(|p| p.is_file()));
-    assert_eq!(talk.call.media.max_loss_percent, Some(1.0));
+    assert!(talk.call.play.as_ref().is_some_and(|p| p.start == PlayStart::AfterGreeting && p.wav.is_file()));
+    assert_eq!(talk.call.expect.media.max_loss_percent, Some(1.0));
     let e164 = case(&cases, "smoke: called number +14144007103");
-    assert_eq!((e164.call.expect.as_deref(), e164.any_final_response), (Some("407,200"), false));
+    assert_eq!(e164.call.expect.final_responses, finals(&[407, 200]));
     let bare = case(&cases, "smoke: called number 4144007103");
-    assert_eq!(bare.call.target, "sip:4144007103@127.0.0.1:5060");
-    assert_eq!(bare.expect_diagnosis.as_deref(), Some("called_number_not_on_trunk"));
+    assert_eq!(bare.call.target_uri, "sip:4144007103@127.0.0.1:5060");
+    assert_eq!(bare.call.expect.diagnosis.as_deref(), Some("called_number_not_on_trunk"));
     let wrong = case(&cases, "smoke: credentials [credentials=wrong-password]");
-    assert_eq!(wrong.expect_diagnosis.as_deref(), Some("credentials_rejected"));
-    assert!(wrong.call.auth_password_file.as_ref().is_some_and(|p| p.is_file()));
+    assert_eq!(wrong.call.expect.diagnosis.as_deref(), Some("credentials_rejected"));
+    let password = wrong.call.auth.as_ref().map(|a| &a.password);
+    assert!(matches!(password, Some(SecretRef::File(p)) if p.is_file()), "{password:?}");
     let unknown = case(&cases, "smoke: unknown number is refused");
-    assert_eq!(unknown.expect_diagnosis.as_deref(), Some("called_number_not_on_trunk"));
+    assert_eq!(unknown.call.expect.diagnosis.as_deref(), Some("called_number_not_on_trunk"));
     let runbook5: Vec<_> = cases.iter().filter(|c| matches_tags(c, &["runbook-5".into()])).collect();
     assert_eq!(runbook5.len(), 3);
 }
@@ -116,8 +132,16 @@ fn testbed_smoke_suite() {
 fn local_trunk_suite_expects_what_the_demo_trunk_does() {
     let _env = with_env();
     let cases = load_cases("scenarios/local-trunk");
-    let expected: Vec<(&str, Option<&str>)> =
-        cases.iter().map(|c| (c.name.as_str(), c.call.expect.as_deref())).collect();
+    let expected: Vec<(&str, Option<String>)> = cases
+        .iter()
+        .map(|c| match &c.call.expect.final_responses {
+            FinalResponses::Exactly(codes) => {
+                (c.name(), Some(codes.iter().map(u16::to_string).collect::<Vec<_>>().join(",")))
+            }
+            FinalResponses::Answered | FinalResponses::Any => (c.name(), None),
+        })
+        .collect();
+    let expected: Vec<(&str, Option<&str>)> = expected.iter().map(|(n, f)| (*n, f.as_deref())).collect();
     assert_eq!(
         expected,
         [
@@ -133,16 +157,16 @@ fn local_trunk_suite_expects_what_the_demo_trunk_does() {
         ]
     );
     for c in &cases {
-        assert!(c.call.target.contains("@127.0.0.1:5070"), "{}", c.name);
+        assert!(c.call.target_uri.contains("@127.0.0.1:5070"), "{}", c.name());
         // No agent there (no LiveKit); only the greeting case plays and listens.
-        assert!(c.call.expect_agent.is_none(), "{}", c.name);
-        let media = c.name == "stand-in (not LiveKit): the agent greets within 3 s";
-        assert_eq!(c.call.media.play.is_some(), media, "{}", c.name);
-        assert_eq!(c.call.media.expect_speech_within.is_some(), media, "{}", c.name);
-        assert!(!c.any_final_response, "{}", c.name);
+        assert!(c.call.expect.agent.is_none(), "{}", c.name());
+        let media = c.name() == "stand-in (not LiveKit): the agent greets within 3 s";
+        assert_eq!(c.call.play.is_some(), media, "{}", c.name());
+        assert_eq!(c.call.expect.media.speech_within.is_some(), media, "{}", c.name());
+        assert_ne!(c.call.expect.final_responses, FinalResponses::Any, "{}", c.name());
     }
     let wrong = case(&cases, "stand-in (not LiveKit): credentials [credentials=wrong-user]");
-    assert_eq!(wrong.call.auth_user.as_deref(), Some("not-callprobe"));
+    assert_eq!(auth_user(wrong), Some("not-callprobe"));
 }
 
 #[test]
@@ -151,12 +175,12 @@ fn cloud_templates_use_only_references() {
     let cases = load_cases("scenarios/templates");
     assert_eq!(cases.len(), 5);
     for c in &cases {
-        assert!(c.call.target.ends_with("@example.sip.livekit.cloud"), "{}", c.call.target);
-        assert_eq!(c.call.livekit.livekit_api_secret_env.as_deref(), Some("LIVEKIT_API_SECRET"));
+        assert!(c.call.target_uri.ends_with("@example.sip.livekit.cloud"), "{}", c.call.target_uri);
+        assert_eq!(c.call.livekit.api_secret_env.as_deref(), Some("LIVEKIT_API_SECRET"));
     }
     let with = case(&cases, "cloud: credentials [credentials=with]");
-    assert_eq!(with.call.auth_password_env.as_deref(), Some("SIP_AUTH_PASSWORD"));
-    assert_eq!(with.call.expect_agent.as_deref(), Some("example-agent"));
+    assert_eq!(with.call.auth.as_ref().map(|a| &a.password), Some(&SecretRef::Env("SIP_AUTH_PASSWORD".into())));
+    assert_eq!(agent_name(with), Some(Some("example-agent")));
     let text: String = ["livekit-cloud-telnyx.toml", "livekit-cloud-telnyx-number-formats.toml"]
         .iter()
         .map(|f| std::fs::read_to_string(repo("scenarios/templates").join(f)).unwrap_or_default())

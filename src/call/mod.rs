@@ -2,6 +2,7 @@
 //! sans-I/O [`Caller`] against them, and keep a timestamped record of every
 //! SIP message for the checks and the report.
 
+pub mod cancel;
 pub mod driver;
 pub mod media;
 pub mod transport;
@@ -19,6 +20,7 @@ use crate::sip::caller::{CallConfig, CallSummary, Caller, Credentials, EndReason
 use crate::sip::message::{self, uri_target};
 use crate::sip::transaction::TimerConfig;
 use crate::sip::{HostPort, Peer, Transport};
+pub use cancel::Cancel;
 use driver::{CallDriver, Output};
 use media::{MediaPort, MediaSession};
 use transport::{Incoming, OpenError, SipSockets};
@@ -120,7 +122,9 @@ pub trait CallObserver: Send {
 
 impl CallObserver for () {}
 
-pub async fn run(spec: &CallSpec, observer: &mut dyn CallObserver) -> Result<CallRecord, RunError> {
+/// Places the call; when `cancel` fires (the user pressed Ctrl-C), hangs up
+/// (CANCEL before the answer, BYE after) and ends.
+pub async fn run(spec: &CallSpec, observer: &mut dyn CallObserver, cancel: &Cancel) -> Result<CallRecord, RunError> {
     let target = uri_target(&spec.target_uri).map_err(|e| RunError::Target(e.to_string()))?;
     let first_hop = resolve(&target.host, target.port).await?;
     let local_ip = local_ip_towards(first_hop)?;
@@ -204,7 +208,7 @@ pub async fn run(spec: &CallSpec, observer: &mut dyn CallObserver) -> Result<Cal
     let mut interrupted = false;
 
     // After every input (the first INVITE, a message, a timer, a transport
-    // problem, Ctrl-C) drain everything the call logic has to say until it
+    // problem, cancellation) drain everything the call logic has to say until it
     // says "wait until T"; only then wait. Handling an output can be an
     // input itself (a failed send, an unusable answer → BYE): the same loop
     // drains what that caused.
@@ -289,7 +293,7 @@ pub async fn run(spec: &CallSpec, observer: &mut dyn CallObserver) -> Result<Cal
                 }
             }
             _ = tokio::time::sleep_until(deadline.into()) => call.handle_timeout(Instant::now()),
-            _ = tokio::signal::ctrl_c(), if !interrupted => {
+            _ = cancel.cancelled(), if !interrupted => {
                 interrupted = true;
                 record.notes.push("interrupted by the user".into());
                 call.abandon(Instant::now());

@@ -533,11 +533,11 @@ impl From<crate::verdict::Verdict> for Verdict {
     }
 }
 
-impl From<crate::sip::caller::Transport> for Transport {
-    fn from(t: crate::sip::caller::Transport) -> Transport {
+impl From<crate::sip::Transport> for Transport {
+    fn from(t: crate::sip::Transport) -> Transport {
         match t {
-            crate::sip::caller::Transport::Udp => Transport::Udp,
-            crate::sip::caller::Transport::Tcp => Transport::Tcp,
+            crate::sip::Transport::Udp => Transport::Udp,
+            crate::sip::Transport::Tcp => Transport::Tcp,
         }
     }
 }

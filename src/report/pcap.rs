@@ -21,7 +21,7 @@ use pcap_file::{DataLink, Endianness, TsResolution};
 
 use super::CallReport;
 use crate::call::{Direction, LoggedMessage};
-use crate::sip::caller::Transport;
+use crate::sip::Transport;
 
 /// One datagram or TCP payload as it crossed our socket.
 #[derive(Debug, Clone, PartialEq, Eq)]

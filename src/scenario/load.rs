@@ -40,14 +40,14 @@ pub(crate) fn load(path: &Path, env: EnvLookup) -> Loaded {
             Ok((file, name_at)) => {
                 let mut duplicate = false;
                 for case in &file.cases {
-                    if let Some((first_file, first_at)) = seen.get(&case.name) {
+                    if let Some((first_file, first_at)) = seen.get(case.name()) {
                         duplicate = true;
                         loaded.errors.push(ScenarioError {
                             file: path.clone(),
                             position: Some(name_at),
                             message: format!(
                                 "case name \"{}\" is already used at {}:{}:{}",
-                                case.name,
+                                case.name(),
                                 first_file.display(),
                                 first_at.line,
                                 first_at.col
@@ -55,7 +55,7 @@ pub(crate) fn load(path: &Path, env: EnvLookup) -> Loaded {
                             expected: Some("a name unique in the suite".into()),
                         });
                     } else {
-                        seen.insert(case.name.clone(), (path.clone(), name_at));
+                        seen.insert(case.name().to_string(), (path.clone(), name_at));
                     }
                 }
                 if !duplicate {

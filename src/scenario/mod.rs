@@ -1,7 +1,7 @@
 //! Scenario files (`scenarios/*.toml`): test calls written down once, with
 //! their expectations, expanded over a matrix into runnable cases, each
-//! resolved into the same [`CallArgs`] that `callprobe call` parses from
-//! its flags (so [`crate::cli::call_spec`] does the rest).
+//! resolved into a [`CallRequest`], as `callprobe call` builds one from its
+//! flags.
 //!
 //! # Format
 //!
@@ -88,8 +88,7 @@ mod tests;
 use std::path::{Path, PathBuf};
 
 use crate::call::CallSpec;
-use crate::cli::{CallArgs, UsageError};
-use crate::verdict::checks::Expectations;
+use crate::request::{CallRequest, PrepareError, SecretRef};
 
 pub use error::{Position, ScenarioError};
 pub use matrix::MAX_CASES_PER_FILE;
@@ -105,53 +104,47 @@ pub struct ScenarioFile {
 /// One runnable call of a scenario (one matrix combination).
 #[derive(Debug)]
 pub struct ScenarioCase {
-    /// The scenario's name (substituted), plus `[AXIS=value, …]` for the
-    /// axes it does not show itself; unique in a loaded suite.
-    pub name: String,
     /// The scenario's name alone (shared by the cases of a matrix).
     pub scenario: String,
     pub description: Option<String>,
     pub file: PathBuf,
-    /// The scenario's tags and those of the matching `[[case]]`s.
-    pub tags: Vec<String>,
     /// This case's axis values (substituted), in file order.
     pub matrix: Vec<(String, String)>,
-    /// The call as `callprobe call` flags; `report_dir` is `None` and
-    /// `verbose` 0 for the runner to set.
-    pub call: CallArgs,
-    /// `final_responses = "any"`: the final responses are recorded, not
-    /// checked. `call.expect` is then `None`, which on its own would mean
-    /// "must be answered", so the runner has to drop that check.
-    pub any_final_response: bool,
-    /// `expect.diagnosis`: the call must fail with this diagnosis code.
-    pub expect_diagnosis: Option<String>,
+    /// The call; its `name` is always set.
+    pub call: CallRequest,
 }
 
 impl ScenarioCase {
-    /// The call and its expectations, through [`crate::cli::call_spec`]
-    /// (reads the secret and the WAV to play; fresh test and call ids).
-    pub fn call_spec(&self) -> Result<(CallSpec, Expectations), ScenarioError> {
-        crate::cli::call_spec(&self.call).map_err(|e| self.error(&e))
+    /// The scenario's name (substituted), plus `[AXIS=value, …]` for the
+    /// axes it does not show itself; unique in a loaded suite.
+    pub fn name(&self) -> &str {
+        self.call.name.as_deref().unwrap_or(&self.scenario)
     }
 
-    /// A problem found when the case was prepared, as `file: case "name": message`.
-    pub fn error(&self, e: &UsageError) -> ScenarioError {
-        // call_spec names the flags; here the settings came from the file.
-        let message = FLAG_KEYS
-            .iter()
-            .find_map(|(flag, key)| e.0.strip_prefix(flag).map(|rest| format!("{key}{rest}")))
-            .unwrap_or_else(|| e.0.clone());
-        ScenarioError::in_file(&self.file, format!("case \"{}\": {message}", self.name))
+    /// The scenario's tags and those of the matching `[[case]]`s.
+    pub fn tags(&self) -> &[String] {
+        &self.call.tags
+    }
+
+    /// The ready-to-dial call (reads the secret and the WAV to play; fresh
+    /// test and call ids), or what stops it as `file: case "name": message`.
+    pub fn prepare(&self) -> Result<CallSpec, ScenarioError> {
+        self.call.prepare().map_err(|e| {
+            // The settings came from the file: name its keys.
+            let message = match &e {
+                PrepareError::Password { secret: SecretRef::Env(_), error } => {
+                    format!("[auth] password_env: {error}")
+                }
+                PrepareError::Password { secret: SecretRef::File(_), error } => {
+                    format!("[auth] password_file: {error}")
+                }
+                PrepareError::Play { .. } => format!("[timeline] play {e}"),
+                PrepareError::Target(_) | PrepareError::TargetTransport(_) => e.to_string(),
+            };
+            ScenarioError::in_file(&self.file, format!("case \"{}\": {message}", self.name()))
+        })
     }
 }
-
-/// `callprobe call` flags whose problems [`crate::cli::call_spec`] reports,
-/// and the scenario keys they come from.
-const FLAG_KEYS: &[(&str, &str)] = &[
-    ("--auth-password-env", "[auth] password_env"),
-    ("--auth-password-file", "[auth] password_file"),
-    ("--play ", "[timeline] play "),
-];
 
 /// Loads a scenario file, or every `*.toml` directly in a directory, with
 /// `${VAR}` taken from the process environment. All errors of all files.

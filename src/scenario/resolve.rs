@@ -1,13 +1,21 @@
 //! One matrix combination of a parsed scenario → one runnable
 //! [`ScenarioCase`]: `${VAR}` substituted, `[[case]]` overrides applied, every
 //! value checked with its position, and the result expressed as the
-//! [`CallArgs`] that `callprobe call` would have parsed from flags.
+//! [`CallRequest`] it asks for.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::{CallArgs, LiveKitArgs, MediaArgs, TransportArg};
+use crate::media::codec::AudioCodec;
+use crate::media::session::PlayStart;
+use crate::observe::livekit::LiveKitOverrides;
+use crate::request::{
+    self, AgentExpectation, AuthRequest, CallRequest, Expectations, ExpectedAgent, FinalResponses, MediaExpectations,
+    PlayRequest, SecretRef, DEFAULT_AGENT_WITHIN, DEFAULT_CODECS, DEFAULT_FROM, DEFAULT_HANGUP_AFTER,
+    DEFAULT_INVITE_TIMEOUT, DEFAULT_PLAY_AFTER,
+};
+use crate::sip::Transport;
 
 use super::env::{is_variable_name, substitute};
 use super::error::{ScenarioError, Source};
@@ -17,12 +25,6 @@ use super::ScenarioCase;
 
 const DURATION: &str = "a duration like \"1.5s\", \"500ms\" or \"2m\"";
 const VARIABLE: &str = "the name of an environment variable, like \"LK_SIP_PASSWORD\"";
-const DEFAULT_FROM: &str = "callprobe";
-const DEFAULT_CODECS: [&str; 3] = ["g722", "pcmu", "pcma"];
-const DEFAULT_HANGUP_AFTER: Duration = Duration::from_secs(5);
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(32);
-const DEFAULT_AGENT_WITHIN: Duration = Duration::from_secs(5);
-const DEFAULT_PLAY_AFTER: Duration = Duration::from_secs(1);
 
 /// Where variables come from besides the matrix.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -120,7 +122,7 @@ impl CaseScope<'_, '_> {
     fn duration(&mut self, text: &Text) -> Option<Duration> {
         let value = self.text(text)?;
         match humantime::parse_duration(value.trim()) {
-            Ok(d) if crate::cli::parse_duration(value.trim()).is_ok() => Some(d),
+            Ok(d) if request::parse_duration(value.trim()).is_ok() => Some(d),
             Ok(_) => {
                 self.r.error(text.span(), format!("'{value}' is longer than a day"), Some(DURATION));
                 None
@@ -208,7 +210,7 @@ impl CaseScope<'_, '_> {
             Some(from) => self.from(from),
             None => Some(DEFAULT_FROM.to_string()),
         };
-        let headers: Vec<String> = raw.caller.headers.iter().filter_map(|h| self.header(h)).collect();
+        let headers: Vec<(String, String)> = raw.caller.headers.iter().filter_map(|h| self.header(h)).collect();
         let codecs = self.codecs();
 
         let auth = match matching.iter().rev().find_map(|c| c.auth.as_ref()) {
@@ -218,10 +220,7 @@ impl CaseScope<'_, '_> {
             },
             None => raw.auth.as_ref().map(|a| (a.get_ref(), a.span())),
         };
-        let (auth_user, auth_password_env, auth_password_file) = match auth {
-            Some((auth, span)) => self.auth(auth, span),
-            None => (None, None, None),
-        };
+        let auth = auth.and_then(|(auth, span)| self.auth(auth, span));
 
         let expect = matching.iter().fold(raw.expect.clone(), |acc, c| acc.overridden_by(&c.expect));
         let timeline = self.timeline(&raw.timeline);
@@ -231,44 +230,27 @@ impl CaseScope<'_, '_> {
         let (scenario, target, from, codecs, timeline, expectations) =
             (scenario?, target?, from?, codecs?, timeline?, expectations?);
         let name = self.case_name(&scenario);
-        let call = CallArgs {
-            target,
+        let call = CallRequest {
+            name: Some(name),
+            tags,
+            target_uri: target,
             from,
             transport,
-            auth_user,
-            auth_password_env,
-            auth_password_file,
-            expect: expectations.final_responses,
-            hangup_after: timeline.hangup_after,
-            timeout: timeline.timeout,
+            auth,
             headers,
-            expect_agent: expectations.agent,
-            agent_within: expectations.agent_within,
+            codecs,
+            play: timeline.play,
+            hangup_after: timeline.hangup_after,
+            invite_timeout: timeline.timeout,
+            expect: expectations,
             livekit,
-            media: MediaArgs {
-                codecs,
-                play: timeline.play,
-                play_after: timeline.play_after,
-                play_after_greeting: timeline.play_after_greeting,
-                expect_speech_within: expectations.speech_within,
-                expect_response_within: expectations.response_within,
-                expect_tone: expectations.tone_hz,
-                max_loss_percent: expectations.max_loss_percent,
-                max_jitter_ms: expectations.max_jitter_ms,
-            },
-            report_dir: None,
-            verbose: 0,
         };
         Some(ScenarioCase {
-            name,
             scenario,
             description,
             file: self.r.src.path.to_path_buf(),
-            tags,
             matrix: self.vars.clone(),
             call,
-            any_final_response: expectations.any_final_response,
-            expect_diagnosis: expectations.diagnosis,
         })
     }
 
@@ -312,7 +294,7 @@ impl CaseScope<'_, '_> {
             self.r.error(uri.span(), format!("'{value}' is not a sip: URI"), Some(expected));
             return None;
         }
-        match crate::cli::target_uri(&value) {
+        match request::target_uri(&value) {
             Ok(_) => Some(value),
             Err(e) => {
                 self.r.error(uri.span(), format!("bad target URI: {e}"), Some(expected));
@@ -321,11 +303,11 @@ impl CaseScope<'_, '_> {
         }
     }
 
-    fn transport(&mut self, transport: &Text) -> Option<TransportArg> {
+    fn transport(&mut self, transport: &Text) -> Option<Transport> {
         let value = self.text(transport)?;
         match value.to_ascii_lowercase().as_str() {
-            "udp" => Some(TransportArg::Udp),
-            "tcp" => Some(TransportArg::Tcp),
+            "udp" => Some(Transport::Udp),
+            "tcp" => Some(Transport::Tcp),
             _ => {
                 self.r.error(
                     transport.span(),
@@ -352,15 +334,14 @@ impl CaseScope<'_, '_> {
         Some(value)
     }
 
-    fn header(&mut self, header: &Text) -> Option<String> {
+    fn header(&mut self, header: &Text) -> Option<(String, String)> {
         let value = self.text(header)?;
-        match crate::cli::parse_header(&value) {
-            Ok(_) => Some(value),
+        match request::parse_header(&value) {
+            Ok(parsed) => Some(parsed),
             Err(e) => {
-                let message = e.0.strip_prefix("--header ").unwrap_or(&e.0).to_string();
                 self.r.error(
                     header.span(),
-                    format!("bad header {message}"),
+                    format!("bad header {e}"),
                     Some("\"Name: value\", like \"X-Customer: acme\""),
                 );
                 None
@@ -368,9 +349,10 @@ impl CaseScope<'_, '_> {
         }
     }
 
-    fn codecs(&mut self) -> Option<Vec<String>> {
+    /// The codecs to offer, in order, without repeats.
+    fn codecs(&mut self) -> Option<Vec<AudioCodec>> {
         let Some(list) = &self.r.raw.caller.codecs else {
-            return Some(DEFAULT_CODECS.iter().map(|c| c.to_string()).collect());
+            return Some(DEFAULT_CODECS.to_vec());
         };
         let expected = "g722, pcmu (or ulaw), pcma (or alaw)";
         if list.get_ref().is_empty() {
@@ -378,23 +360,25 @@ impl CaseScope<'_, '_> {
             return None;
         }
         let mut codecs = Vec::new();
+        let mut known = 0;
         for codec in list.get_ref() {
             let value = self.text(codec)?;
-            match value.to_ascii_lowercase().as_str() {
-                "g722" | "pcmu" | "ulaw" | "pcma" | "alaw" => codecs.push(value.to_ascii_lowercase()),
-                _ => self.r.error(codec.span(), format!("unknown codec '{value}'"), Some(expected)),
+            match request::codec_named(&value) {
+                Some(c) => {
+                    known += 1;
+                    if !codecs.contains(&c) {
+                        codecs.push(c);
+                    }
+                }
+                None => self.r.error(codec.span(), format!("unknown codec '{value}'"), Some(expected)),
             }
         }
-        (codecs.len() == list.get_ref().len()).then_some(codecs)
+        (known == list.get_ref().len()).then_some(codecs)
     }
 
-    /// `(user, password_env, password_file)`.
-    fn auth(
-        &mut self,
-        auth: &RawAuth,
-        table: std::ops::Range<usize>,
-    ) -> (Option<String>, Option<String>, Option<PathBuf>) {
-        let none = (None, None, None);
+    /// The credentials, with the password only referenced.
+    fn auth(&mut self, auth: &RawAuth, table: std::ops::Range<usize>) -> Option<AuthRequest> {
+        let none = None;
         if let Some(literal) = &auth.password {
             self.r.error(
                 literal.span(),
@@ -432,7 +416,14 @@ impl CaseScope<'_, '_> {
                 "the auth table is empty",
                 Some("user and password_env or password_file (or no auth table, to call without credentials)"),
             ),
-            (Some(_), Some(_)) => return (user, password_env, password_file),
+            (Some(_), Some(_)) => {
+                let password = match (password_env, password_file) {
+                    (Some(var), _) => SecretRef::Env(var),
+                    (None, Some(path)) => SecretRef::File(path),
+                    (None, None) => return none,
+                };
+                return Some(AuthRequest { user: user?, password });
+            }
         }
         none
     }
@@ -469,23 +460,25 @@ impl CaseScope<'_, '_> {
         };
         let timeout = match &timeline.timeout {
             Some(d) => self.positive_duration(d, "timeout"),
-            None => Some(DEFAULT_TIMEOUT),
+            None => Some(DEFAULT_INVITE_TIMEOUT),
         };
         if self.r.errors.len() > errors_before {
             return None;
         }
-        Some(ResolvedTimeline { play, play_after, play_after_greeting, hangup_after: hangup_after?, timeout: timeout? })
+        let start = if play_after_greeting { PlayStart::AfterGreeting } else { PlayStart::AfterConnect(play_after) };
+        let play = play.map(|wav| PlayRequest { wav, start });
+        Some(ResolvedTimeline { play, hangup_after: hangup_after?, timeout: timeout? })
     }
 
-    fn expect(&mut self, expect: &RawExpect, plays: bool) -> Option<ResolvedExpect> {
+    fn expect(&mut self, expect: &RawExpect, plays: bool) -> Option<Expectations> {
         let errors_before = self.r.errors.len();
-        let (final_responses, any_final_response) = match &expect.final_responses {
-            None => (None, false),
+        let final_responses = match &expect.final_responses {
+            None => FinalResponses::Answered,
             Some(finals) => match finals.get_ref() {
-                RawFinalResponses::Any => (None, true),
+                RawFinalResponses::Any => FinalResponses::Any,
                 RawFinalResponses::Codes(codes) if codes.is_empty() => {
                     self.r.error(finals.span(), "final_responses is empty", Some("a list like [407, 200], or \"any\""));
-                    (None, false)
+                    FinalResponses::Answered
                 }
                 RawFinalResponses::Codes(codes) => {
                     for code in codes {
@@ -500,8 +493,7 @@ impl CaseScope<'_, '_> {
                             );
                         }
                     }
-                    let joined = codes.iter().map(|c| c.get_ref().to_string()).collect::<Vec<_>>().join(",");
-                    (Some(joined), false)
+                    FinalResponses::Exactly(codes.iter().filter_map(|c| u16::try_from(*c.get_ref()).ok()).collect())
                 }
             },
         };
@@ -512,7 +504,7 @@ impl CaseScope<'_, '_> {
                 self.r.error(a.span(), format!("'{value}' is not an agent name"), Some(expected));
                 return None;
             }
-            Some(if value == "*" { String::new() } else { value })
+            Some(if value == "*" { ExpectedAgent::Any } else { ExpectedAgent::Named(value) })
         });
         let agent_within = match &expect.agent_within {
             Some(d) if expect.agent.is_none() => {
@@ -573,17 +565,12 @@ impl CaseScope<'_, '_> {
         if self.r.errors.len() > errors_before {
             return None;
         }
-        Some(ResolvedExpect {
-            diagnosis,
+        let agent_within = agent_within?;
+        Some(Expectations {
             final_responses,
-            any_final_response,
-            agent,
-            agent_within: agent_within?,
-            speech_within,
-            response_within,
-            tone_hz,
-            max_loss_percent,
-            max_jitter_ms,
+            agent: agent.map(|agent| AgentExpectation { agent, within: agent_within }),
+            media: MediaExpectations { speech_within, response_within, tone_hz, max_loss_percent, max_jitter_ms },
+            diagnosis,
         })
     }
 
@@ -604,7 +591,7 @@ impl CaseScope<'_, '_> {
         Some(v)
     }
 
-    fn livekit(&mut self, lk: &RawLiveKit) -> LiveKitArgs {
+    fn livekit(&mut self, lk: &RawLiveKit) -> LiveKitOverrides {
         if let Some(literal) = &lk.api_secret {
             self.r.error(
                 literal.span(),
@@ -628,34 +615,17 @@ impl CaseScope<'_, '_> {
             }
             Some(value)
         });
-        LiveKitArgs {
-            livekit_url: url,
-            livekit_api_key: lk.api_key.as_ref().and_then(|k| self.text(k)),
-            livekit_api_secret_env: lk.api_secret_env.as_ref().and_then(|v| self.variable_name(v)),
-            livekit_api_secret_file: lk.api_secret_file.as_ref().and_then(|f| self.path(f)),
+        LiveKitOverrides {
+            url,
+            api_key: lk.api_key.as_ref().and_then(|k| self.text(k)),
+            api_secret_env: lk.api_secret_env.as_ref().and_then(|v| self.variable_name(v)),
+            api_secret_file: lk.api_secret_file.as_ref().and_then(|f| self.path(f)),
         }
     }
 }
 
 struct ResolvedTimeline {
-    play: Option<PathBuf>,
-    play_after: Duration,
-    play_after_greeting: bool,
+    play: Option<PlayRequest>,
     hangup_after: Duration,
     timeout: Duration,
-}
-
-struct ResolvedExpect {
-    /// For `--expect`: `"407,200"`.
-    final_responses: Option<String>,
-    any_final_response: bool,
-    /// For `--expect-agent`: `""` is any agent.
-    agent: Option<String>,
-    agent_within: Duration,
-    speech_within: Option<Duration>,
-    response_within: Option<Duration>,
-    tone_hz: Option<f64>,
-    max_loss_percent: Option<f64>,
-    max_jitter_ms: Option<f64>,
-    diagnosis: Option<String>,
 }

@@ -7,7 +7,7 @@ use super::ScenarioCase;
 /// Whether `case` is selected by the tag filter `wanted`.
 pub fn matches_tags(case: &ScenarioCase, wanted: &[String]) -> bool {
     let entries = wanted.iter().flat_map(|w| w.split(',')).map(str::trim).filter(|t| !t.is_empty());
-    let has = |tag: &str| case.tags.iter().any(|t| t == tag);
+    let has = |tag: &str| case.tags().iter().any(|t| t == tag);
     let mut includes = 0;
     let mut included = false;
     for entry in entries {

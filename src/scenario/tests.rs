@@ -6,7 +6,19 @@ use std::time::Duration;
 
 use super::load::load_file;
 use super::*;
-use crate::cli::TransportArg;
+use crate::media::codec::AudioCodec;
+use crate::media::session::PlayStart;
+use crate::request::{AuthRequest, ExpectedAgent, FinalResponses, SecretRef};
+use crate::sip::Transport;
+
+/// The `lk.agent_name` a case expects: `Some(None)` for any agent.
+fn expected_agent(case: &ScenarioCase) -> Option<Option<&str>> {
+    case.call.expect.agent.as_ref().map(|a| a.name())
+}
+
+fn finals(codes: &[u16]) -> FinalResponses {
+    FinalResponses::Exactly(codes.to_vec())
+}
 
 fn env(name: &str) -> Option<String> {
     match name {
@@ -79,20 +91,17 @@ impl Drop for Scratch {
 #[test]
 fn minimal_file_gets_the_cli_defaults() {
     let case = one(MINIMAL);
-    assert_eq!(case.name, "minimal");
+    assert_eq!(case.name(), "minimal");
     assert_eq!(case.file, Path::new("s/a.toml"));
-    assert!(case.tags.is_empty() && case.matrix.is_empty() && !case.any_final_response);
+    assert!(case.tags().is_empty() && case.matrix.is_empty());
     let c = &case.call;
-    assert_eq!(c.target, "sip:+14144007103@127.0.0.1:5070");
+    assert_eq!(c.target_uri, "sip:+14144007103@127.0.0.1:5070");
     assert_eq!(c.from, "callprobe");
-    assert!(c.transport.is_none() && c.auth_user.is_none() && c.expect.is_none() && c.expect_agent.is_none());
-    assert_eq!(
-        (c.hangup_after, c.timeout, c.agent_within),
-        (Duration::from_secs(5), Duration::from_secs(32), Duration::from_secs(5))
-    );
-    assert_eq!(c.media.codecs, ["g722", "pcmu", "pcma"]);
-    assert!(c.media.play.is_none() && !c.media.play_after_greeting);
-    assert!(c.report_dir.is_none() && c.verbose == 0);
+    assert!(c.transport.is_none() && c.auth.is_none() && c.expect.agent.is_none());
+    assert_eq!(c.expect.final_responses, FinalResponses::Answered);
+    assert_eq!((c.hangup_after, c.invite_timeout), (Duration::from_secs(5), Duration::from_secs(32)));
+    assert_eq!(c.codecs, [AudioCodec::G722, AudioCodec::Pcmu, AudioCodec::Pcma]);
+    assert!(c.play.is_none() && c.headers.is_empty() && c.expect.diagnosis.is_none());
 }
 
 #[test]
@@ -138,31 +147,35 @@ api_secret_env = "LIVEKIT_API_SECRET"
     let files = load_path_with_env(&path, &env).unwrap_or_else(|e| panic!("{e:#?}"));
     let case = &files[0].cases[0];
     assert_eq!(case.description.as_deref(), Some("every key"));
-    assert_eq!(case.tags, ["smoke", "agent"]);
+    assert_eq!(case.tags(), ["smoke", "agent"]);
     let c = &case.call;
-    assert_eq!(c.target, "sip:+14144007103@127.0.0.1:5060");
-    assert!(matches!(c.transport, Some(TransportArg::Tcp)));
+    assert_eq!(c.target_uri, "sip:+14144007103@127.0.0.1:5060");
+    assert_eq!(c.transport, Some(Transport::Tcp));
     assert_eq!(c.from, "+15550100123");
-    assert_eq!(c.headers, ["X-Customer: acme", "X-Note: a: b"]);
-    assert_eq!(c.media.codecs, ["pcmu", "g722"]);
-    assert_eq!(c.auth_user.as_deref(), Some("callprobe"));
-    assert_eq!(c.auth_password_env.as_deref(), Some("LK_SIP_PASSWORD"));
-    assert_eq!(c.expect.as_deref(), Some("407,200"));
-    assert_eq!(c.expect_agent.as_deref(), Some("probe-agent"));
-    assert_eq!(c.agent_within, Duration::from_secs(7));
-    assert_eq!(c.media.expect_speech_within, Some(Duration::from_secs(3)));
-    assert_eq!(c.media.expect_response_within, Some(Duration::from_secs(2)));
-    assert_eq!(c.media.expect_tone, Some(1000.0));
-    assert_eq!((c.media.max_loss_percent, c.media.max_jitter_ms), (Some(1.5), Some(30.0)));
-    assert_eq!(c.media.play.as_deref(), Some(scratch.0.join("fixtures/hello.wav").as_path()));
-    assert!(c.media.play_after_greeting);
-    assert_eq!((c.hangup_after, c.timeout), (Duration::from_secs(8), Duration::from_millis(1500)));
-    assert_eq!(c.livekit.livekit_url.as_deref(), Some("wss://example.livekit.cloud"));
-    assert_eq!(c.livekit.livekit_api_secret_env.as_deref(), Some("LIVEKIT_API_SECRET"));
+    let header = |n: &str, v: &str| (n.to_string(), v.to_string());
+    assert_eq!(c.headers, [header("X-Customer", "acme"), header("X-Note", "a: b")]);
+    assert_eq!(c.codecs, [AudioCodec::Pcmu, AudioCodec::G722]);
+    assert_eq!(
+        c.auth,
+        Some(AuthRequest { user: "callprobe".into(), password: SecretRef::Env("LK_SIP_PASSWORD".into()) })
+    );
+    assert_eq!(c.expect.final_responses, finals(&[407, 200]));
+    assert_eq!(expected_agent(case), Some(Some("probe-agent")));
+    assert_eq!(c.expect.agent.as_ref().map(|a| a.within), Some(Duration::from_secs(7)));
+    assert_eq!(c.expect.media.speech_within, Some(Duration::from_secs(3)));
+    assert_eq!(c.expect.media.response_within, Some(Duration::from_secs(2)));
+    assert_eq!(c.expect.media.tone_hz, Some(1000.0));
+    assert_eq!((c.expect.media.max_loss_percent, c.expect.media.max_jitter_ms), (Some(1.5), Some(30.0)));
+    let play = c.play.as_ref().expect("play");
+    assert_eq!(play.wav, scratch.0.join("fixtures/hello.wav"));
+    assert_eq!(play.start, PlayStart::AfterGreeting);
+    assert_eq!((c.hangup_after, c.invite_timeout), (Duration::from_secs(8), Duration::from_millis(1500)));
+    assert_eq!(c.livekit.url.as_deref(), Some("wss://example.livekit.cloud"));
+    assert_eq!(c.livekit.api_secret_env.as_deref(), Some("LIVEKIT_API_SECRET"));
 }
 
 #[test]
-fn cases_go_through_call_spec() {
+fn cases_are_prepared_for_dialling() {
     let scratch = Scratch::new("spec");
     scratch.write("pw", "hunter2\n");
     let path = scratch.write(
@@ -181,16 +194,20 @@ max_jitter_ms = 20
 "#,
     );
     let files = load_path_with_env(&path, &env).unwrap_or_else(|e| panic!("{e:#?}"));
-    let (spec, expect) = files[0].cases[0].call_spec().unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(spec.transport, crate::sip::caller::Transport::Tcp);
+    let spec = files[0].cases[0].prepare().unwrap_or_else(|e| panic!("{e}"));
+    let expect = &files[0].cases[0].call.expect;
+    assert_eq!(spec.transport, crate::sip::Transport::Tcp);
     assert_eq!(spec.credentials.as_ref().map(|c| c.password.expose()), Some("hunter2"));
-    assert_eq!(expect.final_responses, Some(vec![407, 200]));
-    assert_eq!(expect.agent.as_ref().map(|a| a.name.clone()), Some(None));
+    assert_eq!(expect.final_responses, finals(&[407, 200]));
+    assert_eq!(
+        expect.agent.as_ref().map(|a| (&a.agent, a.within)),
+        Some((&ExpectedAgent::Any, Duration::from_secs(5)))
+    );
     assert_eq!(expect.media.max_jitter_ms, Some(20.0));
 
-    // What only call_spec finds comes back as `file: case "name": message`.
+    // What only preparing finds comes back as `file: case "name": message`.
     std::fs::remove_file(scratch.0.join("pw")).expect("remove pw");
-    let e = files[0].cases[0].call_spec().err().map(|e| e.to_string()).unwrap_or_default();
+    let e = files[0].cases[0].prepare().err().map(|e| e.to_string()).unwrap_or_default();
     assert!(
         e.starts_with(&format!("{}: case \"spec\": [auth] password_file: cannot read secret file", path.display())),
         "{e}"
@@ -293,7 +310,7 @@ fn missing_variable_names_it_and_points_at_the_dollar() {
     assert!(e.starts_with("s/a.toml:3:12: unterminated ${"), "{e}");
     // Comments are not substituted; $$ is a literal $.
     let case = one("# uri = \"sip:${NOT_SET}@h\"\nname = \"cost $$5 ${DOLLAR_USER}\"\n[target]\nuri = \"sip:a@b\"\n");
-    assert_eq!(case.name, "cost $5 u$er");
+    assert_eq!(case.name(), "cost $5 u$er");
 }
 
 #[test]
@@ -343,16 +360,16 @@ tags = ["happy-path"]
 #[test]
 fn matrix_expands_with_per_value_expectations() {
     let cases = load(NUMBER_FORMATS).unwrap_or_else(|e| panic!("{e:#?}"));
-    let names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
+    let names: Vec<&str> = cases.iter().map(|c| c.name()).collect();
     // The name shows ${CALLED} itself, so no "[CALLED=…]" suffix.
     assert_eq!(names, ["number formats +14144007103", "number formats 14144007103", "number formats 4144007103"]);
-    assert_eq!(cases[0].call.target, "sip:+14144007103@127.0.0.1:5070");
-    assert_eq!(cases[0].call.expect.as_deref(), Some("407,200"));
-    assert_eq!(cases[0].call.expect_agent.as_deref(), Some("probe-agent"));
-    assert_eq!(cases[0].tags, ["runbook-5", "happy-path"]);
-    assert_eq!(cases[1].call.expect.as_deref(), Some("404"));
-    assert!(cases[1].call.expect_agent.is_none());
-    assert_eq!(cases[1].tags, ["runbook-5"]);
+    assert_eq!(cases[0].call.target_uri, "sip:+14144007103@127.0.0.1:5070");
+    assert_eq!(cases[0].call.expect.final_responses, finals(&[407, 200]));
+    assert_eq!(expected_agent(&cases[0]), Some(Some("probe-agent")));
+    assert_eq!(cases[0].tags(), ["runbook-5", "happy-path"]);
+    assert_eq!(cases[1].call.expect.final_responses, finals(&[404]));
+    assert!(cases[1].call.expect.agent.is_none());
+    assert_eq!(cases[1].tags(), ["runbook-5"]);
     assert_eq!(cases[2].matrix, [("CALLED".to_string(), "4144007103".to_string())]);
     assert!(cases.iter().all(|c| c.scenario.starts_with("number formats ")));
 }
@@ -383,17 +400,18 @@ expect.final_responses = "any"
 "#,
     )
     .unwrap_or_else(|e| panic!("{e:#?}"));
-    let names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
+    let names: Vec<&str> = cases.iter().map(|c| c.name()).collect();
     assert_eq!(
         names,
         ["credentials [credentials=with]", "credentials [credentials=without]", "credentials [credentials=wrong]"]
     );
-    assert_eq!(cases[0].call.auth_password_env.as_deref(), Some("LK_SIP_PASSWORD"));
-    assert_eq!(cases[0].call.expect.as_deref(), Some("407,200"));
-    assert!(cases[1].call.auth_user.is_none() && cases[1].call.auth_password_env.is_none());
-    assert_eq!(cases[1].call.expect.as_deref(), Some("407"));
-    assert_eq!(cases[2].call.auth_password_env.as_deref(), Some("WRONG_PASSWORD"));
-    assert!(cases[2].any_final_response && cases[2].call.expect.is_none());
+    let password = |c: &ScenarioCase| c.call.auth.as_ref().map(|a| a.password.clone());
+    assert_eq!(password(&cases[0]), Some(SecretRef::Env("LK_SIP_PASSWORD".into())));
+    assert_eq!(cases[0].call.expect.final_responses, finals(&[407, 200]));
+    assert!(cases[1].call.auth.is_none());
+    assert_eq!(cases[1].call.expect.final_responses, finals(&[407]));
+    assert_eq!(password(&cases[2]), Some(SecretRef::Env("WRONG_PASSWORD".into())));
+    assert_eq!(cases[2].call.expect.final_responses, FinalResponses::Any);
 }
 
 #[test]
@@ -417,12 +435,12 @@ tags = ["tcp-404"]
     )
     .unwrap_or_else(|e| panic!("{e:#?}"));
     assert_eq!(cases.len(), 6);
-    assert_eq!(cases[0].name, "grid [TRANSPORT=udp, NUMBER=+14144007103]");
-    assert_eq!(cases[5].name, "grid [TRANSPORT=tcp, NUMBER=+19999999999]");
-    assert!(matches!(cases[5].call.transport, Some(TransportArg::Tcp)));
-    assert_eq!(cases[2].call.expect.as_deref(), Some("404"));
-    assert_eq!(cases[5].tags, ["tcp-404"]);
-    assert!(cases[2].tags.is_empty());
+    assert_eq!(cases[0].name(), "grid [TRANSPORT=udp, NUMBER=+14144007103]");
+    assert_eq!(cases[5].name(), "grid [TRANSPORT=tcp, NUMBER=+19999999999]");
+    assert_eq!(cases[5].call.transport, Some(Transport::Tcp));
+    assert_eq!(cases[2].call.expect.final_responses, finals(&[404]));
+    assert_eq!(cases[5].tags(), ["tcp-404"]);
+    assert!(cases[2].tags().is_empty());
 }
 
 #[test]
@@ -468,7 +486,7 @@ fn directories_load_sorted_non_recursive_with_unique_names() {
     std::fs::create_dir_all(scratch.0.join("sub")).expect("subdir");
     scratch.write("sub/c.toml", "broken = ");
     let files = load_path_with_env(&scratch.0, &env).unwrap_or_else(|e| panic!("{e:#?}"));
-    let names: Vec<&str> = cases(&files).map(|c| c.name.as_str()).collect();
+    let names: Vec<&str> = cases(&files).map(|c| c.name()).collect();
     assert_eq!(names, ["minimal", "second"]);
     assert_eq!(check_path_with_env(&scratch.0, &env), (2, 2, Vec::new()));
 
@@ -500,7 +518,7 @@ fn directories_load_sorted_non_recursive_with_unique_names() {
 #[test]
 fn tag_filters_include_any_and_exclude_all() {
     let mut case = one(MINIMAL);
-    case.tags = vec!["smoke".into(), "slow".into()];
+    case.call.tags = vec!["smoke".into(), "slow".into()];
     let f = |tags: &[&str]| matches_tags(&case, &tags.iter().map(|t| t.to_string()).collect::<Vec<_>>());
     assert!(f(&[]));
     assert!(f(&["smoke"]));
@@ -524,6 +542,6 @@ fn an_empty_auth_table_is_an_error() {
 #[test]
 fn an_expected_diagnosis_is_carried_to_the_case() {
     let case = one(&format!("{MINIMAL}[expect]\ndiagnosis = \"no_trunk_found\"\n"));
-    assert_eq!(case.expect_diagnosis.as_deref(), Some("no_trunk_found"));
-    assert_eq!(one(MINIMAL).expect_diagnosis, None);
+    assert_eq!(case.call.expect.diagnosis.as_deref(), Some("no_trunk_found"));
+    assert_eq!(one(MINIMAL).call.expect.diagnosis, None);
 }

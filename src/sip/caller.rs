@@ -29,16 +29,13 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 
 use super::message::{self, InRequest, Inbound, ParseError};
 use super::transaction::{InviteClient, InviteState, NonInviteClient, TimerConfig};
-use super::{HostPort, Peer};
+use super::{HostPort, Peer, Transport};
 use crate::secret::Secret;
 use auth::DigestAuth;
 
 mod auth;
 mod outgoing;
 mod responses;
-
-/// Re-exported for the modules that still name it here (cli, scenario, report).
-pub use super::Transport;
 
 /// Digest credentials for the trunk.
 #[derive(Debug, Clone)]

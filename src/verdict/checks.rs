@@ -1,55 +1,14 @@
 //! The checks one call must pass. Each check names what was expected and
 //! what happened, so a failing line reads as its own explanation.
 
-use std::time::Duration;
-
 use crate::call::CallRecord;
 use crate::observe::analysis::{MediaAnalysis, TONE_MIN_MS};
 use crate::observe::livekit::observation::{JoinSource, LiveKitObservation};
 use crate::sip::caller::EndReason;
 
+use crate::request::{AgentExpectation, Expectations, FinalResponses, MediaExpectations};
+
 use super::describe_end;
-
-/// What the user expects from the call.
-#[derive(Debug, Clone, Default)]
-pub struct Expectations {
-    /// The exact sequence of final responses to our INVITEs (`407,200`).
-    /// `None`: the call must be answered with a 2xx.
-    pub final_responses: Option<Vec<u16>>,
-    /// Any final response is fine (recorded, not checked): a scenario's
-    /// `final_responses = "any"`, e.g. to see what a trunk does with a
-    /// number format.
-    pub any_final_response: bool,
-    /// `--expect-agent`: checked by [`agent_joined`] against what LiveKit's
-    /// API showed, which is not part of the SIP record.
-    pub agent: Option<AgentExpectation>,
-    /// What the far end's audio must show.
-    pub media: MediaExpectations,
-    /// The call must fail with this diagnosis code (a scenario's
-    /// `expect.diagnosis`): checked by [`expected_diagnosis`]; the other
-    /// checks then describe the expected failure and do not decide the verdict.
-    pub diagnosis: Option<String>,
-}
-
-/// `--expect-speech-within`, `--expect-response-within`, `--expect-tone`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct MediaExpectations {
-    pub speech_within: Option<std::time::Duration>,
-    pub response_within: Option<std::time::Duration>,
-    pub tone_hz: Option<f64>,
-    /// Minimum RTP quality of what the far end sent.
-    pub max_loss_percent: Option<f64>,
-    pub max_jitter_ms: Option<f64>,
-}
-
-/// An agent must be in the call's room within a deadline.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AgentExpectation {
-    /// `lk.agent_name` it must have; `None`: any participant of kind AGENT.
-    pub name: Option<String>,
-    /// Counted from the INVITE that got through.
-    pub within: Duration,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Check {
@@ -77,11 +36,11 @@ pub fn evaluate(record: &CallRecord, expect: &Expectations) -> Vec<Check> {
     let mut checks = Vec::new();
     let answered = got.last().is_some_and(|s| (200..300).contains(s));
     match &expect.final_responses {
-        _ if expect.any_final_response => {
+        FinalResponses::Any => {
             let detail = format!("recorded (any final response accepted): {} — {how}", joined(&got));
             checks.push(Check { name: "final_responses".into(), passed: true, detail });
         }
-        Some(want) => {
+        FinalResponses::Exactly(want) => {
             let passed = *want == got;
             let detail = if passed {
                 format!("expected {}, got {}", joined(want), joined(&got))
@@ -90,7 +49,7 @@ pub fn evaluate(record: &CallRecord, expect: &Expectations) -> Vec<Check> {
             };
             checks.push(Check { name: "final_responses".into(), passed, detail });
         }
-        None => {
+        FinalResponses::Answered => {
             let detail = if answered {
                 format!("answered: final responses {}", joined(&got))
             } else {
@@ -140,7 +99,7 @@ pub fn expected_diagnosis(code: &str, other_checks: &[Check], diagnoses: &[super
 pub fn agent_joined(want: &AgentExpectation, livekit: Option<&LiveKitObservation>) -> Check {
     let deadline_ms = want.within.as_secs_f64() * 1000.0;
     let deadline = humantime::format_duration(want.within).to_string();
-    let what = match want.name.as_deref() {
+    let what = match want.name() {
         Some(n) if !n.is_empty() => format!("agent \"{n}\""),
         _ => "an agent".to_string(),
     };
@@ -161,7 +120,7 @@ pub fn agent_joined(want: &AgentExpectation, livekit: Option<&LiveKitObservation
         }
         return fail(detail);
     };
-    match lk.first_agent(want.name.as_deref()) {
+    match lk.first_agent(want.name()) {
         Some(a) => {
             let passed = a.joined_ms <= deadline_ms;
             let source = match a.joined_ms_source {
@@ -181,7 +140,7 @@ pub fn agent_joined(want: &AgentExpectation, livekit: Option<&LiveKitObservation
                 lk.agents.iter().map(|a| format!("\"{}\" at {:.0} ms", a.agent_name, a.joined_ms)).collect();
             let mut detail = format!(
                 "no AGENT participant{} in room {room} after {:.1} s (deadline {deadline})",
-                match want.name.as_deref() {
+                match want.name() {
                     Some(n) if !n.is_empty() => format!(" named \"{n}\""),
                     _ => String::new(),
                 },
@@ -300,9 +259,12 @@ fn rtp_quality(record: &CallRecord, want: &MediaExpectations) -> Check {
 mod tests {
     use super::*;
     use crate::observe::livekit::observation::tests::{agent, observation_with_room};
+    use crate::request::ExpectedAgent;
+    use std::time::Duration;
 
     fn want(name: Option<&str>) -> AgentExpectation {
-        AgentExpectation { name: name.map(str::to_string), within: Duration::from_secs(5) }
+        let agent = name.map_or(ExpectedAgent::Any, |n| ExpectedAgent::Named(n.to_string()));
+        AgentExpectation { agent, within: Duration::from_secs(5) }
     }
 
     #[test]

@@ -16,9 +16,9 @@
 use crate::call::CallRecord;
 use crate::observe::livekit::observation::LiveKitObservation;
 use crate::observe::livekit::sip_config::{is_number_without_e164, looks_like_phone_number, DispatchRule, SipConfig};
+use crate::request::AgentExpectation;
 use crate::sip::caller::EndReason;
 use crate::sip::Transport;
-use crate::verdict::checks::AgentExpectation;
 use crate::verdict::describe_end;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +58,7 @@ impl Observation<'_> {
     }
     /// The agent name the user expects (`None`: any agent).
     fn agent_name(&self) -> Option<&str> {
-        self.expected_agent.and_then(|a| a.name.as_deref()).filter(|n| !n.is_empty())
+        self.expected_agent.and_then(AgentExpectation::name).filter(|n| !n.is_empty())
     }
     /// The room was found and no agent of the expected name ever joined it.
     fn no_expected_agent(&self) -> Option<(&LiveKitObservation, &str)> {
@@ -607,7 +607,10 @@ mod tests {
     }
 
     fn probe_agent(within_s: u64) -> AgentExpectation {
-        AgentExpectation { name: Some("probe-agent".into()), within: Duration::from_secs(within_s) }
+        AgentExpectation {
+            agent: crate::request::ExpectedAgent::Named("probe-agent".into()),
+            within: Duration::from_secs(within_s),
+        }
     }
 
     #[test]

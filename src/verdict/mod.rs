@@ -15,14 +15,6 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub fn exit_code(self) -> i32 {
-        match self {
-            Verdict::Pass => 0,
-            Verdict::Fail => 1,
-            Verdict::Error => 2,
-        }
-    }
-
     /// The worst of two verdicts (error > fail > pass).
     pub fn worst(self, other: Verdict) -> Verdict {
         let rank = |v: Verdict| match v {

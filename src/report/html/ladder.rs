@@ -261,7 +261,7 @@ mod tests {
             call_id: "c1@callprobe".into(),
             test_id: "cp-1".into(),
             target: "sip:+14144007103@127.0.0.1:5060".into(),
-            transport: crate::sip::caller::Transport::Udp,
+            transport: crate::sip::Transport::Udp,
             verdict: crate::verdict::Verdict::Pass,
             started_unix_ms: 0,
             sip: SipReport { connected_ms: Some(connected_ms), messages, ..SipReport::default() },
