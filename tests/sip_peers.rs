@@ -335,3 +335,41 @@ fn tester_errors_exit_2() {
     assert_eq!(run.code, 2);
     assert!(run.report.is_none(), "no report when the tester could not run");
 }
+
+/// Ctrl-C (SIGINT) while the call rings: callprobe CANCELs (the far end sees
+/// CANCEL, answers 487, gets its ACK) and exits 2, "interrupted by the user".
+#[test]
+fn ctrl_c_while_ringing_cancels_and_exits_2() {
+    if !require_tools("ctrl_c_while_ringing_cancels_and_exits_2", &[Tool::Sipp]) {
+        return;
+    }
+    let port = free_port(false);
+    let uas = Sipp::start("livekit_standin_ring.xml", port).expect("start SIPp (Debian package sip-tester)");
+    let dir = support::peers::TempDir::new("callprobe-ctrl-c").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_callprobe"))
+        .args(["call", &format!("sip:+14144007103@127.0.0.1:{port}"), "--timeout", "20s", "--report-dir"])
+        .arg(dir.path())
+        .env_remove("LIVEKIT_URL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start callprobe");
+    // Let it reach "ringing" (the stand-in answers 180 at once), then Ctrl-C.
+    std::thread::sleep(Duration::from_millis(1500));
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("run kill");
+    assert!(kill.success());
+    let started = std::time::Instant::now();
+    let out = child.wait_with_output().expect("callprobe exit");
+    let took = started.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(took < Duration::from_secs(5), "took {took:?} after Ctrl-C: {stdout}");
+    let outcome = uas.wait(Duration::from_secs(10));
+    assert!(outcome.success, "the far end saw CANCEL, 487 and ACK: {}", outcome.log);
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap_or_default())
+            .unwrap_or(Value::Null);
+    assert_eq!(report["calls"][0]["verdict"], "error", "{report:#}");
+    assert_eq!(report["calls"][0]["sip"]["ended"]["kind"], "abandoned", "{report:#}");
+    println!("Ctrl-C → exit 2 in {took:?}");
+}
