@@ -15,6 +15,8 @@ use crate::exit::Exit;
 use crate::media::codec::AudioCodec;
 use crate::media::session::PlayStart;
 use crate::observe::livekit::{self as lk, LiveKitConfig, LiveKitOverrides, ServerApi};
+use crate::pipeline;
+use crate::report::outputs::SuiteOutputs;
 use crate::report::{self, Report};
 use crate::request::{
     self, AgentExpectation, AuthRequest, CallRequest, Expectations, ExpectedAgent, FinalResponses, MediaExpectations,
@@ -251,7 +253,7 @@ fn run_call(runtime: &tokio::runtime::Runtime, args: CallArgs) -> Exit {
     };
     let mut printer = MessagePrinter { verbosity: args.verbose };
     let cancel = cancel_on_ctrl_c(runtime);
-    let call = run::execute(&request, &spec, &mut printer, args.report_dir.as_deref(), &cancel);
+    let call = pipeline::execute(&request, &spec, &mut printer, args.report_dir.as_deref(), &cancel);
     let call_report = match runtime.block_on(call) {
         Ok(r) => r,
         Err(e) => {
@@ -538,10 +540,12 @@ fn run_suite(runtime: &tokio::runtime::Runtime, args: &RunArgs) -> Exit {
         parallel: usize::from(args.parallel),
         repeat: usize::from(args.repeat),
         fail_fast: args.fail_fast,
-        report_base: args.report_dir.clone(),
-        suite_name,
-        notify_webhook: args.notify_webhook.clone(),
-        metrics_file: args.metrics_file.clone(),
+        outputs: SuiteOutputs {
+            report_base: args.report_dir.clone(),
+            suite_name,
+            notify_webhook: args.notify_webhook.clone(),
+            metrics_file: args.metrics_file.clone(),
+        },
         verbose: args.verbose,
     };
     println!("running {} call(s) from {}", plans.len() * options.repeat, args.path.display());

@@ -16,6 +16,7 @@ pub mod doctor;
 pub mod exit;
 pub mod media;
 pub mod observe;
+pub mod pipeline;
 pub mod report;
 pub mod request;
 pub mod run;
