@@ -1,6 +1,7 @@
-//! The command line: parse flags, turn them into a call request, run it (with the
-//! LiveKit watcher alongside when LiveKit is configured), print and write the
-//! results, and map the outcome to the exit code (0 pass, 1 the system under
+//! The command line: parse flags, turn them into a call request (or load a
+//! scenario suite), run it through [`crate::pipeline`] (or [`crate::suite`],
+//! with Ctrl-C cancelling the calls' token), print the results, have the
+//! outputs written, and map the outcome to the exit code (0 pass, 1 the system under
 //! test failed a check, 2 the tester could not run). `doctor` audits the
 //! LiveKit SIP configuration (0 clean, 1 error-level finding, 2 no access).
 
@@ -15,13 +16,15 @@ use crate::exit::Exit;
 use crate::media::codec::AudioCodec;
 use crate::media::session::PlayStart;
 use crate::observe::livekit::{self as lk, LiveKitConfig, LiveKitOverrides, ServerApi};
+use crate::pipeline;
+use crate::report::outputs::{self, SuiteOutputs};
 use crate::report::{self, Report};
 use crate::request::{
     self, AgentExpectation, AuthRequest, CallRequest, Expectations, ExpectedAgent, FinalResponses, MediaExpectations,
     PlayRequest, PrepareError, SecretRef,
 };
-use crate::run::{self, SuiteOptions};
 use crate::sip::Transport;
+use crate::suite::{self, SuiteOptions};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -251,7 +254,7 @@ fn run_call(runtime: &tokio::runtime::Runtime, args: CallArgs) -> Exit {
     };
     let mut printer = MessagePrinter { verbosity: args.verbose };
     let cancel = cancel_on_ctrl_c(runtime);
-    let call = run::execute(&request, &spec, &mut printer, args.report_dir.as_deref(), &cancel);
+    let call = pipeline::execute(&request, &spec, &mut printer, args.report_dir.as_deref(), &cancel);
     let call_report = match runtime.block_on(call) {
         Ok(r) => r,
         Err(e) => {
@@ -538,31 +541,47 @@ fn run_suite(runtime: &tokio::runtime::Runtime, args: &RunArgs) -> Exit {
         parallel: usize::from(args.parallel),
         repeat: usize::from(args.repeat),
         fail_fast: args.fail_fast,
+    };
+    let written = SuiteOutputs {
         report_base: args.report_dir.clone(),
         suite_name,
         notify_webhook: args.notify_webhook.clone(),
         metrics_file: args.metrics_file.clone(),
-        verbose: args.verbose,
     };
     println!("running {} call(s) from {}", plans.len() * options.repeat, args.path.display());
     let cancel = cancel_on_ctrl_c(runtime);
-    let outcome = match runtime.block_on(run::run_suite(plans, &options, &cancel)) {
-        Ok(o) => o,
+    let run_dir = match outputs::create_run_folder(&written.report_base) {
+        Ok(dir) => dir,
         Err(e) => {
             console::error(e);
             return Exit::TesterError;
         }
     };
+    let mut progress = console::SuiteProgressBar::new(args.verbose);
+    let ran = runtime.block_on(async {
+        let outcome = suite::run(plans, &options, &run_dir, &mut progress, &cancel).await?;
+        let problems = outputs::write_suite_outputs(&outcome.report, &run_dir, &outcome.call_dirs, &written).await?;
+        Ok::<_, String>((outcome, problems))
+    });
+    let (outcome, output_problems) = match ran {
+        Ok(v) => v,
+        Err(e) => {
+            console::error(e);
+            return Exit::TesterError;
+        }
+    };
+    // Ctrl-C until the outputs are written counts: the run is incomplete.
+    let interrupted = cancel.is_cancelled();
     console::suite_summary(
         &outcome.report,
         outcome.skipped,
-        outcome.interrupted,
+        interrupted,
         &outcome.errors,
-        &outcome.output_problems,
-        &outcome.run_dir.join("index.html"),
+        &output_problems,
+        &run_dir.join("index.html"),
     );
     let passed = outcome.report.verdict == crate::verdict::Verdict::Pass;
-    if outcome.interrupted || (!outcome.output_problems.is_empty() && passed) {
+    if interrupted || (!output_problems.is_empty() && passed) {
         Exit::TesterError
     } else if outcome.skipped > 0 && passed {
         Exit::SystemUnderTestFailed

@@ -1,12 +1,15 @@
 //! What the terminal shows: SIP messages as they pass (`-v`), the suite's
-//! summary table and totals, `check`'s totals, and the tester's own errors.
-//! Verdict blocks come from [`crate::report::verdict_block`].
+//! progress bar, summary table and totals, `check`'s totals, and the
+//! tester's own errors. Verdict blocks come from
+//! [`crate::report::verdict_block`].
 
 use std::fmt::Display;
 use std::path::Path;
 
 use crate::call::{CallObserver, Direction, LoggedMessage};
-use crate::report::{self, Report};
+use crate::pipeline::ExecuteError;
+use crate::report::{self, CallReport, Report};
+use crate::suite::SuiteProgress;
 use crate::verdict::Verdict;
 
 /// A problem of the tester's own (exit 2): `callprobe: …` on stderr.
@@ -34,6 +37,59 @@ impl CallObserver for MessagePrinter {
             for l in m.raw.lines() {
                 println!("             | {l}");
             }
+        }
+    }
+}
+
+/// The suite's progress bar (drawn only on a terminal): calls done of all,
+/// and the last call's verdict; with `verbose`, each call's verdict block as
+/// it finishes.
+pub struct SuiteProgressBar {
+    verbose: bool,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl SuiteProgressBar {
+    pub fn new(verbose: bool) -> Self {
+        SuiteProgressBar { verbose, bar: None }
+    }
+}
+
+impl SuiteProgress for SuiteProgressBar {
+    fn suite_started(&mut self, total: usize) {
+        let bar = indicatif::ProgressBar::new(total as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        self.bar = Some(bar);
+    }
+
+    fn call_started(&mut self, _label: &str) {}
+
+    fn call_finished(&mut self, label: &str, result: Result<&CallReport, &ExecuteError>) {
+        let Some(bar) = &self.bar else { return };
+        match result {
+            Ok(r) => {
+                bar.set_message(format!("{label}: {:?}", r.verdict).to_lowercase());
+                if self.verbose {
+                    bar.suspend(|| print!("{}", report::verdict_block(r)));
+                }
+            }
+            Err(_) => bar.set_message(format!("{label}: error")),
+        }
+        bar.inc(1);
+    }
+
+    fn call_skipped(&mut self, _label: &str) {
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        }
+    }
+
+    fn suite_finished(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
         }
     }
 }

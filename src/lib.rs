@@ -2,10 +2,12 @@
 //! and says, call by call, whether the chain works and, when not, why.
 //!
 //! Modules read in the order a call happens: `cli` and `scenario` → the
-//! `request` they build → `call` (with the sans-I/O `sip` core, and
-//! `observe` watching LiveKit alongside) → `verdict` → `report`; `console`
-//! is what the terminal shows, `exit` how a run ends. `doctor` audits the
-//! LiveKit SIP configuration.
+//! `request` they build → `suite` (the job queue of `callprobe run`) →
+//! `pipeline` (one call end to end): `call` (with the sans-I/O `sip` core,
+//! and `observe` watching LiveKit alongside) → `verdict` → `report`
+//! (`report::outputs` writes everything); `console` is what the terminal
+//! shows, `exit` how a run ends. `doctor` audits the LiveKit SIP
+//! configuration.
 
 pub mod call;
 pub mod cli;
@@ -16,10 +18,11 @@ pub mod doctor;
 pub mod exit;
 pub mod media;
 pub mod observe;
+pub mod pipeline;
 pub mod report;
 pub mod request;
-pub mod run;
 pub mod scenario;
 pub mod secret;
 pub mod sip;
+pub mod suite;
 pub mod verdict;

@@ -21,6 +21,7 @@ pub mod html;
 pub mod junit;
 pub mod metrics;
 pub mod model;
+pub mod outputs;
 pub mod pcap;
 pub mod run_dir;
 pub mod utc;

@@ -1,0 +1,160 @@
+//! One call's pipeline, in the order it happens: place the call (with the
+//! LiveKit watcher alongside when LiveKit is configured), judge it (checks,
+//! then the diagnosis), write the call's files, and return its report.
+//! `callprobe call` runs it once; [`crate::suite`] runs it per scenario case.
+
+use std::path::Path;
+
+use crate::call::{self, CallObserver, CallRecord, CallSpec, Cancel, RunError};
+use crate::observe::analysis;
+use crate::observe::livekit::observation::{self, LiveKitObservation};
+use crate::observe::livekit::room_watch::{self, CallIdentity, RoomWatch, WatchSettings};
+use crate::observe::livekit::{self as lk, LiveKitConfig, LiveKitOverrides, ServerApi};
+use crate::report::outputs::write_call_files;
+use crate::report::{CallReport, MediaReport};
+use crate::request::CallRequest;
+use crate::verdict::checks;
+use crate::verdict::diagnose::{self, Observation};
+
+/// Why a call could not be run at all (the tester's problem: exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError {
+    #[error("{0}")]
+    Run(#[from] RunError),
+    #[error("{0}")]
+    LiveKit(String),
+    #[error("{0}")]
+    Output(String),
+}
+
+/// Places `spec` (prepared from `request`), watching LiveKit alongside when
+/// it is configured, and judges it against the request's expectations. With
+/// `out_dir`, the call's files (rx.wav, tx.wav, call.pcap) are written there.
+pub async fn execute(
+    request: &CallRequest,
+    spec: &CallSpec,
+    observer: &mut dyn CallObserver,
+    out_dir: Option<&Path>,
+    cancel: &Cancel,
+) -> Result<CallReport, ExecuteError> {
+    let mut notes = Vec::new();
+    let livekit = livekit_for_call(&request.livekit, request.expect.agent.is_some(), &mut notes).await?;
+    let (mut record, watched) = run_watched(spec, observer, livekit.as_ref(), cancel).await?;
+    record.notes.extend(notes);
+    let mut observed: Option<LiveKitObservation> =
+        livekit.as_ref().zip(watched).map(|(api, w)| observation::relate(&w, &record, api.url()));
+    let expect = &request.expect;
+    let analysis = analysis::analyse(&record, expect.media.tone_hz);
+    let mut checks = checks::evaluate(&record, expect);
+    checks.extend(checks::media_checks(&record, analysis.as_ref(), &expect.media));
+    if let Some(want) = &expect.agent {
+        checks.push(checks::agent_joined(want, observed.as_ref()));
+    }
+    let failed = checks.iter().any(|c| !c.passed);
+    // After a failure, the trunks and rules tell which LiveKit cause it is.
+    let sip_config = match (&livekit, failed) {
+        (Some(api), true) => match api.fetch_sip_config().await {
+            Ok(config) => Some(config),
+            Err(e) => {
+                record.notes.push(format!("could not read the LiveKit SIP configuration for the diagnosis: {e}"));
+                None
+            }
+        },
+        _ => None,
+    };
+    if let (Some(seen), Some(config)) = (observed.as_mut(), sip_config.as_ref()) {
+        seen.dispatch_rule = seen.rule_id.as_deref().and_then(|id| config.rule(id)).cloned();
+    }
+    // A scenario that expects a diagnosis is judged by it: the diagnosis
+    // check decides the verdict, the others show the failure it expects.
+    let observation = Observation {
+        record: &record,
+        livekit: observed.as_ref(),
+        sip_config: sip_config.as_ref(),
+        expected_agent: expect.agent.as_ref(),
+        far_end_speech: analysis.as_ref().map(|a| !a.speech_segments.is_empty()),
+    };
+    let (diagnosis, passed_notes) = if failed {
+        (diagnose::diagnose_observation(&observation), Vec::new())
+    } else {
+        (Vec::new(), diagnose::notes_for_passed_call(&observation))
+    };
+    record.notes.extend(passed_notes);
+    let recordings = match out_dir {
+        Some(dir) => write_call_files(dir, &record).map_err(ExecuteError::Output)?,
+        None => None,
+    };
+    if let Some(code) = &expect.diagnosis {
+        let check = checks::expected_diagnosis(code, &checks, &diagnosis);
+        checks.push(check);
+    }
+    let mut call_report = CallReport::new(&record, checks, diagnosis, expect.diagnosis.clone());
+    call_report.name = request.name.clone();
+    call_report.tags = request.tags.clone();
+    call_report.media = MediaReport::new(&record, analysis.as_ref(), recordings);
+    call_report.livekit = observed;
+    Ok(call_report)
+}
+
+/// The LiveKit API for this call, checked with one request before the call.
+/// `--expect-agent` needs it (a tester error when missing); otherwise it is
+/// used when configured, and a broken configuration only leaves a note.
+async fn livekit_for_call(
+    overrides: &LiveKitOverrides,
+    required: bool,
+    notes: &mut Vec<String>,
+) -> Result<Option<ServerApi>, ExecuteError> {
+    let needed = |why: String| {
+        ExecuteError::LiveKit(format!(
+            "--expect-agent needs the LiveKit API ({}, {}, {}, or the --livekit-* flags): {why}",
+            lk::URL_VAR,
+            lk::API_KEY_VAR,
+            lk::API_SECRET_VAR
+        ))
+    };
+    let config = match LiveKitConfig::from_env(overrides) {
+        Ok(Some(c)) => c,
+        Ok(None) if required => return Err(needed(format!("{} is not set", lk::URL_VAR))),
+        Ok(None) => return Ok(None),
+        Err(e) if required => return Err(needed(e.to_string())),
+        Err(e) => {
+            notes.push(format!("LiveKit not observed: {e}"));
+            return Ok(None);
+        }
+    };
+    let api = ServerApi::new(&config);
+    match api.preflight().await {
+        Ok(()) => Ok(Some(api)),
+        Err(e) if required => Err(needed(e.to_string())),
+        Err(e) => {
+            notes.push(format!("LiveKit not observed: {e}"));
+            Ok(None)
+        }
+    }
+}
+
+/// Runs the call and, alongside, the LiveKit watcher; the watcher stops
+/// (after one last poll) when the call ends.
+async fn run_watched(
+    spec: &CallSpec,
+    observer: &mut dyn CallObserver,
+    livekit: Option<&ServerApi>,
+    cancel: &Cancel,
+) -> Result<(CallRecord, Option<RoomWatch>), RunError> {
+    let (call_ended, watch_stop) = tokio::sync::watch::channel(false);
+    let call = async {
+        let record = call::run(spec, observer, cancel).await;
+        let _ = call_ended.send(true);
+        record
+    };
+    let who = CallIdentity { test_id: spec.test_id.clone(), call_id: spec.call_id.clone() };
+    let settings = WatchSettings::default();
+    let watch = async {
+        match livekit {
+            Some(api) => Some(room_watch::watch_call(api, &who, &settings, watch_stop).await),
+            None => None,
+        }
+    };
+    let (record, watched) = tokio::join!(call, watch);
+    Ok((record?, watched))
+}
