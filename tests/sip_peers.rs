@@ -346,7 +346,7 @@ fn ctrl_c_while_ringing_cancels_and_exits_2() {
     let port = free_port(false);
     let uas = Sipp::start("livekit_standin_ring.xml", port).expect("start SIPp (Debian package sip-tester)");
     let dir = support::peers::TempDir::new("callprobe-ctrl-c").unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_callprobe"))
+    let child = Command::new(env!("CARGO_BIN_EXE_callprobe"))
         .args(["call", &format!("sip:+14144007103@127.0.0.1:{port}"), "--timeout", "20s", "--report-dir"])
         .arg(dir.path())
         .env_remove("LIVEKIT_URL")
