@@ -11,11 +11,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::call::{CallSpec, Cancel};
 use crate::console::{self, MessagePrinter};
-use crate::doctor::{self, AuditExpectations};
 use crate::exit::Exit;
+use crate::livekit::doctor::{self, AuditExpectations};
+use crate::livekit::{self as lk, LiveKitConfig, LiveKitOverrides, ServerApi};
 use crate::media::codec::AudioCodec;
 use crate::media::session::PlayStart;
-use crate::observe::livekit::{self as lk, LiveKitConfig, LiveKitOverrides, ServerApi};
 use crate::pipeline;
 use crate::report::outputs::{self, SuiteOutputs};
 use crate::report::{self, Report};

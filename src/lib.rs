@@ -3,21 +3,21 @@
 //!
 //! Modules read in the order a call happens: `cli` and `scenario` → the
 //! `request` they build → `suite` (the job queue of `callprobe run`) →
-//! `pipeline` (one call end to end): `call` (with the sans-I/O `sip` core,
-//! and `observe` watching LiveKit alongside) → `verdict` → `report`
-//! (`report::outputs` writes everything); `console` is what the terminal
-//! shows, `exit` how a run ends. `doctor` audits the LiveKit SIP
-//! configuration.
+//! `pipeline` (one call end to end): `call` (with the sans-I/O `sip` and
+//! `media` cores, and `livekit` watching the room alongside) → `audio` (what
+//! the far end said) → `verdict` → `report` (`report::outputs` writes
+//! everything); `console` is what the terminal shows, `exit` how a run
+//! ends. `livekit::doctor` audits the LiveKit SIP configuration.
 
+pub mod audio;
 pub mod call;
 pub mod cli;
 pub mod console;
 #[cfg(test)]
 mod doc_links;
-pub mod doctor;
 pub mod exit;
+pub mod livekit;
 pub mod media;
-pub mod observe;
 pub mod pipeline;
 pub mod report;
 pub mod request;

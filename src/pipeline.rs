@@ -5,11 +5,11 @@
 
 use std::path::Path;
 
+use crate::audio::analysis;
 use crate::call::{self, CallObserver, CallRecord, CallSpec, Cancel, RunError};
-use crate::observe::analysis;
-use crate::observe::livekit::observation::{self, LiveKitObservation};
-use crate::observe::livekit::room_watch::{self, CallIdentity, RoomWatch, WatchSettings};
-use crate::observe::livekit::{self as lk, LiveKitConfig, LiveKitOverrides, ServerApi};
+use crate::livekit::observation::{self, LiveKitObservation};
+use crate::livekit::room_watch::{self, CallIdentity, RoomWatch, WatchSettings};
+use crate::livekit::{self as lk, LiveKitConfig, LiveKitOverrides, ServerApi};
 use crate::report::outputs::write_call_files;
 use crate::report::{CallReport, MediaReport};
 use crate::request::CallRequest;

@@ -6,10 +6,10 @@
 use std::path::Path;
 use std::time::UNIX_EPOCH;
 
+use crate::audio::analysis::{MediaAnalysis, ToneFinding};
+use crate::audio::vad::SpeechSegment;
 use crate::call::{CallRecord, LoggedMessage};
-use crate::media::vad::SpeechSegment;
-use crate::observe::analysis::{MediaAnalysis, ToneFinding};
-use crate::observe::livekit::observation::LiveKitObservation;
+use crate::livekit::observation::LiveKitObservation;
 use crate::sip::caller::{EndReason, FinalResponse};
 use crate::sip::Transport;
 use crate::verdict::checks::Check;

@@ -7,11 +7,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::audio::wav;
 use crate::call::CallSpec;
+use crate::livekit::LiveKitOverrides;
 use crate::media::codec::AudioCodec;
 use crate::media::session::{PlayPlan, PlayStart, RECORDING_RATE};
-use crate::media::wav;
-use crate::observe::livekit::LiveKitOverrides;
 use crate::secret::{Secret, SecretError};
 use crate::sip::caller::Credentials;
 use crate::sip::message::{self, uri_target};

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use callprobe::media::vad::{detect_speech, VadConfig, VAD_SAMPLE_RATE};
-use callprobe::media::wav;
+use callprobe::audio::vad::{detect_speech, VadConfig, VAD_SAMPLE_RATE};
+use callprobe::audio::wav;
 use serde_json::Value;
 use support::peers::{free_port, require_tools, Sipp, SippOptions, TempDir, Tool, Transport};
 

@@ -11,16 +11,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use callprobe::audio::analysis::ToneFinding;
+use callprobe::audio::vad::{detect_speech, SpeechSegment, VadConfig, VAD_SAMPLE_RATE};
+use callprobe::audio::wav;
 use callprobe::call::{CallSpec, Direction, LoggedMessage};
-use callprobe::media::vad::{detect_speech, SpeechSegment, VadConfig, VAD_SAMPLE_RATE};
-use callprobe::media::wav;
-use callprobe::observe::analysis::ToneFinding;
-use callprobe::observe::livekit::observation::{
+use callprobe::livekit::observation::{
     AgentReport, DispatchReport, JobReport, JoinSource, LiveKitObservation, SipParticipantReport, StatusReport,
     TimeReference,
 };
-use callprobe::observe::livekit::room_watch::MatchedBy;
-use callprobe::observe::livekit::sip_config::DispatchRule;
+use callprobe::livekit::room_watch::MatchedBy;
+use callprobe::livekit::sip_config::DispatchRule;
 use callprobe::report::html::write_index;
 use callprobe::report::junit::write_junit;
 use callprobe::report::metrics::write_metrics;

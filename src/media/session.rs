@@ -13,14 +13,14 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::audio::recording::{RtpTimeline, TimelineRecorder};
+use crate::audio::vad::{detect_speech, SpeechDetector, VadConfig, VAD_SAMPLE_RATE};
 use crate::media::codec::{AudioCodec, AudioDecoder, AudioEncoder, FRAME_DURATION};
 use crate::media::dtmf::DtmfReceiver;
 use crate::media::pacer::{Pacer, StreamIdentity, TxFrame};
-use crate::media::recording::{RtpTimeline, TimelineRecorder};
 use crate::media::rtp::{looks_like_rtcp, parse_packet};
 use crate::media::rx_stats::{RxStats, RxStatsReport};
 use crate::media::sdp::NegotiatedAudio;
-use crate::media::vad::{detect_speech, SpeechDetector, VadConfig, VAD_SAMPLE_RATE};
 
 /// Recordings and analysis run at 16 kHz whatever the codec.
 pub const RECORDING_RATE: u32 = VAD_SAMPLE_RATE;
@@ -375,7 +375,7 @@ fn from_recording_rate(pcm: &[i16], rate: u32) -> Vec<i16> {
     if rate == RECORDING_RATE {
         return pcm.to_vec();
     }
-    crate::media::wav::resample_i16(pcm, RECORDING_RATE, rate)
+    crate::audio::wav::resample_i16(pcm, RECORDING_RATE, rate)
         .unwrap_or_else(|_| pcm.iter().step_by((RECORDING_RATE / rate) as usize).copied().collect())
 }
 
@@ -385,7 +385,7 @@ fn at_recording_rate(recorded: TimelineRecorder) -> TimelineRecorder {
         return recorded;
     }
     let mut out = TimelineRecorder::new(RECORDING_RATE, MAX_RECORDING);
-    let resampled = crate::media::wav::resample_i16(recorded.samples(), recorded.sample_rate(), RECORDING_RATE)
+    let resampled = crate::audio::wav::resample_i16(recorded.samples(), recorded.sample_rate(), RECORDING_RATE)
         .unwrap_or_else(|_| interpolate_to_recording_rate(recorded.samples(), recorded.sample_rate()));
     let _ = out.place(Duration::ZERO, &resampled);
     out
@@ -398,10 +398,10 @@ fn ms_since(t0: Instant, at: Instant) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audio::wav;
     use crate::media::dtmf::key_press_packets;
     use crate::media::rtp::{build_packet, RtpHeader};
     use crate::media::sdp::MediaDirection;
-    use crate::media::wav;
 
     const FAR: &str = "127.0.0.1:40000";
     const LOCAL: &str = "127.0.0.1:50000";

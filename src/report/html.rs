@@ -372,7 +372,7 @@ fn marks(call: &CallReport) -> Marks {
 }
 
 /// What LiveKit showed: a summary, then the whole observation as JSON.
-fn livekit(page: &mut String, lk: &crate::observe::livekit::observation::LiveKitObservation) {
+fn livekit(page: &mut String, lk: &crate::livekit::observation::LiveKitObservation) {
     page.push_str("<h3>LiveKit</h3><dl class=\"facts\">");
     let status: Vec<&str> = lk
         .sip_participant

@@ -3,7 +3,7 @@
 //! These types are the file, field for field; nothing else is serialised
 //! into it. They are converted from callprobe's internal types
 //! ([`CallReport`](super::CallReport), [`Check`](crate::verdict::checks::Check),
-//! [`LiveKitObservation`](crate::observe::livekit::observation::LiveKitObservation) …)
+//! [`LiveKitObservation`](crate::livekit::observation::LiveKitObservation) …)
 //! with `From`, so renaming or reshaping an internal type cannot change the
 //! file by accident: the conversion stops compiling instead, and the golden
 //! test (`tests/golden/report.json`) shows any change that does get through.
@@ -26,8 +26,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::call::LoggedMessage;
-use crate::observe::livekit::observation as internal_lk;
-use crate::observe::livekit::room_watch::MatchedBy as InternalMatchedBy;
+use crate::livekit::observation as internal_lk;
+use crate::livekit::room_watch::MatchedBy as InternalMatchedBy;
 use crate::sip::caller::EndReason as InternalEndReason;
 
 /// `schema_version` of the report.json this code writes. Bumped only on an
@@ -773,8 +773,8 @@ impl From<&internal_lk::DispatchReport> for Dispatch {
     }
 }
 
-impl From<&crate::observe::livekit::sip_config::DispatchRule> for DispatchRule {
-    fn from(r: &crate::observe::livekit::sip_config::DispatchRule) -> DispatchRule {
+impl From<&crate::livekit::sip_config::DispatchRule> for DispatchRule {
+    fn from(r: &crate::livekit::sip_config::DispatchRule) -> DispatchRule {
         DispatchRule {
             id: r.id.clone(),
             name: r.name.clone(),

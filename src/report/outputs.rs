@@ -22,7 +22,7 @@ pub fn write_call_files(dir: &Path, record: &CallRecord) -> Result<Option<Record
     let Some(media) = &record.media else { return Ok(None) };
     let (rx, tx) = (dir.join("rx.wav"), dir.join("tx.wav"));
     let (mut rx_audio, mut tx_audio) = (media.rx_audio.clone(), media.tx_audio.clone());
-    crate::media::recording::pad_to_common_length(&mut rx_audio, &mut tx_audio);
+    crate::audio::recording::pad_to_common_length(&mut rx_audio, &mut tx_audio);
     rx_audio.write_wav(&rx).map_err(|e| format!("cannot write {}: {e}", rx.display()))?;
     tx_audio.write_wav(&tx).map_err(|e| format!("cannot write {}: {e}", tx.display()))?;
     Ok(Some(Recordings { rx: "rx.wav".into(), tx: "tx.wav".into() }))

@@ -1,9 +1,9 @@
 //! The checks one call must pass. Each check names what was expected and
 //! what happened, so a failing line reads as its own explanation.
 
+use crate::audio::analysis::{MediaAnalysis, TONE_MIN_MS};
 use crate::call::CallRecord;
-use crate::observe::analysis::{MediaAnalysis, TONE_MIN_MS};
-use crate::observe::livekit::observation::{JoinSource, LiveKitObservation};
+use crate::livekit::observation::{JoinSource, LiveKitObservation};
 use crate::sip::caller::EndReason;
 
 use crate::request::{AgentExpectation, Expectations, FinalResponses, MediaExpectations};
@@ -258,7 +258,7 @@ fn rtp_quality(record: &CallRecord, want: &MediaExpectations) -> Check {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::livekit::observation::tests::{agent, observation_with_room};
+    use crate::livekit::observation::tests::{agent, observation_with_room};
     use crate::request::ExpectedAgent;
     use std::time::Duration;
 

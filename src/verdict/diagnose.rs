@@ -14,8 +14,8 @@
 //! vaguer "why" would only send people down the wrong list of fixes.
 
 use crate::call::CallRecord;
-use crate::observe::livekit::observation::LiveKitObservation;
-use crate::observe::livekit::sip_config::{is_number_without_e164, looks_like_phone_number, DispatchRule, SipConfig};
+use crate::livekit::observation::LiveKitObservation;
+use crate::livekit::sip_config::{is_number_without_e164, looks_like_phone_number, DispatchRule, SipConfig};
 use crate::request::AgentExpectation;
 use crate::sip::caller::EndReason;
 use crate::sip::Transport;
@@ -543,9 +543,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::observe::livekit::observation::tests::{agent, observation_with_room, record_with_invites};
-    use crate::observe::livekit::observation::{AgentReport, DispatchReport, JobReport};
-    use crate::observe::livekit::sip_config::InboundTrunk;
+    use crate::livekit::observation::tests::{agent, observation_with_room, record_with_invites};
+    use crate::livekit::observation::{AgentReport, DispatchReport, JobReport};
+    use crate::livekit::sip_config::InboundTrunk;
 
     fn rang_and_cancelled() -> CallRecord {
         let mut r = record_with_invites(0, &[(0.0, 1), (30.0, 2)]);

@@ -9,7 +9,7 @@ use std::fmt::Write;
 use std::path::Path;
 
 use super::escape::text;
-use crate::media::wav::read_mono;
+use crate::audio::wav::read_mono;
 
 /// Left margin for the lane names.
 const LEFT: f64 = 92.0;

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::media::wav::{self, WavError};
+use crate::audio::wav::{self, WavError};
 
 /// Why a frame was not placed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]

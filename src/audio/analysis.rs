@@ -3,10 +3,10 @@
 //! answered our utterance, its talk time and longest silence, and whether
 //! an expected tone was there. Pure: works on a finished [`CallRecord`].
 
+use crate::audio::latency::{speech_timings, CallEvents};
+use crate::audio::tone::tone_presence;
+use crate::audio::vad::{detect_speech, SpeechSegment, VadConfig, VAD_SAMPLE_RATE};
 use crate::call::CallRecord;
-use crate::media::latency::{speech_timings, CallEvents};
-use crate::media::tone::tone_presence;
-use crate::media::vad::{detect_speech, SpeechSegment, VadConfig, VAD_SAMPLE_RATE};
 
 /// A tone must dominate at least this share of a frame's power.
 const TONE_POWER_FRACTION: f64 = 0.6;

@@ -9,6 +9,7 @@
 //! arrives (closures infer the types) into the types of [`room_watch`] and
 //! [`sip_config`]. Everything needed is in the crate: no raw Twirp calls.
 
+pub mod doctor;
 pub mod observation;
 pub mod room_watch;
 pub mod sip_config;

@@ -13,10 +13,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::observe::livekit::sip_config::{
-    is_number_without_e164, normalize_number, DispatchRule, InboundTrunk, SipConfig,
-};
-use crate::observe::livekit::{ApiError, ServerApi};
+use crate::livekit::sip_config::{is_number_without_e164, normalize_number, DispatchRule, InboundTrunk, SipConfig};
+use crate::livekit::{ApiError, ServerApi};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -20,7 +20,7 @@
 //!
 //! Use [`SpeechDetector`] live (it reports the open segment), or
 //! [`detect_speech`] on a whole recording. Resample 8 kHz call audio to 16 kHz
-//! first ([`crate::media::wav::resample_i16`]).
+//! first ([`crate::audio::wav::resample_i16`]).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -336,8 +336,8 @@ pub fn detect_speech(pcm_16k: &[i16], config: VadConfig) -> Vec<SpeechSegment> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audio::wav;
     use crate::media::codec::AudioCodec;
-    use crate::media::wav;
     use std::path::PathBuf;
 
     /// Tolerance on every detected boundary against the fixture's truth.

@@ -7,7 +7,7 @@
 //! INVITE or the 200 OK; [`CallEvents`] says where the 200 OK is). Segments
 //! may come unsorted or overlapping; they are merged first.
 
-use crate::media::vad::SpeechSegment;
+use crate::audio::vad::SpeechSegment;
 
 /// Moments of the call that the measures are taken against (ms on the timeline).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
