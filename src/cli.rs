@@ -580,7 +580,7 @@ fn run_suite(runtime: &tokio::runtime::Runtime, args: &RunArgs) -> Exit {
         &output_problems,
         &run_dir.join("index.html"),
     );
-    let passed = outcome.report.verdict == crate::verdict::Verdict::Pass;
+    let passed = outcome.report.verdict == crate::report::model::Verdict::Pass;
     if interrupted || (!output_problems.is_empty() && passed) {
         Exit::TesterError
     } else if outcome.skipped > 0 && passed {

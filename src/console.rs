@@ -8,9 +8,9 @@ use std::path::Path;
 
 use crate::call::{CallObserver, Direction, LoggedMessage};
 use crate::pipeline::ExecuteError;
-use crate::report::{self, CallReport, Report};
+use crate::report::model::Verdict;
+use crate::report::{self, Call, Report};
 use crate::suite::SuiteProgress;
-use crate::verdict::Verdict;
 
 /// A problem of the tester's own (exit 2): `callprobe: …` on stderr.
 pub fn error(message: impl Display) {
@@ -67,7 +67,7 @@ impl SuiteProgress for SuiteProgressBar {
 
     fn call_started(&mut self, _label: &str) {}
 
-    fn call_finished(&mut self, label: &str, result: Result<&CallReport, &ExecuteError>) {
+    fn call_finished(&mut self, label: &str, result: Result<&Call, &ExecuteError>) {
         let Some(bar) = &self.bar else { return };
         match result {
             Ok(r) => {

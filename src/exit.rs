@@ -34,3 +34,10 @@ impl From<Verdict> for Exit {
         }
     }
 }
+
+/// The run's verdict as report.json has it.
+impl From<crate::report::model::Verdict> for Exit {
+    fn from(verdict: crate::report::model::Verdict) -> Exit {
+        Exit::from(Verdict::from(verdict))
+    }
+}

@@ -10,8 +10,8 @@ use crate::call::{self, CallObserver, CallRecord, CallSpec, Cancel, RunError};
 use crate::livekit::observation::{self, LiveKitObservation};
 use crate::livekit::room_watch::{self, CallIdentity, RoomWatch, WatchSettings};
 use crate::livekit::{self as lk, LiveKitConfig, LiveKitOverrides, ServerApi};
+use crate::report::model::{Call, LiveKit, Media};
 use crate::report::outputs::write_call_files;
-use crate::report::{CallReport, MediaReport};
 use crate::request::CallRequest;
 use crate::verdict::checks;
 use crate::verdict::diagnose::{self, Observation};
@@ -36,7 +36,7 @@ pub async fn execute(
     observer: &mut dyn CallObserver,
     out_dir: Option<&Path>,
     cancel: &Cancel,
-) -> Result<CallReport, ExecuteError> {
+) -> Result<Call, ExecuteError> {
     let mut notes = Vec::new();
     let livekit = livekit_for_call(&request.livekit, request.expect.agent.is_some(), &mut notes).await?;
     let (mut record, watched) = run_watched(spec, observer, livekit.as_ref(), cancel).await?;
@@ -88,11 +88,11 @@ pub async fn execute(
         let check = checks::expected_diagnosis(code, &checks, &diagnosis);
         checks.push(check);
     }
-    let mut call_report = CallReport::new(&record, checks, diagnosis, expect.diagnosis.clone());
+    let mut call_report = Call::new(&record, checks, diagnosis, expect.diagnosis.clone());
     call_report.name = request.name.clone();
     call_report.tags = request.tags.clone();
-    call_report.media = MediaReport::new(&record, analysis.as_ref(), recordings);
-    call_report.livekit = observed;
+    call_report.media = Media::new(&record, analysis.as_ref(), recordings);
+    call_report.livekit = observed.as_ref().map(LiveKit::from);
     Ok(call_report)
 }
 

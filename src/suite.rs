@@ -15,9 +15,9 @@ use tokio::sync::{mpsc, Mutex};
 
 use crate::call::{CallSpec, Cancel};
 use crate::pipeline::{self, ExecuteError};
-use crate::report::{run_dir, CallReport, Report};
+use crate::report::model::Verdict;
+use crate::report::{run_dir, Call, Report};
 use crate::request::CallRequest;
-use crate::verdict::Verdict;
 
 /// How a suite runs.
 #[derive(Debug, Clone)]
@@ -38,7 +38,7 @@ pub trait SuiteProgress {
     /// A worker took the call from the queue and dials it.
     fn call_started(&mut self, label: &str);
     /// The call ended: its report, or why it could not run.
-    fn call_finished(&mut self, label: &str, result: Result<&CallReport, &ExecuteError>);
+    fn call_finished(&mut self, label: &str, result: Result<&Call, &ExecuteError>);
     /// The call was never started (`--fail-fast`, or cancelled).
     fn call_skipped(&mut self, label: &str);
     /// After the last call.
@@ -49,7 +49,7 @@ pub trait SuiteProgress {
 impl SuiteProgress for () {
     fn suite_started(&mut self, _: usize) {}
     fn call_started(&mut self, _: &str) {}
-    fn call_finished(&mut self, _: &str, _: Result<&CallReport, &ExecuteError>) {}
+    fn call_finished(&mut self, _: &str, _: Result<&Call, &ExecuteError>) {}
     fn call_skipped(&mut self, _: &str) {}
     fn suite_finished(&mut self) {}
 }
@@ -88,7 +88,7 @@ enum Event {
 
 struct FinishedJob {
     job: Job,
-    result: Result<CallReport, ExecuteError>,
+    result: Result<Call, ExecuteError>,
 }
 
 /// Runs `calls` (each `opts.repeat` times) with at most `opts.parallel`
@@ -121,7 +121,7 @@ pub async fn run(
     }
     // The workers hold the only senders: the events end with the last worker.
     drop(events_tx);
-    let mut finished: Vec<(usize, CallReport, PathBuf)> = Vec::new();
+    let mut finished: Vec<(usize, Call, PathBuf)> = Vec::new();
     let mut errors = Vec::new();
     while let Some(event) = events.recv().await {
         match event {
@@ -134,7 +134,7 @@ pub async fn run(
                     Err(e) => {
                         let (name, tags) = (job.request.name.clone(), job.request.tags.clone());
                         errors.push((job.label.clone(), e.to_string()));
-                        CallReport::not_run(name, tags, &job.spec, &e.to_string())
+                        Call::not_run(name, tags, &job.spec, &e.to_string())
                     }
                 };
                 finished.push((job.index, call_report, job.dir));
@@ -231,7 +231,7 @@ mod tests {
         fn call_started(&mut self, label: &str) {
             self.0.push(format!("started {label}"));
         }
-        fn call_finished(&mut self, label: &str, _: Result<&CallReport, &ExecuteError>) {
+        fn call_finished(&mut self, label: &str, _: Result<&Call, &ExecuteError>) {
             self.0.push(format!("finished {label}"));
         }
         fn call_skipped(&mut self, label: &str) {

@@ -11,8 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use callprobe::audio::analysis::ToneFinding;
-use callprobe::audio::vad::{detect_speech, SpeechSegment, VadConfig, VAD_SAMPLE_RATE};
+use callprobe::audio::vad::{detect_speech, VadConfig, VAD_SAMPLE_RATE};
 use callprobe::audio::wav;
 use callprobe::call::{CallSpec, Direction, LoggedMessage};
 use callprobe::livekit::observation::{
@@ -24,15 +23,15 @@ use callprobe::livekit::sip_config::DispatchRule;
 use callprobe::report::html::write_index;
 use callprobe::report::junit::write_junit;
 use callprobe::report::metrics::write_metrics;
+use callprobe::report::model::{
+    self, Call, Check, Diagnosis, FinalResponse, Media, PlayedSpan, Recordings, Report, Sip, SpeechSegment, Tone,
+};
 use callprobe::report::pcap::{write_call_pcap, CapturedPacket, CapturedProtocol};
 use callprobe::report::run_dir::{call_dir_name, create_run_dir};
 use callprobe::report::webhook::notify_failure;
-use callprobe::report::{CallReport, MediaReport, PlayedSpan, Recordings, Report, SipReport};
-use callprobe::sip::caller::{EndReason, FinalResponse};
+use callprobe::sip::caller::EndReason;
 use callprobe::sip::transaction::TimerConfig;
 use callprobe::sip::Transport;
-use callprobe::verdict::checks::Check;
-use callprobe::verdict::diagnose::Diagnosis;
 use callprobe::verdict::{describe_end, Verdict};
 use support::peers::{require_tools, Tool};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -147,12 +146,12 @@ fn sip_report(
     ended: EndReason,
     ended_ms: f64,
     transport: Transport,
-) -> SipReport {
+) -> Sip {
     let local = match transport {
         Transport::Udp => "127.0.0.1:40123",
         Transport::Tcp => "127.0.0.1:40124",
     };
-    SipReport {
+    Sip {
         final_responses: finals
             .iter()
             .map(|(status, reason)| FinalResponse { status: *status, reason: reason.to_string() })
@@ -167,8 +166,8 @@ fn sip_report(
         connected_ms: connected,
         ended_ms: Some(ended_ms),
         ended_description: Some(describe_end(&ended)),
-        ended: Some(ended),
-        messages,
+        ended: Some(model::EndReason::from(&ended)),
+        messages: messages.iter().map(model::Message::from).collect(),
     }
 }
 
@@ -265,14 +264,14 @@ fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
     let response_latency =
         segments.iter().find(|s| s.start_ms as f64 >= clip_end).map(|s| s.start_ms - clip_end as u64);
     let target1 = "sip:+14144007103@127.0.0.1:5070";
-    let call1 = CallReport {
+    let call1 = Call {
         name: None,
         tags: Vec::new(),
         call_id: "c57841a8a6da6db9@callprobe".into(),
         test_id: "cp-795c97f44bca".into(),
         target: target1.into(),
-        transport: Transport::Udp,
-        verdict: Verdict::Pass,
+        transport: Transport::Udp.into(),
+        verdict: Verdict::Pass.into(),
         started_unix_ms: STARTED_UNIX_MS,
         sip: sip_report(
             answered_messages(target1, connected, ended),
@@ -282,7 +281,7 @@ fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
             ended,
             Transport::Udp,
         ),
-        media: MediaReport {
+        media: Media {
             codec: Some("PCMU".into()),
             local_rtp: Some("127.0.0.1:16000".into()),
             remote_rtp: Some("127.0.0.1:20000".into()),
@@ -296,10 +295,10 @@ fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
             response_latency_ms: response_latency,
             talk_time_ms: Some(segments.iter().map(|s| s.duration_ms()).sum()),
             longest_silence_ms: Some(900),
-            speech_segments: segments,
+            speech_segments: segments.iter().map(SpeechSegment::from).collect(),
             played: Some(PlayedSpan { start_ms: clip_at, end_ms: clip_end }),
             recordings: Some(Recordings { rx: "rx.wav".into(), tx: "tx.wav".into() }),
-            ..MediaReport::default()
+            ..Media::default()
         },
         checks: vec![
             check("final_responses", true, "expected 407,200, got 407,200"),
@@ -311,21 +310,21 @@ fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
         diagnosis: Vec::new(),
         expected_diagnosis: None,
         notes: Vec::new(),
-        livekit: Some(livekit("cp-795c97f44bca", 212.0)),
+        livekit: Some(model::LiveKit::from(&livekit("cp-795c97f44bca", 212.0))),
     };
 
     // Call 2: 404 with a hostile reason phrase, over TCP.
     let target2 = "sip:+19995550000@127.0.0.1:5071;transport=tcp";
     let peer2 = "127.0.0.1:5071";
     let reason404 = HOSTILE_REASON;
-    let call2 = CallReport {
+    let call2 = Call {
         name: None,
         tags: Vec::new(),
         call_id: "0b1c2d3e4f506172@callprobe".into(),
         test_id: "cp-0000deadbeef".into(),
         target: target2.into(),
-        transport: Transport::Tcp,
-        verdict: Verdict::Fail,
+        transport: Transport::Tcp.into(),
+        verdict: Verdict::Fail.into(),
         started_unix_ms: STARTED_UNIX_MS + 20_000,
         sip: sip_report(
             vec![
@@ -339,7 +338,7 @@ fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
             2.6,
             Transport::Tcp,
         ),
-        media: MediaReport { error: Some("the call was not answered".into()), ..MediaReport::default() },
+        media: Media { error: Some("the call was not answered".into()), ..Media::default() },
         checks: vec![check("final_responses", false, &format!("expected 407,200, got 404 — rejected with 404 {reason404}"))],
         diagnosis: vec![Diagnosis {
             code: "no_trunk_found".into(),
@@ -362,14 +361,14 @@ fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
     let rx3 = line_noise(sample_at(ended3));
     let mut tx3 = vec![0i16; sample_at(ended3)];
     place(&mut tx3, clip3_at, &clip);
-    let call3 = CallReport {
+    let call3 = Call {
         name: None,
         tags: Vec::new(),
         call_id: "77aa88bb99cc00dd@callprobe".into(),
         test_id: "cp-0123456789ab".into(),
         target: target3.into(),
-        transport: Transport::Udp,
-        verdict: Verdict::Fail,
+        transport: Transport::Udp.into(),
+        verdict: Verdict::Fail.into(),
         started_unix_ms: STARTED_UNIX_MS + 40_000,
         sip: sip_report(
             answered_messages(target3, connected3, ended3),
@@ -379,7 +378,7 @@ fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
             ended3,
             Transport::Udp,
         ),
-        media: MediaReport {
+        media: Media {
             codec: Some("G722".into()),
             local_rtp: Some("127.0.0.1:16002".into()),
             remote_rtp: Some("127.0.0.1:20002".into()),
@@ -389,7 +388,7 @@ fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
             longest_silence_ms: Some(7700),
             played: Some(PlayedSpan { start_ms: clip3_at, end_ms: clip3_end }),
             recordings: Some(Recordings { rx: "rx.wav".into(), tx: "tx.wav".into() }),
-            ..MediaReport::default()
+            ..Media::default()
         },
         checks: vec![
             check("final_responses", true, "expected 407,200, got 407,200"),
@@ -405,7 +404,7 @@ fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
         }],
         expected_diagnosis: None,
         notes: Vec::new(),
-        livekit: Some(livekit("cp-0123456789ab", 240.0)),
+        livekit: Some(model::LiveKit::from(&livekit("cp-0123456789ab", 240.0))),
     };
 
     let calls = vec![call1, call2, call3];
@@ -893,14 +892,14 @@ fn golden_report() -> Report {
     livekit1.agents[0].server_joined_ms = None;
     livekit1.agents[0].left_observed_ms = Some(6050.0);
     livekit1.agents[0].attributes = BTreeMap::from([("lk.agent.state".to_string(), "speaking".to_string())]);
-    let call1 = CallReport {
+    let call1 = Call {
         name: Some("smoke: credentials".into()),
         tags: vec!["smoke".into(), "nightly".into()],
         call_id: "c57841a8a6da6db9@callprobe".into(),
         test_id: "cp-795c97f44bca".into(),
         target: target1.into(),
-        transport: Transport::Udp,
-        verdict: Verdict::Pass,
+        transport: Transport::Udp.into(),
+        verdict: Verdict::Pass.into(),
         started_unix_ms: STARTED_UNIX_MS,
         sip: sip_report(
             answered_messages(target1, 305.6, 6020.5),
@@ -910,7 +909,7 @@ fn golden_report() -> Report {
             6020.5,
             Transport::Udp,
         ),
-        media: MediaReport {
+        media: Media {
             codec: Some("PCMU".into()),
             local_rtp: Some("127.0.0.1:16000".into()),
             remote_rtp: Some("127.0.0.1:20000".into()),
@@ -938,7 +937,7 @@ fn golden_report() -> Report {
             play_cut_short: false,
             utterance_end_ms: Some(3700.25),
             dtmf: vec!["1".into(), "#".into()],
-            tone: Some(ToneFinding { frequency_hz: 1000.0, present_ms: 1240 }),
+            tone: Some(Tone { frequency_hz: 1000.0, present_ms: 1240 }),
             recordings: Some(Recordings { rx: "rx.wav".into(), tx: "tx.wav".into() }),
         },
         checks: vec![
@@ -949,7 +948,7 @@ fn golden_report() -> Report {
         diagnosis: Vec::new(),
         expected_diagnosis: None,
         notes: Vec::new(),
-        livekit: Some(livekit1),
+        livekit: Some(model::LiveKit::from(&livekit1)),
     };
 
     // Call 2: rang until our deadline (CANCEL); the room was found, matched
@@ -976,14 +975,14 @@ fn golden_report() -> Report {
     });
     livekit2.api_errors = vec!["ListAgentDispatch: unavailable (503)".into()];
     livekit2.gave_up = Some("ListParticipants: unauthenticated (401)".into());
-    let call2 = CallReport {
+    let call2 = Call {
         name: Some("agent: dispatch".into()),
         tags: vec!["agent".into()],
         call_id: "0b1c2d3e4f506172@callprobe".into(),
         test_id: "cp-0000deadbeef".into(),
         target: target2.into(),
-        transport: Transport::Tcp,
-        verdict: Verdict::Fail,
+        transport: Transport::Tcp.into(),
+        verdict: Verdict::Fail.into(),
         started_unix_ms: STARTED_UNIX_MS + 20_000,
         sip: sip_report(
             vec![
@@ -1001,7 +1000,7 @@ fn golden_report() -> Report {
             30001.6,
             Transport::Tcp,
         ),
-        media: MediaReport { error: Some("the call was not answered".into()), ..MediaReport::default() },
+        media: Media { error: Some("the call was not answered".into()), ..Media::default() },
         checks: vec![
             check("final_responses", false, "expected 200, got 487 — cancelled after 30000 ms of ringing"),
             check("agent_joined", false, "no agent \"telephony-agent\" joined within 5 s"),
@@ -1015,20 +1014,20 @@ fn golden_report() -> Report {
         }],
         expected_diagnosis: None,
         notes: vec!["TCP connection to 127.0.0.1:5070 closed by peer at 30002.0 ms".into()],
-        livekit: Some(livekit2),
+        livekit: Some(model::LiveKit::from(&livekit2)),
     };
 
     // Call 3: 404, as the scenario expected (`expect.diagnosis`): it passes.
     let target3 = "sip:+19995550000@127.0.0.1:5070";
     let peer3 = "127.0.0.1:5070";
-    let call3 = CallReport {
+    let call3 = Call {
         name: Some("runbook: no trunk".into()),
         tags: Vec::new(),
         call_id: "77aa88bb99cc00dd@callprobe".into(),
         test_id: "cp-0123456789ab".into(),
         target: target3.into(),
-        transport: Transport::Udp,
-        verdict: Verdict::Pass,
+        transport: Transport::Udp.into(),
+        verdict: Verdict::Pass.into(),
         started_unix_ms: STARTED_UNIX_MS + 40_000,
         sip: sip_report(
             vec![
@@ -1042,7 +1041,7 @@ fn golden_report() -> Report {
             2.6,
             Transport::Udp,
         ),
-        media: MediaReport { error: Some("the call was not answered".into()), ..MediaReport::default() },
+        media: Media { error: Some("the call was not answered".into()), ..Media::default() },
         checks: vec![
             check("final_responses", false, "expected 200, got 404 — rejected with 404 No trunk found"),
             check("diagnosis", true, "failed as expected (final_responses) with no_trunk_found: INVITE answered 404"),
@@ -1074,7 +1073,7 @@ fn golden_report() -> Report {
         codecs: Vec::new(),
         play: None,
     };
-    let mut call4 = CallReport::not_run(
+    let mut call4 = Call::not_run(
         Some("smoke: unresolvable".into()),
         vec!["smoke".into()],
         &spec,
@@ -1084,7 +1083,7 @@ fn golden_report() -> Report {
 
     let mut report = Report::new(vec![call1, call2, call3, call4]);
     // Not part of the format: a version bump must not change the golden file.
-    report.version = "0.0.0-golden";
+    report.version = "0.0.0-golden".into();
     report
 }
 

@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 use self::escape::{is_safe_link, text, url_path};
 use self::waveform::{KeyTime, Marks, Track};
 use super::call_identity::{call_tags, display_name};
+use super::model::{Call, Report};
 use super::utc::UtcDateTime;
-use super::{CallReport, Report};
-use crate::call::Direction;
-use crate::verdict::Verdict;
+use crate::report::model::Direction;
+use crate::report::model::Verdict;
 
 const STYLE: &str = include_str!("html/page.css");
 const SCRIPT: &str = include_str!("html/page.js");
@@ -58,8 +58,8 @@ pub fn index_html(report: &Report, run_dir: &Path, call_dirs: &[PathBuf]) -> Str
         calls = report.calls.len(),
         s = if report.calls.len() == 1 { "" } else { "s" },
         passed = report.calls.len() - failed,
-        tool = text(report.tool),
-        version = text(report.version),
+        tool = text(&report.tool),
+        version = text(&report.version),
     );
     calls_index(&mut page, report);
     for (index, call) in report.calls.iter().enumerate() {
@@ -126,7 +126,7 @@ fn ms(v: f64) -> String {
     }
 }
 
-fn call_section(page: &mut String, index: usize, call: &CallReport, run_dir: &Path, call_dir: Option<&Path>) {
+fn call_section(page: &mut String, index: usize, call: &Call, run_dir: &Path, call_dir: Option<&Path>) {
     let anchor = call_anchor(index);
     let started = UtcDateTime::from_unix_seconds(call.started_unix_ms / 1000).readable();
     let tags = call_tags(call);
@@ -173,7 +173,7 @@ fn call_section(page: &mut String, index: usize, call: &CallReport, run_dir: &Pa
 }
 
 /// The call's numbers at a glance.
-fn facts(page: &mut String, call: &CallReport) {
+fn facts(page: &mut String, call: &Call) {
     let sip = &call.sip;
     let media = &call.media;
     let finals: Vec<String> = sip.final_responses.iter().map(|f| format!("{} {}", f.status, f.reason)).collect();
@@ -232,7 +232,7 @@ fn facts(page: &mut String, call: &CallReport) {
     page.push_str("</dl>");
 }
 
-fn diagnoses(page: &mut String, call: &CallReport) {
+fn diagnoses(page: &mut String, call: &Call) {
     for d in &call.diagnosis {
         let reference = if is_safe_link(&d.reference) {
             format!(r#"<a href="{0}">{0}</a>"#, text(&d.reference))
@@ -250,7 +250,7 @@ fn diagnoses(page: &mut String, call: &CallReport) {
     }
 }
 
-fn checks(page: &mut String, call: &CallReport) {
+fn checks(page: &mut String, call: &Call) {
     page.push_str("<h3>Checks</h3>");
     if call.checks.is_empty() {
         page.push_str("<p class=\"sub\">No checks.</p>");
@@ -275,7 +275,7 @@ fn checks(page: &mut String, call: &CallReport) {
 }
 
 /// The waveform and the players, from the call folder's recordings.
-fn audio(page: &mut String, call: &CallReport, run_dir: &Path, call_dir: Option<&Path>) {
+fn audio(page: &mut String, call: &Call, run_dir: &Path, call_dir: Option<&Path>) {
     page.push_str("<h3>Audio</h3>");
     let (rx_name, tx_name) = match &call.media.recordings {
         Some(r) => (r.rx.as_str(), r.tx.as_str()),
@@ -332,7 +332,7 @@ fn audio(page: &mut String, call: &CallReport, run_dir: &Path, call_dir: Option<
 }
 
 /// Speech, the played clip and key times, on the call timeline.
-fn marks(call: &CallReport) -> Marks {
+fn marks(call: &Call) -> Marks {
     let media = &call.media;
     let mut key_times = Vec::new();
     if let Some(connected) = call.sip.connected_ms {
@@ -372,7 +372,7 @@ fn marks(call: &CallReport) -> Marks {
 }
 
 /// What LiveKit showed: a summary, then the whole observation as JSON.
-fn livekit(page: &mut String, lk: &crate::livekit::observation::LiveKitObservation) {
+fn livekit(page: &mut String, lk: &super::model::LiveKit) {
     page.push_str("<h3>LiveKit</h3><dl class=\"facts\">");
     let status: Vec<&str> = lk
         .sip_participant
@@ -415,12 +415,11 @@ fn livekit(page: &mut String, lk: &crate::livekit::observation::LiveKitObservati
     }
     page.push_str("</dl>");
     // As report.json has it (`calls[].livekit`).
-    let json = serde_json::to_string_pretty(&super::model::LiveKit::from(lk))
-        .unwrap_or_else(|e| format!("cannot show the observation: {e}"));
+    let json = serde_json::to_string_pretty(lk).unwrap_or_else(|e| format!("cannot show the observation: {e}"));
     let _ = write!(page, "<details><summary>LiveKit observation (JSON)</summary><pre>{}</pre></details>", text(&json));
 }
 
-fn raw_messages(page: &mut String, call: &CallReport, anchor: &str) {
+fn raw_messages(page: &mut String, call: &Call, anchor: &str) {
     if call.sip.messages.is_empty() {
         return;
     }

@@ -8,9 +8,9 @@ use std::time::Duration;
 use quick_junit::{NonSuccessKind, Property, TestCase, TestCaseStatus, TestSuite};
 
 use super::call_identity::{call_tags, display_name};
-use super::{CallReport, Report};
-use crate::call::Direction;
-use crate::verdict::Verdict;
+use super::model::{Call, Report};
+use crate::report::model::Direction;
+use crate::report::model::Verdict;
 
 /// Writes `report` as a JUnit XML file with one suite named `suite_name`.
 pub fn write_junit(report: &Report, suite_name: &str, path: &Path) -> Result<(), String> {
@@ -34,7 +34,7 @@ pub fn junit_xml(report: &Report, suite_name: &str) -> Result<String, String> {
     junit.to_string().map_err(|e| format!("cannot serialise the JUnit report: {e}"))
 }
 
-fn test_case(call: &CallReport, suite_name: &str) -> TestCase {
+fn test_case(call: &Call, suite_name: &str) -> TestCase {
     let status = match call.verdict {
         Verdict::Pass => TestCaseStatus::success(),
         Verdict::Fail => failure_status(call, NonSuccessKind::Failure),
@@ -55,7 +55,7 @@ fn test_case(call: &CallReport, suite_name: &str) -> TestCase {
     case
 }
 
-fn failure_status(call: &CallReport, kind: NonSuccessKind) -> TestCaseStatus {
+fn failure_status(call: &Call, kind: NonSuccessKind) -> TestCaseStatus {
     let mut status = TestCaseStatus::non_success(kind);
     status.set_message(failure_message(call));
     if let Some(first) = call.diagnosis.first() {
@@ -66,7 +66,7 @@ fn failure_status(call: &CallReport, kind: NonSuccessKind) -> TestCaseStatus {
 }
 
 /// `final_responses: expected 407,200, got 404 …; agent_joined: …`.
-pub fn failure_message(call: &CallReport) -> String {
+pub fn failure_message(call: &Call) -> String {
     let failed: Vec<String> =
         call.checks.iter().filter(|c| !c.passed).map(|c| format!("{}: {}", c.name, c.detail)).collect();
     if failed.is_empty() {
@@ -77,7 +77,7 @@ pub fn failure_message(call: &CallReport) -> String {
 }
 
 /// Every diagnosis, one block each, then how the call ended and any notes.
-fn diagnosis_text(call: &CallReport) -> String {
+fn diagnosis_text(call: &Call) -> String {
     let mut text = String::new();
     for d in &call.diagnosis {
         text.push_str(&format!(
@@ -98,7 +98,7 @@ fn diagnosis_text(call: &CallReport) -> String {
 }
 
 /// `   1.1 ms → 127.0.0.1:5070  INVITE sip:… SIP/2.0`, one line per message.
-fn sip_ladder_text(call: &CallReport) -> String {
+fn sip_ladder_text(call: &Call) -> String {
     let mut text = String::new();
     for m in &call.sip.messages {
         let arrow = match m.dir {
@@ -114,7 +114,7 @@ fn sip_ladder_text(call: &CallReport) -> String {
 }
 
 /// From the first INVITE to the end of the call (or the last message).
-fn call_duration(call: &CallReport) -> Duration {
+fn call_duration(call: &Call) -> Duration {
     let last_message = call.sip.messages.iter().map(|m| m.t_ms).fold(0.0, f64::max);
     let ms = call.sip.ended_ms.unwrap_or(0.0).max(last_message);
     Duration::try_from_secs_f64(ms / 1000.0).unwrap_or(Duration::ZERO)

@@ -20,8 +20,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::call_identity::scenario_label;
-use super::{CallReport, Report};
-use crate::verdict::Verdict;
+use super::model::{Call, Report};
+use crate::report::model::Verdict;
 
 type Labels = Vec<(String, String)>;
 type GaugeF64 = Gauge<f64, AtomicU64>;
@@ -59,7 +59,7 @@ struct ScenarioValues {
 }
 
 impl ScenarioValues {
-    fn of(call: &CallReport) -> ScenarioValues {
+    fn of(call: &Call) -> ScenarioValues {
         ScenarioValues {
             passed: call.verdict == Verdict::Pass,
             setup_seconds: call.sip.connected_ms.map(seconds),

@@ -1,12 +1,15 @@
 //! The format of `report.json`: the contract that users' tooling reads.
 //!
 //! These types are the file, field for field; nothing else is serialised
-//! into it. They are converted from callprobe's internal types
-//! ([`CallReport`](super::CallReport), [`Check`](crate::verdict::checks::Check),
+//! into it. They are also the in-memory report every other output (HTML,
+//! JUnit, metrics, webhook, the console's verdict block) is written from.
+//! They are built from callprobe's internal types
+//! ([`CallRecord`](crate::call::CallRecord), [`Check`](crate::verdict::checks::Check),
 //! [`LiveKitObservation`](crate::livekit::observation::LiveKitObservation) …)
-//! with `From`, so renaming or reshaping an internal type cannot change the
-//! file by accident: the conversion stops compiling instead, and the golden
-//! test (`tests/golden/report.json`) shows any change that does get through.
+//! by [`Call::new`], [`Media::new`] and `From`, so renaming or reshaping an
+//! internal type cannot change the file by accident: the conversion stops
+//! compiling instead, and the golden test (`tests/golden/report.json`) shows
+//! any change that does get through.
 //!
 //! Rules for changing the format:
 //! - Fields are only ever added. A field that can be missing says so
@@ -22,10 +25,13 @@
 //! [`TimeReference`]).
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
 
 use serde::Serialize;
 
-use crate::call::LoggedMessage;
+use crate::audio::analysis::MediaAnalysis;
+use crate::call::{CallRecord, CallSpec, LoggedMessage};
 use crate::livekit::observation as internal_lk;
 use crate::livekit::room_watch::MatchedBy as InternalMatchedBy;
 use crate::sip::caller::EndReason as InternalEndReason;
@@ -113,7 +119,7 @@ pub struct Call {
 }
 
 /// `calls[].sip`: the SIP side of the call.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Sip {
     /// Final responses to our INVITEs, in order (e.g. 407 then 200).
     pub final_responses: Vec<FinalResponse>,
@@ -220,7 +226,7 @@ pub enum EndReason {
 /// clock as `sip.messages[].t_ms`, except `first_audio_ms` (from the 200 OK)
 /// and `response_latency_ms` (from the end of our utterance), which are
 /// durations. Counters are 0 and the rest null when there was no media.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Media {
     /// The negotiated codec (`PCMU`, `PCMA`, `G722`); null without media.
     pub codec: Option<String>,
@@ -509,17 +515,201 @@ pub struct DispatchRule {
     pub agents: Vec<String>,
 }
 
-// ------------------------------------------------------------ conversions
+// ------------------------------------------------------------ building
 
-impl From<&super::Report> for Report {
-    fn from(r: &super::Report) -> Report {
+impl Report {
+    /// The run's report: its verdict is the worst of the calls'.
+    pub fn new(calls: Vec<Call>) -> Report {
+        let verdict = calls.iter().fold(crate::verdict::Verdict::Pass, |v, c| v.worst(c.verdict.into())).into();
         Report {
             schema_version: SCHEMA_VERSION,
-            tool: r.tool.to_string(),
-            version: r.version.to_string(),
-            verdict: r.verdict.into(),
-            calls: r.calls.iter().map(Call::from).collect(),
+            tool: "callprobe".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            verdict,
+            calls,
         }
+    }
+
+    /// Writes `dir/report.json`.
+    pub fn write_json(&self, dir: &Path) -> Result<PathBuf, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create report directory {}: {e}", dir.display()))?;
+        let path = dir.join("report.json");
+        let json = serde_json::to_string_pretty(self).map_err(|e| format!("cannot serialise the report: {e}"))?;
+        std::fs::write(&path, json).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Ok(path)
+    }
+}
+
+impl Call {
+    /// The report of a call that was placed, from its record, checks and
+    /// diagnosis; `media` has no analysis nor recordings yet (see
+    /// [`Media::new`]), `name`, `tags` and `livekit` are left empty.
+    pub fn new(
+        record: &CallRecord,
+        checks: Vec<crate::verdict::checks::Check>,
+        diagnosis: Vec<crate::verdict::diagnose::Diagnosis>,
+        expected_diagnosis: Option<String>,
+    ) -> Call {
+        use crate::verdict::Verdict as V;
+        let deciding = |c: &&crate::verdict::checks::Check| expected_diagnosis.is_none() || c.name == "diagnosis";
+        // Interrupted by the user: the tester did not finish, whatever the checks say.
+        let verdict = if matches!(record.summary.ended, Some(InternalEndReason::Abandoned)) {
+            V::Error
+        } else if checks.iter().filter(deciding).all(|c| c.passed) {
+            V::Pass
+        } else {
+            V::Fail
+        };
+        let s = &record.summary;
+        Call {
+            name: None,
+            tags: Vec::new(),
+            call_id: record.call_id.clone(),
+            test_id: record.test_id.clone(),
+            target: record.target.clone(),
+            transport: record.transport.into(),
+            verdict: verdict.into(),
+            started_unix_ms: record.started.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+            sip: Sip {
+                final_responses: s
+                    .final_responses
+                    .iter()
+                    .map(|f| FinalResponse { status: f.status, reason: f.reason.clone() })
+                    .collect(),
+                provisional: s.provisional.clone(),
+                invites_sent: s.invites_sent,
+                invite_retransmissions: s.invite_retransmissions,
+                authenticated: s.authenticated,
+                local: record.local_sip.map(|a| a.to_string()),
+                remote_target: s.remote_target.clone(),
+                route_set: s.route_set.clone(),
+                connected_ms: record.connected_ms,
+                ended_ms: record.ended_ms,
+                ended: s.ended.as_ref().map(EndReason::from),
+                ended_description: s.ended.as_ref().map(crate::verdict::describe_end),
+                messages: record.messages.iter().map(Message::from).collect(),
+            },
+            media: Media::new(record, None, None),
+            checks: checks.iter().map(Check::from).collect(),
+            diagnosis: diagnosis.iter().map(Diagnosis::from).collect(),
+            expected_diagnosis,
+            notes: record.notes.clone(),
+            livekit: None,
+        }
+    }
+
+    /// A call that callprobe could not place at all (a tester error): it still
+    /// gets its line in every output, with verdict `error` and the reason.
+    pub fn not_run(name: Option<String>, tags: Vec<String>, spec: &CallSpec, why: &str) -> Call {
+        Call {
+            name,
+            tags,
+            call_id: spec.call_id.clone(),
+            test_id: spec.test_id.clone(),
+            target: spec.target_uri.clone(),
+            transport: spec.transport.into(),
+            verdict: Verdict::Error,
+            started_unix_ms: std::time::SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+            sip: Sip::default(),
+            media: Media::default(),
+            checks: vec![Check {
+                name: "call_placed".into(),
+                passed: false,
+                detail: format!("callprobe could not place the call: {why}"),
+            }],
+            diagnosis: Vec::new(),
+            expected_diagnosis: None,
+            notes: vec![why.to_string()],
+            livekit: None,
+        }
+    }
+
+    /// PASS, FAIL, or XFAIL for a failed check that shows the failure the
+    /// call was expected to have (`expect.diagnosis`).
+    pub fn check_label(&self, c: &Check) -> &'static str {
+        match (c.passed, self.expected_diagnosis.is_some() && c.name != "diagnosis") {
+            (true, _) => "PASS",
+            (false, true) => "XFAIL",
+            (false, false) => "FAIL",
+        }
+    }
+}
+
+impl Media {
+    /// What the RTP side measured, from the call's record and the analysis
+    /// of its audio (`None`: not analysed), with the recordings written.
+    pub fn new(record: &CallRecord, analysis: Option<&MediaAnalysis>, recordings: Option<Recordings>) -> Media {
+        let mut r = Media {
+            local_rtp: record.local_rtp.map(|a| a.to_string()),
+            error: record.media_error.clone(),
+            rx_packets: record.rtp_packets_received,
+            first_rtp_ms: record.first_rtp_ms,
+            recordings,
+            ..Media::default()
+        };
+        if let Some(m) = &record.media {
+            r.codec = Some(m.codec.to_string());
+            r.remote_rtp = Some(m.remote_rtp.to_string());
+            r.tx_packets = m.tx_packets;
+            r.tx_late_packets = m.tx_late_packets;
+            r.lost = m.rx.lost;
+            r.duplicates = m.rx.duplicates;
+            r.reordered = m.rx.reordered;
+            r.jitter_ms = (m.rx.jitter_ms * 100.0).round() / 100.0;
+            r.max_gap_ms = m.rx.max_arrival_gap.as_secs_f64() * 1000.0;
+            r.ignored_packets = m.rx.other_source_packets + m.rx.other_ssrc_packets + m.other_payload_packets;
+            r.rx_stream_restarts = m.rx_timeline_resets;
+            r.played = m.played.map(|(start_ms, end_ms)| PlayedSpan { start_ms, end_ms });
+            r.play_cut_short = m.play_started_ms.is_some() && m.played.is_none();
+            r.utterance_end_ms = m.utterance_end_ms;
+            r.dtmf = m.dtmf.clone();
+        }
+        if let Some(a) = analysis {
+            r.first_audio_ms = a.first_audio_ms;
+            r.response_latency_ms = a.response_latency_ms;
+            r.talk_time_ms = Some(a.talk_time_ms);
+            r.longest_silence_ms = Some(a.longest_silence_ms);
+            r.speech_segments = a.speech_segments.iter().map(SpeechSegment::from).collect();
+            r.tone = a.tone.as_ref().map(|t| Tone { frequency_hz: t.frequency_hz, present_ms: t.present_ms });
+        }
+        r
+    }
+}
+
+impl Transport {
+    /// `UDP` or `TCP`, as in a Via header.
+    pub fn via_name(self) -> &'static str {
+        crate::sip::Transport::from(self).via_name()
+    }
+}
+
+// ------------------------------------------------------------ conversions
+
+impl From<Verdict> for crate::verdict::Verdict {
+    fn from(v: Verdict) -> crate::verdict::Verdict {
+        match v {
+            Verdict::Pass => crate::verdict::Verdict::Pass,
+            Verdict::Fail => crate::verdict::Verdict::Fail,
+            Verdict::Error => crate::verdict::Verdict::Error,
+        }
+    }
+}
+
+impl From<Transport> for crate::sip::Transport {
+    fn from(t: Transport) -> crate::sip::Transport {
+        match t {
+            Transport::Udp => crate::sip::Transport::Udp,
+            Transport::Tcp => crate::sip::Transport::Tcp,
+        }
+    }
+}
+
+impl From<&crate::audio::vad::SpeechSegment> for SpeechSegment {
+    fn from(s: &crate::audio::vad::SpeechSegment) -> SpeechSegment {
+        SpeechSegment { start_ms: s.start_ms, end_ms: s.end_ms }
     }
 }
 
@@ -538,52 +728,6 @@ impl From<crate::sip::Transport> for Transport {
         match t {
             crate::sip::Transport::Udp => Transport::Udp,
             crate::sip::Transport::Tcp => Transport::Tcp,
-        }
-    }
-}
-
-impl From<&super::CallReport> for Call {
-    fn from(c: &super::CallReport) -> Call {
-        Call {
-            name: c.name.clone(),
-            tags: c.tags.clone(),
-            call_id: c.call_id.clone(),
-            test_id: c.test_id.clone(),
-            target: c.target.clone(),
-            transport: c.transport.into(),
-            verdict: c.verdict.into(),
-            started_unix_ms: c.started_unix_ms,
-            sip: Sip::from(&c.sip),
-            media: Media::from(&c.media),
-            checks: c.checks.iter().map(Check::from).collect(),
-            diagnosis: c.diagnosis.iter().map(Diagnosis::from).collect(),
-            expected_diagnosis: c.expected_diagnosis.clone(),
-            notes: c.notes.clone(),
-            livekit: c.livekit.as_ref().map(LiveKit::from),
-        }
-    }
-}
-
-impl From<&super::SipReport> for Sip {
-    fn from(s: &super::SipReport) -> Sip {
-        Sip {
-            final_responses: s
-                .final_responses
-                .iter()
-                .map(|f| FinalResponse { status: f.status, reason: f.reason.clone() })
-                .collect(),
-            provisional: s.provisional.clone(),
-            invites_sent: s.invites_sent,
-            invite_retransmissions: s.invite_retransmissions,
-            authenticated: s.authenticated,
-            local: s.local.clone(),
-            remote_target: s.remote_target.clone(),
-            route_set: s.route_set.clone(),
-            connected_ms: s.connected_ms,
-            ended_ms: s.ended_ms,
-            ended: s.ended.as_ref().map(EndReason::from),
-            ended_description: s.ended_description.clone(),
-            messages: s.messages.iter().map(Message::from).collect(),
         }
     }
 }
@@ -627,43 +771,6 @@ impl From<&InternalEndReason> for EndReason {
             E::TransportClosed { during } => EndReason::TransportClosed { during: during.clone() },
             E::TransportError { detail } => EndReason::TransportError { detail: detail.clone() },
             E::ProtocolError { detail } => EndReason::ProtocolError { detail: detail.clone() },
-        }
-    }
-}
-
-impl From<&super::MediaReport> for Media {
-    fn from(m: &super::MediaReport) -> Media {
-        Media {
-            codec: m.codec.clone(),
-            local_rtp: m.local_rtp.clone(),
-            remote_rtp: m.remote_rtp.clone(),
-            error: m.error.clone(),
-            tx_packets: m.tx_packets,
-            tx_late_packets: m.tx_late_packets,
-            rx_packets: m.rx_packets,
-            lost: m.lost,
-            duplicates: m.duplicates,
-            reordered: m.reordered,
-            jitter_ms: m.jitter_ms,
-            max_gap_ms: m.max_gap_ms,
-            ignored_packets: m.ignored_packets,
-            rx_stream_restarts: m.rx_stream_restarts,
-            first_rtp_ms: m.first_rtp_ms,
-            first_audio_ms: m.first_audio_ms,
-            response_latency_ms: m.response_latency_ms,
-            talk_time_ms: m.talk_time_ms,
-            longest_silence_ms: m.longest_silence_ms,
-            speech_segments: m
-                .speech_segments
-                .iter()
-                .map(|s| SpeechSegment { start_ms: s.start_ms, end_ms: s.end_ms })
-                .collect(),
-            played: m.played.as_ref().map(|p| PlayedSpan { start_ms: p.start_ms, end_ms: p.end_ms }),
-            play_cut_short: m.play_cut_short,
-            utterance_end_ms: m.utterance_end_ms,
-            dtmf: m.dtmf.clone(),
-            tone: m.tone.as_ref().map(|t| Tone { frequency_hz: t.frequency_hz, present_ms: t.present_ms }),
-            recordings: m.recordings.as_ref().map(|r| Recordings { rx: r.rx.clone(), tx: r.tx.clone() }),
         }
     }
 }
@@ -865,7 +972,7 @@ mod tests {
     /// The top level starts with `schema_version`, and an empty run is still a whole file.
     #[test]
     fn schema_version_comes_first() {
-        let report = Report::from(&super::super::Report::new(Vec::new()));
+        let report = Report::new(Vec::new());
         let text = serde_json::to_string(&report).expect("serialise");
         assert!(text.starts_with(&format!("{{\"schema_version\":{SCHEMA_VERSION},\"tool\":\"callprobe\"")), "{text}");
         assert_eq!(

@@ -7,11 +7,12 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use super::model::{Recordings, Report};
 use super::pcap::{sip_packets, write_call_pcap, CapturedPacket, CapturedProtocol};
-use super::{html, junit, metrics, run_dir, webhook, Recordings, Report};
+use super::{html, junit, metrics, run_dir, webhook};
 use crate::call::CallRecord;
 use crate::media::session::MediaOutcome;
-use crate::verdict::Verdict;
+use crate::report::model::Verdict;
 
 /// `DIR/rx.wav` (what the far end said), `DIR/tx.wav` (what we sent) — 16-bit
 /// mono 16 kHz, both starting at the first INVITE — and `DIR/call.pcap`

@@ -19,7 +19,7 @@ use etherparse::PacketBuilder;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use pcap_file::{DataLink, Endianness, TsResolution};
 
-use super::CallReport;
+use super::model::{self, Call};
 use crate::call::{Direction, LoggedMessage};
 use crate::sip::Transport;
 
@@ -76,32 +76,41 @@ pub fn sip_packets(
     transport: Transport,
     started: SystemTime,
 ) -> Vec<CapturedPacket> {
-    let protocol = match transport {
-        Transport::Udp => CapturedProtocol::Udp,
-        Transport::Tcp => CapturedProtocol::Tcp,
-    };
-    messages
-        .iter()
-        .filter_map(|m| {
-            let peer = m.peer.parse::<SocketAddr>().ok()?;
-            let offset = Duration::try_from_secs_f64(m.t_ms / 1000.0).unwrap_or(Duration::ZERO);
-            let (src, dst) = match m.dir {
-                Direction::Out => (local, peer),
-                Direction::In => (peer, local),
-            };
-            Some(CapturedPacket { at: started + offset, src, dst, protocol, payload: m.raw.clone().into_bytes() })
-        })
-        .collect()
+    let messages = messages.iter().map(|m| (m.t_ms, m.dir == Direction::Out, m.peer.as_str(), m.raw.as_str()));
+    packets_of(messages, local, transport, started)
 }
 
 /// The SIP part of a call's capture, rebuilt from a report alone
 /// (`started_unix_ms` + `t_ms`, `sip.local`, `messages[].peer`), e.g. for a
 /// report.json read back later.
-pub fn sip_packets_from_report(call: &CallReport) -> Vec<CapturedPacket> {
+pub fn sip_packets_from_report(call: &Call) -> Vec<CapturedPacket> {
     let Some(local) = call.sip.local.as_deref().and_then(|l| l.parse::<SocketAddr>().ok()) else {
         return Vec::new();
     };
-    sip_packets(&call.sip.messages, local, call.transport, UNIX_EPOCH + Duration::from_millis(call.started_unix_ms))
+    let messages =
+        call.sip.messages.iter().map(|m| (m.t_ms, m.dir == model::Direction::Out, m.peer.as_str(), m.raw.as_str()));
+    packets_of(messages, local, call.transport.into(), UNIX_EPOCH + Duration::from_millis(call.started_unix_ms))
+}
+
+/// `(t_ms, outbound, peer, raw)` of each message as a captured packet.
+fn packets_of<'a>(
+    messages: impl Iterator<Item = (f64, bool, &'a str, &'a str)>,
+    local: SocketAddr,
+    transport: Transport,
+    started: SystemTime,
+) -> Vec<CapturedPacket> {
+    let protocol = match transport {
+        Transport::Udp => CapturedProtocol::Udp,
+        Transport::Tcp => CapturedProtocol::Tcp,
+    };
+    messages
+        .filter_map(|(t_ms, outbound, peer, raw)| {
+            let peer = peer.parse::<SocketAddr>().ok()?;
+            let offset = Duration::try_from_secs_f64(t_ms / 1000.0).unwrap_or(Duration::ZERO);
+            let (src, dst) = if outbound { (local, peer) } else { (peer, local) };
+            Some(CapturedPacket { at: started + offset, src, dst, protocol, payload: raw.as_bytes().to_vec() })
+        })
+        .collect()
 }
 
 /// One link-layer frame and when it was seen (since the Unix epoch).

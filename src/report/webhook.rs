@@ -7,8 +7,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::call_identity::display_name;
-use super::{CallReport, Report};
-use crate::verdict::Verdict;
+use super::model::{Call, Report};
+use crate::report::model::Verdict;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// A chat message, not a report: longer runs list this many failed calls.
@@ -42,7 +42,7 @@ pub async fn notify_failure(url: &str, report: &Report, run_dir: Option<&Path>) 
 /// first diagnosis, then where the report is. `&`, `<`, `>` are escaped the
 /// way Slack requires.
 pub fn failure_summary(report: &Report, run_dir: Option<&Path>) -> String {
-    let failed: Vec<(usize, &CallReport)> =
+    let failed: Vec<(usize, &Call)> =
         report.calls.iter().enumerate().filter(|(_, c)| c.verdict != Verdict::Pass).collect();
     let mut text = format!("callprobe: {} of {} calls failed", failed.len(), report.calls.len());
     for (index, call) in failed.iter().take(MAX_LISTED_CALLS) {

@@ -8,8 +8,7 @@
 use std::fmt::Write;
 
 use super::escape::text;
-use crate::call::{Direction, LoggedMessage};
-use crate::report::CallReport;
+use crate::report::model::{Call, Direction, Message};
 
 /// Left margin for the time labels.
 const TIME_COLUMN: f64 = 92.0;
@@ -77,7 +76,7 @@ enum Row<'a> {
 
 /// When media started, on the messages' clock: the first RTP packet
 /// received, else the moment the call was answered.
-fn rtp_row_time(call: &CallReport) -> Option<f64> {
+fn rtp_row_time(call: &Call) -> Option<f64> {
     call.media.first_rtp_ms.or(call.sip.connected_ms)
 }
 
@@ -85,7 +84,7 @@ fn rtp_row_time(call: &CallReport) -> Option<f64> {
 /// message at or before `t_ms`), and never above the 2xx that answered the
 /// call — media cannot precede the answer, though the answer time and the
 /// message times are rounded apart.
-fn rtp_row_index(messages: &[LoggedMessage], t_ms: f64) -> usize {
+fn rtp_row_index(messages: &[Message], t_ms: f64) -> usize {
     let by_time = messages.iter().rposition(|m| m.t_ms <= t_ms).map_or(0, |i| i + 1);
     let after_answer = messages
         .iter()
@@ -96,7 +95,7 @@ fn rtp_row_index(messages: &[LoggedMessage], t_ms: f64) -> usize {
 
 /// The ladder as an `<svg>` element; `anchor_prefix` names the raw-message
 /// anchors (`{prefix}-msg-{index}`).
-pub fn ladder_svg(call: &CallReport, anchor_prefix: &str) -> String {
+pub fn ladder_svg(call: &Call, anchor_prefix: &str) -> String {
     let messages = &call.sip.messages;
     let mut peers: Vec<&str> = Vec::new();
     for m in messages {
@@ -186,7 +185,7 @@ fn arrow_word(dir: Direction) -> &'static str {
 }
 
 /// `RTP PCMU ⇄ 10.0.0.2:16000 · sent 250 · received 248`, when media was negotiated.
-fn rtp_label(call: &CallReport) -> Option<String> {
+fn rtp_label(call: &Call) -> Option<String> {
     let media = &call.media;
     let codec = media.codec.as_deref()?;
     Some(format!(
@@ -234,8 +233,8 @@ mod tests {
         assert_eq!(ArrowKind::of("SIP/2.0 garbage"), ArrowKind::Failure);
     }
 
-    fn message(t_ms: f64, dir: Direction, first_line: &str) -> LoggedMessage {
-        LoggedMessage {
+    fn message(t_ms: f64, dir: Direction, first_line: &str) -> Message {
+        Message {
             t_ms,
             dir,
             peer: "127.0.0.1:5060".into(),
@@ -244,8 +243,8 @@ mod tests {
         }
     }
 
-    fn answered_call(connected_ms: f64, first_rtp_ms: Option<f64>) -> CallReport {
-        use crate::report::{MediaReport, SipReport};
+    fn answered_call(connected_ms: f64, first_rtp_ms: Option<f64>) -> Call {
+        use crate::report::model::{Media, Sip, Transport, Verdict};
         let messages = vec![
             message(0.0, Direction::Out, "INVITE sip:+14144007103@127.0.0.1:5060 SIP/2.0"),
             message(2.1, Direction::In, "SIP/2.0 100 Processing"),
@@ -255,21 +254,21 @@ mod tests {
             message(5000.0, Direction::Out, "BYE sip:+14144007103@127.0.0.1:5060 SIP/2.0"),
             message(5001.2, Direction::In, "SIP/2.0 200 OK"),
         ];
-        CallReport {
+        Call {
             name: None,
             tags: Vec::new(),
             call_id: "c1@callprobe".into(),
             test_id: "cp-1".into(),
             target: "sip:+14144007103@127.0.0.1:5060".into(),
-            transport: crate::sip::Transport::Udp,
-            verdict: crate::verdict::Verdict::Pass,
+            transport: Transport::Udp,
+            verdict: Verdict::Pass,
             started_unix_ms: 0,
-            sip: SipReport { connected_ms: Some(connected_ms), messages, ..SipReport::default() },
-            media: MediaReport {
+            sip: Sip { connected_ms: Some(connected_ms), messages, ..Sip::default() },
+            media: Media {
                 codec: Some("PCMU".into()),
                 remote_rtp: Some("127.0.0.1:16000".into()),
                 first_rtp_ms,
-                ..MediaReport::default()
+                ..Media::default()
             },
             checks: Vec::new(),
             diagnosis: Vec::new(),
