@@ -60,6 +60,36 @@ fn trunk() -> (Kamailio, Sipp) {
 }
 
 /// A one-shot HTTP server: returns its URL and the body of the first request.
+/// A Kamailio trunk with its answering SIPp UAS, a suite of `cases` aimed at
+/// it, and a reports folder; `None` when SIPp or Kamailio is missing (skipped).
+struct TrunkSuite {
+    _trunk: Kamailio,
+    uas: Sipp,
+    suite: TempDir,
+    reports: TempDir,
+}
+
+impl TrunkSuite {
+    fn new(test: &str, cases: &[(&str, &str, &str, &str)]) -> Option<TrunkSuite> {
+        if !require_tools(test, &[Tool::Sipp, Tool::Kamailio]) {
+            return None;
+        }
+        let (trunk, uas) = trunk();
+        let suite = TempDir::new("callprobe-suite").unwrap();
+        write_suite(suite.path(), trunk.port, cases);
+        let reports = TempDir::new("callprobe-reports").unwrap();
+        Some(TrunkSuite { _trunk: trunk, uas, suite, reports })
+    }
+
+    /// `callprobe run <suite> --report-dir <reports> <extra>`.
+    fn run(&self, extra: &[&str]) -> Out {
+        let mut args = vec!["run", self.suite.path().to_str().unwrap(), "--report-dir"];
+        args.push(self.reports.path().to_str().unwrap());
+        args.extend_from_slice(extra);
+        callprobe(&args)
+    }
+}
+
 fn webhook_server() -> (String, mpsc::Receiver<String>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
@@ -97,34 +127,21 @@ fn webhook_server() -> (String, mpsc::Receiver<String>) {
 
 #[test]
 fn a_passing_suite_writes_the_run_folder() {
-    if !require_tools("a_passing_suite_writes_the_run_folder", &[Tool::Sipp, Tool::Kamailio]) {
-        return;
-    }
-    let (trunk, uas) = trunk();
-    let suite = TempDir::new("callprobe-suite").unwrap();
-    write_suite(
-        suite.path(),
-        trunk.port,
+    let Some(ts) = TrunkSuite::new(
+        "a_passing_suite_writes_the_run_folder",
         &[
             ("a", "credentials accepted", "+14144007103", "[407, 200]"),
             ("b", "credentials demanded", "+14144007103", "[407]"),
             ("c", "unknown number refused", "+19999999999", "[404]"),
         ],
-    );
-    let reports = TempDir::new("callprobe-reports").unwrap();
-    let metrics = reports.path().join("callprobe.prom");
-    let out = callprobe(&[
-        "run",
-        suite.path().to_str().unwrap(),
-        "--report-dir",
-        reports.path().to_str().unwrap(),
-        "--parallel",
-        "2",
-        "--metrics-file",
-        metrics.to_str().unwrap(),
-    ]);
+    ) else {
+        return;
+    };
+    let metrics = ts.reports.path().join("callprobe.prom");
+    let out = ts.run(&["--parallel", "2", "--metrics-file", metrics.to_str().unwrap()]);
     assert_eq!(out.code, 0, "{}", out.stdout);
-    assert!(uas.wait(Duration::from_secs(10)).success, "the answered call went through the trunk");
+    let reports = &ts.reports;
+    assert!(ts.uas.wait(Duration::from_secs(10)).success, "the answered call went through the trunk");
     assert!(out.stdout.contains("3 of 3 call(s) passed"), "{}", out.stdout);
     let latest = reports.path().join("latest");
     let run_dir = std::fs::canonicalize(&latest).expect("latest link");
@@ -147,27 +164,15 @@ fn a_passing_suite_writes_the_run_folder() {
 
 #[test]
 fn a_failing_suite_exits_1_notifies_and_can_stop_early() {
-    if !require_tools("a_failing_suite_exits_1_notifies_and_can_stop_early", &[Tool::Sipp, Tool::Kamailio]) {
-        return;
-    }
-    let (trunk, _uas) = trunk();
-    let suite = TempDir::new("callprobe-suite").unwrap();
-    write_suite(
-        suite.path(),
-        trunk.port,
+    let Some(ts) = TrunkSuite::new(
+        "a_failing_suite_exits_1_notifies_and_can_stop_early",
         &[("a", "wrong expectation", "+19999999999", "[407, 200]"), ("b", "never reached", "+14144007103", "[407]")],
-    );
-    let reports = TempDir::new("callprobe-reports").unwrap();
+    ) else {
+        return;
+    };
     let (url, bodies) = webhook_server();
-    let out = callprobe(&[
-        "run",
-        suite.path().to_str().unwrap(),
-        "--report-dir",
-        reports.path().to_str().unwrap(),
-        "--fail-fast",
-        "--notify-webhook",
-        &url,
-    ]);
+    let out = ts.run(&["--fail-fast", "--notify-webhook", &url]);
+    let reports = &ts.reports;
     assert_eq!(out.code, 1, "{}", out.stdout);
     assert!(out.stdout.contains("1 not run (--fail-fast)"), "{}", out.stdout);
     assert!(out.stdout.contains("no_trunk_found"), "the summary names the cause: {}", out.stdout);
@@ -180,29 +185,13 @@ fn a_failing_suite_exits_1_notifies_and_can_stop_early() {
 
 #[test]
 fn tags_and_repeat_choose_the_calls() {
-    if !require_tools("tags_and_repeat_choose_the_calls", &[Tool::Sipp, Tool::Kamailio]) {
-        return;
-    }
-    let (trunk, _uas) = trunk();
-    let suite = TempDir::new("callprobe-suite").unwrap();
-    write_suite(
-        suite.path(),
-        trunk.port,
+    let Some(ts) = TrunkSuite::new(
+        "tags_and_repeat_choose_the_calls",
         &[("a", "tagged unknown number", "+19999999999", "[404]"), ("b", "plain demanded", "+14144007103", "[407]")],
-    );
-    let reports = TempDir::new("callprobe-reports").unwrap();
-    let out = callprobe(&[
-        "run",
-        suite.path().to_str().unwrap(),
-        "--report-dir",
-        reports.path().to_str().unwrap(),
-        "--tag",
-        "tagged",
-        "--repeat",
-        "3",
-        "--parallel",
-        "3",
-    ]);
+    ) else {
+        return;
+    };
+    let out = ts.run(&["--tag", "tagged", "--repeat", "3", "--parallel", "3"]);
     assert_eq!(out.code, 0, "{}", out.stdout);
     assert!(out.stdout.contains("3 of 3 call(s) passed"), "{}", out.stdout);
     assert!(
