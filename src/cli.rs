@@ -543,14 +543,13 @@ fn run_suite(runtime: &tokio::runtime::Runtime, args: &RunArgs) -> Exit {
         fail_fast: args.fail_fast,
     };
     let written = SuiteOutputs {
-        report_base: args.report_dir.clone(),
         suite_name,
         notify_webhook: args.notify_webhook.clone(),
         metrics_file: args.metrics_file.clone(),
     };
     println!("running {} call(s) from {}", plans.len() * options.repeat, args.path.display());
     let cancel = cancel_on_ctrl_c(runtime);
-    let run_dir = match outputs::create_run_folder(&written.report_base) {
+    let run_dir = match outputs::create_run_folder(&args.report_dir) {
         Ok(dir) => dir,
         Err(e) => {
             console::error(e);

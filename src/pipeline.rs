@@ -88,10 +88,10 @@ pub async fn execute(
         let check = checks::expected_diagnosis(code, &checks, &diagnosis);
         checks.push(check);
     }
-    let mut call_report = Call::new(&record, checks, diagnosis, expect.diagnosis.clone());
+    let media = Media::new(&record, analysis.as_ref(), recordings);
+    let mut call_report = Call::new(&record, media, checks, diagnosis, expect.diagnosis.clone());
     call_report.name = request.name.clone();
     call_report.tags = request.tags.clone();
-    call_report.media = Media::new(&record, analysis.as_ref(), recordings);
     call_report.livekit = observed.as_ref().map(LiveKit::from);
     Ok(call_report)
 }

@@ -338,9 +338,12 @@ pub fn parse_header(text: &str) -> Result<(String, String), HeaderError> {
 
 /// A duration (`5s`, `1m30s`, `500ms`), at most a day: longer values are
 /// typos, and would overflow the clock arithmetic.
+/// The longest duration callprobe accepts anywhere (flags and scenarios).
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
-    if d > Duration::from_secs(24 * 3600) {
+    if d > MAX_DURATION {
         return Err(format!("{text} is longer than a day"));
     }
     Ok(d)

@@ -57,13 +57,16 @@ tb_sip_decide() {
   fi
 }
 
-# The stamp beside the cached binary: first word is what was built
-# (github.com/livekit/sip/cmd/livekit-sip@VERSION), the rest says from where.
-tb_sip_stamp() { cat "$TB_BIN/.livekit-sip.version" 2>/dev/null || true; }
+# The stamp beside the cached binary (the one testbed/install's go_install
+# writes, NAME.version): first word is what was built ($(tb_sip_built)), the
+# rest, for a build from local sources, says from which commits.
+tb_sip_built() { echo "github.com/livekit/sip/cmd/livekit-sip@$LIVEKIT_SIP_VERSION"; }
+tb_sip_stamp_file() { echo "$TB_BIN/.livekit-sip.version"; }
+tb_sip_stamp() { cat "$(tb_sip_stamp_file)" 2>/dev/null || true; }
 tb_sip_stamp_ok() {
   local s
   s="$(tb_sip_stamp)"
-  [[ "${s%% *}" == "github.com/livekit/sip/cmd/livekit-sip@$LIVEKIT_SIP_VERSION" ]]
+  [[ "${s%% *}" == "$(tb_sip_built)" ]]
 }
 
 # One loud line when LiveKit SIP is off (scripts/test, scripts/demo, smoke).

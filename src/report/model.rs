@@ -541,11 +541,12 @@ impl Report {
 }
 
 impl Call {
-    /// The report of a call that was placed, from its record, checks and
-    /// diagnosis; `media` has no analysis nor recordings yet (see
-    /// [`Media::new`]), `name`, `tags` and `livekit` are left empty.
+    /// The report of a call that was placed, from its record, its media
+    /// section ([`Media::new`]), checks and diagnosis; `name`, `tags` and
+    /// `livekit` are left empty.
     pub fn new(
         record: &CallRecord,
+        media: Media,
         checks: Vec<crate::verdict::checks::Check>,
         diagnosis: Vec<crate::verdict::diagnose::Diagnosis>,
         expected_diagnosis: Option<String>,
@@ -589,7 +590,7 @@ impl Call {
                 ended_description: s.ended.as_ref().map(crate::verdict::describe_end),
                 messages: record.messages.iter().map(Message::from).collect(),
             },
-            media: Media::new(record, None, None),
+            media,
             checks: checks.iter().map(Check::from).collect(),
             diagnosis: diagnosis.iter().map(Diagnosis::from).collect(),
             expected_diagnosis,

@@ -54,8 +54,6 @@ fn captured_packets(record: &CallRecord) -> Vec<CapturedPacket> {
 /// What a suite's run folder and the other outputs need besides the report.
 #[derive(Debug, Clone)]
 pub struct SuiteOutputs {
-    /// Base folder of the timestamped run folders (and the `latest` link).
-    pub report_base: PathBuf,
     /// The JUnit test suite's name.
     pub suite_name: String,
     pub notify_webhook: Option<String>,

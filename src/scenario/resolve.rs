@@ -122,7 +122,7 @@ impl CaseScope<'_, '_> {
     fn duration(&mut self, text: &Text) -> Option<Duration> {
         let value = self.text(text)?;
         match humantime::parse_duration(value.trim()) {
-            Ok(d) if request::parse_duration(value.trim()).is_ok() => Some(d),
+            Ok(d) if d <= request::MAX_DURATION => Some(d),
             Ok(_) => {
                 self.r.error(text.span(), format!("'{value}' is longer than a day"), Some(DURATION));
                 None

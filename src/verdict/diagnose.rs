@@ -107,6 +107,9 @@ struct Rule {
     summary: &'static str,
     fix: &'static str,
     reference: &'static str,
+    /// Context worth a note even when every check passed (e.g. LiveKit
+    /// accepted a number without `+` but hands it to the agent that way).
+    also_when_passed: bool,
 }
 
 const RULES: &[Rule] = &[
@@ -117,6 +120,7 @@ const RULES: &[Rule] = &[
         summary: "The called number is on no LiveKit inbound trunk: LiveKit Cloud answers 404 No trunk found, a self-hosted server drops the INVITE",
         fix: "Add the number in +E.164 form to the inbound trunk (`lk sip inbound update --id <trunk> --numbers ...`), or call a number the trunk lists; run `callprobe doctor --number <N>`",
         reference: "docs/failure-modes.md#1-404-no-trunk-found-the-trunk-does-not-match (runbook item 1); docs/livekit-sip.md#trunk-matching; livekit/sip#592",
+        also_when_passed: false,
     },
     Rule {
         code: "dispatch_rule_without_agents",
@@ -124,6 +128,7 @@ const RULES: &[Rule] = &[
         summary: "The call reached a room but the dispatch rule dispatches no agent (room_config.agents empty: the deprecated-fields trap), so no agent ever joins",
         fix: "Update the rule in place through the SIPDispatchRuleInfo wrapper with room_config=RoomConfiguration(agents=[RoomAgentDispatch(agent_name=...)]) (`lk.sip.update_sip_dispatch_rule(rule_id, SIPDispatchRuleInfo(...))`); check with `callprobe doctor`",
         reference: "docs/failure-modes.md#2-the-agent-never-joins-no-agent-in-the-dispatch-rule (runbook item 2); livekit/sip#401, livekit/livekit#3690",
+        also_when_passed: false,
     },
     Rule {
         code: "agent_name_mismatch",
@@ -131,6 +136,7 @@ const RULES: &[Rule] = &[
         summary: "The agent_name the dispatch asks for is not the agent that should answer, or no worker is registered under it",
         fix: "Use one explicit agent_name on both sides: @server.rtc_session(agent_name=NAME) and the rule's RoomAgentDispatch(agent_name=NAME); check the worker is running (`lk agent list` on Cloud, the worker log otherwise)",
         reference: "docs/failure-modes.md#4-agent_name-mismatch (runbook item 4); livekit/agents#3202",
+        also_when_passed: false,
     },
     Rule {
         code: "agent_crashed_at_start",
@@ -138,6 +144,7 @@ const RULES: &[Rule] = &[
         summary: "A worker accepted the job but the agent never stayed in the room: it crashed (or hung) at start, e.g. wait_for_participant() before ctx.connect()",
         fix: "Read the agent's log for the job id; call `await ctx.connect()` first in the entrypoint, before wait_for_participant()",
         reference: "docs/failure-modes.md#3-the-agent-crashes-at-start (runbook item 3); livekit/agents#4861",
+        also_when_passed: false,
     },
     Rule {
         code: "agent_joined_late",
@@ -145,6 +152,7 @@ const RULES: &[Rule] = &[
         summary: "The agent joined, but later than the deadline: slow start (cold start, prewarm, model loading) or an overloaded worker",
         fix: "Load models in prewarm, keep workers warm, check the worker's load; raise --agent-within only if callers may wait that long",
         reference: "docs/failure-modes.md#13-the-agent-joins-too-late (runbook item 13); docs/livekit-sip.md#call-progress-and-answer",
+        also_when_passed: false,
     },
     Rule {
         code: "agent_joined_but_silent",
@@ -152,6 +160,7 @@ const RULES: &[Rule] = &[
         summary: "The call was answered but the agent said nothing",
         fix: "Check the agent's session starts (greeting sent, TTS reachable) and the media path: the RTP address in LiveKit's SDP answer must be reachable from the caller",
         reference: "docs/failure-modes.md#15-answered-but-the-agent-is-silent (runbook item 15); docs/livekit-sip.md#codecs-and-dtmf; agent logs",
+        also_when_passed: false,
     },
     Rule {
         code: "no_trunk_found",
@@ -162,6 +171,7 @@ const RULES: &[Rule] = &[
         summary: "LiveKit found no inbound trunk for this call: credential auth is missing on the carrier or the trunk, or the called number is not on the trunk",
         fix: "Set the same user/password on the carrier side (Telnyx FQDN connection user_name/password) and on the LiveKit inbound trunk (auth_username/auth_password); check the called number is listed on the trunk in +E.164 form (`lk sip inbound list`)",
         reference: "docs/failure-modes.md#1-404-no-trunk-found-the-trunk-does-not-match (runbook item 1); livekit/sip#592",
+        also_when_passed: false,
     },
     Rule {
         code: "credentials_rejected",
@@ -174,6 +184,7 @@ const RULES: &[Rule] = &[
         summary: "The trunk refused our digest credentials: the password (or user) differs between caller and trunk",
         fix: "Make auth_username/auth_password on the LiveKit inbound trunk equal the carrier's user_name/password (`lk sip inbound update --id <trunk> --auth-user U --auth-pass P`), then call again. If the same credentials also pass, look for a concurrent call from the same caller number: LiveKit SIP keeps one challenge per From number and answers the other 401",
         reference: "docs/failure-modes.md#6-credentials-rejected (runbook item 6); docs/livekit-sip.md#wrong-credentials",
+        also_when_passed: false,
     },
     Rule {
         code: "credentials_required",
@@ -186,6 +197,7 @@ const RULES: &[Rule] = &[
         summary: "The trunk demands digest credentials and none were sent",
         fix: "Pass --auth-user and --auth-password-env (or --auth-password-file); or, if you meant to check that the trunk demands credentials, use --expect 407",
         reference: "docs/failure-modes.md#7-credentials-required (runbook item 7); docs/livekit-sip.md#digest-challenge",
+        also_when_passed: false,
     },
     Rule {
         code: "challenge_unanswerable",
@@ -196,6 +208,7 @@ const RULES: &[Rule] = &[
         summary: "The endpoint's digest challenge uses something callprobe cannot answer",
         fix: "Check the Proxy-Authenticate/WWW-Authenticate header in the report; LiveKit SIP sends MD5 without qop",
         reference: "docs/failure-modes.md#8-a-challenge-callprobe-cannot-answer (runbook item 8); docs/livekit-sip.md#digest-challenge; RFC 7616",
+        also_when_passed: false,
     },
     Rule {
         code: "port_unreachable",
@@ -209,6 +222,7 @@ const RULES: &[Rule] = &[
         summary: "Nothing listens on the target's SIP port: wrong host or port, or the SIP service is down",
         fix: "Check the host and port of the SIP URI (LiveKit SIP listens on 5060, UDP and TCP) and that the SIP service is running there",
         reference: "docs/failure-modes.md#16-no-response-to-the-invite; RFC 3261 section 18.4 (ICMP errors)",
+        also_when_passed: false,
     },
     Rule {
         code: "no_response",
@@ -225,6 +239,7 @@ const RULES: &[Rule] = &[
         summary: "Nothing answered the INVITE: wrong host, port or transport, or a firewall drops SIP",
         fix: "Check the SIP URI host and port (LiveKit SIP listens on 5060, UDP and TCP) and the transport the carrier uses (--transport tcp for a Telnyx FQDN connection set to TCP)",
         reference: "docs/failure-modes.md#16-no-response-to-the-invite (runbook item 16); docs/livekit-sip.md#transports",
+        also_when_passed: false,
     },
     Rule {
         code: "transport_failed",
@@ -235,6 +250,7 @@ const RULES: &[Rule] = &[
         summary: "The SIP transport failed (for TCP: nothing accepts connections there)",
         fix: "Check host, port and transport; try --transport udp to see whether the endpoint listens on UDP only",
         reference: "docs/failure-modes.md#17-transport-failed-or-connection-closed (runbook item 17); docs/livekit-sip.md#transports",
+        also_when_passed: false,
     },
     Rule {
         code: "connection_closed",
@@ -245,6 +261,7 @@ const RULES: &[Rule] = &[
         summary: "The far end closed the TCP connection in the middle of the call",
         fix: "Look at the endpoint's logs at the time in the report; a proxy or load balancer with a short idle timeout also does this",
         reference: "docs/failure-modes.md#17-transport-failed-or-connection-closed (runbook item 17); RFC 3261 section 18",
+        also_when_passed: false,
     },
     Rule {
         code: "ringing_without_answer",
@@ -259,6 +276,7 @@ const RULES: &[Rule] = &[
         summary: "The call rang but was never answered: the agent was never dispatched or never joined (dispatch rule without room_config.agents, agent_name mismatch, or the agent crashed at start)",
         fix: "Run `callprobe doctor` (or `lk sip dispatch list`: the Agents column must show your agent); make the dispatch rule use the SIPDispatchRuleInfo wrapper with room_config.agents; set agent_name on both the rule and @server.rtc_session; call ctx.connect() before wait_for_participant()",
         reference: "docs/failure-modes.md#2-the-agent-never-joins-no-agent-in-the-dispatch-rule (runbook items 2, 3, 4); livekit/sip#401, livekit/livekit#3690, livekit/agents#3202, livekit/agents#4861",
+        also_when_passed: false,
     },
     Rule {
         code: "rejected_busy_or_timeout",
@@ -269,6 +287,7 @@ const RULES: &[Rule] = &[
         summary: "LiveKit gave up ringing (trunk ringing_timeout) or the callee was busy: usually no agent answered in time",
         fix: "Check that the agent is dispatched and publishes audio promptly (`callprobe doctor`, agent logs); raise ringing_timeout only if the agent is known to be slow",
         reference: "docs/failure-modes.md#14-486-after-ringing (runbook item 14); docs/livekit-sip.md#ringing-timeout",
+        also_when_passed: false,
     },
     Rule {
         code: "service_unavailable",
@@ -279,6 +298,7 @@ const RULES: &[Rule] = &[
         summary: "LiveKit could not dispatch the call (dispatch RPC failed) or two trunks match the same call",
         fix: "Check that no two inbound trunks share the number or credentials; check the SIP service and Redis are healthy",
         reference: "docs/failure-modes.md#10-503-two-trunks-match-or-dispatch-failed (runbook item 10); docs/livekit-sip.md#error-answers",
+        also_when_passed: false,
     },
     Rule {
         code: "media_negotiation_failed",
@@ -289,6 +309,7 @@ const RULES: &[Rule] = &[
         summary: "The endpoint rejected our SDP: no common codec or a media/encryption mismatch",
         fix: "LiveKit SIP accepts G722, PCMU, PCMA (+ telephone-event); check the trunk's media.encryption (SRTP) setting against the offer",
         reference: "docs/failure-modes.md#18-sdp-rejected-400-415-488 (runbook item 18); docs/livekit-sip.md#codecs-and-dtmf, docs/livekit-sip.md#srtp",
+        also_when_passed: false,
     },
     Rule {
         code: "bye_unanswered",
@@ -299,6 +320,7 @@ const RULES: &[Rule] = &[
         summary: "The call connected but our BYE got no answer: the route set or the far end's dialog state is broken",
         fix: "Check Record-Route handling on proxies between us and the endpoint (see the BYE's Route headers in the report)",
         reference: "docs/failure-modes.md#19-bye-unanswered (runbook item 19); RFC 3261 sections 12.2 and 16.12",
+        also_when_passed: false,
     },
     // Context: may explain lookups that fail later in the agent.
     Rule {
@@ -307,6 +329,7 @@ const RULES: &[Rule] = &[
         summary: "A phone number is not in +E.164 form: lookups keyed by +E.164 fail, and dispatch rule numbers are compared exactly",
         fix: "Normalise numbers in the agent (prefix \"+\"); set the carrier's ani_number_format \"+E.164\" and dnis_number_format \"+e164\"; dial +E.164",
         reference: "docs/failure-modes.md#5-numbers-not-in-e164-form (runbook item 5)",
+        also_when_passed: true,
     },
 ];
 
@@ -499,7 +522,7 @@ fn transport_name(t: Transport) -> &'static str {
 pub fn notes_for_passed_call(obs: &Observation) -> Vec<String> {
     RULES
         .iter()
-        .filter(|r| r.code == "number_format")
+        .filter(|r| r.also_when_passed)
         .filter_map(|r| (r.applies)(obs).map(|evidence| format!("{}: {evidence} — {}", r.code, r.fix)))
         .collect()
 }
@@ -701,6 +724,19 @@ mod tests {
         let mut record = rang_and_cancelled();
         record.target = "sip:14144007103@127.0.0.1:5060".into();
         assert_eq!(codes(&record, None, None, None), ["ringing_without_answer", "number_format"]);
+    }
+
+    #[test]
+    fn a_passed_call_gets_only_the_context_notes() {
+        let mut record = record_with_invites(0, &[(0.0, 1)]);
+        record.summary.final_responses = vec![crate::sip::caller::FinalResponse { status: 200, reason: "OK".into() }];
+        record.summary.ended = Some(EndReason::HungUp { bye_status: 200 });
+        record.target = "sip:14144007103@127.0.0.1:5060".into();
+        let notes = notes_for_passed_call(&Observation::new(&record));
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].starts_with("number_format: we called 14144007103 — Normalise numbers"), "{notes:?}");
+        record.target = "sip:+14144007103@127.0.0.1:5060".into();
+        assert!(notes_for_passed_call(&Observation::new(&record)).is_empty());
     }
 
     #[test]
