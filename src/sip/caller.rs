@@ -16,6 +16,17 @@
 //! reads the clock, a socket or the OS random generator: ids come from a
 //! seeded generator, so tests are exact.
 //!
+//! The call moves through phases — Inviting (the INVITE and its
+//! authenticated retries), Cancelling (our CANCEL is out), Confirmed (the 2xx
+//! is ACKed, the dialog held), Terminating (our BYE is out) and Ended — and
+//! each phase carries what is only valid in it: the INVITE deadline, the
+//! CANCEL give-up time, the dialog and hang-up time, the BYE transaction.
+//! Beside the phase live what outlives one: the INVITE transactions, our
+//! CANCEL's transaction (a 2xx can beat the CANCEL; we ACK and BYE it while
+//! the CANCEL transaction runs to its end) and the user's "abandon", which
+//! decides how the call ends whatever phase it is in. Ended is final: later
+//! input reaches the transactions but reopens nothing.
+//!
 //! This file owns the call's state (the [`Caller`] and its phase), its
 //! public inputs and outputs, the timers and the far end's requests; the
 //! submodules own the messages it builds (`outgoing`), the responses it
@@ -179,12 +190,41 @@ struct Dialog {
     ack_to: Peer,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One of our non-INVITE requests (CANCEL, BYE) and its client transaction.
+#[derive(Debug)]
+struct NonInviteRequest {
+    branch: String,
+    /// Where it and its retransmissions go.
+    to: Peer,
+    tx: NonInviteClient,
+}
+
+/// Where the call stands, with what is only valid there.
+// One per call, moved rarely: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
 enum Phase {
-    Inviting,
-    Cancelling,
-    Established,
-    Terminating,
+    /// An INVITE is out (the first or an authenticated retry), no 2xx yet.
+    Inviting {
+        /// When to stop waiting for a final response and CANCEL (`invite_timeout`,
+        /// restarted by each INVITE); `None` once it has passed.
+        deadline: Option<Instant>,
+        /// The deadline passed before any provisional response: CANCEL as soon
+        /// as one arrives (a CANCEL needs one first, RFC 3261 9.1).
+        cancel_wanted: bool,
+    },
+    /// Our CANCEL is out (its transaction is the caller's `cancel`); waiting
+    /// for the INVITE's 487.
+    Cancelling {
+        /// When to stop waiting for the 487 (64·T1 after the CANCEL).
+        give_up: Instant,
+    },
+    /// The 2xx is ACKed: the call is up. The far end's in-dialog requests are answered.
+    Confirmed { dialog: Dialog, hangup_at: Instant },
+    /// Our BYE is out. The far end's in-dialog requests are still answered.
+    Terminating { dialog: Dialog, bye: NonInviteRequest },
+    /// Over for good: nothing but the INVITE and CANCEL transactions reacts to
+    /// input any more. Why it ended is `summary.ended`.
     Ended,
 }
 
@@ -196,17 +236,17 @@ pub struct Caller {
     local_tag: String,
     local_cseq: u32,
     phase: Phase,
+    /// Every INVITE sent; each transaction lives on (in every phase) to
+    /// re-ACK retransmitted finals and to count retransmissions.
     invites: Vec<InviteAttempt>,
-    invite_deadline: Option<Instant>,
-    cancel: Option<(String, NonInviteClient)>,
-    /// When CANCEL is wanted but no provisional has arrived yet (RFC 3261 9.1).
-    cancel_pending: bool,
-    cancel_give_up: Option<Instant>,
+    /// Our CANCEL, from the moment it is sent. Not data of `Cancelling`: when
+    /// a 2xx beats it, the call moves on (ACK, BYE) while this transaction
+    /// must still retransmit the CANCEL and absorb its response.
+    cancel: Option<NonInviteRequest>,
+    /// The user abandoned the call (Ctrl-C). It holds across phases: no new
+    /// INVITE is sent, and the CANCEL or BYE it caused (or one already out)
+    /// ends the call as [`EndReason::Abandoned`].
     abandoned: bool,
-    dialog: Option<Dialog>,
-    hangup_at: Option<Instant>,
-    bye: Option<(String, NonInviteClient)>,
-    bye_to: Option<Peer>,
     auth: DigestAuth,
     started_at: Instant,
     outbox: VecDeque<Transmit>,
@@ -241,17 +281,10 @@ impl Caller {
             rng,
             local_tag,
             local_cseq: 0,
-            phase: Phase::Inviting,
+            phase: Phase::Inviting { deadline: None, cancel_wanted: false },
             invites: Vec::new(),
-            invite_deadline: None,
             cancel: None,
-            cancel_pending: false,
-            cancel_give_up: None,
             abandoned: false,
-            dialog: None,
-            hangup_at: None,
-            bye: None,
-            bye_to: None,
             auth: DigestAuth::default(),
             started_at: now,
             outbox: VecDeque::new(),
@@ -268,7 +301,7 @@ impl Caller {
     }
 
     pub fn is_ended(&self) -> bool {
-        self.phase == Phase::Ended
+        matches!(self.phase, Phase::Ended)
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -282,16 +315,15 @@ impl Caller {
 
     /// The next instant at which [`Caller::handle_timeout`] must be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.phase == Phase::Ended {
-            return None;
-        }
-        let tx_timers = self
-            .invites
-            .iter()
-            .filter_map(|a| a.tx.next_timeout())
-            .chain(self.cancel.iter().filter_map(|(_, t)| t.next_timeout()))
-            .chain(self.bye.iter().filter_map(|(_, t)| t.next_timeout()));
-        tx_timers.chain(self.invite_deadline).chain(self.hangup_at).chain(self.cancel_give_up).min()
+        let phase_timer = match &self.phase {
+            Phase::Inviting { deadline, .. } => *deadline,
+            Phase::Cancelling { give_up } => Some(*give_up),
+            Phase::Confirmed { hangup_at, .. } => Some(*hangup_at),
+            Phase::Terminating { bye, .. } => bye.tx.next_timeout(),
+            Phase::Ended => return None,
+        };
+        let invites = self.invites.iter().filter_map(|a| a.tx.next_timeout());
+        invites.chain(self.cancel.as_ref().and_then(|c| c.tx.next_timeout())).chain(phase_timer).min()
     }
 
     // ----- inputs -------------------------------------------------------
@@ -321,42 +353,40 @@ impl Caller {
         for a in &mut self.invites {
             a.tx.on_timeout(now);
         }
-        if let Some((_, t)) = &mut self.cancel {
-            t.on_timeout(now);
+        if let Some(cancel) = &mut self.cancel {
+            cancel.tx.on_timeout(now);
         }
-        if let Some((_, t)) = &mut self.bye {
-            t.on_timeout(now);
+        if let Phase::Terminating { bye, .. } = &mut self.phase {
+            bye.tx.on_timeout(now);
         }
         self.drain_transactions();
-        match self.phase {
-            Phase::Inviting => {
+        match &mut self.phase {
+            Phase::Inviting { deadline, .. } => {
                 let current = self.invites.last();
                 if current.is_some_and(|a| a.tx.timed_out()) {
                     let waited_ms = (now - self.started_at).as_millis() as u64;
                     self.end(EndReason::NoResponse { waited_ms });
-                } else if self.invite_deadline.is_some_and(|d| now >= d) {
-                    self.invite_deadline = None;
+                } else if deadline.is_some_and(|d| now >= d) {
+                    *deadline = None;
                     self.request_cancel(now);
                 }
             }
-            Phase::Cancelling => {
-                let cancel_dead = self.cancel.as_ref().is_some_and(|(_, t)| t.timed_out());
+            Phase::Cancelling { give_up } => {
+                let given_up = now >= *give_up;
+                let cancel_dead = self.cancel.as_ref().is_some_and(|c| c.tx.timed_out());
                 let invite_over = self.invites.last().is_some_and(|a| matches!(a.tx.state(), InviteState::Terminated));
-                if cancel_dead || invite_over || self.cancel_give_up.is_some_and(|g| now >= g) {
+                if cancel_dead || invite_over || given_up {
                     self.end_cancelled(now);
                 }
             }
-            Phase::Established => {
-                if self.hangup_at.is_some_and(|h| now >= h) {
-                    self.hangup_at = None;
+            Phase::Confirmed { hangup_at, .. } => {
+                if now >= *hangup_at {
                     self.send_bye(now);
                 }
             }
-            Phase::Terminating => {
-                if let Some((_, t)) = &self.bye {
-                    if t.timed_out() {
-                        self.end(EndReason::ByeTimedOut);
-                    }
+            Phase::Terminating { bye, .. } => {
+                if bye.tx.timed_out() {
+                    self.end(EndReason::ByeTimedOut);
                 }
             }
             Phase::Ended => {}
@@ -369,38 +399,32 @@ impl Caller {
         match self.phase {
             // CANCEL needs a provisional response first (RFC 3261 9.1); with
             // none yet there is nothing to cancel, so the call just ends.
-            Phase::Inviting if self.invites.last().is_some_and(|a| a.tx.state() != InviteState::Proceeding) => {
+            Phase::Inviting { .. } if self.invites.last().is_some_and(|a| a.tx.state() != InviteState::Proceeding) => {
                 self.end(EndReason::Abandoned);
             }
-            Phase::Inviting => self.request_cancel(now),
-            Phase::Established => {
-                self.hangup_at = None;
-                self.send_bye(now);
-            }
-            _ => {}
+            Phase::Inviting { .. } => self.request_cancel(now),
+            Phase::Confirmed { .. } => self.send_bye(now),
+            // The CANCEL or BYE already out will end it (as Abandoned).
+            Phase::Cancelling { .. } | Phase::Terminating { .. } | Phase::Ended => {}
         }
     }
 
     /// callprobe itself ends a connected call early (e.g. the answer's SDP is
     /// unusable): BYE now. Unlike [`Caller::abandon`] this is part of the test.
     pub fn hang_up(&mut self, now: Instant) {
-        if self.phase == Phase::Established {
-            self.hangup_at = None;
+        if matches!(self.phase, Phase::Confirmed { .. }) {
             self.send_bye(now);
         }
     }
 
     /// The connection to the far end closed (TCP).
     pub fn handle_transport_closed(&mut self) {
-        if self.phase == Phase::Ended {
-            return;
-        }
         let during = match self.phase {
-            Phase::Inviting => "waiting for a final response to INVITE",
-            Phase::Cancelling => "cancelling",
-            Phase::Established => "the call (after 200 OK, before our BYE)",
-            Phase::Terminating => "waiting for the response to our BYE",
-            Phase::Ended => "",
+            Phase::Inviting { .. } => "waiting for a final response to INVITE",
+            Phase::Cancelling { .. } => "cancelling",
+            Phase::Confirmed { .. } => "the call (after 200 OK, before our BYE)",
+            Phase::Terminating { .. } => "waiting for the response to our BYE",
+            Phase::Ended => return,
         };
         self.end(EndReason::TransportClosed { during: during.to_string() });
     }
@@ -410,14 +434,14 @@ impl Caller {
     /// Later (the far end answered from there) it changes nothing.
     pub fn handle_port_unreachable(&mut self, to: SocketAddr) {
         let unanswered = self.invites.last().is_some_and(|a| a.tx.state() == InviteState::Calling);
-        if self.phase == Phase::Inviting && unanswered {
+        if matches!(self.phase, Phase::Inviting { .. }) && unanswered {
             self.end(EndReason::PortUnreachable { peer: to.to_string() });
         }
     }
 
     /// Sending failed: the call cannot go on.
     pub fn handle_transport_error(&mut self, detail: String) {
-        if self.phase != Phase::Ended {
+        if !self.is_ended() {
             self.end(EndReason::TransportError { detail });
         }
     }
@@ -428,13 +452,13 @@ impl Caller {
         if req.method == "ACK" {
             return; // ACK to our 200 for a re-INVITE: nothing to answer.
         }
-        let in_this_dialog = self.dialog.as_ref().is_some_and(|d| {
+        // Only Confirmed and Terminating hold a dialog to match.
+        let in_this_dialog = self.dialog().is_some_and(|d| {
             let from_tag = req.common.first("From").and_then(|v| message::param(&v, "tag"));
             let to_tag = req.common.first("To").and_then(|v| message::param(&v, "tag"));
             from_tag.as_deref() == Some(d.remote_tag.as_str()) && to_tag.as_deref() == Some(self.local_tag.as_str())
         });
-        let active = matches!(self.phase, Phase::Established | Phase::Terminating);
-        if !in_this_dialog || !active {
+        if !in_this_dialog {
             let answered = if req.method == "OPTIONS" { 200 } else { 481 };
             let reason = if answered == 200 { "OK" } else { "Call/Transaction Does Not Exist" };
             self.respond(&req, from, answered, reason, false);
@@ -457,15 +481,21 @@ impl Caller {
 
     // ----- the call's own transitions ----------------------------------
 
-    fn request_cancel(&mut self, now: Instant) {
-        if self.phase != Phase::Inviting {
-            return;
+    /// The dialog, in the phases that hold one (Confirmed, Terminating).
+    fn dialog(&self) -> Option<&Dialog> {
+        match &self.phase {
+            Phase::Confirmed { dialog, .. } | Phase::Terminating { dialog, .. } => Some(dialog),
+            _ => None,
         }
+    }
+
+    fn request_cancel(&mut self, now: Instant) {
         let proceeding = self.invites.last().is_some_and(|a| a.tx.state() == InviteState::Proceeding);
+        let Phase::Inviting { cancel_wanted, .. } = &mut self.phase else { return };
         if proceeding {
             self.send_cancel(now);
         } else {
-            self.cancel_pending = true;
+            *cancel_wanted = true;
         }
     }
 
@@ -492,22 +522,22 @@ impl Caller {
             }
         }
         self.summary.invite_retransmissions = self.invites.iter().map(|a| a.tx.retransmissions()).sum();
-        if let Some((_, t)) = &mut self.cancel {
-            while let Some(bytes) = t.poll_transmit() {
-                self.outbox.push_back(Transmit { to: first_hop.clone(), bytes });
-            }
-        }
-        if let (Some((_, t)), Some(to)) = (&mut self.bye, &self.bye_to) {
-            while let Some(bytes) = t.poll_transmit() {
-                self.outbox.push_back(Transmit { to: to.clone(), bytes });
+        let bye = match &mut self.phase {
+            Phase::Terminating { bye, .. } => Some(bye),
+            _ => None,
+        };
+        for request in self.cancel.iter_mut().chain(bye) {
+            while let Some(bytes) = request.tx.poll_transmit() {
+                self.outbox.push_back(Transmit { to: request.to.clone(), bytes });
             }
         }
     }
 
     fn end(&mut self, reason: EndReason) {
-        if self.phase == Phase::Ended {
+        if self.is_ended() {
             return;
         }
+        // Flush what the transactions hold before the phase (and a BYE's) goes.
         self.drain_transactions();
         self.phase = Phase::Ended;
         self.summary.ended = Some(reason.clone());

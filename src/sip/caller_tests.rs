@@ -453,3 +453,239 @@ fn a_forked_second_2xx_gets_its_own_ack_and_a_bye() {
     assert_eq!(c.summary().forked_answers_released, 1);
     assert!(!c.is_ended(), "the first dialog goes on");
 }
+
+/// Runs the caller's timers until the call ends and returns when it ended and
+/// everything it sent. Every deadline it asks for must lie ahead: a passed one
+/// would make the shell wake up again at once, forever.
+fn run_until_ended(c: &mut Caller, mut now: Instant) -> (Instant, Vec<Transmit>) {
+    let mut sent = drain(c);
+    while !c.is_ended() {
+        let next = c.poll_timeout().expect("a call that has not ended waits for something");
+        assert!(next > now, "asked to wake at {:?}, already {:?} past", next, now - next);
+        now = next;
+        c.handle_timeout(now);
+        sent.extend(drain(c));
+    }
+    (now, sent)
+}
+
+fn count(sent: &[Transmit], method: &str) -> usize {
+    sent.iter().filter(|t| text(t).starts_with(&format!("{method} "))).count()
+}
+
+/// A call that rang past its 1 s deadline: our CANCEL is out. Returns the
+/// caller, the INVITE and the CANCEL.
+fn cancelling(t0: Instant) -> (Caller, Transmit, Transmit) {
+    let mut cfg = config(false);
+    cfg.invite_timeout = ms(1000);
+    let mut c = Caller::start(cfg, t0).unwrap();
+    let inv = drain(&mut c).remove(0);
+    c.handle_message(&respond(&inv, 180, "Ringing", &[], Some("r")), far(), t0).unwrap();
+    c.handle_timeout(t0 + ms(1000));
+    let cancel = drain(&mut c).remove(0);
+    assert!(text(&cancel).starts_with("CANCEL"), "{}", text(&cancel));
+    events(&mut c);
+    (c, inv, cancel)
+}
+
+fn ok_for(inv: &Transmit) -> Vec<u8> {
+    respond(inv, 200, "OK", &["Contact: <sip:uas@127.0.0.1:5080>"], Some("r"))
+}
+
+#[test]
+fn a_2xx_after_our_cancel_is_acked_and_hung_up_while_the_cancel_runs_on() {
+    let t0 = Instant::now();
+    let (mut c, inv, cancel) = cancelling(t0);
+    c.handle_message(&ok_for(&inv), far(), t0 + ms(1001)).unwrap();
+    let out = drain(&mut c);
+    assert_eq!(out.len(), 2, "ACK and BYE");
+    let ack = text(&out[0]);
+    assert!(ack.starts_with("ACK sip:uas@127.0.0.1:5080") && ack.contains("CSeq: 1 ACK"), "{ack}");
+    let bye = out[1].clone();
+    assert!(text(&bye).starts_with("BYE sip:uas@127.0.0.1:5080") && text(&bye).contains("CSeq: 2 BYE"));
+    assert!(events(&mut c).contains(&CallEvent::Connected));
+    assert!(!c.is_ended());
+
+    // The CANCEL transaction goes on: Timer E re-sends it (the BYE's comes 1 ms later) …
+    assert_eq!(c.poll_timeout(), Some(t0 + ms(1500)));
+    c.handle_timeout(t0 + ms(1500));
+    assert_eq!(drain(&mut c).iter().map(text).collect::<Vec<_>>(), vec![text(&cancel)]);
+    c.handle_timeout(t0 + ms(1501));
+    assert_eq!(drain(&mut c).iter().map(text).collect::<Vec<_>>(), vec![text(&bye)]);
+    // … and absorbs its 200, which changes nothing else.
+    c.handle_message(&respond(&cancel, 200, "OK", &[], None), far(), t0 + ms(1502)).unwrap();
+    assert!(drain(&mut c).is_empty() && events(&mut c).is_empty() && !c.is_ended());
+    // A retransmitted 2xx gets the same ACK again.
+    c.handle_message(&ok_for(&inv), far(), t0 + ms(1503)).unwrap();
+    assert_eq!(text(&drain(&mut c)[0]), ack);
+
+    c.handle_message(&respond(&bye, 200, "OK", &[], None), far(), t0 + ms(1510)).unwrap();
+    assert!(c.is_ended() && c.poll_timeout().is_none());
+    assert_eq!(c.summary().ended, Some(EndReason::HungUp { bye_status: 200 }));
+    assert!(c.summary().answered_after_deadline);
+    assert_eq!(c.summary().final_responses.iter().map(|f| f.status).collect::<Vec<_>>(), vec![200]);
+}
+
+#[test]
+fn a_2xx_after_our_cancel_whose_bye_goes_unanswered_times_out_without_spinning() {
+    let t0 = Instant::now();
+    let (mut c, inv, _) = cancelling(t0);
+    c.handle_message(&ok_for(&inv), far(), t0 + ms(1001)).unwrap();
+    let (end, sent) = run_until_ended(&mut c, t0 + ms(1001));
+    assert_eq!(c.summary().ended, Some(EndReason::ByeTimedOut));
+    assert_eq!(end - t0, ms(1001 + 32_000), "the BYE's Timer F, not the CANCEL's give-up");
+    assert_eq!(count(&sent, "BYE"), 11);
+    assert_eq!(count(&sent, "CANCEL"), 10, "retransmissions until the CANCEL's own Timer F");
+    assert!(c.summary().answered_after_deadline);
+}
+
+#[test]
+fn abandoning_while_ringing_cancels_and_ends_abandoned() {
+    let t0 = Instant::now();
+    let mut c = Caller::start(config(false), t0).unwrap();
+    let inv = drain(&mut c).remove(0);
+    c.handle_message(&respond(&inv, 180, "Ringing", &[], Some("r")), far(), t0 + ms(100)).unwrap();
+    c.abandon(t0 + ms(2000));
+    let cancel = drain(&mut c).remove(0);
+    assert!(text(&cancel).starts_with("CANCEL"));
+    c.handle_message(&respond(&cancel, 200, "OK", &[], None), far(), t0 + ms(2010)).unwrap();
+    assert!(!c.is_ended());
+    c.handle_message(&respond(&inv, 487, "Request Terminated", &[], Some("r")), far(), t0 + ms(2020)).unwrap();
+    assert!(text(&drain(&mut c)[0]).starts_with("ACK"));
+    assert_eq!(c.summary().ended, Some(EndReason::Abandoned));
+}
+
+#[test]
+fn abandoning_while_ringing_with_a_silent_far_end_gives_up_without_spinning() {
+    let t0 = Instant::now();
+    let mut cfg = config(false);
+    cfg.invite_timeout = ms(3000);
+    let mut c = Caller::start(cfg, t0).unwrap();
+    let inv = drain(&mut c).remove(0);
+    c.handle_message(&respond(&inv, 180, "Ringing", &[], Some("r")), far(), t0 + ms(100)).unwrap();
+    c.abandon(t0 + ms(2000));
+    // The INVITE's own deadline (3 s) no longer matters: the CANCEL runs.
+    let (end, sent) = run_until_ended(&mut c, t0 + ms(2000));
+    assert_eq!(end - t0, ms(2000 + 32_000));
+    assert_eq!(count(&sent, "CANCEL"), 11);
+    assert_eq!(c.summary().ended, Some(EndReason::Abandoned));
+}
+
+#[test]
+fn abandoning_after_our_cancel_ends_abandoned_not_cancelled() {
+    let t0 = Instant::now();
+    let (mut c, inv, _) = cancelling(t0);
+    c.abandon(t0 + ms(1100));
+    assert!(drain(&mut c).is_empty(), "the CANCEL is already out");
+    c.handle_message(&respond(&inv, 487, "Request Terminated", &[], Some("r")), far(), t0 + ms(1200)).unwrap();
+    assert_eq!(c.summary().ended, Some(EndReason::Abandoned));
+
+    // If the 2xx wins the race instead, it is not "answered late": the user stopped it.
+    let (mut c, inv, _) = cancelling(t0);
+    c.abandon(t0 + ms(1100));
+    c.handle_message(&ok_for(&inv), far(), t0 + ms(1200)).unwrap();
+    let out = drain(&mut c);
+    assert!(text(&out[0]).starts_with("ACK") && text(&out[1]).starts_with("BYE"));
+    c.handle_message(&respond(&out[1], 200, "OK", &[], None), far(), t0 + ms(1210)).unwrap();
+    assert_eq!(c.summary().ended, Some(EndReason::Abandoned));
+    assert!(!c.summary().answered_after_deadline);
+}
+
+#[test]
+fn abandoning_a_connected_call_sends_bye_at_once() {
+    let t0 = Instant::now();
+    let (mut c, _) = connected(t0);
+    c.abandon(t0 + ms(1000));
+    let bye = drain(&mut c).remove(0);
+    assert!(text(&bye).starts_with("BYE") && text(&bye).contains("CSeq: 2 BYE"));
+    assert_eq!(c.poll_timeout(), Some(t0 + ms(1500)), "the BYE's Timer E, no longer the hold time");
+    c.handle_message(&respond(&bye, 200, "OK", &[], None), far(), t0 + ms(1010)).unwrap();
+    assert_eq!(c.summary().ended, Some(EndReason::Abandoned));
+}
+
+#[test]
+fn abandoning_while_our_bye_is_out_sends_nothing_more_and_ends_abandoned() {
+    let t0 = Instant::now();
+    let (mut c, _) = connected(t0);
+    c.handle_timeout(t0 + ms(5000));
+    let bye = drain(&mut c).remove(0);
+    assert!(text(&bye).starts_with("BYE"));
+    c.abandon(t0 + ms(5005));
+    assert!(drain(&mut c).is_empty());
+    c.handle_message(&respond(&bye, 200, "OK", &[], None), far(), t0 + ms(5010)).unwrap();
+    assert_eq!(c.summary().ended, Some(EndReason::Abandoned));
+}
+
+#[test]
+fn abandoning_an_ended_call_changes_nothing() {
+    let t0 = Instant::now();
+    let mut c = Caller::start(config(false), t0).unwrap();
+    let inv = drain(&mut c).remove(0);
+    c.handle_message(&respond(&inv, 486, "Busy Here", &[], Some("b")), far(), t0).unwrap();
+    drain(&mut c);
+    events(&mut c);
+    c.abandon(t0 + ms(10));
+    assert!(drain(&mut c).is_empty() && events(&mut c).is_empty() && c.poll_timeout().is_none());
+    assert_eq!(c.summary().ended, Some(EndReason::Rejected { status: 486, reason: "Busy Here".into() }));
+}
+
+#[test]
+fn hang_up_only_acts_on_a_connected_call() {
+    let t0 = Instant::now();
+    let mut c = Caller::start(config(false), t0).unwrap();
+    let inv = drain(&mut c).remove(0);
+    c.hang_up(t0 + ms(10));
+    assert!(drain(&mut c).is_empty() && !c.is_ended(), "nothing to hang up before the 2xx");
+    c.handle_message(&ok_for(&inv), far(), t0 + ms(20)).unwrap();
+    drain(&mut c);
+    c.hang_up(t0 + ms(30));
+    let bye = drain(&mut c).remove(0);
+    assert!(text(&bye).starts_with("BYE"));
+    c.hang_up(t0 + ms(40));
+    assert!(drain(&mut c).is_empty(), "one BYE only");
+    c.handle_message(&respond(&bye, 200, "OK", &[], None), far(), t0 + ms(50)).unwrap();
+    assert_eq!(c.summary().ended, Some(EndReason::HungUp { bye_status: 200 }));
+}
+
+#[test]
+fn transport_closed_says_what_the_call_was_doing() {
+    let during = |c: &Caller| match &c.summary().ended {
+        Some(EndReason::TransportClosed { during }) => during.clone(),
+        other => panic!("{other:?}"),
+    };
+    let t0 = Instant::now();
+    let mut c = Caller::start(config(false), t0).unwrap();
+    c.handle_transport_closed();
+    assert_eq!(during(&c), "waiting for a final response to INVITE");
+    assert!(c.is_ended() && c.poll_timeout().is_none());
+
+    let (mut c, _, _) = cancelling(t0);
+    c.handle_transport_closed();
+    assert_eq!(during(&c), "cancelling");
+
+    let (mut c, _) = connected(t0);
+    c.handle_transport_closed();
+    assert_eq!(during(&c), "the call (after 200 OK, before our BYE)");
+
+    let (mut c, _) = connected(t0);
+    c.handle_timeout(t0 + ms(5000));
+    c.handle_transport_closed();
+    assert_eq!(during(&c), "waiting for the response to our BYE");
+    // Once ended, a second close changes nothing.
+    c.handle_transport_closed();
+    assert_eq!(during(&c), "waiting for the response to our BYE");
+    assert_eq!(events(&mut c).iter().filter(|e| matches!(e, CallEvent::Ended(_))).count(), 1);
+}
+
+#[test]
+fn an_ended_call_stays_ended_when_a_late_2xx_arrives() {
+    let t0 = Instant::now();
+    let mut c = Caller::start(config(false), t0).unwrap();
+    let inv = drain(&mut c).remove(0);
+    c.abandon(t0 + ms(10));
+    events(&mut c);
+    c.handle_message(&ok_for(&inv), far(), t0 + ms(20)).unwrap();
+    assert!(c.is_ended() && c.poll_timeout().is_none());
+    assert!(drain(&mut c).is_empty() && events(&mut c).is_empty());
+    assert_eq!(c.summary().ended, Some(EndReason::Abandoned));
+}

@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::{Caller, Dialog, EndReason, InviteAttempt, Phase, Transmit};
+use super::{Caller, Dialog, EndReason, InviteAttempt, NonInviteRequest, Phase, Transmit};
 use crate::sip::digest::RequestInfo;
 use crate::sip::message::{self, InRequest, InResponse, Outgoing, ParseError, Start};
 use crate::sip::transaction::{InviteClient, NonInviteClient};
@@ -41,7 +41,10 @@ impl Caller {
             InviteClient::start(bytes, self.cfg.transport.is_reliable(), self.cfg.timers, self.cfg.invite_timeout, now);
         self.invites.push(InviteAttempt { branch, cseq, tx, authenticated, credentials });
         self.summary.invites_sent += 1;
-        self.invite_deadline = Some(now + self.cfg.invite_timeout);
+        // Each INVITE gets the whole `invite_timeout` (a wanted CANCEL stays wanted).
+        if let Phase::Inviting { deadline, .. } = &mut self.phase {
+            *deadline = Some(now + self.cfg.invite_timeout);
+        }
         Ok(())
     }
 
@@ -64,15 +67,16 @@ impl Caller {
                 .render();
         let Ok(bytes) = rendered else { return };
         let branch = attempt.branch.clone();
-        self.cancel =
-            Some((branch, NonInviteClient::start(bytes, self.cfg.transport.is_reliable(), self.cfg.timers, now)));
-        self.phase = Phase::Cancelling;
+        let tx = NonInviteClient::start(bytes, self.cfg.transport.is_reliable(), self.cfg.timers, now);
+        self.cancel = Some(NonInviteRequest { branch, to: Peer::Hop(self.first_hop.clone()), tx });
         // Give the far end 64·T1 to answer the INVITE with 487.
-        self.cancel_give_up = Some(now + 64 * self.cfg.timers.t1);
+        self.phase = Phase::Cancelling { give_up: now + 64 * self.cfg.timers.t1 };
     }
 
+    /// BYE for the confirmed dialog: Confirmed → Terminating (nothing in other phases).
     pub(super) fn send_bye(&mut self, now: Instant) {
-        let Some(dialog) = self.dialog.clone() else { return };
+        let Phase::Confirmed { dialog, .. } = &self.phase else { return };
+        let dialog = dialog.clone();
         self.local_cseq += 1;
         let branch = self.new_branch();
         let uri = dialog_request_uri(&dialog);
@@ -81,9 +85,7 @@ impl Caller {
         match self.in_dialog_request(&dialog, "BYE", self.local_cseq, &branch, auth, b"") {
             Ok((bytes, to)) => {
                 let tx = NonInviteClient::start(bytes, self.cfg.transport.is_reliable(), self.cfg.timers, now);
-                self.bye = Some((branch, tx));
-                self.bye_to = Some(to);
-                self.phase = Phase::Terminating;
+                self.phase = Phase::Terminating { dialog, bye: NonInviteRequest { branch, to, tx } };
             }
             Err(e) => self.end(EndReason::ProtocolError { detail: format!("cannot build BYE: {e}") }),
         }

@@ -2,7 +2,8 @@
 //! to each INVITE attempt (recorded in the summary), the 2xx that sets up the
 //! dialog and its end-to-end ACK, 2xx retransmissions and forked 2xx, a 2xx
 //! that beats our CANCEL, a final that ends the call or earns an
-//! authenticated retry, and the responses to CANCEL and BYE.
+//! authenticated retry, and the responses to CANCEL and BYE. Once the call
+//! has ended, a response to an INVITE only reaches its transaction.
 
 use std::time::Instant;
 
@@ -16,19 +17,20 @@ impl Caller {
         let Some(branch) = resp.branch() else { return };
         match resp.common.cseq_method.as_str() {
             "INVITE" => self.on_invite_response(&branch, resp, now),
+            // Whatever the phase: the CANCEL may have lost the race with a 2xx.
             "CANCEL" => {
-                if let Some((b, t)) = &mut self.cancel {
-                    if *b == branch {
-                        t.on_response(resp.status, now);
+                if let Some(cancel) = &mut self.cancel {
+                    if cancel.branch == branch {
+                        cancel.tx.on_response(resp.status, now);
                     }
                 }
             }
             "BYE" => {
-                let Some((b, t)) = &mut self.bye else { return };
-                if *b != branch || t.on_response(resp.status, now) == Disposition::Absorbed {
+                let Phase::Terminating { bye, .. } = &mut self.phase else { return };
+                if bye.branch != branch || bye.tx.on_response(resp.status, now) == Disposition::Absorbed {
                     return;
                 }
-                if resp.status >= 200 && self.phase == Phase::Terminating {
+                if resp.status >= 200 {
                     let reason = if self.abandoned {
                         EndReason::Abandoned
                     } else {
@@ -52,12 +54,17 @@ impl Caller {
         if disposition == Disposition::Absorbed {
             return;
         }
+        if self.is_ended() {
+            // Over for good: the transaction has seen the response, nothing else does.
+            return;
+        }
         if resp.status >= 200 && resp.status < 300 {
             // A 2xx (also a retransmission, or one for an older attempt):
             // ACK it end-to-end; a second one only gets the same ACK again.
-            if let Some(d) = &self.dialog {
+            if let Some(d) = self.dialog() {
                 if resp.to_tag().is_none_or(|tag| tag == d.remote_tag) {
-                    self.outbox.push_back(Transmit { to: d.ack_to.clone(), bytes: d.ack.clone() });
+                    let ack = Transmit { to: d.ack_to.clone(), bytes: d.ack.clone() };
+                    self.outbox.push_back(ack);
                 } else {
                     self.release_fork(&resp, idx);
                 }
@@ -72,13 +79,15 @@ impl Caller {
         }
         self.record_response(&resp, authenticated);
         if resp.status < 200 {
-            if self.cancel_pending && self.phase == Phase::Inviting {
-                self.cancel_pending = false;
-                self.send_cancel(now);
+            // The CANCEL the deadline wanted can go now (RFC 3261 9.1).
+            if let Phase::Inviting { cancel_wanted, .. } = &mut self.phase {
+                if std::mem::take(cancel_wanted) {
+                    self.send_cancel(now);
+                }
             }
             return;
         }
-        if self.phase == Phase::Cancelling {
+        if matches!(self.phase, Phase::Cancelling { .. }) {
             self.end_cancelled(now);
             return;
         }
@@ -115,7 +124,8 @@ impl Caller {
         self.summary.answer_sdp = (!resp.common.body.is_empty()).then(|| resp.common.body.clone());
         // A 2xx that beat our CANCEL came after the deadline: it is recorded,
         // and the checks do not count it as answered in time.
-        self.summary.answered_after_deadline = self.phase == Phase::Cancelling && !self.abandoned;
+        let beat_our_cancel = matches!(self.phase, Phase::Cancelling { .. });
+        self.summary.answered_after_deadline = beat_our_cancel && !self.abandoned;
         let mut dialog =
             Dialog { remote_tag, remote_target, route_set, ack: Vec::new(), ack_to: Peer::Hop(self.first_hop.clone()) };
         let branch = self.new_branch();
@@ -131,16 +141,14 @@ impl Caller {
                 return;
             }
         }
-        self.dialog = Some(dialog);
-        self.invite_deadline = None;
         self.events.push_back(CallEvent::Connected);
-        if self.phase == Phase::Cancelling || self.abandoned {
-            // CANCEL lost the race with the 2xx: hang up at once.
-            self.phase = Phase::Established;
+        // CANCEL lost the race with the 2xx (or the user stopped): hang up at once.
+        // Our CANCEL's transaction (`self.cancel`) runs on beside the new phase.
+        let hang_up_now = beat_our_cancel || self.abandoned;
+        let hangup_at = if hang_up_now { now } else { now + self.cfg.hangup_after };
+        self.phase = Phase::Confirmed { dialog, hangup_at };
+        if hang_up_now {
             self.send_bye(now);
-        } else {
-            self.phase = Phase::Established;
-            self.hangup_at = Some(now + self.cfg.hangup_after);
         }
     }
 
