@@ -32,7 +32,7 @@ impl CallObserver for MessagePrinter {
             Direction::Out => "→",
             Direction::In => "←",
         };
-        println!("{:>9.1} ms {arrow} {:<21} {}", m.t_ms, m.peer, m.first_line);
+        println!("{:>9.1} ms {arrow} {:<21} {}", m.at.ms(), m.peer, m.first_line);
         if self.verbosity > 1 {
             for l in m.raw.lines() {
                 println!("             | {l}");

@@ -7,7 +7,8 @@
 //! `media` cores, and `livekit` watching the room alongside) → `audio` (what
 //! the far end said) → `verdict` → `report` (`report::outputs` writes
 //! everything); `console` is what the terminal shows, `exit` how a run
-//! ends. `livekit::doctor` audits the LiveKit SIP configuration.
+//! ends. `livekit::doctor` audits the LiveKit SIP configuration. `time`
+//! is how every part carries time on the call's timeline.
 
 pub mod audio;
 pub mod call;
@@ -25,4 +26,5 @@ pub mod scenario;
 pub mod secret;
 pub mod sip;
 pub mod suite;
+pub mod time;
 pub mod verdict;

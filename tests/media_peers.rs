@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use callprobe::audio::vad::{detect_speech, VadConfig, VAD_SAMPLE_RATE};
 use callprobe::audio::wav;
+use callprobe::time::Millis;
 use serde_json::Value;
 use support::peers::{free_port, require_tools, Sipp, SippOptions, TempDir, Tool, Transport};
 
@@ -118,7 +119,7 @@ fn call(peer: &Peer, args: &[&str]) -> Run {
 /// Where speech starts in a fixture (ms), measured with the same detector.
 fn speech_onset_ms(name: &str) -> u64 {
     let pcm = wav::load_mono(&fixture(name), VAD_SAMPLE_RATE).unwrap();
-    detect_speech(&pcm, VadConfig::default())[0].start_ms
+    detect_speech(&pcm, VadConfig::default())[0].start.whole_ms()
 }
 
 /// The same, on the telephone-band version of the fixture (8 kHz, what a
@@ -127,7 +128,7 @@ fn speech_onset_ms(name: &str) -> u64 {
 fn speech_onset_8k_ms(name: &str) -> u64 {
     let narrow = wav::load_mono(&fixture(name), 8000).unwrap();
     let pcm = wav::resample_i16(&narrow, 8000, VAD_SAMPLE_RATE).unwrap();
-    detect_speech(&pcm, VadConfig::default())[0].start_ms
+    detect_speech(&pcm, VadConfig::default())[0].start.whole_ms()
 }
 
 #[test]

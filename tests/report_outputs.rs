@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use callprobe::audio::vad::{detect_speech, VadConfig, VAD_SAMPLE_RATE};
 use callprobe::audio::wav;
-use callprobe::call::{CallSpec, Direction, LoggedMessage};
+use callprobe::call::CallSpec;
 use callprobe::livekit::observation::{
     AgentReport, DispatchReport, JobReport, JoinSource, LiveKitObservation, SipParticipantReport, StatusReport,
     TimeReference,
@@ -24,7 +24,8 @@ use callprobe::report::html::write_index;
 use callprobe::report::junit::write_junit;
 use callprobe::report::metrics::write_metrics;
 use callprobe::report::model::{
-    self, Call, Check, Diagnosis, FinalResponse, Media, PlayedSpan, Recordings, Report, Sip, SpeechSegment, Tone,
+    self, Call, Check, Diagnosis, Direction, FinalResponse, Media, Message, PlayedSpan, Recordings, Report, Sip,
+    SpeechSegment, Tone,
 };
 use callprobe::report::pcap::{write_call_pcap, CapturedPacket, CapturedProtocol};
 use callprobe::report::run_dir::{call_dir_name, create_run_dir};
@@ -32,6 +33,7 @@ use callprobe::report::webhook::notify_failure;
 use callprobe::sip::caller::EndReason;
 use callprobe::sip::transaction::TimerConfig;
 use callprobe::sip::Transport;
+use callprobe::time::{duration_from_ms, CallTime, Millis, Offset};
 use callprobe::verdict::{describe_end, Verdict};
 use support::peers::{require_tools, Tool};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -74,8 +76,8 @@ fn line_noise(len: usize) -> Vec<i16> {
         .collect()
 }
 
-fn message(t_ms: f64, dir: Direction, peer: &str, raw: &str) -> LoggedMessage {
-    LoggedMessage {
+fn message(t_ms: f64, dir: Direction, peer: &str, raw: &str) -> Message {
+    Message {
         t_ms,
         dir,
         peer: peer.into(),
@@ -108,7 +110,7 @@ fn request(method: &str, cseq: u32) -> String {
 }
 
 /// A 407 → 200 call with a greeting, our clip and an answer.
-fn answered_messages(target: &str, connected: f64, ended: f64) -> Vec<LoggedMessage> {
+fn answered_messages(target: &str, connected: f64, ended: f64) -> Vec<Message> {
     let peer = "127.0.0.1:5070";
     vec![
         message(0.2, Direction::Out, peer, &invite(target, 1, false)),
@@ -140,7 +142,7 @@ fn answered_messages(target: &str, connected: f64, ended: f64) -> Vec<LoggedMess
 }
 
 fn sip_report(
-    messages: Vec<LoggedMessage>,
+    messages: Vec<Message>,
     finals: &[(u16, &str)],
     connected: Option<f64>,
     ended: EndReason,
@@ -167,7 +169,7 @@ fn sip_report(
         ended_ms: Some(ended_ms),
         ended_description: Some(describe_end(&ended)),
         ended: Some(model::EndReason::from(&ended)),
-        messages: messages.iter().map(model::Message::from).collect(),
+        messages,
     }
 }
 
@@ -183,22 +185,22 @@ fn livekit(test_id: &str, agent_joined_ms: f64) -> LiveKitObservation {
         reference: TimeReference {
             kind: "invite_that_got_through",
             invite_cseq: Some(2),
-            invite_t_ms: 1.1,
+            invite: CallTime::from_ms(1.1),
             unix_ms: STARTED_UNIX_MS as i64 + 1,
         },
         room: Some("call-_+15550100123_x7Qa".into()),
         room_sid: Some("RM_x7Qa".into()),
-        room_created_ms: Some(120.0),
-        room_found_ms: Some(300.0),
+        room_created: Some(Offset::from_ms(120.0)),
+        room_found: Some(Offset::from_ms(300.0)),
         matched_by: Some(MatchedBy::TestId),
         sip_participant: Some(SipParticipantReport {
             identity: "sip_+15550100123".into(),
-            joined_ms: Some(118.0),
-            left_observed_ms: None,
+            joined: Some(Offset::from_ms(118.0)),
+            left_observed: None,
             attributes: BTreeMap::from([("lktest.id".to_string(), test_id.to_string())]),
             call_status: vec![
-                StatusReport { status: "ringing".into(), observed_ms: 150.0 },
-                StatusReport { status: "active".into(), observed_ms: 450.0 },
+                StatusReport { status: "ringing".into(), observed: Offset::from_ms(150.0) },
+                StatusReport { status: "active".into(), observed: Offset::from_ms(450.0) },
             ],
         }),
         trunk_id: Some("ST_demo".into()),
@@ -208,29 +210,29 @@ fn livekit(test_id: &str, agent_joined_ms: f64) -> LiveKitObservation {
         agents: vec![AgentReport {
             identity: "agent-AJ_demo".into(),
             agent_name: "telephony-agent".into(),
-            joined_ms: agent_joined_ms,
-            joined_ms_source: JoinSource::Server,
-            server_joined_ms: Some(agent_joined_ms),
-            observed_ms: agent_joined_ms + 150.0,
-            left_observed_ms: None,
+            joined: Offset::from_ms(agent_joined_ms),
+            joined_source: JoinSource::Server,
+            server_joined: Some(Offset::from_ms(agent_joined_ms)),
+            observed: Offset::from_ms(agent_joined_ms + 150.0),
+            left_observed: None,
             attributes: BTreeMap::new(),
         }],
         dispatches: vec![DispatchReport {
             id: "AD_demo".into(),
             agent_name: "telephony-agent".into(),
-            created_ms: Some(125.0),
+            created: Some(Offset::from_ms(125.0)),
             jobs: vec![JobReport {
                 id: "AJ_demo".into(),
                 status: "JS_RUNNING",
                 error: String::new(),
                 worker_id: "AW_demo".into(),
                 participant_identity: "agent-AJ_demo".into(),
-                started_ms: Some(140.0),
-                ended_ms: None,
+                started: Some(Offset::from_ms(140.0)),
+                ended: None,
             }],
         }],
         dispatch_rule: None,
-        watched_ms: 9000.0,
+        watched: duration_from_ms(9000.0),
         polls: 27,
         api_errors: Vec::new(),
         gave_up: None,
@@ -260,9 +262,9 @@ fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
     place(&mut tx, clip_at, &clip);
     let segments = detect_speech(&rx, VadConfig::default());
     assert!(!segments.is_empty(), "the fixture speech must be detected");
-    let first_audio = segments[0].start_ms.saturating_sub(connected as u64);
+    let first_audio = segments[0].start.whole_ms().saturating_sub(connected as u64);
     let response_latency =
-        segments.iter().find(|s| s.start_ms as f64 >= clip_end).map(|s| s.start_ms - clip_end as u64);
+        segments.iter().find(|s| s.start.ms() >= clip_end).map(|s| s.start.whole_ms() - clip_end as u64);
     let target1 = "sip:+14144007103@127.0.0.1:5070";
     let call1 = Call {
         name: None,
@@ -293,7 +295,7 @@ fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
             first_rtp_ms: Some(connected + 20.0),
             first_audio_ms: Some(first_audio),
             response_latency_ms: response_latency,
-            talk_time_ms: Some(segments.iter().map(|s| s.duration_ms()).sum()),
+            talk_time_ms: Some(segments.iter().map(|s| s.duration()).sum::<Duration>().whole_ms()),
             longest_silence_ms: Some(900),
             speech_segments: segments.iter().map(SpeechSegment::from).collect(),
             played: Some(PlayedSpan { start_ms: clip_at, end_ms: clip_end }),
@@ -888,9 +890,9 @@ fn golden_report() -> Report {
     // Call 1: 407 → 200, our clip and an answer, a 1 kHz tone, an agent.
     let target1 = "sip:+14144007103@127.0.0.1:5070";
     let mut livekit1 = livekit("cp-795c97f44bca", 212.0);
-    livekit1.agents[0].joined_ms_source = JoinSource::Poll;
-    livekit1.agents[0].server_joined_ms = None;
-    livekit1.agents[0].left_observed_ms = Some(6050.0);
+    livekit1.agents[0].joined_source = JoinSource::Poll;
+    livekit1.agents[0].server_joined = None;
+    livekit1.agents[0].left_observed = Some(Offset::from_ms(6050.0));
     livekit1.agents[0].attributes = BTreeMap::from([("lk.agent.state".to_string(), "speaking".to_string())]);
     let call1 = Call {
         name: Some("smoke: credentials".into()),
@@ -957,7 +959,7 @@ fn golden_report() -> Report {
     let peer2 = "127.0.0.1:5070";
     let mut livekit2 = livekit("cp-0000deadbeef", 0.0);
     livekit2.call_id = "0b1c2d3e4f506172@callprobe".into();
-    livekit2.reference = TimeReference { kind: "call_start", invite_cseq: None, invite_t_ms: 0.0, unix_ms: 0 };
+    livekit2.reference = TimeReference { kind: "call_start", invite_cseq: None, invite: CallTime::ZERO, unix_ms: 0 };
     livekit2.matched_by = Some(MatchedBy::CallId);
     livekit2.agents.clear();
     livekit2.dispatches[0].agent_name = String::new();

@@ -3,33 +3,40 @@
 //! answered our utterance, its talk time and longest silence, and whether
 //! an expected tone was there. Pure: works on a finished [`CallRecord`].
 
+use std::time::Duration;
+
 use crate::audio::latency::{speech_timings, CallEvents};
+use crate::audio::recording::samples_in;
 use crate::audio::tone::tone_presence;
 use crate::audio::vad::{detect_speech, SpeechSegment, VadConfig, VAD_SAMPLE_RATE};
 use crate::call::CallRecord;
+use crate::media::codec::FRAME_DURATION;
+use crate::time::CallTime;
 
 /// A tone must dominate at least this share of a frame's power.
 const TONE_POWER_FRACTION: f64 = 0.6;
 /// …in frames adding up to at least this long.
-pub const TONE_MIN_MS: u64 = 500;
+pub const TONE_MIN: Duration = Duration::from_millis(500);
+/// The measures count in whole milliseconds: event times are rounded to this.
+const EVENT_RESOLUTION: Duration = Duration::from_millis(1);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToneFinding {
     pub frequency_hz: f64,
-    /// Total time the tone dominated (ms).
-    pub present_ms: u64,
+    /// Total time the tone dominated.
+    pub present: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct MediaAnalysis {
-    /// Far-end speech, ms on the call timeline (t0 = first INVITE).
+    /// Far-end speech, offsets into `rx.wav`: the call timeline (t0 = first INVITE).
     pub speech_segments: Vec<SpeechSegment>,
     /// From the 200 OK to the first far-end speech.
-    pub first_audio_ms: Option<u64>,
+    pub first_audio: Option<Duration>,
     /// From the end of our played utterance to the next far-end speech.
-    pub response_latency_ms: Option<u64>,
-    pub talk_time_ms: u64,
-    pub longest_silence_ms: u64,
+    pub response_latency: Option<Duration>,
+    pub talk_time: Duration,
+    pub longest_silence: Duration,
     pub tone: Option<ToneFinding>,
 }
 
@@ -38,25 +45,25 @@ pub fn analyse(record: &CallRecord, tone_hz: Option<f64>) -> Option<MediaAnalysi
     let media = record.media.as_ref()?;
     let rx = media.rx_audio.samples();
     let speech_segments = detect_speech(rx, VadConfig::default());
-    let answered_at_ms = record.connected_ms.unwrap_or(0.0).round() as u64;
-    let call_end_ms = (rx.len() as u64 * 1000) / u64::from(VAD_SAMPLE_RATE);
+    let on_timeline = |t: CallTime| t.round_to(EVENT_RESOLUTION).since_start();
+    let answered_at = on_timeline(record.connected.unwrap_or(CallTime::ZERO));
     let events = CallEvents {
-        answered_at_ms,
-        utterance_end_ms: media.utterance_end_ms.map(|end| end.round() as u64),
-        call_end_ms,
+        answered_at,
+        utterance_end: media.utterance_end.map(on_timeline),
+        call_end: media.rx_audio.duration(),
     };
     let timings = speech_timings(&speech_segments, &events);
     let tone = tone_hz.map(|hz| {
-        let from = (answered_at_ms as usize * VAD_SAMPLE_RATE as usize / 1000).min(rx.len());
+        let from = samples_in(answered_at, VAD_SAMPLE_RATE).min(rx.len());
         let report = tone_presence(&rx[from..], VAD_SAMPLE_RATE, hz, TONE_POWER_FRACTION);
-        ToneFinding { frequency_hz: hz, present_ms: report.matching_frames as u64 * 20 }
+        ToneFinding { frequency_hz: hz, present: FRAME_DURATION * report.matching_frames as u32 }
     });
     Some(MediaAnalysis {
         speech_segments,
-        first_audio_ms: timings.first_audio_ms,
-        response_latency_ms: timings.response_latency_ms,
-        talk_time_ms: timings.talk_time_ms,
-        longest_silence_ms: timings.longest_silence_ms,
+        first_audio: timings.first_audio,
+        response_latency: timings.response_latency,
+        talk_time: timings.talk_time,
+        longest_silence: timings.longest_silence,
         tone,
     })
 }

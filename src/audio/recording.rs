@@ -80,7 +80,7 @@ impl TimelineRecorder {
 
     /// Length of the recording so far.
     pub fn duration(&self) -> Duration {
-        Duration::from_secs_f64(self.samples.len() as f64 / f64::from(self.sample_rate))
+        duration_of(self.samples.len(), self.sample_rate)
     }
 
     pub fn samples(&self) -> &[i16] {
@@ -93,8 +93,20 @@ impl TimelineRecorder {
     }
 
     fn sample_index(&self, offset: Duration) -> usize {
-        (offset.as_nanos() * u128::from(self.sample_rate) / 1_000_000_000) as usize
+        samples_in(offset, self.sample_rate)
     }
+}
+
+/// How long `count` samples at `sample_rate` last (rounded up to the
+/// nanosecond, so [`samples_in`] gives `count` back).
+pub fn duration_of(count: usize, sample_rate: u32) -> Duration {
+    let nanos = (count as u128 * 1_000_000_000).div_ceil(u128::from(sample_rate.max(1)));
+    Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+}
+
+/// Whole samples at `sample_rate` in `length`: the index of the sample playing `length` in.
+pub fn samples_in(length: Duration, sample_rate: u32) -> usize {
+    (length.as_nanos() * u128::from(sample_rate) / 1_000_000_000) as usize
 }
 
 /// Pads both recordings to the longer one's length, so the files align end to end too.

@@ -1,5 +1,5 @@
 //! Speech detection on the far end's audio: turns 16 kHz mono PCM into
-//! speech segments `{start_ms, end_ms}`.
+//! speech segments `{start, end}` (offsets into the audio).
 //!
 //! Three layers, all sans-I/O (audio in, segments out; time is the sample
 //! count since the first sample pushed):
@@ -32,10 +32,10 @@ use realfft::{RealFftPlanner, RealToComplex};
 pub const VAD_SAMPLE_RATE: u32 = 16_000;
 /// Earshot's frame: 256 samples = 16 ms.
 const FRAME_LEN: usize = 256;
-const FRAME_MS: u64 = 16;
+const FRAME: Duration = Duration::from_millis(16);
 /// Energy is tracked in 4 ms subframes for boundary refinement.
 const SUBFRAME_LEN: usize = 64;
-const SUBFRAME_MS: u64 = 4;
+const SUBFRAME: Duration = Duration::from_millis(4);
 const SUBFRAMES_PER_FRAME: usize = FRAME_LEN / SUBFRAME_LEN;
 /// Spectrum for the tone check: 32 ms Hann window (current + previous frame).
 const SPECTRUM_LEN: usize = 2 * FRAME_LEN;
@@ -46,17 +46,27 @@ const MAX_ONSET_GAP_SUBFRAMES: usize = 3;
 /// Noise-floor estimate may rise by this factor per subframe (≈ +6 dB/s).
 const NOISE_FLOOR_RISE_PER_SUBFRAME: f64 = 1.005_54;
 
-/// A stretch of far-end speech, in ms since the start of the analysed audio.
+/// A stretch of far-end speech: from `start` to `end` into the analysed audio.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpeechSegment {
-    pub start_ms: u64,
-    pub end_ms: u64,
+    pub start: Duration,
+    pub end: Duration,
 }
 
 impl SpeechSegment {
-    pub fn duration_ms(&self) -> u64 {
-        self.end_ms.saturating_sub(self.start_ms)
+    pub fn duration(&self) -> Duration {
+        self.end.saturating_sub(self.start)
     }
+}
+
+/// When subframe `index` starts.
+fn subframe_start(index: usize) -> Duration {
+    SUBFRAME * u32::try_from(index).unwrap_or(u32::MAX)
+}
+
+/// Whole subframes in `length`.
+fn subframes_in(length: Duration) -> usize {
+    (length.as_nanos() / SUBFRAME.as_nanos()) as usize
 }
 
 /// Tuning of the detector. The defaults suit telephone speech.
@@ -174,16 +184,16 @@ impl SpeechDetector {
     }
 
     /// Start of the segment in progress, if speech is going on now.
-    pub fn speech_started_at_ms(&self) -> Option<u64> {
+    pub fn speech_started_at(&self) -> Option<Duration> {
         match self.state {
-            State::Speech { start_subframe, .. } => Some(start_subframe as u64 * SUBFRAME_MS),
+            State::Speech { start_subframe, .. } => Some(subframe_start(start_subframe)),
             State::Silence { .. } => None,
         }
     }
 
-    /// Audio consumed so far, in ms.
-    pub fn position_ms(&self) -> u64 {
-        self.frames_seen as u64 * FRAME_MS
+    /// Audio consumed so far.
+    pub fn position(&self) -> Duration {
+        FRAME * u32::try_from(self.frames_seen).unwrap_or(u32::MAX)
     }
 
     fn process_frame(&mut self, frame: &[i16]) -> Option<SpeechSegment> {
@@ -219,8 +229,8 @@ impl SpeechDetector {
                 State::Speech { start_subframe, last_voiced_end_subframe: frame_end_subframe }
             }
             (State::Speech { start_subframe, last_voiced_end_subframe }, false) => {
-                let silent_ms = (frame_end_subframe - last_voiced_end_subframe) as u64 * SUBFRAME_MS;
-                if silent_ms >= self.config.hangover.as_millis() as u64 {
+                let silent = subframe_start(frame_end_subframe - last_voiced_end_subframe);
+                if silent >= self.config.hangover {
                     closed = self.close_segment(start_subframe, last_voiced_end_subframe);
                     State::Silence { voiced_run: 0, run_start_frame: 0 }
                 } else {
@@ -280,7 +290,7 @@ impl SpeechDetector {
         if self.energy_at(start) <= threshold {
             return coarse_start;
         }
-        let lookback = (self.config.max_start_lookback.as_millis() as u64 / SUBFRAME_MS) as usize;
+        let lookback = subframes_in(self.config.max_start_lookback);
         let limit = coarse_start.saturating_sub(lookback).max(self.energy_base);
         let (mut probe, mut gap) = (start, 0);
         while probe > limit && gap <= MAX_ONSET_GAP_SUBFRAMES {
@@ -304,9 +314,8 @@ impl SpeechDetector {
             .rev()
             .find(|&s| self.energy_at(s) > threshold)
             .map_or(last_voiced_end_subframe, |s| s + 1);
-        let segment =
-            SpeechSegment { start_ms: start_subframe as u64 * SUBFRAME_MS, end_ms: end_subframe as u64 * SUBFRAME_MS };
-        (segment.duration_ms() >= self.config.min_segment.as_millis() as u64).then_some(segment)
+        let segment = SpeechSegment { start: subframe_start(start_subframe), end: subframe_start(end_subframe) };
+        (segment.duration() >= self.config.min_segment).then_some(segment)
     }
 
     /// Keeps only the energies a future boundary refinement can look at.
@@ -314,7 +323,7 @@ impl SpeechDetector {
         let keep_from = match self.state {
             State::Speech { start_subframe, .. } => start_subframe,
             State::Silence { .. } => {
-                let lookback = (self.config.max_start_lookback.as_millis() as u64 / SUBFRAME_MS) as usize;
+                let lookback = subframes_in(self.config.max_start_lookback);
                 (self.frames_seen * SUBFRAMES_PER_FRAME).saturating_sub(lookback + 4 * SUBFRAMES_PER_FRAME)
             }
         };
@@ -336,8 +345,10 @@ pub fn detect_speech(pcm_16k: &[i16], config: VadConfig) -> Vec<SpeechSegment> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audio::recording::duration_of;
     use crate::audio::wav;
     use crate::media::codec::AudioCodec;
+    use crate::time::Offset;
     use std::path::PathBuf;
 
     /// Tolerance on every detected boundary against the fixture's truth.
@@ -345,7 +356,7 @@ mod tests {
     /// Truth threshold: |sample| above 1 % of full scale (-40 dBFS peak).
     const TRUTH_AMPLITUDE: u16 = 328;
     /// Quieter stretches shorter than this belong to the same utterance.
-    const TRUTH_MERGE_GAP_MS: u64 = 600;
+    const TRUTH_MERGE_GAP: Duration = Duration::from_millis(600);
 
     fn fixture(name: &str) -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
@@ -354,15 +365,14 @@ mod tests {
     /// True speech boundaries of a fixture: the padding we added plus
     /// espeak's own silence, found as the first/last sample above
     /// [`TRUTH_AMPLITUDE`] of each run of loud samples (runs closer than
-    /// [`TRUTH_MERGE_GAP_MS`] merged).
+    /// [`TRUTH_MERGE_GAP`] merged).
     fn truth_segments(pcm: &[i16], sample_rate: u32) -> Vec<SpeechSegment> {
-        let to_ms = |i: usize| i as u64 * 1000 / u64::from(sample_rate);
         let mut segments: Vec<SpeechSegment> = Vec::new();
         for (i, _) in pcm.iter().enumerate().filter(|(_, s)| s.unsigned_abs() > TRUTH_AMPLITUDE) {
-            let at = to_ms(i);
+            let at = duration_of(i, sample_rate);
             match segments.last_mut() {
-                Some(last) if at - last.end_ms < TRUTH_MERGE_GAP_MS => last.end_ms = at,
-                _ => segments.push(SpeechSegment { start_ms: at, end_ms: at }),
+                Some(last) if at - last.end < TRUTH_MERGE_GAP => last.end = at,
+                _ => segments.push(SpeechSegment { start: at, end: at }),
             }
         }
         segments
@@ -374,7 +384,11 @@ mod tests {
         detected
             .iter()
             .zip(truth)
-            .map(|(d, t)| (d.start_ms as i64 - t.start_ms as i64, d.end_ms as i64 - t.end_ms as i64))
+            .map(|(d, t)| {
+                let error =
+                    |detected: Duration, truth: Duration| (Offset::from(detected) - Offset::from(truth)).whole_ms();
+                (error(d.start, t.start), error(d.end, t.end))
+            })
             .collect()
     }
 
@@ -487,10 +501,10 @@ mod tests {
         let speech = wav::load_mono(&fixture("thank_you_for_calling_16k.wav"), 16_000).unwrap();
         let lead = [tone(&[440.0, 480.0], 2.0, 8000.0), silence(0.5)].concat();
         let audio = [lead.clone(), speech.clone()].concat();
-        let offset = lead.len() as u64 * 1000 / 16_000;
+        let offset = duration_of(lead.len(), 16_000);
         let truth: Vec<SpeechSegment> = truth_segments(&speech, 16_000)
             .into_iter()
-            .map(|s| SpeechSegment { start_ms: s.start_ms + offset, end_ms: s.end_ms + offset })
+            .map(|s| SpeechSegment { start: s.start + offset, end: s.end + offset })
             .collect();
         assert_boundaries_within_tolerance("after ringback", &audio, &truth);
     }
@@ -514,17 +528,18 @@ mod tests {
         let mut live_starts = Vec::new();
         for chunk in pcm.chunks(333) {
             streamed.extend(detector.push(chunk));
-            if let Some(start) = detector.speech_started_at_ms() {
+            if let Some(start) = detector.speech_started_at() {
                 if live_starts.last() != Some(&start) {
                     live_starts.push(start);
                     // Speech is reported while it is happening, shortly after it starts.
-                    assert!(detector.position_ms() - start < 150, "late by {} ms", detector.position_ms() - start);
+                    let late = detector.position() - start;
+                    assert!(late < Duration::from_millis(150), "late by {late:?}");
                 }
             }
         }
         streamed.extend(detector.finish());
         assert_eq!(streamed, whole);
-        assert_eq!(live_starts, whole.iter().map(|s| s.start_ms).collect::<Vec<_>>());
+        assert_eq!(live_starts, whole.iter().map(|s| s.start).collect::<Vec<_>>());
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::sip::caller::{CallConfig, CallSummary, Caller, Credentials, EndReason
 use crate::sip::message::{self, uri_target};
 use crate::sip::transaction::TimerConfig;
 use crate::sip::{HostPort, Peer, Transport};
+use crate::time::CallTime;
 pub use cancel::Cancel;
 use driver::{CallDriver, Output};
 use media::{MediaPort, MediaSession};
@@ -63,11 +64,14 @@ pub enum Direction {
     In,
 }
 
+/// Logged message times are kept to this resolution (0.1 ms).
+pub const MESSAGE_TIME_RESOLUTION: Duration = Duration::from_micros(100);
+
 /// One SIP message as sent or received.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct LoggedMessage {
-    /// Milliseconds since the first INVITE left.
-    pub t_ms: f64,
+    /// When it was sent or received, to [`MESSAGE_TIME_RESOLUTION`].
+    pub at: CallTime,
     pub dir: Direction,
     pub peer: String,
     pub first_line: String,
@@ -87,13 +91,13 @@ pub struct CallRecord {
     pub local_rtp: Option<SocketAddr>,
     pub messages: Vec<LoggedMessage>,
     pub summary: CallSummary,
-    /// When the 2xx was ACKed, ms since the first INVITE.
-    pub connected_ms: Option<f64>,
-    pub ended_ms: Option<f64>,
+    /// When the 2xx was ACKed.
+    pub connected: Option<CallTime>,
+    pub ended: Option<CallTime>,
     /// RTP packets of the negotiated codec received from the far end.
     pub rtp_packets_received: u64,
-    /// When the first of them arrived, ms since the first INVITE.
-    pub first_rtp_ms: Option<f64>,
+    /// When the first of them arrived.
+    pub first_rtp: Option<CallTime>,
     /// What the media side measured (when the call connected with usable SDP).
     pub media: Option<MediaOutcome>,
     /// Why there is no media (no SDP in the 200, no common codec …).
@@ -142,10 +146,10 @@ pub async fn run(spec: &CallSpec, observer: &mut dyn CallObserver, cancel: &Canc
         local_rtp: None,
         messages: Vec::new(),
         summary: CallSummary::default(),
-        connected_ms: None,
-        ended_ms: None,
+        connected: None,
+        ended: None,
         rtp_packets_received: 0,
-        first_rtp_ms: None,
+        first_rtp: None,
         media: None,
         media_error: None,
         notes: Vec::new(),
@@ -179,7 +183,7 @@ pub async fn run(spec: &CallSpec, observer: &mut dyn CallObserver, cancel: &Canc
     record.local_sip = Some(sockets.local_addr());
 
     let t0 = Instant::now();
-    // The report's wall-clock start is the same instant as t0 (t_ms = 0).
+    // The report's wall-clock start is the same instant as t0 (CallTime::ZERO).
     record.started = SystemTime::now();
     let cfg = CallConfig {
         target_uri: spec.target_uri.clone(),
@@ -202,7 +206,7 @@ pub async fn run(spec: &CallSpec, observer: &mut dyn CallObserver, cancel: &Canc
     };
     let caller = Caller::start(cfg, t0).map_err(|e| RunError::Target(e.to_string()))?;
     let mut call = CallDriver::new(caller, spec.codecs.clone(), t0);
-    let ms = |at: Instant| (at - t0).as_secs_f64() * 1000.0;
+    let since_t0 = |at: Instant| CallTime::between(t0, at);
     let mut hops: HashMap<HostPort, SocketAddr> =
         HashMap::from([(HostPort { host: target.host.clone(), port: target.port }, first_hop)]);
     let mut interrupted = false;
@@ -231,7 +235,7 @@ pub async fn run(spec: &CallSpec, observer: &mut dyn CallObserver, cancel: &Canc
                         },
                     },
                 };
-                let logged = log_message(ms(Instant::now()), Direction::Out, to, &t.bytes);
+                let logged = log_message(since_t0(Instant::now()), Direction::Out, to, &t.bytes);
                 observer.message(&logged);
                 record.messages.push(logged);
                 if let Err(e) = sockets.send(to, &t.bytes).await {
@@ -240,7 +244,7 @@ pub async fn run(spec: &CallSpec, observer: &mut dyn CallObserver, cancel: &Canc
                 continue;
             }
             Output::Connected { at, media } => {
-                record.connected_ms = Some(ms(at));
+                record.connected = Some(since_t0(at));
                 match (media, media_port.take()) {
                     (Ok(audio), Some(port)) => {
                         media_session = Some(MediaSession::start(port, audio, spec.play.clone(), t0, at));
@@ -252,7 +256,7 @@ pub async fn run(spec: &CallSpec, observer: &mut dyn CallObserver, cancel: &Canc
                 continue;
             }
             Output::Ended => {
-                record.ended_ms = Some(ms(Instant::now()));
+                record.ended = Some(since_t0(Instant::now()));
                 continue;
             }
             Output::Done => break,
@@ -264,17 +268,18 @@ pub async fn run(spec: &CallSpec, observer: &mut dyn CallObserver, cancel: &Canc
         tokio::select! {
             incoming = sockets.recv() => {
                 let now = Instant::now();
+                let at = since_t0(now);
                 match incoming {
                     Some(Incoming::Message { bytes, from }) => {
-                        let logged = log_message(ms(now), Direction::In, from, &bytes);
+                        let logged = log_message(at, Direction::In, from, &bytes);
                         observer.message(&logged);
                         record.messages.push(logged);
                         if let Err(e) = call.handle_message(&bytes, from, now) {
-                            record.notes.push(format!("ignored a message from {from} at {:.1} ms: {e}", ms(now)));
+                            record.notes.push(format!("ignored a message from {from} at {:.1} ms: {e}", at.ms()));
                         }
                     }
                     Some(Incoming::Closed { peer, detail }) => {
-                        record.notes.push(format!("TCP connection to {peer} {detail} at {:.1} ms", ms(now)));
+                        record.notes.push(format!("TCP connection to {peer} {detail} at {:.1} ms", at.ms()));
                         // The connection that carries the call ends it; another one
                         // (e.g. opened only for the ACK to a Contact) is just noted.
                         if peer == first_hop {
@@ -286,7 +291,7 @@ pub async fn run(spec: &CallSpec, observer: &mut dyn CallObserver, cancel: &Canc
                         call.handle_transport_closed();
                     }
                     Some(Incoming::Unreachable { to }) => {
-                        record.notes.push(format!("ICMP port unreachable for what we sent to {to}, at {:.1} ms", ms(now)));
+                        record.notes.push(format!("ICMP port unreachable for what we sent to {to}, at {:.1} ms", at.ms()));
                         call.handle_port_unreachable(to);
                     }
                     None => call.handle_transport_error("transport task stopped".into()),
@@ -306,14 +311,14 @@ pub async fn run(spec: &CallSpec, observer: &mut dyn CallObserver, cancel: &Canc
     }
     if let Some(m) = &record.media {
         record.rtp_packets_received = m.rx.received;
-        record.first_rtp_ms = m.rx.first_arrival.map(ms);
+        record.first_rtp = m.rx.first_arrival.map(since_t0);
     }
     Ok(record)
 }
 
-fn log_message(t_ms: f64, dir: Direction, peer: SocketAddr, bytes: &[u8]) -> LoggedMessage {
+fn log_message(at: CallTime, dir: Direction, peer: SocketAddr, bytes: &[u8]) -> LoggedMessage {
     LoggedMessage {
-        t_ms: (t_ms * 10.0).round() / 10.0,
+        at: at.round_to(MESSAGE_TIME_RESOLUTION),
         dir,
         peer: peer.to_string(),
         first_line: message::first_line(bytes),

@@ -2,23 +2,24 @@
 //! evidence the agent check and the diagnoses read, written to report.json
 //! as `calls[].livekit` ([`crate::report::model::LiveKit`]).
 //!
-//! Times are milliseconds after the INVITE that got through (the first
+//! Times are [`Offset`]s from the INVITE that got through (the first
 //! transmission of the last INVITE transaction: the authenticated one when
-//! there was a challenge). Agent join times prefer the server's `joined_at`;
+//! there was a challenge); the server's clock can put them before it. Agent join times prefer the server's `joined_at`;
 //! the time a poll first saw the agent is kept too, and used instead when the
 //! server's clock is evidently ahead of ours.
 
 use std::collections::BTreeMap;
-use std::time::UNIX_EPOCH;
+use std::time::Duration;
 
 use crate::call::{CallRecord, Direction};
+use crate::time::{unix_ms, CallTime, Offset};
 
 use super::room_watch::{attr, AgentSighting, DispatchView, MatchedBy, RoomWatch};
 use super::sip_config::DispatchRule;
 
 /// A server join time later than our own sighting by more than this means
 /// the clocks disagree.
-const CLOCK_TOLERANCE_MS: f64 = 250.0;
+const CLOCK_TOLERANCE: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Clone)]
 pub struct LiveKitObservation {
@@ -31,9 +32,9 @@ pub struct LiveKitObservation {
     pub reference: TimeReference,
     pub room: Option<String>,
     pub room_sid: Option<String>,
-    pub room_created_ms: Option<f64>,
+    pub room_created: Option<Offset>,
     /// When a poll first saw our SIP participant in the room.
-    pub room_found_ms: Option<f64>,
+    pub room_found: Option<Offset>,
     pub matched_by: Option<MatchedBy>,
     pub sip_participant: Option<SipParticipantReport>,
     pub trunk_id: Option<String>,
@@ -47,7 +48,8 @@ pub struct LiveKitObservation {
     /// The dispatch rule the call matched (or the rules that could apply),
     /// read through the SIP API after a failed call.
     pub dispatch_rule: Option<DispatchRule>,
-    pub watched_ms: f64,
+    /// How long the room was watched.
+    pub watched: Duration,
     pub polls: u32,
     pub api_errors: Vec<String>,
     /// The watch stopped early on this error.
@@ -59,8 +61,9 @@ pub struct TimeReference {
     /// `invite_that_got_through`, or `call_start` when no INVITE left.
     pub kind: &'static str,
     pub invite_cseq: Option<u32>,
-    /// The INVITE's `t_ms` in `sip.messages`.
-    pub invite_t_ms: f64,
+    /// When that INVITE left (zero with `call_start`).
+    pub invite: CallTime,
+    /// The same instant, ms since the Unix epoch.
     pub unix_ms: i64,
 }
 
@@ -68,8 +71,8 @@ pub struct TimeReference {
 pub struct SipParticipantReport {
     pub identity: String,
     /// Server join time.
-    pub joined_ms: Option<f64>,
-    pub left_observed_ms: Option<f64>,
+    pub joined: Option<Offset>,
+    pub left_observed: Option<Offset>,
     pub attributes: BTreeMap<String, String>,
     /// `sip.callStatus` as the polls saw it change (ringing → active → hangup).
     pub call_status: Vec<StatusReport>,
@@ -78,7 +81,7 @@ pub struct SipParticipantReport {
 #[derive(Debug, Clone)]
 pub struct StatusReport {
     pub status: String,
-    pub observed_ms: f64,
+    pub observed: Offset,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,12 +96,13 @@ pub enum JoinSource {
 pub struct AgentReport {
     pub identity: String,
     pub agent_name: String,
-    /// When the agent joined, after the INVITE that got through.
-    pub joined_ms: f64,
-    pub joined_ms_source: JoinSource,
-    pub server_joined_ms: Option<f64>,
-    pub observed_ms: f64,
-    pub left_observed_ms: Option<f64>,
+    /// When the agent joined: `server_joined` or `observed`, see `joined_source`.
+    pub joined: Offset,
+    pub joined_source: JoinSource,
+    pub server_joined: Option<Offset>,
+    /// When a poll first saw the agent.
+    pub observed: Offset,
+    pub left_observed: Option<Offset>,
     pub attributes: BTreeMap<String, String>,
 }
 
@@ -107,7 +111,7 @@ pub struct DispatchReport {
     pub id: String,
     /// Empty: the server's default dispatch for a room without agents in its config.
     pub agent_name: String,
-    pub created_ms: Option<f64>,
+    pub created: Option<Offset>,
     pub jobs: Vec<JobReport>,
 }
 
@@ -118,8 +122,8 @@ pub struct JobReport {
     pub error: String,
     pub worker_id: String,
     pub participant_identity: String,
-    pub started_ms: Option<f64>,
-    pub ended_ms: Option<f64>,
+    pub started: Option<Offset>,
+    pub ended: Option<Offset>,
 }
 
 impl LiveKitObservation {
@@ -132,7 +136,7 @@ impl LiveKitObservation {
     }
 
     pub fn first_agent<'a>(&'a self, name: Option<&'a str>) -> Option<&'a AgentReport> {
-        self.agents_named(name).min_by(|a, b| a.joined_ms.total_cmp(&b.joined_ms))
+        self.agents_named(name).min_by_key(|a| a.joined)
     }
 
     /// Any job accepted by a worker for a dispatch of `name` (any when `None`).
@@ -152,15 +156,15 @@ impl LiveKitObservation {
     }
 }
 
-/// When the INVITE that got through left: `(t_ms, CSeq)` of the first
+/// When the INVITE that got through left, and its CSeq: the first
 /// transmission of the last INVITE transaction.
-pub fn invite_that_got_through(record: &CallRecord) -> Option<(f64, Option<u32>)> {
+pub fn invite_that_got_through(record: &CallRecord) -> Option<(CallTime, Option<u32>)> {
     let invites: Vec<_> =
         record.messages.iter().filter(|m| m.dir == Direction::Out && m.first_line.starts_with("INVITE ")).collect();
     let last = invites.last()?;
     let cseq = cseq_number(&last.raw);
     let first = invites.iter().find(|m| cseq.is_some() && cseq_number(&m.raw) == cseq).unwrap_or(last);
-    Some((first.t_ms, cseq))
+    Some((first.at, cseq))
 }
 
 fn cseq_number(raw: &str) -> Option<u32> {
@@ -170,15 +174,11 @@ fn cseq_number(raw: &str) -> Option<u32> {
     })
 }
 
-fn round1(x: f64) -> f64 {
-    (x * 10.0).round() / 10.0
-}
-
 /// The server's join time when it fits what the polls saw, else the poll's.
-pub fn effective_join(server_ms: Option<f64>, observed_ms: f64) -> (f64, JoinSource) {
-    match server_ms {
-        Some(s) if s <= observed_ms + CLOCK_TOLERANCE_MS => (s, JoinSource::Server),
-        _ => (observed_ms, JoinSource::Poll),
+pub fn effective_join(server: Option<Offset>, observed: Offset) -> (Offset, JoinSource) {
+    match server {
+        Some(s) if s <= observed + CLOCK_TOLERANCE => (s, JoinSource::Server),
+        _ => (observed, JoinSource::Poll),
     }
 }
 
@@ -206,34 +206,35 @@ fn job_status_name(status: i32) -> &'static str {
 
 /// Relates what the watcher saw to the call's timeline.
 pub fn relate(watch: &RoomWatch, record: &CallRecord, url: &str) -> LiveKitObservation {
-    let started_unix_ms = record.started.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-    let (kind, invite_t_ms, invite_cseq) = match invite_that_got_through(record) {
+    let (kind, invite, invite_cseq) = match invite_that_got_through(record) {
         Some((t, cseq)) => ("invite_that_got_through", t, cseq),
-        None => ("call_start", 0.0, None),
+        None => ("call_start", CallTime::ZERO, None),
     };
-    let reference_unix_ms = started_unix_ms as f64 + invite_t_ms;
-    let rel = |unix_ms: i64| round1(unix_ms as f64 - reference_unix_ms);
+    // On the report's clock: its `started_unix_ms` (whole ms) plus the INVITE's `t_ms`.
+    let started = i64::try_from(unix_ms(record.started)).unwrap_or(i64::MAX);
+    let reference = Offset::from_unix_ms(started) + invite.since_start();
+    let rel = |unix_ms: i64| Offset::from_unix_ms(unix_ms) - reference;
     let sip = watch.sip_participant.as_ref();
     let sip_attr = |key: &str| sip.and_then(|p| p.attr(key)).map(str::to_string);
     let agent = |a: &AgentSighting| {
         let server = a.joined_unix_ms.map(rel);
         let observed = rel(a.first_seen_unix_ms);
-        let (joined_ms, joined_ms_source) = effective_join(server, observed);
+        let (joined, joined_source) = effective_join(server, observed);
         AgentReport {
             identity: a.identity.clone(),
             agent_name: a.agent_name.clone(),
-            joined_ms,
-            joined_ms_source,
-            server_joined_ms: server,
-            observed_ms: observed,
-            left_observed_ms: a.gone_unix_ms.map(rel),
+            joined,
+            joined_source,
+            server_joined: server,
+            observed,
+            left_observed: a.gone_unix_ms.map(rel),
             attributes: reportable(&a.attributes),
         }
     };
     let dispatch = |d: &DispatchView| DispatchReport {
         id: d.id.clone(),
         agent_name: d.agent_name.clone(),
-        created_ms: d.created_unix_ms.map(rel),
+        created: d.created_unix_ms.map(rel),
         jobs: d
             .jobs
             .iter()
@@ -243,8 +244,8 @@ pub fn relate(watch: &RoomWatch, record: &CallRecord, url: &str) -> LiveKitObser
                 error: j.error.clone(),
                 worker_id: j.worker_id.clone(),
                 participant_identity: j.participant_identity.clone(),
-                started_ms: j.started_unix_ms.map(rel),
-                ended_ms: j.ended_unix_ms.map(rel),
+                started: j.started_unix_ms.map(rel),
+                ended: j.ended_unix_ms.map(rel),
             })
             .collect(),
     };
@@ -252,21 +253,21 @@ pub fn relate(watch: &RoomWatch, record: &CallRecord, url: &str) -> LiveKitObser
         url: url.to_string(),
         test_id: record.test_id.clone(),
         call_id: record.call_id.clone(),
-        reference: TimeReference { kind, invite_cseq, invite_t_ms, unix_ms: reference_unix_ms.round() as i64 },
+        reference: TimeReference { kind, invite_cseq, invite, unix_ms: reference.whole_ms() },
         room: watch.room.as_ref().map(|r| r.name.clone()),
         room_sid: watch.room.as_ref().map(|r| r.sid.clone()),
-        room_created_ms: watch.room.as_ref().and_then(|r| r.created_unix_ms).map(rel),
-        room_found_ms: watch.room_found_unix_ms.map(rel),
+        room_created: watch.room.as_ref().and_then(|r| r.created_unix_ms).map(rel),
+        room_found: watch.room_found_unix_ms.map(rel),
         matched_by: watch.matched_by,
         sip_participant: sip.map(|p| SipParticipantReport {
             identity: p.identity.clone(),
-            joined_ms: p.joined_unix_ms.map(rel),
-            left_observed_ms: watch.sip_participant_gone_unix_ms.map(rel),
+            joined: p.joined_unix_ms.map(rel),
+            left_observed: watch.sip_participant_gone_unix_ms.map(rel),
             attributes: reportable(&p.attributes),
             call_status: watch
                 .call_status
                 .iter()
-                .map(|s| StatusReport { status: s.status.clone(), observed_ms: rel(s.observed_unix_ms) })
+                .map(|s| StatusReport { status: s.status.clone(), observed: rel(s.observed_unix_ms) })
                 .collect(),
         }),
         trunk_id: sip_attr(attr::TRUNK_ID),
@@ -276,7 +277,8 @@ pub fn relate(watch: &RoomWatch, record: &CallRecord, url: &str) -> LiveKitObser
         agents: watch.agents.iter().map(agent).collect(),
         dispatches: watch.dispatches.iter().map(dispatch).collect(),
         dispatch_rule: None,
-        watched_ms: (watch.ended_unix_ms - watch.started_unix_ms).max(0) as f64,
+        watched: (Offset::from_unix_ms(watch.ended_unix_ms) - Offset::from_unix_ms(watch.started_unix_ms))
+            .clamped_duration(),
         polls: watch.polls,
         api_errors: watch.errors.clone(),
         gave_up: watch.gave_up.clone(),
@@ -289,22 +291,23 @@ pub(crate) mod tests {
     use crate::call::LoggedMessage;
     use crate::sip::caller::CallSummary;
     use crate::sip::Transport;
-    use std::time::{Duration, SystemTime};
+    use crate::time::duration_from_ms;
+    use std::time::SystemTime;
 
-    pub(crate) fn record_with_invites(started_unix_ms: u64, invites: &[(f64, u32)]) -> CallRecord {
+    pub(crate) fn record_with_invites(started: Duration, invites: &[(f64, u32)]) -> CallRecord {
         CallRecord {
             call_id: "abc@callprobe".into(),
             test_id: "cp-1".into(),
             target: "sip:+14144007103@127.0.0.1:5060".into(),
             transport: Transport::Udp,
             credentials_given: true,
-            started: SystemTime::UNIX_EPOCH + Duration::from_millis(started_unix_ms),
+            started: SystemTime::UNIX_EPOCH + started,
             local_sip: None,
             local_rtp: None,
             messages: invites
                 .iter()
                 .map(|(t, cseq)| LoggedMessage {
-                    t_ms: *t,
+                    at: CallTime::from_ms(*t),
                     dir: Direction::Out,
                     peer: "127.0.0.1:5060".into(),
                     first_line: "INVITE sip:+14144007103@127.0.0.1:5060 SIP/2.0".into(),
@@ -312,10 +315,10 @@ pub(crate) mod tests {
                 })
                 .collect(),
             summary: CallSummary::default(),
-            connected_ms: None,
-            ended_ms: None,
+            connected: None,
+            ended: None,
             rtp_packets_received: 0,
-            first_rtp_ms: None,
+            first_rtp: None,
             media: None,
             media_error: None,
             notes: Vec::new(),
@@ -331,13 +334,13 @@ pub(crate) mod tests {
             reference: TimeReference {
                 kind: "invite_that_got_through",
                 invite_cseq: Some(2),
-                invite_t_ms: 30.0,
+                invite: CallTime::from_ms(30.0),
                 unix_ms: 30,
             },
             room: Some("call-_+15550100123_abc".into()),
             room_sid: Some("RM_1".into()),
-            room_created_ms: Some(20.0),
-            room_found_ms: Some(300.0),
+            room_created: Some(Offset::from_ms(20.0)),
+            room_found: Some(Offset::from_ms(300.0)),
             matched_by: Some(MatchedBy::TestId),
             sip_participant: None,
             trunk_id: Some("ST_1".into()),
@@ -347,7 +350,7 @@ pub(crate) mod tests {
             agents: Vec::new(),
             dispatches: Vec::new(),
             dispatch_rule: None,
-            watched_ms: 10_000.0,
+            watched: duration_from_ms(10_000.0),
             polls: 30,
             api_errors: Vec::new(),
             gave_up: None,
@@ -355,14 +358,15 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn agent(name: &str, joined_ms: f64) -> AgentReport {
+        let joined = Offset::from_ms(joined_ms);
         AgentReport {
             identity: "agent-AJ_0".into(),
             agent_name: name.into(),
-            joined_ms,
-            joined_ms_source: JoinSource::Server,
-            server_joined_ms: Some(joined_ms),
-            observed_ms: joined_ms + 100.0,
-            left_observed_ms: None,
+            joined,
+            joined_source: JoinSource::Server,
+            server_joined: Some(joined),
+            observed: Offset::from_ms(joined_ms + 100.0),
+            left_observed: None,
             attributes: BTreeMap::new(),
         }
     }
@@ -370,22 +374,24 @@ pub(crate) mod tests {
     #[test]
     fn the_invite_that_got_through_is_the_first_send_of_the_last_transaction() {
         // CSeq 1 (challenged), CSeq 2 at 40 ms, retransmitted at 540 ms.
-        let r = record_with_invites(0, &[(0.0, 1), (40.0, 2), (540.0, 2)]);
-        assert_eq!(invite_that_got_through(&r), Some((40.0, Some(2))));
-        assert_eq!(invite_that_got_through(&record_with_invites(0, &[])), None);
+        let r = record_with_invites(Duration::ZERO, &[(0.0, 1), (40.0, 2), (540.0, 2)]);
+        assert_eq!(invite_that_got_through(&r), Some((CallTime::from_ms(40.0), Some(2))));
+        assert_eq!(invite_that_got_through(&record_with_invites(Duration::ZERO, &[])), None);
     }
 
     #[test]
     fn join_times_prefer_the_server_unless_its_clock_is_ahead() {
-        assert_eq!(effective_join(Some(800.0), 1_000.0), (800.0, JoinSource::Server));
-        assert_eq!(effective_join(Some(5_000.0), 1_000.0), (1_000.0, JoinSource::Poll));
-        assert_eq!(effective_join(None, 1_000.0), (1_000.0, JoinSource::Poll));
+        let ms = Offset::from_ms;
+        assert_eq!(effective_join(Some(ms(800.0)), ms(1_000.0)), (ms(800.0), JoinSource::Server));
+        assert_eq!(effective_join(Some(ms(1_250.0)), ms(1_000.0)), (ms(1_250.0), JoinSource::Server));
+        assert_eq!(effective_join(Some(ms(5_000.0)), ms(1_000.0)), (ms(1_000.0), JoinSource::Poll));
+        assert_eq!(effective_join(None, ms(1_000.0)), (ms(1_000.0), JoinSource::Poll));
     }
 
     #[test]
     fn relates_the_watch_to_the_invite() {
         use super::super::room_watch::{ParticipantView, RoomView, StatusSighting};
-        let record = record_with_invites(1_000_000, &[(0.0, 1), (40.0, 2)]);
+        let record = record_with_invites(Duration::from_secs(1_000), &[(0.0, 1), (40.2, 2)]);
         let mut w = RoomWatch::new(1_000_000);
         w.room = Some(RoomView { name: "call-_x".into(), sid: "RM_1".into(), created_unix_ms: Some(1_000_090) });
         w.sip_participant = Some(ParticipantView {
@@ -415,13 +421,15 @@ pub(crate) mod tests {
         w.sip_participant.as_mut().unwrap().attributes.insert("sip.h.proxy-authorization".into(), "Digest x".into());
         let o = relate(&w, &record, "ws://x");
         assert_eq!(o.sip_participant.as_ref().unwrap().attributes["sip.h.proxy-authorization"], "<redacted>");
-        assert_eq!(o.reference.unix_ms, 1_000_040);
+        assert_eq!((o.reference.invite, o.reference.unix_ms), (CallTime::from_ms(40.2), 1_000_040));
         assert_eq!(o.room.as_deref(), Some("call-_x"));
         assert_eq!(o.trunk_id.as_deref(), Some("ST_1"));
         assert_eq!(o.rule_id.as_deref(), Some("SDR_1"));
-        assert_eq!(o.sip_participant.as_ref().unwrap().joined_ms, Some(60.0));
+        assert_eq!(o.sip_participant.as_ref().unwrap().joined, Some(Offset::from_ms(59.8)));
+        assert_eq!(o.room_created, Some(Offset::from_ms(49.8)));
         let a = o.first_agent(Some("probe-agent")).unwrap();
-        assert_eq!((a.joined_ms, a.joined_ms_source, a.observed_ms), (800.0, JoinSource::Server, 960.0));
+        let (joined, observed) = (Offset::from_ms(799.8), Offset::from_ms(959.8));
+        assert_eq!((a.joined, a.joined_source, a.observed), (joined, JoinSource::Server, observed));
         assert!(o.first_agent(Some("other")).is_none());
         assert!(o.first_agent(None).is_some());
     }

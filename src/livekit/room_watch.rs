@@ -10,7 +10,7 @@
 //! are tested without a server; [`watch_call`] only adds the requests.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 
@@ -299,8 +299,9 @@ impl Default for WatchSettings {
     }
 }
 
+/// Our clock, in the API's unit (whole ms since the Unix epoch).
 pub fn now_unix_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    i64::try_from(crate::time::unix_ms(SystemTime::now())).unwrap_or(i64::MAX)
 }
 
 /// Polls until `stop` turns true (or its sender is dropped), then polls once

@@ -22,7 +22,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::media::codec::{AudioCodec, AudioEncoder, FRAME_DURATION, FRAME_MS};
+use crate::media::codec::{AudioCodec, AudioEncoder, FRAME_DURATION};
 use crate::media::rtp::{build_packet, RtpHeader};
 
 /// One 20 ms frame of encoded audio waiting to be sent.
@@ -57,7 +57,7 @@ impl TxPlan {
     ) -> TxPlan {
         let samples_per_frame = encoder.codec().samples_per_frame();
         let silence = vec![0i16; samples_per_frame];
-        let frames_in = |duration: Duration| (duration.as_millis() / u128::from(FRAME_MS)) as usize;
+        let frames_in = |duration: Duration| (duration.as_nanos() / FRAME_DURATION.as_nanos()) as usize;
         let mut frames = Vec::new();
         for _ in 0..frames_in(lead_silence) {
             frames.push(TxFrame { payload: encoder.encode(&silence), starts_talkspurt: false });
@@ -164,7 +164,7 @@ impl Pacer {
 
     /// When frame `frame_index` is due.
     pub fn scheduled_at(&self, frame_index: usize) -> Instant {
-        self.start + Duration::from_millis(u64::from(FRAME_MS) * frame_index as u64)
+        self.start + FRAME_DURATION.saturating_mul(u32::try_from(frame_index).unwrap_or(u32::MAX))
     }
 
     /// When the next packet is due, or `None` when all frames were sent.

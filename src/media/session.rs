@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::audio::recording::{RtpTimeline, TimelineRecorder};
+use crate::audio::recording::{duration_of, RtpTimeline, TimelineRecorder};
 use crate::audio::vad::{detect_speech, SpeechDetector, VadConfig, VAD_SAMPLE_RATE};
 use crate::media::codec::{AudioCodec, AudioDecoder, AudioEncoder, FRAME_DURATION};
 use crate::media::dtmf::DtmfReceiver;
@@ -21,6 +21,7 @@ use crate::media::pacer::{Pacer, StreamIdentity, TxFrame};
 use crate::media::rtp::{looks_like_rtcp, parse_packet};
 use crate::media::rx_stats::{RxStats, RxStatsReport};
 use crate::media::sdp::NegotiatedAudio;
+use crate::time::CallTime;
 
 /// Recordings and analysis run at 16 kHz whatever the codec.
 pub const RECORDING_RATE: u32 = VAD_SAMPLE_RATE;
@@ -53,8 +54,7 @@ pub struct PlayPlan {
 /// One RTP datagram as it crossed our socket.
 #[derive(Debug, Clone)]
 pub struct RtpDatagram {
-    /// ms since the call's t0.
-    pub t_ms: f64,
+    pub at: CallTime,
     pub outbound: bool,
     pub peer: SocketAddr,
     pub bytes: Vec<u8>,
@@ -72,14 +72,13 @@ pub struct MediaOutcome {
     /// Times the far end's RTP timestamps jumped away from real time (stream restarts).
     pub rx_timeline_resets: u64,
     pub dtmf: Vec<String>,
-    /// When our clip started and ended (ms on the call timeline), once it
-    /// was sent to the end.
-    pub played: Option<(f64, f64)>,
+    /// When our clip started and ended, once it was sent to the end.
+    pub played: Option<(CallTime, CallTime)>,
     /// When our clip started, also when the call ended before it finished.
-    pub play_started_ms: Option<f64>,
+    pub play_started: Option<CallTime>,
     /// When our speech in the clip ended (the clip's trailing silence not
     /// counted): what the far end's response latency is measured from.
-    pub utterance_end_ms: Option<f64>,
+    pub utterance_end: Option<CallTime>,
     /// Both at [`RECORDING_RATE`], starting at t0.
     pub rx_audio: TimelineRecorder,
     pub tx_audio: TimelineRecorder,
@@ -93,8 +92,8 @@ struct Clip {
     frames: Vec<TxFrame>,
     pcm_16k_frames: Vec<Vec<i16>>,
     start: PlayStart,
-    /// Where our speech ends inside the clip (ms from its start).
-    speech_end_ms: f64,
+    /// Where our speech ends inside the clip (from its start).
+    speech_end: Duration,
 }
 
 pub struct MediaSessionCore {
@@ -111,8 +110,8 @@ pub struct MediaSessionCore {
     /// Frame indices [start, end) of the clip once it is scheduled.
     clip_span: Option<(usize, usize)>,
     clip_pending: VecDeque<(TxFrame, Vec<i16>)>,
-    played: Option<(f64, f64)>,
-    play_started_ms: Option<f64>,
+    played: Option<(CallTime, CallTime)>,
+    play_started: Option<CallTime>,
     rx_stats: RxStats,
     dtmf: Option<DtmfReceiver>,
     digits: Vec<String>,
@@ -156,10 +155,9 @@ impl MediaSessionCore {
                 })
                 .collect();
             let pcm_16k_frames = p.pcm_16k.chunks(per_frame_16k).map(<[i16]>::to_vec).collect();
-            let clip_ms = p.pcm_16k.len() as f64 * 1000.0 / f64::from(RECORDING_RATE);
-            let speech_end_ms =
-                detect_speech(&p.pcm_16k, VadConfig::default()).last().map_or(clip_ms, |seg| seg.end_ms as f64);
-            Clip { frames, pcm_16k_frames, start: p.start, speech_end_ms }
+            let clip_length = duration_of(p.pcm_16k.len(), RECORDING_RATE);
+            let speech_end = detect_speech(&p.pcm_16k, VadConfig::default()).last().map_or(clip_length, |seg| seg.end);
+            Clip { frames, pcm_16k_frames, start: p.start, speech_end }
         });
         let pacer = Pacer::with_payload_type(
             audio.payload_type,
@@ -180,7 +178,7 @@ impl MediaSessionCore {
             clip_span: None,
             clip_pending: VecDeque::new(),
             played: None,
-            play_started_ms: None,
+            play_started: None,
             rx_stats: RxStats::new(codec.rtp_clock_rate()),
             dtmf: audio.telephone_event_payload_type.map(|_| DtmfReceiver::new(8000)),
             digits: Vec::new(),
@@ -231,11 +229,11 @@ impl MediaSessionCore {
         }
         if let Some((start, end)) = self.clip_span {
             if pkt.frame_index == start {
-                self.play_started_ms = Some(ms_since(self.t0, pkt.scheduled_at));
+                self.play_started = Some(CallTime::between(self.t0, pkt.scheduled_at));
             }
             if pkt.frame_index + 1 == end {
-                if let Some(started) = self.play_started_ms {
-                    self.played = Some((started, ms_since(self.t0, pkt.scheduled_at + FRAME_DURATION)));
+                if let Some(started) = self.play_started {
+                    self.played = Some((started, CallTime::between(self.t0, pkt.scheduled_at + FRAME_DURATION)));
                 }
             }
         }
@@ -283,9 +281,9 @@ impl MediaSessionCore {
             }
         };
         let _ = self.rx_audio.place(offset, &decoded);
-        let was_speaking = self.live_vad.speech_started_at_ms().is_some();
+        let was_speaking = self.live_vad.speech_started_at().is_some();
         let finished = self.live_vad.push(&interpolate_to_recording_rate(&decoded, codec.sample_rate()));
-        if !finished.is_empty() || (was_speaking && self.live_vad.speech_started_at_ms().is_none()) {
+        if !finished.is_empty() || (was_speaking && self.live_vad.speech_started_at().is_none()) {
             self.greeting_over = true;
         }
         self.plan_ahead(now);
@@ -310,12 +308,12 @@ impl MediaSessionCore {
             other_payload_packets: self.other_payload,
             rx_timeline_resets: self.rx_timeline_resets,
             dtmf: self.digits,
-            utterance_end_ms: self
+            utterance_end: self
                 .played
                 .zip(self.clip.as_ref())
-                .map(|((start, end), clip)| (start + clip.speech_end_ms).min(end)),
+                .map(|((start, end), clip)| (start + clip.speech_end).min(end)),
             played: self.played,
-            play_started_ms: self.play_started_ms,
+            play_started: self.play_started,
             rx_audio,
             tx_audio,
             local_rtp: self.local,
@@ -350,7 +348,7 @@ impl MediaSessionCore {
 
     fn capture(&mut self, now: Instant, outbound: bool, peer: SocketAddr, bytes: &[u8]) {
         if self.wire.len() < MAX_CAPTURED {
-            self.wire.push(RtpDatagram { t_ms: ms_since(self.t0, now), outbound, peer, bytes: bytes.to_vec() });
+            self.wire.push(RtpDatagram { at: CallTime::between(self.t0, now), outbound, peer, bytes: bytes.to_vec() });
         }
     }
 }
@@ -391,13 +389,10 @@ fn at_recording_rate(recorded: TimelineRecorder) -> TimelineRecorder {
     out
 }
 
-fn ms_since(t0: Instant, at: Instant) -> f64 {
-    at.saturating_duration_since(t0).as_secs_f64() * 1000.0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audio::recording::samples_in;
     use crate::audio::wav;
     use crate::media::dtmf::key_press_packets;
     use crate::media::rtp::{build_packet, RtpHeader};
@@ -507,18 +502,21 @@ mod tests {
         let t0 = Instant::now();
         let connected = t0 + ms(200);
         let clip = fixture("hello_can_you_hear_me_16k.wav");
-        let clip_ms = (clip.len() as u64 * 1000).div_ceil(u64::from(RECORDING_RATE)).div_ceil(20) * 20;
+        let frames = clip.len().div_ceil(RECORDING_RATE as usize / 50) as u32;
+        let clip_length = FRAME_DURATION * frames;
         let play = PlayPlan { pcm_16k: clip.clone(), start: PlayStart::AfterConnect(ms(500)) };
         let mut core =
             MediaSessionCore::new(audio(), LOCAL.parse().unwrap(), Some(play), 2, t0, connected).started(connected);
-        drive(&mut core, t0, ms(200 + 500 + clip_ms + 500), Vec::new());
-        let out = core.finish(t0 + ms(200 + 500 + clip_ms + 500));
+        let end_of_test = ms(200 + 500 + 500) + clip_length;
+        drive(&mut core, t0, end_of_test, Vec::new());
+        let out = core.finish(t0 + end_of_test);
         let (start, end) = out.played.expect("played");
-        assert!((700.0..=740.0).contains(&start), "clip starts within two frames of its time: {start}");
-        assert_eq!((end - start).round() as u64, clip_ms);
+        let (earliest, latest) = (CallTime::after(ms(700)), CallTime::after(ms(740)));
+        assert!((earliest..=latest).contains(&start), "clip starts within two frames of its time: {start}");
+        assert_eq!(end - start, clip_length);
         // The tx recording holds the clip exactly where it was sent.
         let tx = out.tx_audio.samples();
-        let at = |ms: f64| (ms * f64::from(RECORDING_RATE) / 1000.0) as usize;
+        let at = |t: CallTime| samples_in(t.since_start(), RECORDING_RATE);
         assert!(tx[..at(start)].iter().all(|s| *s == 0));
         assert_eq!(&tx[at(start)..at(start) + clip.len()], &clip[..]);
     }
@@ -531,21 +529,21 @@ mod tests {
         let mut core = MediaSessionCore::new(audio(), LOCAL.parse().unwrap(), Some(play), 6, t0, t0).started(t0);
         drive(&mut core, t0, ms(600), Vec::new());
         let out = core.finish(t0 + ms(600));
-        assert!(out.play_started_ms.is_some());
-        assert_eq!((out.played, out.utterance_end_ms), (None, None));
+        assert!(out.play_started.is_some());
+        assert_eq!((out.played, out.utterance_end), (None, None));
     }
 
     #[test]
     fn utterance_ends_with_our_speech_not_the_clips_silence() {
         let t0 = Instant::now();
         let clip = fixture("hello_can_you_hear_me_16k.wav");
-        let speech_end = detect_speech(&clip, VadConfig::default()).last().unwrap().end_ms as f64;
+        let speech_end = detect_speech(&clip, VadConfig::default()).last().unwrap().end;
         let play = PlayPlan { pcm_16k: clip, start: PlayStart::AfterConnect(ms(100)) };
         let mut core = MediaSessionCore::new(audio(), LOCAL.parse().unwrap(), Some(play), 7, t0, t0).started(t0);
         drive(&mut core, t0, ms(3000), Vec::new());
         let out = core.finish(t0 + ms(3000));
         let (start, end) = out.played.unwrap();
-        assert_eq!(out.utterance_end_ms, Some(start + speech_end));
+        assert_eq!(out.utterance_end, Some(start + speech_end));
         assert!(start + speech_end < end, "the fixture ends with silence");
     }
 
@@ -557,15 +555,17 @@ mod tests {
         let packets = far_end_packets(&greeting, 1000, 5000);
         let count = packets.len() as u64;
         let incoming: Vec<_> = packets.into_iter().enumerate().map(|(i, d)| (ms(300 + 20 * i as u64), d)).collect();
-        let greeting_end = 300 + detect_speech(&greeting, VadConfig::default()).last().unwrap().end_ms;
+        let greeting_end =
+            CallTime::after(ms(300) + detect_speech(&greeting, VadConfig::default()).last().unwrap().end);
         let play = PlayPlan { pcm_16k: fixture("hello_can_you_hear_me_16k.wav"), start: PlayStart::AfterGreeting };
         let mut core =
             MediaSessionCore::new(audio(), LOCAL.parse().unwrap(), Some(play), 3, t0, connected).started(connected);
-        drive(&mut core, t0, ms(greeting_end + 3000), incoming);
-        let out = core.finish(t0 + ms(greeting_end + 3000));
+        let end_of_test = (greeting_end + ms(3000)).since_start();
+        drive(&mut core, t0, end_of_test, incoming);
+        let out = core.finish(t0 + end_of_test);
         let (start, _) = out.played.expect("played after the greeting");
         assert!(
-            start > greeting_end as f64 && start < greeting_end as f64 + 1000.0,
+            start > greeting_end && start < greeting_end + ms(1000),
             "greeting ended {greeting_end}, played at {start}"
         );
         assert_eq!(out.rx.received, count);

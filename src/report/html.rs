@@ -19,6 +19,7 @@ use super::model::{Call, Report};
 use super::utc::UtcDateTime;
 use crate::report::model::Direction;
 use crate::report::model::Verdict;
+use crate::time::human_ms;
 
 const STYLE: &str = include_str!("html/page.css");
 const SCRIPT: &str = include_str!("html/page.js");
@@ -110,20 +111,11 @@ fn calls_index(page: &mut String, report: &Report) {
             anchor = call_anchor(index),
             name = text(&display_name(call)),
             why = text(&why),
-            setup = text(&call.sip.connected_ms.map(ms).unwrap_or_default()),
-            first_audio = text(&call.media.first_audio_ms.map(|v| ms(v as f64)).unwrap_or_default()),
+            setup = text(&call.sip.connected_ms.map(human_ms).unwrap_or_default()),
+            first_audio = text(&call.media.first_audio_ms.map(|v| human_ms(v as f64)).unwrap_or_default()),
         );
     }
     page.push_str("</table>\n");
-}
-
-/// `554 ms`, `1.25 s`.
-fn ms(v: f64) -> String {
-    if v.abs() >= 1000.0 {
-        format!("{:.2} s", v / 1000.0)
-    } else {
-        format!("{v:.0} ms")
-    }
 }
 
 fn call_section(page: &mut String, index: usize, call: &Call, run_dir: &Path, call_dir: Option<&Path>) {
@@ -183,7 +175,7 @@ fn facts(page: &mut String, call: &Call) {
         ("final responses", or_dash(finals.join(" → "))),
         ("provisional", or_dash(provisional.join(", "))),
         ("ended", or_dash(sip.ended_description.clone().unwrap_or_default())),
-        ("setup (INVITE → ACK of 2xx)", or_dash(sip.connected_ms.map(ms).unwrap_or_default())),
+        ("setup (INVITE → ACK of 2xx)", or_dash(sip.connected_ms.map(human_ms).unwrap_or_default())),
         (
             "INVITEs",
             format!(
@@ -217,12 +209,15 @@ fn facts(page: &mut String, call: &Call) {
         (None, None) => items.push(("media", "none".into())),
     }
     let optional = [
-        ("first audio (after 200 OK)", media.first_audio_ms.map(|v| ms(v as f64))),
-        ("response latency", media.response_latency_ms.map(|v| ms(v as f64))),
-        ("far-end talk time", media.talk_time_ms.map(|v| ms(v as f64))),
-        ("longest silence", media.longest_silence_ms.map(|v| ms(v as f64))),
+        ("first audio (after 200 OK)", media.first_audio_ms.map(|v| human_ms(v as f64))),
+        ("response latency", media.response_latency_ms.map(|v| human_ms(v as f64))),
+        ("far-end talk time", media.talk_time_ms.map(|v| human_ms(v as f64))),
+        ("longest silence", media.longest_silence_ms.map(|v| human_ms(v as f64))),
         ("DTMF received", (!media.dtmf.is_empty()).then(|| media.dtmf.join(" "))),
-        ("tone", media.tone.as_ref().map(|t| format!("{:.0} Hz present {}", t.frequency_hz, ms(t.present_ms as f64)))),
+        (
+            "tone",
+            media.tone.as_ref().map(|t| format!("{:.0} Hz present {}", t.frequency_hz, human_ms(t.present_ms as f64))),
+        ),
     ];
     items.extend(optional.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
     page.push_str(r#"<dl class="facts">"#);
@@ -340,7 +335,7 @@ fn marks(call: &Call) -> Marks {
         if let Some(first) = media.first_audio_ms {
             key_times.push(KeyTime {
                 at_ms: connected + first as f64,
-                label: format!("first audio +{}", ms(first as f64)),
+                label: format!("first audio +{}", human_ms(first as f64)),
                 class: "first-audio",
             });
         }
@@ -348,7 +343,7 @@ fn marks(call: &Call) -> Marks {
     if let (Some(played), Some(latency)) = (&media.played, media.response_latency_ms) {
         key_times.push(KeyTime {
             at_ms: played.end_ms + latency as f64,
-            label: format!("response +{}", ms(latency as f64)),
+            label: format!("response +{}", human_ms(latency as f64)),
             class: "response",
         });
     }
@@ -382,7 +377,7 @@ fn livekit(page: &mut String, lk: &super::model::LiveKit) {
     let agents: Vec<String> = lk
         .agents
         .iter()
-        .map(|a| format!("\"{}\" {} joined at {}", a.agent_name, a.identity, ms(a.joined_ms)))
+        .map(|a| format!("\"{}\" {} joined at {}", a.agent_name, a.identity, human_ms(a.joined_ms)))
         .collect();
     let dispatches: Vec<String> = lk
         .dispatches

@@ -117,5 +117,5 @@ fn sip_ladder_text(call: &Call) -> String {
 fn call_duration(call: &Call) -> Duration {
     let last_message = call.sip.messages.iter().map(|m| m.t_ms).fold(0.0, f64::max);
     let ms = call.sip.ended_ms.unwrap_or(0.0).max(last_message);
-    Duration::try_from_secs_f64(ms / 1000.0).unwrap_or(Duration::ZERO)
+    crate::time::duration_from_ms(ms)
 }

@@ -22,11 +22,12 @@
 //! (fractional) on the call's timeline, t = 0 when the first INVITE left;
 //! `*_unix_ms` values are milliseconds since the Unix epoch (UTC). The
 //! `livekit` part counts from the INVITE that got through instead (see
-//! [`TimeReference`]).
+//! [`TimeReference`]). Internals carry [`crate::time`]'s types; the building
+//! code below is the one place they become these numbers.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
+use std::time::SystemTime;
 
 use serde::Serialize;
 
@@ -35,6 +36,7 @@ use crate::call::{CallRecord, CallSpec, LoggedMessage};
 use crate::livekit::observation as internal_lk;
 use crate::livekit::room_watch::MatchedBy as InternalMatchedBy;
 use crate::sip::caller::EndReason as InternalEndReason;
+use crate::time::{unix_ms, CallTime, Millis, Offset};
 
 /// `schema_version` of the report.json this code writes. Bumped only on an
 /// incompatible change (see the module documentation); added fields keep it.
@@ -570,7 +572,7 @@ impl Call {
             target: record.target.clone(),
             transport: record.transport.into(),
             verdict: verdict.into(),
-            started_unix_ms: record.started.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+            started_unix_ms: unix_ms(record.started),
             sip: Sip {
                 final_responses: s
                     .final_responses
@@ -584,8 +586,8 @@ impl Call {
                 local: record.local_sip.map(|a| a.to_string()),
                 remote_target: s.remote_target.clone(),
                 route_set: s.route_set.clone(),
-                connected_ms: record.connected_ms,
-                ended_ms: record.ended_ms,
+                connected_ms: record.connected.map(CallTime::ms),
+                ended_ms: record.ended.map(CallTime::ms),
                 ended: s.ended.as_ref().map(EndReason::from),
                 ended_description: s.ended.as_ref().map(crate::verdict::describe_end),
                 messages: record.messages.iter().map(Message::from).collect(),
@@ -610,10 +612,7 @@ impl Call {
             target: spec.target_uri.clone(),
             transport: spec.transport.into(),
             verdict: Verdict::Error,
-            started_unix_ms: std::time::SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0),
+            started_unix_ms: unix_ms(SystemTime::now()),
             sip: Sip::default(),
             media: Media::default(),
             checks: vec![Check {
@@ -647,7 +646,7 @@ impl Media {
             local_rtp: record.local_rtp.map(|a| a.to_string()),
             error: record.media_error.clone(),
             rx_packets: record.rtp_packets_received,
-            first_rtp_ms: record.first_rtp_ms,
+            first_rtp_ms: record.first_rtp.map(CallTime::ms),
             recordings,
             ..Media::default()
         };
@@ -660,21 +659,21 @@ impl Media {
             r.duplicates = m.rx.duplicates;
             r.reordered = m.rx.reordered;
             r.jitter_ms = (m.rx.jitter_ms * 100.0).round() / 100.0;
-            r.max_gap_ms = m.rx.max_arrival_gap.as_secs_f64() * 1000.0;
+            r.max_gap_ms = m.rx.max_arrival_gap.ms();
             r.ignored_packets = m.rx.other_source_packets + m.rx.other_ssrc_packets + m.other_payload_packets;
             r.rx_stream_restarts = m.rx_timeline_resets;
-            r.played = m.played.map(|(start_ms, end_ms)| PlayedSpan { start_ms, end_ms });
-            r.play_cut_short = m.play_started_ms.is_some() && m.played.is_none();
-            r.utterance_end_ms = m.utterance_end_ms;
+            r.played = m.played.map(|(start, end)| PlayedSpan { start_ms: start.ms(), end_ms: end.ms() });
+            r.play_cut_short = m.play_started.is_some() && m.played.is_none();
+            r.utterance_end_ms = m.utterance_end.map(CallTime::ms);
             r.dtmf = m.dtmf.clone();
         }
         if let Some(a) = analysis {
-            r.first_audio_ms = a.first_audio_ms;
-            r.response_latency_ms = a.response_latency_ms;
-            r.talk_time_ms = Some(a.talk_time_ms);
-            r.longest_silence_ms = Some(a.longest_silence_ms);
+            r.first_audio_ms = a.first_audio.map(|d| d.whole_ms());
+            r.response_latency_ms = a.response_latency.map(|d| d.whole_ms());
+            r.talk_time_ms = Some(a.talk_time.whole_ms());
+            r.longest_silence_ms = Some(a.longest_silence.whole_ms());
             r.speech_segments = a.speech_segments.iter().map(SpeechSegment::from).collect();
-            r.tone = a.tone.as_ref().map(|t| Tone { frequency_hz: t.frequency_hz, present_ms: t.present_ms });
+            r.tone = a.tone.as_ref().map(|t| Tone { frequency_hz: t.frequency_hz, present_ms: t.present.whole_ms() });
         }
         r
     }
@@ -710,7 +709,7 @@ impl From<Transport> for crate::sip::Transport {
 
 impl From<&crate::audio::vad::SpeechSegment> for SpeechSegment {
     fn from(s: &crate::audio::vad::SpeechSegment) -> SpeechSegment {
-        SpeechSegment { start_ms: s.start_ms, end_ms: s.end_ms }
+        SpeechSegment { start_ms: s.start.whole_ms(), end_ms: s.end.whole_ms() }
     }
 }
 
@@ -736,7 +735,7 @@ impl From<crate::sip::Transport> for Transport {
 impl From<&LoggedMessage> for Message {
     fn from(m: &LoggedMessage) -> Message {
         Message {
-            t_ms: m.t_ms,
+            t_ms: m.at.ms(),
             dir: match m.dir {
                 crate::call::Direction::Out => Direction::Out,
                 crate::call::Direction::In => Direction::In,
@@ -803,26 +802,26 @@ impl From<&internal_lk::LiveKitObservation> for LiveKit {
             reference: TimeReference {
                 kind: lk.reference.kind.to_string(),
                 invite_cseq: lk.reference.invite_cseq,
-                invite_t_ms: lk.reference.invite_t_ms,
+                invite_t_ms: lk.reference.invite.ms(),
                 unix_ms: lk.reference.unix_ms,
             },
             room: lk.room.clone(),
             room_sid: lk.room_sid.clone(),
-            room_created_ms: lk.room_created_ms,
-            room_found_ms: lk.room_found_ms,
+            room_created_ms: lk.room_created.map(Offset::ms),
+            room_found_ms: lk.room_found.map(Offset::ms),
             matched_by: lk.matched_by.map(|m| match m {
                 InternalMatchedBy::TestId => MatchedBy::TestId,
                 InternalMatchedBy::CallId => MatchedBy::CallId,
             }),
             sip_participant: lk.sip_participant.as_ref().map(|p| SipParticipant {
                 identity: p.identity.clone(),
-                joined_ms: p.joined_ms,
-                left_observed_ms: p.left_observed_ms,
+                joined_ms: p.joined.map(Offset::ms),
+                left_observed_ms: p.left_observed.map(Offset::ms),
                 attributes: p.attributes.clone(),
                 call_status: p
                     .call_status
                     .iter()
-                    .map(|s| CallStatus { status: s.status.clone(), observed_ms: s.observed_ms })
+                    .map(|s| CallStatus { status: s.status.clone(), observed_ms: s.observed.ms() })
                     .collect(),
             }),
             trunk_id: lk.trunk_id.clone(),
@@ -832,7 +831,7 @@ impl From<&internal_lk::LiveKitObservation> for LiveKit {
             agents: lk.agents.iter().map(Agent::from).collect(),
             dispatches: lk.dispatches.iter().map(Dispatch::from).collect(),
             dispatch_rule: lk.dispatch_rule.as_ref().map(DispatchRule::from),
-            watched_ms: lk.watched_ms,
+            watched_ms: lk.watched.ms(),
             polls: lk.polls,
             api_errors: lk.api_errors.clone(),
             gave_up: lk.gave_up.clone(),
@@ -845,14 +844,14 @@ impl From<&internal_lk::AgentReport> for Agent {
         Agent {
             identity: a.identity.clone(),
             agent_name: a.agent_name.clone(),
-            joined_ms: a.joined_ms,
-            joined_ms_source: match a.joined_ms_source {
+            joined_ms: a.joined.ms(),
+            joined_ms_source: match a.joined_source {
                 internal_lk::JoinSource::Server => JoinSource::Server,
                 internal_lk::JoinSource::Poll => JoinSource::Poll,
             },
-            server_joined_ms: a.server_joined_ms,
-            observed_ms: a.observed_ms,
-            left_observed_ms: a.left_observed_ms,
+            server_joined_ms: a.server_joined.map(Offset::ms),
+            observed_ms: a.observed.ms(),
+            left_observed_ms: a.left_observed.map(Offset::ms),
             attributes: a.attributes.clone(),
         }
     }
@@ -863,7 +862,7 @@ impl From<&internal_lk::DispatchReport> for Dispatch {
         Dispatch {
             id: d.id.clone(),
             agent_name: d.agent_name.clone(),
-            created_ms: d.created_ms,
+            created_ms: d.created.map(Offset::ms),
             jobs: d
                 .jobs
                 .iter()
@@ -873,8 +872,8 @@ impl From<&internal_lk::DispatchReport> for Dispatch {
                     error: j.error.clone(),
                     worker_id: j.worker_id.clone(),
                     participant_identity: j.participant_identity.clone(),
-                    started_ms: j.started_ms,
-                    ended_ms: j.ended_ms,
+                    started_ms: j.started.map(Offset::ms),
+                    ended_ms: j.ended.map(Offset::ms),
                 })
                 .collect(),
         }
@@ -968,6 +967,25 @@ mod tests {
             serde_json::to_value([JoinSource::Server, JoinSource::Poll]).expect("serialise"),
             json!(["server", "poll"])
         );
+    }
+
+    /// The call's times become the report's milliseconds here: message times
+    /// as logged (to 0.1 ms), the others as measured.
+    #[test]
+    fn call_times_become_report_milliseconds() {
+        let mut record = crate::livekit::observation::tests::record_with_invites(
+            std::time::Duration::from_secs(1_741_944_413),
+            &[(0.2, 1), (1.1, 2)],
+        );
+        record.connected = Some(CallTime::from_ms(305.612_345));
+        record.ended = Some(CallTime::from_ms(6020.5));
+        let call = Call::new(&record, Media::default(), Vec::new(), Vec::new(), None);
+        let json = serde_json::to_value(&call).expect("serialise");
+        assert_eq!(json["started_unix_ms"], json!(1_741_944_413_000u64));
+        assert_eq!(json["sip"]["connected_ms"], json!(305.612345));
+        assert_eq!(json["sip"]["ended_ms"], json!(6020.5));
+        let times: Vec<f64> = call.sip.messages.iter().map(|m| m.t_ms).collect();
+        assert_eq!(times, [0.2, 1.1]);
     }
 
     /// The top level starts with `schema_version`, and an empty run is still a whole file.

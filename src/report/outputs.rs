@@ -5,7 +5,7 @@
 //! webhook.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use super::model::{Recordings, Report};
 use super::pcap::{sip_packets, write_call_pcap, CapturedPacket, CapturedProtocol};
@@ -31,7 +31,6 @@ pub fn write_call_files(dir: &Path, record: &CallRecord) -> Result<Option<Record
 
 /// Every SIP message and RTP datagram of the call, as on the wire.
 fn captured_packets(record: &CallRecord) -> Vec<CapturedPacket> {
-    let at = |t_ms: f64| record.started + Duration::from_secs_f64(t_ms.max(0.0) / 1000.0);
     let mut packets = Vec::new();
     if let Some(local) = record.local_sip {
         packets.extend(sip_packets(&record.messages, local, record.transport, record.started));
@@ -40,7 +39,7 @@ fn captured_packets(record: &CallRecord) -> Vec<CapturedPacket> {
         for d in wire {
             let (src, dst) = if d.outbound { (*local_rtp, d.peer) } else { (d.peer, *local_rtp) };
             packets.push(CapturedPacket {
-                at: at(d.t_ms),
+                at: record.started + d.at.since_start(),
                 src,
                 dst,
                 protocol: CapturedProtocol::Udp,

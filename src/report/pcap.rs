@@ -22,6 +22,7 @@ use pcap_file::{DataLink, Endianness, TsResolution};
 use super::model::{self, Call};
 use crate::call::{Direction, LoggedMessage};
 use crate::sip::Transport;
+use crate::time::{duration_from_ms, from_unix_ms};
 
 /// One datagram or TCP payload as it crossed our socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +69,7 @@ pub fn write_call_pcap(path: &Path, packets: &[CapturedPacket]) -> Result<(), St
     writer.into_writer().flush().map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-/// SIP messages as captured packets: `messages[].t_ms` after `started`,
+/// SIP messages as captured packets: each message's time after `started`,
 /// between our `local` address and each message's peer.
 pub fn sip_packets(
     messages: &[LoggedMessage],
@@ -76,7 +77,8 @@ pub fn sip_packets(
     transport: Transport,
     started: SystemTime,
 ) -> Vec<CapturedPacket> {
-    let messages = messages.iter().map(|m| (m.t_ms, m.dir == Direction::Out, m.peer.as_str(), m.raw.as_str()));
+    let messages =
+        messages.iter().map(|m| (m.at.since_start(), m.dir == Direction::Out, m.peer.as_str(), m.raw.as_str()));
     packets_of(messages, local, transport, started)
 }
 
@@ -87,14 +89,17 @@ pub fn sip_packets_from_report(call: &Call) -> Vec<CapturedPacket> {
     let Some(local) = call.sip.local.as_deref().and_then(|l| l.parse::<SocketAddr>().ok()) else {
         return Vec::new();
     };
-    let messages =
-        call.sip.messages.iter().map(|m| (m.t_ms, m.dir == model::Direction::Out, m.peer.as_str(), m.raw.as_str()));
-    packets_of(messages, local, call.transport.into(), UNIX_EPOCH + Duration::from_millis(call.started_unix_ms))
+    let messages = call
+        .sip
+        .messages
+        .iter()
+        .map(|m| (duration_from_ms(m.t_ms), m.dir == model::Direction::Out, m.peer.as_str(), m.raw.as_str()));
+    packets_of(messages, local, call.transport.into(), from_unix_ms(call.started_unix_ms))
 }
 
-/// `(t_ms, outbound, peer, raw)` of each message as a captured packet.
+/// `(time after started, outbound, peer, raw)` of each message as a captured packet.
 fn packets_of<'a>(
-    messages: impl Iterator<Item = (f64, bool, &'a str, &'a str)>,
+    messages: impl Iterator<Item = (Duration, bool, &'a str, &'a str)>,
     local: SocketAddr,
     transport: Transport,
     started: SystemTime,
@@ -104,9 +109,8 @@ fn packets_of<'a>(
         Transport::Tcp => CapturedProtocol::Tcp,
     };
     messages
-        .filter_map(|(t_ms, outbound, peer, raw)| {
+        .filter_map(|(offset, outbound, peer, raw)| {
             let peer = peer.parse::<SocketAddr>().ok()?;
-            let offset = Duration::try_from_secs_f64(t_ms / 1000.0).unwrap_or(Duration::ZERO);
             let (src, dst) = if outbound { (local, peer) } else { (peer, local) };
             Some(CapturedPacket { at: started + offset, src, dst, protocol, payload: raw.as_bytes().to_vec() })
         })
@@ -301,7 +305,7 @@ mod tests {
     use super::*;
 
     fn at(ms: u64) -> SystemTime {
-        UNIX_EPOCH + Duration::from_millis(1_700_000_000_000 + ms)
+        from_unix_ms(1_700_000_000_000 + ms)
     }
 
     fn packet(ms: u64, src: &str, dst: &str, protocol: CapturedProtocol, payload: &[u8]) -> CapturedPacket {

@@ -1,10 +1,13 @@
 //! The checks one call must pass. Each check names what was expected and
 //! what happened, so a failing line reads as its own explanation.
 
-use crate::audio::analysis::{MediaAnalysis, TONE_MIN_MS};
+use std::time::Duration;
+
+use crate::audio::analysis::{MediaAnalysis, TONE_MIN};
 use crate::call::CallRecord;
 use crate::livekit::observation::{JoinSource, LiveKitObservation};
 use crate::sip::caller::EndReason;
+use crate::time::{Millis, Offset};
 
 use crate::request::{AgentExpectation, Expectations, FinalResponses, MediaExpectations};
 
@@ -97,7 +100,6 @@ pub fn expected_diagnosis(code: &str, other_checks: &[Check], diagnoses: &[super
 /// `agent_joined`: a participant of kind AGENT (named as expected) was in the
 /// call's room within the deadline, counted from the INVITE that got through.
 pub fn agent_joined(want: &AgentExpectation, livekit: Option<&LiveKitObservation>) -> Check {
-    let deadline_ms = want.within.as_secs_f64() * 1000.0;
     let deadline = humantime::format_duration(want.within).to_string();
     let what = match want.name() {
         Some(n) if !n.is_empty() => format!("agent \"{n}\""),
@@ -112,7 +114,7 @@ pub fn agent_joined(want: &AgentExpectation, livekit: Option<&LiveKitObservation
             "no LiveKit room found for test id {} (lktest.id) or Call-ID {} after {:.1} s ({} polls)",
             lk.test_id,
             lk.call_id,
-            lk.watched_ms / 1000.0,
+            lk.watched.seconds(),
             lk.polls
         );
         if let Some(e) = lk.gave_up.as_ref().or(lk.api_errors.last()) {
@@ -122,29 +124,29 @@ pub fn agent_joined(want: &AgentExpectation, livekit: Option<&LiveKitObservation
     };
     match lk.first_agent(want.name()) {
         Some(a) => {
-            let passed = a.joined_ms <= deadline_ms;
-            let source = match a.joined_ms_source {
+            let passed = a.joined <= Offset::from(want.within);
+            let source = match a.joined_source {
                 JoinSource::Server => "server join time",
                 JoinSource::Poll => "first seen by a poll",
             };
             let detail = format!(
                 "{what} ({}) joined room {room} {:.0} ms after the INVITE ({source}); deadline {deadline}{}",
                 a.identity,
-                a.joined_ms,
+                a.joined.ms(),
                 if passed { "" } else { ": too late" }
             );
             Check { name: "agent_joined".into(), passed, detail }
         }
         None => {
             let others: Vec<String> =
-                lk.agents.iter().map(|a| format!("\"{}\" at {:.0} ms", a.agent_name, a.joined_ms)).collect();
+                lk.agents.iter().map(|a| format!("\"{}\" at {:.0} ms", a.agent_name, a.joined.ms())).collect();
             let mut detail = format!(
                 "no AGENT participant{} in room {room} after {:.1} s (deadline {deadline})",
                 match want.name() {
                     Some(n) if !n.is_empty() => format!(" named \"{n}\""),
                     _ => String::new(),
                 },
-                lk.watched_ms / 1000.0
+                lk.watched.seconds()
             );
             if !others.is_empty() {
                 detail.push_str(&format!("; other agents: {}", others.join(", ")));
@@ -173,11 +175,11 @@ pub fn media_checks(record: &CallRecord, analysis: Option<&MediaAnalysis>, want:
     }
     let rx_packets = record.media.as_ref().map_or(0, |m| m.rx.received);
     if let Some(within) = want.speech_within {
-        let limit = within.as_millis() as u64;
-        let first = analysis.and_then(|a| a.first_audio_ms);
-        let (passed, detail) = match first {
-            Some(ms) if ms <= limit => (true, format!("far end spoke {ms} ms after 200 OK (limit {limit} ms)")),
-            Some(ms) => (false, format!("far end first spoke {ms} ms after 200 OK, later than {limit} ms")),
+        let limit = within.whole_ms();
+        let first = analysis.and_then(|a| a.first_audio);
+        let (passed, detail) = match first.map(|d| (d, d.whole_ms())) {
+            Some((d, ms)) if d <= within => (true, format!("far end spoke {ms} ms after 200 OK (limit {limit} ms)")),
+            Some((_, ms)) => (false, format!("far end first spoke {ms} ms after 200 OK, later than {limit} ms")),
             None => {
                 (false, format!("no far-end speech after 200 OK ({rx_packets} RTP packets received); limit {limit} ms"))
             }
@@ -185,11 +187,11 @@ pub fn media_checks(record: &CallRecord, analysis: Option<&MediaAnalysis>, want:
         checks.push(Check { name: "speech_within".into(), passed, detail });
     }
     if let Some(within) = want.response_within {
-        let limit = within.as_millis() as u64;
+        let limit = within.whole_ms();
         let media = record.media.as_ref();
-        let started = media.and_then(|m| m.play_started_ms);
-        let utterance_end = media.and_then(|m| m.utterance_end_ms);
-        let latency = analysis.and_then(|a| a.response_latency_ms);
+        let started = media.and_then(|m| m.play_started).map(|t| t.ms());
+        let utterance_end = media.and_then(|m| m.utterance_end).map(|t| t.ms());
+        let latency = analysis.and_then(|a| a.response_latency).map(|d| (d, d.whole_ms()));
         let (passed, detail) = match (started, utterance_end, latency) {
             (None, _, _) => (
                 false,
@@ -198,10 +200,10 @@ pub fn media_checks(record: &CallRecord, analysis: Option<&MediaAnalysis>, want:
             (Some(at), None, _) => {
                 (false, format!("our utterance (started {at:.0} ms) was cut short: the call ended before it finished"))
             }
-            (Some(_), Some(_), Some(ms)) if ms <= limit => {
+            (Some(_), Some(_), Some((d, ms))) if d <= within => {
                 (true, format!("far end answered {ms} ms after our utterance ended (limit {limit} ms)"))
             }
-            (Some(_), Some(_), Some(ms)) => {
+            (Some(_), Some(_), Some((_, ms))) => {
                 (false, format!("far end answered {ms} ms after our utterance ended, later than {limit} ms"))
             }
             (Some(_), Some(end), None) => {
@@ -214,9 +216,9 @@ pub fn media_checks(record: &CallRecord, analysis: Option<&MediaAnalysis>, want:
         checks.push(rtp_quality(record, want));
     }
     if let Some(hz) = want.tone_hz {
-        let present = analysis.and_then(|a| a.tone.as_ref()).map_or(0, |t| t.present_ms);
-        let passed = present >= TONE_MIN_MS;
-        let detail = format!("{hz} Hz tone present for {present} ms (needs {TONE_MIN_MS} ms)");
+        let present = analysis.and_then(|a| a.tone.as_ref()).map_or(Duration::ZERO, |t| t.present);
+        let passed = present >= TONE_MIN;
+        let detail = format!("{hz} Hz tone present for {} ms (needs {} ms)", present.whole_ms(), TONE_MIN.whole_ms());
         checks.push(Check { name: "tone".into(), passed, detail });
     }
     checks

@@ -19,6 +19,7 @@ use crate::livekit::sip_config::{is_number_without_e164, looks_like_phone_number
 use crate::request::AgentExpectation;
 use crate::sip::caller::EndReason;
 use crate::sip::Transport;
+use crate::time::{Millis, Offset};
 use crate::verdict::describe_end;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,7 +88,7 @@ impl Observation<'_> {
         self.record.rtp_packets_received
     }
     fn watched_s(&self) -> f64 {
-        self.livekit.map_or(0.0, |lk| lk.watched_ms / 1000.0)
+        self.livekit.map_or(0.0, |lk| lk.watched.seconds())
     }
     fn finals(&self) -> impl Iterator<Item = (u16, &str)> {
         self.record.summary.final_responses.iter().map(|f| (f.status, f.reason.as_str()))
@@ -403,7 +404,7 @@ fn agent_name_mismatch(o: &Observation) -> Option<String> {
     }
     if want.is_some() {
         for a in &lk.agents {
-            why.push(format!("agent \"{}\" ({}) joined at {:.0} ms instead", a.agent_name, a.identity, a.joined_ms));
+            why.push(format!("agent \"{}\" ({}) joined at {:.0} ms instead", a.agent_name, a.identity, a.joined.ms()));
         }
     }
     for d in lk.dispatches.iter().filter(|d| !d.agent_name.is_empty() && d.jobs.is_empty()) {
@@ -441,15 +442,20 @@ fn agent_crashed_at_start(o: &Observation) -> Option<String> {
         }
     }
     // Joined, then left while the caller was still there and before the answer.
-    let answered_at = o.record.connected_ms;
+    // The answer counts from the first INVITE, `left` from the INVITE that got
+    // through: they differ by the time before the last INVITE (as it always was).
+    let answered_at = o.record.connected.map(|t| Offset::from(t.since_start()));
     for a in lk.agents_named(want) {
-        if let Some(left) = a.left_observed_ms {
-            let caller_left = lk.sip_participant.as_ref().and_then(|p| p.left_observed_ms);
+        if let Some(left) = a.left_observed {
+            let caller_left = lk.sip_participant.as_ref().and_then(|p| p.left_observed);
             let before_answer = answered_at.is_none_or(|t| left < t);
             if before_answer && caller_left.is_none_or(|c| left < c) {
                 why.push(format!(
                     "agent {} (\"{}\") joined at {:.0} ms and left at about {:.0} ms, before the call was answered",
-                    a.identity, a.agent_name, a.joined_ms, left
+                    a.identity,
+                    a.agent_name,
+                    a.joined.ms(),
+                    left.ms()
                 ));
             }
         }
@@ -464,11 +470,12 @@ fn agent_joined_late(o: &Observation) -> Option<String> {
     let want = o.expected_agent?;
     let (lk, room) = o.room()?;
     let agent = lk.first_agent(o.agent_name())?;
-    let deadline_ms = want.within.as_secs_f64() * 1000.0;
-    (agent.joined_ms > deadline_ms).then(|| {
+    (agent.joined > Offset::from(want.within)).then(|| {
         format!(
             "room {room}: agent \"{}\" joined {:.0} ms after the INVITE, deadline {:.0} ms",
-            agent.agent_name, agent.joined_ms, deadline_ms
+            agent.agent_name,
+            agent.joined.ms(),
+            want.within.ms()
         )
     })
 }
@@ -479,7 +486,7 @@ fn agent_joined_but_silent(o: &Observation) -> Option<String> {
     }
     let agent = o.room().and_then(|(lk, room)| lk.first_agent(o.agent_name()).map(|a| (room, a)));
     let who = match agent {
-        Some((room, a)) => format!("agent \"{}\" joined room {room} at {:.0} ms", a.agent_name, a.joined_ms),
+        Some((room, a)) => format!("agent \"{}\" joined room {room} at {:.0} ms", a.agent_name, a.joined.ms()),
         None => "answered".to_string(),
     };
     match o.far_end_speech {
@@ -571,7 +578,7 @@ mod tests {
     use crate::livekit::sip_config::InboundTrunk;
 
     fn rang_and_cancelled() -> CallRecord {
-        let mut r = record_with_invites(0, &[(0.0, 1), (30.0, 2)]);
+        let mut r = record_with_invites(Duration::ZERO, &[(0.0, 1), (30.0, 2)]);
         r.summary.ended = Some(EndReason::Cancelled { last_provisional: Some(180), waited_ms: 10_000 });
         r
     }
@@ -604,7 +611,7 @@ mod tests {
         DispatchReport {
             id: "AD_1".into(),
             agent_name: name.into(),
-            created_ms: Some(25.0),
+            created: Some(Offset::from_ms(25.0)),
             jobs: (0..jobs)
                 .map(|k| JobReport {
                     id: format!("AJ_{k}"),
@@ -612,8 +619,8 @@ mod tests {
                     error: String::new(),
                     worker_id: "AW_1".into(),
                     participant_identity: "agent-AJ_0".into(),
-                    started_ms: Some(40.0),
-                    ended_ms: None,
+                    started: Some(Offset::from_ms(40.0)),
+                    ended: None,
                 })
                 .collect(),
         }
@@ -691,7 +698,7 @@ mod tests {
         let want = probe_agent(5);
         assert_eq!(codes(&rang_and_cancelled(), Some(&lk), Some(&cfg), Some(&want)), ["agent_crashed_at_start"]);
         // Joined, then left before the answer: also a crash.
-        lk.agents = vec![AgentReport { left_observed_ms: Some(900.0), ..agent("probe-agent", 500.0) }];
+        lk.agents = vec![AgentReport { left_observed: Some(Offset::from_ms(900.0)), ..agent("probe-agent", 500.0) }];
         assert_eq!(codes(&rang_and_cancelled(), Some(&lk), Some(&cfg), Some(&want)), ["agent_crashed_at_start"]);
     }
 
@@ -709,7 +716,7 @@ mod tests {
 
     #[test]
     fn called_number_not_on_any_trunk() {
-        let mut record = record_with_invites(0, &[(0.0, 1)]);
+        let mut record = record_with_invites(Duration::ZERO, &[(0.0, 1)]);
         record.summary.ended = Some(EndReason::NoResponse { waited_ms: 32_000 });
         let lk = LiveKitObservation { room: None, ..room_without_agents() };
         let mut cfg = config(&["probe-agent"]);
@@ -728,7 +735,7 @@ mod tests {
 
     #[test]
     fn a_passed_call_gets_only_the_context_notes() {
-        let mut record = record_with_invites(0, &[(0.0, 1)]);
+        let mut record = record_with_invites(Duration::ZERO, &[(0.0, 1)]);
         record.summary.final_responses = vec![crate::sip::caller::FinalResponse { status: 200, reason: "OK".into() }];
         record.summary.ended = Some(EndReason::HungUp { bye_status: 200 });
         record.target = "sip:14144007103@127.0.0.1:5060".into();
@@ -741,7 +748,7 @@ mod tests {
 
     #[test]
     fn answered_but_no_rtp() {
-        let mut record = record_with_invites(0, &[(0.0, 1)]);
+        let mut record = record_with_invites(Duration::ZERO, &[(0.0, 1)]);
         record.summary.final_responses = vec![crate::sip::caller::FinalResponse { status: 200, reason: "OK".into() }];
         record.summary.ended = Some(EndReason::HungUp { bye_status: 200 });
         let mut lk = room_without_agents();
