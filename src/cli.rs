@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::call::{CallSpec, Cancel};
+use crate::call::{Cancel, PreparedCall};
 use crate::console::{self, MessagePrinter};
 use crate::exit::Exit;
 use crate::livekit::doctor::{self, AuditExpectations};
@@ -383,7 +383,7 @@ pub fn call_request(args: &CallArgs) -> Result<CallRequest, UsageError> {
 }
 
 /// The ready-to-dial call, with what stops it named by the flag it came from.
-pub fn prepare(request: &CallRequest) -> Result<CallSpec, UsageError> {
+pub fn prepare(request: &CallRequest) -> Result<PreparedCall, UsageError> {
     request.prepare().map_err(|e| {
         UsageError(match &e {
             PrepareError::Password { secret: SecretRef::Env(_), error } => format!("--auth-password-env: {error}"),

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use crate::audio::analysis;
-use crate::call::{self, CallObserver, CallRecord, CallSpec, Cancel, RunError};
+use crate::call::{self, CallObserver, CallOutcome, Cancel, PreparedCall, RunError};
 use crate::livekit::observation::{self, LiveKitObservation};
 use crate::livekit::room_watch::{self, CallIdentity, RoomWatch, WatchSettings};
 use crate::livekit::{self as lk, LiveKitConfig, LiveKitOverrides, ServerApi};
@@ -32,7 +32,7 @@ pub enum ExecuteError {
 /// `out_dir`, the call's files (rx.wav, tx.wav, call.pcap) are written there.
 pub async fn execute(
     request: &CallRequest,
-    spec: &CallSpec,
+    spec: &PreparedCall,
     observer: &mut dyn CallObserver,
     out_dir: Option<&Path>,
     cancel: &Cancel,
@@ -136,11 +136,11 @@ async fn livekit_for_call(
 /// Runs the call and, alongside, the LiveKit watcher; the watcher stops
 /// (after one last poll) when the call ends.
 async fn run_watched(
-    spec: &CallSpec,
+    spec: &PreparedCall,
     observer: &mut dyn CallObserver,
     livekit: Option<&ServerApi>,
     cancel: &Cancel,
-) -> Result<(CallRecord, Option<RoomWatch>), RunError> {
+) -> Result<(CallOutcome, Option<RoomWatch>), RunError> {
     let (call_ended, watch_stop) = tokio::sync::watch::channel(false);
     let call = async {
         let record = call::run(spec, observer, cancel).await;

@@ -1,14 +1,14 @@
 //! A call to make: the one model of what to dial and what the call must
 //! show, built from flags (`cli`) or from a scenario case (`scenario`), with
 //! one set of defaults, and [`CallRequest::prepare`]d into the ready-to-dial
-//! [`CallSpec`] (secrets and the WAV to play read, fresh ids). Also the
+//! [`PreparedCall`] (secrets and the WAV to play read, fresh ids). Also the
 //! parsers both front ends share: target URIs, headers, durations, codecs.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::audio::wav;
-use crate::call::CallSpec;
+use crate::call::PreparedCall;
 use crate::livekit::LiveKitOverrides;
 use crate::media::codec::AudioCodec;
 use crate::media::session::{PlayPlan, PlayStart, RECORDING_RATE};
@@ -79,7 +79,7 @@ impl CallRequest {
 
     /// The ready-to-dial call: the password and the WAV read, the transport
     /// decided, fresh test and call ids.
-    pub fn prepare(&self) -> Result<CallSpec, PrepareError> {
+    pub fn prepare(&self) -> Result<PreparedCall, PrepareError> {
         let transport = transport_for(self.transport, &self.target_uri)?;
         let credentials = match &self.auth {
             None => None,
@@ -99,8 +99,8 @@ impl CallRequest {
                 Some(PlayPlan { pcm_16k, start: p.start })
             }
         };
-        let (test_id, call_id) = CallSpec::new_ids();
-        Ok(CallSpec {
+        let (test_id, call_id) = PreparedCall::new_ids();
+        Ok(PreparedCall {
             target_uri: self.target_uri.clone(),
             from_uri: self.from.clone(),
             transport,

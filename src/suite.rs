@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, Mutex};
 
-use crate::call::{CallSpec, Cancel};
+use crate::call::{Cancel, PreparedCall};
 use crate::pipeline::{self, ExecuteError};
 use crate::report::model::Verdict;
 use crate::report::{run_dir, Call, Report};
@@ -75,7 +75,7 @@ struct Job {
     /// The call's folder, relative to the run folder.
     dir: PathBuf,
     request: CallRequest,
-    spec: CallSpec,
+    spec: PreparedCall,
 }
 
 /// What a worker tells the suite's task.
@@ -95,7 +95,7 @@ struct FinishedJob {
 /// calls at once, each writing its files under `run_dir`. When `cancel`
 /// fires, the calls under way hang up and no new one starts.
 pub async fn run(
-    calls: Vec<(CallRequest, CallSpec)>,
+    calls: Vec<(CallRequest, PreparedCall)>,
     opts: &SuiteOptions,
     run_dir: &Path,
     progress: &mut dyn SuiteProgress,
@@ -161,12 +161,12 @@ pub async fn run(
 
 /// Every call attempt, in file order, round after round; each gets its own
 /// test id and Call-ID, and with `repeat` > 1 its round in its name.
-fn queue(calls: Vec<(CallRequest, CallSpec)>, repeat: usize) -> Vec<Job> {
+fn queue(calls: Vec<(CallRequest, PreparedCall)>, repeat: usize) -> Vec<Job> {
     let mut jobs = Vec::new();
     for round in 1..=repeat.max(1) {
         for (request, spec) in &calls {
             let (mut request, mut spec) = (request.clone(), spec.clone());
-            let (test_id, call_id) = CallSpec::new_ids();
+            let (test_id, call_id) = PreparedCall::new_ids();
             spec.test_id = test_id;
             spec.call_id = call_id;
             if repeat > 1 {
@@ -242,7 +242,7 @@ mod tests {
         }
     }
 
-    fn case(name: Option<&str>, target: &str) -> (CallRequest, CallSpec) {
+    fn case(name: Option<&str>, target: &str) -> (CallRequest, PreparedCall) {
         let mut request = CallRequest::new(target.to_string());
         request.name = name.map(str::to_string);
         let spec = request.prepare().expect("a request without files prepares");

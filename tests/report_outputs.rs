@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use callprobe::audio::vad::{detect_speech, VadConfig, VAD_SAMPLE_RATE};
 use callprobe::audio::wav;
-use callprobe::call::CallSpec;
+use callprobe::call::PreparedCall;
 use callprobe::livekit::observation::{
     AgentReport, DispatchReport, JobReport, JoinSource, LiveKitObservation, SipParticipantReport, StatusReport,
     TimeReference,
@@ -1061,7 +1061,7 @@ fn golden_report() -> Report {
     };
 
     // Call 4: callprobe could not place it.
-    let spec = CallSpec {
+    let spec = PreparedCall {
         target_uri: "sip:+14144007105@nowhere.invalid".into(),
         from_uri: "+15550100123".into(),
         transport: Transport::Udp,

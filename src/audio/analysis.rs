@@ -1,7 +1,7 @@
 //! Listening to what the far end said: speech segments on the call
 //! timeline, when the agent first spoke after the 200 OK, how fast it
 //! answered our utterance, its talk time and longest silence, and whether
-//! an expected tone was there. Pure: works on a finished [`CallRecord`].
+//! an expected tone was there. Pure: works on a finished [`CallOutcome`].
 
 use std::time::Duration;
 
@@ -9,7 +9,7 @@ use crate::audio::latency::{speech_timings, CallEvents};
 use crate::audio::recording::samples_in;
 use crate::audio::tone::tone_presence;
 use crate::audio::vad::{detect_speech, SpeechSegment, VadConfig, VAD_SAMPLE_RATE};
-use crate::call::CallRecord;
+use crate::call::CallOutcome;
 use crate::media::codec::FRAME_DURATION;
 use crate::time::CallTime;
 
@@ -41,7 +41,7 @@ pub struct MediaAnalysis {
 }
 
 /// Analyses the received audio of a call that had media.
-pub fn analyse(record: &CallRecord, tone_hz: Option<f64>) -> Option<MediaAnalysis> {
+pub fn analyse(record: &CallOutcome, tone_hz: Option<f64>) -> Option<MediaAnalysis> {
     let media = record.media.as_ref()?;
     let rx = media.rx_audio.samples();
     let speech_segments = detect_speech(rx, VadConfig::default());

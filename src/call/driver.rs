@@ -117,7 +117,7 @@ impl CallDriver {
     }
 
     fn negotiate(&self) -> Result<NegotiatedAudio, String> {
-        match &self.caller.summary().answer_sdp {
+        match &self.caller.outcome().answer_sdp {
             None => Err("the 200 OK carried no SDP answer".to_string()),
             Some(body) => sdp::parse_answer(&String::from_utf8_lossy(body), &self.codecs)
                 .map_err(|e| format!("unusable SDP answer: {e}")),
@@ -130,7 +130,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::sip::caller::{CallConfig, EndReason};
+    use crate::sip::caller::{CallerConfig, EndReason};
     use crate::sip::message::{self, Inbound};
     use crate::sip::transaction::TimerConfig;
     use crate::sip::Transport;
@@ -140,7 +140,7 @@ mod tests {
     }
 
     fn driver(t0: Instant) -> CallDriver {
-        let cfg = CallConfig {
+        let cfg = CallerConfig {
             target_uri: "sip:+14144007103@127.0.0.1:5060".into(),
             from_uri: "sip:probe@127.0.0.1".into(),
             transport: Transport::Udp,
@@ -246,7 +246,7 @@ mod tests {
         d.handle_message(ok.as_bytes(), far(), at + Duration::from_millis(5)).unwrap();
         let out = drain(&mut d);
         assert!(matches!(out.as_slice(), [Output::Ended, Output::Done]), "{out:?}");
-        assert_eq!(d.caller().summary().ended, Some(EndReason::HungUp { bye_status: 200 }));
+        assert_eq!(d.caller().outcome().ended, Some(EndReason::HungUp { bye_status: 200 }));
     }
 
     #[test]

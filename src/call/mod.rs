@@ -16,7 +16,7 @@ use rand::Rng;
 use crate::media::codec::AudioCodec;
 use crate::media::sdp::{self, OfferParams};
 use crate::media::session::{MediaOutcome, PlayPlan};
-use crate::sip::caller::{CallConfig, CallSummary, Caller, Credentials, EndReason};
+use crate::sip::caller::{Caller, CallerConfig, Credentials, EndReason, SipOutcome};
 use crate::sip::message::{self, uri_target};
 use crate::sip::transaction::TimerConfig;
 use crate::sip::{HostPort, Peer, Transport};
@@ -26,9 +26,10 @@ use driver::{CallDriver, Output};
 use media::{MediaPort, MediaSession};
 use transport::{Incoming, OpenError, SipSockets};
 
-/// One call to place, with everything resolved from flags or a scenario.
+/// A [`crate::request::CallRequest`] made ready to dial: secrets read, the
+/// audio to play loaded, fresh ids drawn.
 #[derive(Debug, Clone)]
-pub struct CallSpec {
+pub struct PreparedCall {
     pub target_uri: String,
     /// A `sip:` URI, or a user/number that becomes `sip:<it>@<our address>`.
     pub from_uri: String,
@@ -47,7 +48,7 @@ pub struct CallSpec {
     pub play: Option<PlayPlan>,
 }
 
-impl CallSpec {
+impl PreparedCall {
     /// Fresh ids for one call attempt: a unique test id and Call-ID.
     pub fn new_ids() -> (String, String) {
         let mut rng = rand::thread_rng();
@@ -78,9 +79,11 @@ pub struct LoggedMessage {
     pub raw: String,
 }
 
-/// Everything observed during one call.
+/// What happened during one call: every SIP message, the SIP outcome, the
+/// media outcome. Naming: `…Request`/`PreparedCall` is a call to make,
+/// `…Outcome` is what happened, `report::model` is what gets published.
 #[derive(Debug, Clone)]
-pub struct CallRecord {
+pub struct CallOutcome {
     pub call_id: String,
     pub test_id: String,
     pub target: String,
@@ -90,7 +93,7 @@ pub struct CallRecord {
     pub local_sip: Option<SocketAddr>,
     pub local_rtp: Option<SocketAddr>,
     pub messages: Vec<LoggedMessage>,
-    pub summary: CallSummary,
+    pub sip: SipOutcome,
     /// When the 2xx was ACKed.
     pub connected: Option<CallTime>,
     pub ended: Option<CallTime>,
@@ -128,14 +131,18 @@ impl CallObserver for () {}
 
 /// Places the call; when `cancel` fires (the user pressed Ctrl-C), hangs up
 /// (CANCEL before the answer, BYE after) and ends.
-pub async fn run(spec: &CallSpec, observer: &mut dyn CallObserver, cancel: &Cancel) -> Result<CallRecord, RunError> {
+pub async fn run(
+    spec: &PreparedCall,
+    observer: &mut dyn CallObserver,
+    cancel: &Cancel,
+) -> Result<CallOutcome, RunError> {
     let target = uri_target(&spec.target_uri).map_err(|e| RunError::Target(e.to_string()))?;
     let first_hop = resolve(&target.host, target.port).await?;
     let local_ip = local_ip_towards(first_hop)?;
 
     // StdRng (not thread_rng) so the call future can move between threads.
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_entropy();
-    let mut record = CallRecord {
+    let mut record = CallOutcome {
         call_id: spec.call_id.clone(),
         test_id: spec.test_id.clone(),
         target: spec.target_uri.clone(),
@@ -145,7 +152,7 @@ pub async fn run(spec: &CallSpec, observer: &mut dyn CallObserver, cancel: &Canc
         local_sip: None,
         local_rtp: None,
         messages: Vec::new(),
-        summary: CallSummary::default(),
+        sip: SipOutcome::default(),
         connected: None,
         ended: None,
         rtp_packets_received: 0,
@@ -175,7 +182,7 @@ pub async fn run(spec: &CallSpec, observer: &mut dyn CallObserver, cancel: &Canc
         Err(OpenError::Bind(e)) => return Err(RunError::Socket(format!("cannot bind a SIP socket: {e}"))),
         Err(OpenError::Connect(e)) => {
             // Nobody accepts TCP there: the endpoint failed, not the tester.
-            record.summary.ended =
+            record.sip.ended =
                 Some(EndReason::TransportError { detail: format!("TCP connection to {first_hop} failed: {e}") });
             return Ok(record);
         }
@@ -185,7 +192,7 @@ pub async fn run(spec: &CallSpec, observer: &mut dyn CallObserver, cancel: &Canc
     let t0 = Instant::now();
     // The report's wall-clock start is the same instant as t0 (CallTime::ZERO).
     record.started = SystemTime::now();
-    let cfg = CallConfig {
+    let cfg = CallerConfig {
         target_uri: spec.target_uri.clone(),
         from_uri: if spec.from_uri.to_ascii_lowercase().starts_with("sip:") {
             spec.from_uri.clone()
@@ -305,7 +312,7 @@ pub async fn run(spec: &CallSpec, observer: &mut dyn CallObserver, cancel: &Canc
             }
         }
     }
-    record.summary = call.caller().summary().clone();
+    record.sip = call.caller().outcome().clone();
     if let Some(session) = media_session {
         record.media = session.stop().await;
     }

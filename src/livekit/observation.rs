@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::call::{CallRecord, Direction};
+use crate::call::{CallOutcome, Direction};
 use crate::time::{unix_ms, CallTime, Offset};
 
 use super::room_watch::{attr, AgentSighting, DispatchView, MatchedBy, RoomWatch};
@@ -158,7 +158,7 @@ impl LiveKitObservation {
 
 /// When the INVITE that got through left, and its CSeq: the first
 /// transmission of the last INVITE transaction.
-pub fn invite_that_got_through(record: &CallRecord) -> Option<(CallTime, Option<u32>)> {
+pub fn invite_that_got_through(record: &CallOutcome) -> Option<(CallTime, Option<u32>)> {
     let invites: Vec<_> =
         record.messages.iter().filter(|m| m.dir == Direction::Out && m.first_line.starts_with("INVITE ")).collect();
     let last = invites.last()?;
@@ -205,7 +205,7 @@ fn job_status_name(status: i32) -> &'static str {
 }
 
 /// Relates what the watcher saw to the call's timeline.
-pub fn relate(watch: &RoomWatch, record: &CallRecord, url: &str) -> LiveKitObservation {
+pub fn relate(watch: &RoomWatch, record: &CallOutcome, url: &str) -> LiveKitObservation {
     let (kind, invite, invite_cseq) = match invite_that_got_through(record) {
         Some((t, cseq)) => ("invite_that_got_through", t, cseq),
         None => ("call_start", CallTime::ZERO, None),
@@ -289,13 +289,13 @@ pub fn relate(watch: &RoomWatch, record: &CallRecord, url: &str) -> LiveKitObser
 pub(crate) mod tests {
     use super::*;
     use crate::call::LoggedMessage;
-    use crate::sip::caller::CallSummary;
+    use crate::sip::caller::SipOutcome;
     use crate::sip::Transport;
     use crate::time::duration_from_ms;
     use std::time::SystemTime;
 
-    pub(crate) fn record_with_invites(started: Duration, invites: &[(f64, u32)]) -> CallRecord {
-        CallRecord {
+    pub(crate) fn record_with_invites(started: Duration, invites: &[(f64, u32)]) -> CallOutcome {
+        CallOutcome {
             call_id: "abc@callprobe".into(),
             test_id: "cp-1".into(),
             target: "sip:+14144007103@127.0.0.1:5060".into(),
@@ -314,7 +314,7 @@ pub(crate) mod tests {
                     raw: format!("INVITE sip:x SIP/2.0\r\nCall-ID: abc\r\nCSeq: {cseq} INVITE\r\n\r\nv=0\r\n"),
                 })
                 .collect(),
-            summary: CallSummary::default(),
+            sip: SipOutcome::default(),
             connected: None,
             ended: None,
             rtp_packets_received: 0,

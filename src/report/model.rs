@@ -4,7 +4,7 @@
 //! into it. They are also the in-memory report every other output (HTML,
 //! JUnit, metrics, webhook, the console's verdict block) is written from.
 //! They are built from callprobe's internal types
-//! ([`CallRecord`](crate::call::CallRecord), [`Check`](crate::verdict::checks::Check),
+//! ([`CallOutcome`](crate::call::CallOutcome), [`Check`](crate::verdict::checks::Check),
 //! [`LiveKitObservation`](crate::livekit::observation::LiveKitObservation) …)
 //! by [`Call::new`], [`Media::new`] and `From`, so renaming or reshaping an
 //! internal type cannot change the file by accident: the conversion stops
@@ -32,7 +32,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use crate::audio::analysis::MediaAnalysis;
-use crate::call::{CallRecord, CallSpec, LoggedMessage};
+use crate::call::{CallOutcome, LoggedMessage, PreparedCall};
 use crate::livekit::observation as internal_lk;
 use crate::livekit::room_watch::MatchedBy as InternalMatchedBy;
 use crate::sip::caller::EndReason as InternalEndReason;
@@ -547,7 +547,7 @@ impl Call {
     /// section ([`Media::new`]), checks and diagnosis; `name`, `tags` and
     /// `livekit` are left empty.
     pub fn new(
-        record: &CallRecord,
+        record: &CallOutcome,
         media: Media,
         checks: Vec<crate::verdict::checks::Check>,
         diagnosis: Vec<crate::verdict::diagnose::Diagnosis>,
@@ -556,14 +556,14 @@ impl Call {
         use crate::verdict::Verdict as V;
         let deciding = |c: &&crate::verdict::checks::Check| expected_diagnosis.is_none() || c.name == "diagnosis";
         // Interrupted by the user: the tester did not finish, whatever the checks say.
-        let verdict = if matches!(record.summary.ended, Some(InternalEndReason::Abandoned)) {
+        let verdict = if matches!(record.sip.ended, Some(InternalEndReason::Abandoned)) {
             V::Error
         } else if checks.iter().filter(deciding).all(|c| c.passed) {
             V::Pass
         } else {
             V::Fail
         };
-        let s = &record.summary;
+        let s = &record.sip;
         Call {
             name: None,
             tags: Vec::new(),
@@ -603,7 +603,7 @@ impl Call {
 
     /// A call that callprobe could not place at all (a tester error): it still
     /// gets its line in every output, with verdict `error` and the reason.
-    pub fn not_run(name: Option<String>, tags: Vec<String>, spec: &CallSpec, why: &str) -> Call {
+    pub fn not_run(name: Option<String>, tags: Vec<String>, spec: &PreparedCall, why: &str) -> Call {
         Call {
             name,
             tags,
@@ -641,7 +641,7 @@ impl Call {
 impl Media {
     /// What the RTP side measured, from the call's record and the analysis
     /// of its audio (`None`: not analysed), with the recordings written.
-    pub fn new(record: &CallRecord, analysis: Option<&MediaAnalysis>, recordings: Option<Recordings>) -> Media {
+    pub fn new(record: &CallOutcome, analysis: Option<&MediaAnalysis>, recordings: Option<Recordings>) -> Media {
         let mut r = Media {
             local_rtp: record.local_rtp.map(|a| a.to_string()),
             error: record.media_error.clone(),

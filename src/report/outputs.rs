@@ -10,14 +10,14 @@ use std::time::SystemTime;
 use super::model::{Recordings, Report};
 use super::pcap::{sip_packets, write_call_pcap, CapturedPacket, CapturedProtocol};
 use super::{html, junit, metrics, run_dir, webhook};
-use crate::call::CallRecord;
+use crate::call::CallOutcome;
 use crate::media::session::MediaOutcome;
 use crate::report::model::Verdict;
 
 /// `DIR/rx.wav` (what the far end said), `DIR/tx.wav` (what we sent) — 16-bit
 /// mono 16 kHz, both starting at the first INVITE — and `DIR/call.pcap`
 /// (SIP and RTP as sent and received).
-pub fn write_call_files(dir: &Path, record: &CallRecord) -> Result<Option<Recordings>, String> {
+pub fn write_call_files(dir: &Path, record: &CallOutcome) -> Result<Option<Recordings>, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     write_call_pcap(&dir.join("call.pcap"), &captured_packets(record))?;
     let Some(media) = &record.media else { return Ok(None) };
@@ -30,7 +30,7 @@ pub fn write_call_files(dir: &Path, record: &CallRecord) -> Result<Option<Record
 }
 
 /// Every SIP message and RTP datagram of the call, as on the wire.
-fn captured_packets(record: &CallRecord) -> Vec<CapturedPacket> {
+fn captured_packets(record: &CallOutcome) -> Vec<CapturedPacket> {
     let mut packets = Vec::new();
     if let Some(local) = record.local_sip {
         packets.extend(sip_packets(&record.messages, local, record.transport, record.started));

@@ -87,7 +87,7 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 
-use crate::call::CallSpec;
+use crate::call::PreparedCall;
 use crate::request::{CallRequest, PrepareError, SecretRef};
 
 pub use error::{Position, ScenarioError};
@@ -128,7 +128,7 @@ impl ScenarioCase {
 
     /// The ready-to-dial call (reads the secret and the WAV to play; fresh
     /// test and call ids), or what stops it as `file: case "name": message`.
-    pub fn prepare(&self) -> Result<CallSpec, ScenarioError> {
+    pub fn prepare(&self) -> Result<PreparedCall, ScenarioError> {
         self.call.prepare().map_err(|e| {
             // The settings came from the file: name its keys.
             let message = match &e {

@@ -55,9 +55,10 @@ pub struct Credentials {
     pub password: Secret,
 }
 
-/// Everything the caller needs to know before the first INVITE.
+/// The configuration of the [`Caller`] core: everything it needs to know
+/// before the first INVITE (built from a `PreparedCall` by `call::run`).
 #[derive(Debug, Clone)]
-pub struct CallConfig {
+pub struct CallerConfig {
     /// Request-URI and To of the INVITE, e.g. `sip:+14144007103@127.0.0.1:5060`.
     pub target_uri: String,
     /// From URI, e.g. `sip:+15550100@127.0.0.1`.
@@ -142,9 +143,10 @@ pub enum CallEvent {
     Ended(EndReason),
 }
 
-/// What happened, for checks and the report.
+/// What happened on the SIP side of the call, for checks and the report
+/// (part of `call::CallOutcome`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct CallSummary {
+pub struct SipOutcome {
     /// Final responses to our INVITEs, in order (`407, 200`).
     pub final_responses: Vec<FinalResponse>,
     pub provisional: Vec<u16>,
@@ -229,7 +231,7 @@ enum Phase {
 }
 
 pub struct Caller {
-    cfg: CallConfig,
+    cfg: CallerConfig,
     request_uri: String,
     first_hop: HostPort,
     rng: StdRng,
@@ -251,7 +253,7 @@ pub struct Caller {
     started_at: Instant,
     outbox: VecDeque<Transmit>,
     events: VecDeque<CallEvent>,
-    summary: CallSummary,
+    outcome: SipOutcome,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -266,7 +268,7 @@ pub enum CallSetupError {
 
 impl Caller {
     /// Prepares the call and queues the first INVITE.
-    pub fn start(cfg: CallConfig, now: Instant) -> Result<Caller, CallSetupError> {
+    pub fn start(cfg: CallerConfig, now: Instant) -> Result<Caller, CallSetupError> {
         let target = message::uri_target(&cfg.target_uri).map_err(CallSetupError::Target)?;
         message::uri_target(&cfg.from_uri).map_err(CallSetupError::From)?;
         // The Request-URI exactly as rsip renders it: the digest `uri=` must match it.
@@ -289,15 +291,15 @@ impl Caller {
             started_at: now,
             outbox: VecDeque::new(),
             events: VecDeque::new(),
-            summary: CallSummary::default(),
+            outcome: SipOutcome::default(),
             cfg,
         };
         caller.send_invite(now).map_err(CallSetupError::Build)?;
         Ok(caller)
     }
 
-    pub fn summary(&self) -> &CallSummary {
-        &self.summary
+    pub fn outcome(&self) -> &SipOutcome {
+        &self.outcome
     }
 
     pub fn is_ended(&self) -> bool {
@@ -505,7 +507,7 @@ impl Caller {
             return;
         }
         let waited_ms = (now - self.started_at).as_millis() as u64;
-        let last_provisional = self.summary.provisional.last().copied();
+        let last_provisional = self.outcome.provisional.last().copied();
         self.end(EndReason::Cancelled { last_provisional, waited_ms });
     }
 
@@ -521,7 +523,7 @@ impl Caller {
                 self.outbox.push_back(Transmit { to: first_hop.clone(), bytes });
             }
         }
-        self.summary.invite_retransmissions = self.invites.iter().map(|a| a.tx.retransmissions()).sum();
+        self.outcome.invite_retransmissions = self.invites.iter().map(|a| a.tx.retransmissions()).sum();
         let bye = match &mut self.phase {
             Phase::Terminating { bye, .. } => Some(bye),
             _ => None,
@@ -540,7 +542,7 @@ impl Caller {
         // Flush what the transactions hold before the phase (and a BYE's) goes.
         self.drain_transactions();
         self.phase = Phase::Ended;
-        self.summary.ended = Some(reason.clone());
+        self.outcome.ended = Some(reason.clone());
         self.events.push_back(CallEvent::Ended(reason));
     }
 }

@@ -17,8 +17,8 @@ fn far() -> SocketAddr {
     FAR.parse().unwrap()
 }
 
-fn config(creds: bool) -> CallConfig {
-    CallConfig {
+fn config(creds: bool) -> CallerConfig {
+    CallerConfig {
         target_uri: TARGET.into(),
         from_uri: "sip:+15550100@127.0.0.1".into(),
         transport: Transport::Udp,
@@ -127,7 +127,7 @@ fn challenge_then_ok_keeps_call_id_and_bumps_cseq() {
 
     let ev = events(&mut c);
     assert!(ev.contains(&CallEvent::Connected));
-    assert_eq!(c.summary().final_responses.iter().map(|f| f.status).collect::<Vec<_>>(), vec![407, 200]);
+    assert_eq!(c.outcome().final_responses.iter().map(|f| f.status).collect::<Vec<_>>(), vec![407, 200]);
 
     // Hang up after 5 s: BYE with CSeq 3 through the route set.
     assert_eq!(c.poll_timeout(), Some(t0 + ms(6000)));
@@ -140,7 +140,7 @@ fn challenge_then_ok_keeps_call_id_and_bumps_cseq() {
     );
     c.handle_message(&respond(&out[0], 200, "OK", &[], None), far(), t0 + ms(6010)).unwrap();
     assert!(c.is_ended());
-    assert_eq!(c.summary().ended, Some(EndReason::HungUp { bye_status: 200 }));
+    assert_eq!(c.outcome().ended, Some(EndReason::HungUp { bye_status: 200 }));
 }
 
 #[test]
@@ -155,8 +155,8 @@ fn second_challenge_is_credentials_rejected_not_a_loop() {
     let out = drain(&mut c);
     assert_eq!(out.len(), 1, "only the ACK, no third INVITE");
     assert!(text(&out[0]).starts_with("ACK"));
-    assert!(matches!(c.summary().ended, Some(EndReason::CredentialsRejected { status: 407, .. })));
-    assert_eq!(c.summary().invites_sent, 2);
+    assert!(matches!(c.outcome().ended, Some(EndReason::CredentialsRejected { status: 407, .. })));
+    assert_eq!(c.outcome().invites_sent, 2);
 }
 
 #[test]
@@ -172,7 +172,7 @@ fn stale_nonce_earns_exactly_one_more_retry() {
     assert_eq!(out.len(), 2);
     assert!(text(&out[1]).contains("nonce=\"222-call-abc\"") && text(&out[1]).contains("CSeq: 3 INVITE"));
     c.handle_message(&respond(&out[1], 407, "x", &[&stale], Some("c")), far(), t0).unwrap();
-    assert!(matches!(c.summary().ended, Some(EndReason::CredentialsRejected { .. })));
+    assert!(matches!(c.outcome().ended, Some(EndReason::CredentialsRejected { .. })));
 }
 
 #[test]
@@ -183,7 +183,7 @@ fn unauthorized_after_credentials_is_rejected() {
     c.handle_message(&respond(&inv1, 407, "x", &[CHALLENGE], Some("a")), far(), t0).unwrap();
     let inv2 = drain(&mut c).remove(1);
     c.handle_message(&respond(&inv2, 401, "Unauthorized", &[], Some("b")), far(), t0).unwrap();
-    assert_eq!(c.summary().ended, Some(EndReason::CredentialsRejected { status: 401, reason: "Unauthorized".into() }));
+    assert_eq!(c.outcome().ended, Some(EndReason::CredentialsRejected { status: 401, reason: "Unauthorized".into() }));
 }
 
 #[test]
@@ -193,8 +193,8 @@ fn without_credentials_a_challenge_ends_the_call() {
     let inv = drain(&mut c).remove(0);
     c.handle_message(&respond(&inv, 407, "Proxy Authentication Required", &[CHALLENGE], Some("a")), far(), t0).unwrap();
     assert_eq!(drain(&mut c).len(), 1, "ACK only");
-    assert_eq!(c.summary().ended, Some(EndReason::ChallengedWithoutCredentials { status: 407 }));
-    assert_eq!(c.summary().final_responses[0].reason, "Proxy Authentication Required");
+    assert_eq!(c.outcome().ended, Some(EndReason::ChallengedWithoutCredentials { status: 407 }));
+    assert_eq!(c.outcome().final_responses[0].reason, "Proxy Authentication Required");
 }
 
 #[test]
@@ -212,8 +212,8 @@ fn no_response_ends_after_timer_b_with_retransmissions() {
     }
     assert_eq!(now - t0, ms(4000));
     assert_eq!(sent, 4, "0, 0.5, 1.5, 3.5 s");
-    assert_eq!(c.summary().ended, Some(EndReason::NoResponse { waited_ms: 4000 }));
-    assert_eq!(c.summary().invite_retransmissions, 3);
+    assert_eq!(c.outcome().ended, Some(EndReason::NoResponse { waited_ms: 4000 }));
+    assert_eq!(c.outcome().invite_retransmissions, 3);
 }
 
 #[test]
@@ -223,7 +223,7 @@ fn port_unreachable_ends_an_unanswered_invite_at_once() {
     assert_eq!(drain(&mut c).len(), 1);
     c.handle_port_unreachable(far());
     assert!(c.is_ended() && drain(&mut c).is_empty() && c.poll_timeout().is_none());
-    assert_eq!(c.summary().ended, Some(EndReason::PortUnreachable { peer: FAR.into() }));
+    assert_eq!(c.outcome().ended, Some(EndReason::PortUnreachable { peer: FAR.into() }));
     assert_eq!(events(&mut c), vec![CallEvent::Ended(EndReason::PortUnreachable { peer: FAR.into() })]);
 }
 
@@ -254,7 +254,7 @@ fn ringing_past_the_deadline_is_cancelled() {
     c.handle_message(&respond(&out[0], 200, "OK", &[], None), far(), t0 + ms(3010)).unwrap();
     c.handle_message(&respond(&inv, 487, "Request Terminated", &[], Some("r")), far(), t0 + ms(3020)).unwrap();
     assert!(text(&drain(&mut c)[0]).starts_with("ACK"));
-    assert_eq!(c.summary().ended, Some(EndReason::Cancelled { last_provisional: Some(180), waited_ms: 3020 }));
+    assert_eq!(c.outcome().ended, Some(EndReason::Cancelled { last_provisional: Some(180), waited_ms: 3020 }));
 }
 
 fn connected(t0: Instant) -> (Caller, Transmit) {
@@ -302,7 +302,7 @@ fn far_end_requests_in_dialog() {
     let bye = with_local_tag(&mut c, &inv, far_request("BYE", 11));
     c.handle_message(&bye, src, t0 + ms(200)).unwrap();
     assert!(text(&drain(&mut c)[0]).starts_with("SIP/2.0 200 OK"));
-    assert_eq!(c.summary().ended, Some(EndReason::FarEndHungUp));
+    assert_eq!(c.outcome().ended, Some(EndReason::FarEndHungUp));
 }
 
 #[test]
@@ -320,7 +320,7 @@ fn tcp_close_mid_call_ends_with_transport_closed() {
     let t0 = Instant::now();
     let (mut c, _) = connected(t0);
     c.handle_transport_closed();
-    assert!(matches!(c.summary().ended, Some(EndReason::TransportClosed { .. })));
+    assert!(matches!(c.outcome().ended, Some(EndReason::TransportClosed { .. })));
 }
 
 #[test]
@@ -334,7 +334,7 @@ fn bye_without_answer_times_out() {
         now = c.poll_timeout().unwrap();
         c.handle_timeout(now);
     }
-    assert_eq!(c.summary().ended, Some(EndReason::ByeTimedOut));
+    assert_eq!(c.outcome().ended, Some(EndReason::ByeTimedOut));
     assert_eq!(byes, 11);
     assert_eq!(now - t0, ms(5000 + 32_000));
 }
@@ -369,7 +369,7 @@ fn cancel_after_an_authenticated_retry() {
     c.handle_message(&respond(&out[0], 200, "canceling", &[], None), far(), t0 + ms(3002)).unwrap();
     c.handle_message(&respond(&inv2, 487, "Request Terminated", &[], Some("r")), far(), t0 + ms(3003)).unwrap();
     assert!(text(&drain(&mut c)[0]).starts_with("ACK"));
-    assert_eq!(c.summary().final_responses.iter().map(|f| f.status).collect::<Vec<_>>(), vec![407, 487]);
+    assert_eq!(c.outcome().final_responses.iter().map(|f| f.status).collect::<Vec<_>>(), vec![407, 487]);
 }
 
 #[test]
@@ -378,7 +378,7 @@ fn abandoning_before_any_response_ends_at_once_and_never_retries() {
     let mut c = Caller::start(config(true), t0).unwrap();
     let inv = drain(&mut c).remove(0);
     c.abandon(t0 + ms(10));
-    assert_eq!(c.summary().ended, Some(EndReason::Abandoned));
+    assert_eq!(c.outcome().ended, Some(EndReason::Abandoned));
     // A 407 that arrives later earns no authenticated retry.
     let mut c = Caller::start(config(true), t0).unwrap();
     let inv2 = drain(&mut c).remove(0);
@@ -388,7 +388,7 @@ fn abandoning_before_any_response_ends_at_once_and_never_retries() {
     c.handle_message(&respond(&inv2, 407, "x", &[CHALLENGE], Some("a")), far(), t0 + ms(20)).unwrap();
     let out = drain(&mut c);
     assert!(out.iter().all(|t| !text(t).starts_with("INVITE")), "no new INVITE after the user stopped");
-    assert_eq!(c.summary().ended, Some(EndReason::Abandoned));
+    assert_eq!(c.outcome().ended, Some(EndReason::Abandoned));
     let _ = inv;
 }
 
@@ -401,8 +401,8 @@ fn a_challenge_for_another_realm_after_credentials_is_a_rejection() {
     let inv2 = drain(&mut c).remove(1);
     let other_realm = r#"WWW-Authenticate: Digest realm="uas", nonce="n2", algorithm=MD5"#;
     c.handle_message(&respond(&inv2, 401, "Unauthorized", &[other_realm], Some("b")), far(), t0).unwrap();
-    assert!(matches!(c.summary().ended, Some(EndReason::CredentialsRejected { status: 401, .. })));
-    assert_eq!(c.summary().invites_sent, 2);
+    assert!(matches!(c.outcome().ended, Some(EndReason::CredentialsRejected { status: 401, .. })));
+    assert_eq!(c.outcome().invites_sent, 2);
 }
 
 #[test]
@@ -436,7 +436,7 @@ fn a_2xx_that_beats_our_cancel_is_flagged_late() {
     .unwrap();
     let out = drain(&mut c);
     assert!(text(&out[0]).starts_with("ACK") && text(&out[1]).starts_with("BYE"));
-    assert!(c.summary().answered_after_deadline);
+    assert!(c.outcome().answered_after_deadline);
 }
 
 #[test]
@@ -450,7 +450,7 @@ fn a_forked_second_2xx_gets_its_own_ack_and_a_bye() {
     let (ack, bye) = (text(&out[0]), text(&out[1]));
     assert!(ack.starts_with("ACK sip:other@127.0.0.1:5090") && ack.contains("tag=fork"), "{ack}");
     assert!(bye.starts_with("BYE sip:other@127.0.0.1:5090") && bye.contains("tag=fork"), "{bye}");
-    assert_eq!(c.summary().forked_answers_released, 1);
+    assert_eq!(c.outcome().forked_answers_released, 1);
     assert!(!c.is_ended(), "the first dialog goes on");
 }
 
@@ -521,9 +521,9 @@ fn a_2xx_after_our_cancel_is_acked_and_hung_up_while_the_cancel_runs_on() {
 
     c.handle_message(&respond(&bye, 200, "OK", &[], None), far(), t0 + ms(1510)).unwrap();
     assert!(c.is_ended() && c.poll_timeout().is_none());
-    assert_eq!(c.summary().ended, Some(EndReason::HungUp { bye_status: 200 }));
-    assert!(c.summary().answered_after_deadline);
-    assert_eq!(c.summary().final_responses.iter().map(|f| f.status).collect::<Vec<_>>(), vec![200]);
+    assert_eq!(c.outcome().ended, Some(EndReason::HungUp { bye_status: 200 }));
+    assert!(c.outcome().answered_after_deadline);
+    assert_eq!(c.outcome().final_responses.iter().map(|f| f.status).collect::<Vec<_>>(), vec![200]);
 }
 
 #[test]
@@ -532,11 +532,11 @@ fn a_2xx_after_our_cancel_whose_bye_goes_unanswered_times_out_without_spinning()
     let (mut c, inv, _) = cancelling(t0);
     c.handle_message(&ok_for(&inv), far(), t0 + ms(1001)).unwrap();
     let (end, sent) = run_until_ended(&mut c, t0 + ms(1001));
-    assert_eq!(c.summary().ended, Some(EndReason::ByeTimedOut));
+    assert_eq!(c.outcome().ended, Some(EndReason::ByeTimedOut));
     assert_eq!(end - t0, ms(1001 + 32_000), "the BYE's Timer F, not the CANCEL's give-up");
     assert_eq!(count(&sent, "BYE"), 11);
     assert_eq!(count(&sent, "CANCEL"), 10, "retransmissions until the CANCEL's own Timer F");
-    assert!(c.summary().answered_after_deadline);
+    assert!(c.outcome().answered_after_deadline);
 }
 
 #[test]
@@ -552,7 +552,7 @@ fn abandoning_while_ringing_cancels_and_ends_abandoned() {
     assert!(!c.is_ended());
     c.handle_message(&respond(&inv, 487, "Request Terminated", &[], Some("r")), far(), t0 + ms(2020)).unwrap();
     assert!(text(&drain(&mut c)[0]).starts_with("ACK"));
-    assert_eq!(c.summary().ended, Some(EndReason::Abandoned));
+    assert_eq!(c.outcome().ended, Some(EndReason::Abandoned));
 }
 
 #[test]
@@ -568,7 +568,7 @@ fn abandoning_while_ringing_with_a_silent_far_end_gives_up_without_spinning() {
     let (end, sent) = run_until_ended(&mut c, t0 + ms(2000));
     assert_eq!(end - t0, ms(2000 + 32_000));
     assert_eq!(count(&sent, "CANCEL"), 11);
-    assert_eq!(c.summary().ended, Some(EndReason::Abandoned));
+    assert_eq!(c.outcome().ended, Some(EndReason::Abandoned));
 }
 
 #[test]
@@ -578,7 +578,7 @@ fn abandoning_after_our_cancel_ends_abandoned_not_cancelled() {
     c.abandon(t0 + ms(1100));
     assert!(drain(&mut c).is_empty(), "the CANCEL is already out");
     c.handle_message(&respond(&inv, 487, "Request Terminated", &[], Some("r")), far(), t0 + ms(1200)).unwrap();
-    assert_eq!(c.summary().ended, Some(EndReason::Abandoned));
+    assert_eq!(c.outcome().ended, Some(EndReason::Abandoned));
 
     // If the 2xx wins the race instead, it is not "answered late": the user stopped it.
     let (mut c, inv, _) = cancelling(t0);
@@ -587,8 +587,8 @@ fn abandoning_after_our_cancel_ends_abandoned_not_cancelled() {
     let out = drain(&mut c);
     assert!(text(&out[0]).starts_with("ACK") && text(&out[1]).starts_with("BYE"));
     c.handle_message(&respond(&out[1], 200, "OK", &[], None), far(), t0 + ms(1210)).unwrap();
-    assert_eq!(c.summary().ended, Some(EndReason::Abandoned));
-    assert!(!c.summary().answered_after_deadline);
+    assert_eq!(c.outcome().ended, Some(EndReason::Abandoned));
+    assert!(!c.outcome().answered_after_deadline);
 }
 
 #[test]
@@ -600,7 +600,7 @@ fn abandoning_a_connected_call_sends_bye_at_once() {
     assert!(text(&bye).starts_with("BYE") && text(&bye).contains("CSeq: 2 BYE"));
     assert_eq!(c.poll_timeout(), Some(t0 + ms(1500)), "the BYE's Timer E, no longer the hold time");
     c.handle_message(&respond(&bye, 200, "OK", &[], None), far(), t0 + ms(1010)).unwrap();
-    assert_eq!(c.summary().ended, Some(EndReason::Abandoned));
+    assert_eq!(c.outcome().ended, Some(EndReason::Abandoned));
 }
 
 #[test]
@@ -613,7 +613,7 @@ fn abandoning_while_our_bye_is_out_sends_nothing_more_and_ends_abandoned() {
     c.abandon(t0 + ms(5005));
     assert!(drain(&mut c).is_empty());
     c.handle_message(&respond(&bye, 200, "OK", &[], None), far(), t0 + ms(5010)).unwrap();
-    assert_eq!(c.summary().ended, Some(EndReason::Abandoned));
+    assert_eq!(c.outcome().ended, Some(EndReason::Abandoned));
 }
 
 #[test]
@@ -626,7 +626,7 @@ fn abandoning_an_ended_call_changes_nothing() {
     events(&mut c);
     c.abandon(t0 + ms(10));
     assert!(drain(&mut c).is_empty() && events(&mut c).is_empty() && c.poll_timeout().is_none());
-    assert_eq!(c.summary().ended, Some(EndReason::Rejected { status: 486, reason: "Busy Here".into() }));
+    assert_eq!(c.outcome().ended, Some(EndReason::Rejected { status: 486, reason: "Busy Here".into() }));
 }
 
 #[test]
@@ -644,12 +644,12 @@ fn hang_up_only_acts_on_a_connected_call() {
     c.hang_up(t0 + ms(40));
     assert!(drain(&mut c).is_empty(), "one BYE only");
     c.handle_message(&respond(&bye, 200, "OK", &[], None), far(), t0 + ms(50)).unwrap();
-    assert_eq!(c.summary().ended, Some(EndReason::HungUp { bye_status: 200 }));
+    assert_eq!(c.outcome().ended, Some(EndReason::HungUp { bye_status: 200 }));
 }
 
 #[test]
 fn transport_closed_says_what_the_call_was_doing() {
-    let during = |c: &Caller| match &c.summary().ended {
+    let during = |c: &Caller| match &c.outcome().ended {
         Some(EndReason::TransportClosed { during }) => during.clone(),
         other => panic!("{other:?}"),
     };
@@ -687,5 +687,5 @@ fn an_ended_call_stays_ended_when_a_late_2xx_arrives() {
     c.handle_message(&ok_for(&inv), far(), t0 + ms(20)).unwrap();
     assert!(c.is_ended() && c.poll_timeout().is_none());
     assert!(drain(&mut c).is_empty() && events(&mut c).is_empty());
-    assert_eq!(c.summary().ended, Some(EndReason::Abandoned));
+    assert_eq!(c.outcome().ended, Some(EndReason::Abandoned));
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::audio::analysis::{MediaAnalysis, TONE_MIN};
-use crate::call::CallRecord;
+use crate::call::CallOutcome;
 use crate::livekit::observation::{JoinSource, LiveKitObservation};
 use crate::sip::caller::EndReason;
 use crate::time::{Millis, Offset};
@@ -20,8 +20,8 @@ pub struct Check {
     pub detail: String,
 }
 
-fn statuses(record: &CallRecord) -> Vec<u16> {
-    record.summary.final_responses.iter().map(|f| f.status).collect()
+fn statuses(record: &CallOutcome) -> Vec<u16> {
+    record.sip.final_responses.iter().map(|f| f.status).collect()
 }
 
 fn joined(codes: &[u16]) -> String {
@@ -32,9 +32,9 @@ fn joined(codes: &[u16]) -> String {
     }
 }
 
-pub fn evaluate(record: &CallRecord, expect: &Expectations) -> Vec<Check> {
+pub fn evaluate(record: &CallOutcome, expect: &Expectations) -> Vec<Check> {
     let got = statuses(record);
-    let ended = record.summary.ended.as_ref();
+    let ended = record.sip.ended.as_ref();
     let how = ended.map(describe_end).unwrap_or_else(|| "the call did not finish".into());
     let mut checks = Vec::new();
     let answered = got.last().is_some_and(|s| (200..300).contains(s));
@@ -61,7 +61,7 @@ pub fn evaluate(record: &CallRecord, expect: &Expectations) -> Vec<Check> {
             checks.push(Check { name: "call_answered".into(), passed: answered, detail });
         }
     }
-    if answered && record.summary.answered_after_deadline {
+    if answered && record.sip.answered_after_deadline {
         checks.push(Check {
             name: "answered_in_time".into(),
             passed: false,
@@ -158,8 +158,8 @@ pub fn agent_joined(want: &AgentExpectation, livekit: Option<&LiveKitObservation
 
 /// Checks on the media of an answered call: usable SDP, and what the far
 /// end's audio must show.
-pub fn media_checks(record: &CallRecord, analysis: Option<&MediaAnalysis>, want: &MediaExpectations) -> Vec<Check> {
-    let answered = record.summary.final_responses.last().is_some_and(|f| (200..300).contains(&f.status));
+pub fn media_checks(record: &CallOutcome, analysis: Option<&MediaAnalysis>, want: &MediaExpectations) -> Vec<Check> {
+    let answered = record.sip.final_responses.last().is_some_and(|f| (200..300).contains(&f.status));
     if !answered {
         return Vec::new();
     }
@@ -225,7 +225,7 @@ pub fn media_checks(record: &CallRecord, analysis: Option<&MediaAnalysis>, want:
 }
 
 /// Loss and jitter of the far end's RTP against the limits.
-fn rtp_quality(record: &CallRecord, want: &MediaExpectations) -> Check {
+fn rtp_quality(record: &CallOutcome, want: &MediaExpectations) -> Check {
     let Some(m) = &record.media else {
         return Check { name: "rtp_quality".into(), passed: false, detail: "no media to measure".into() };
     };

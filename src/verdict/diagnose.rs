@@ -13,7 +13,7 @@
 //! specific row's evidence already states the SIP symptom, and a second,
 //! vaguer "why" would only send people down the wrong list of fixes.
 
-use crate::call::CallRecord;
+use crate::call::CallOutcome;
 use crate::livekit::observation::LiveKitObservation;
 use crate::livekit::sip_config::{is_number_without_e164, looks_like_phone_number, DispatchRule, SipConfig};
 use crate::request::AgentExpectation;
@@ -33,7 +33,7 @@ pub struct Diagnosis {
 
 /// What a rule may look at.
 pub struct Observation<'a> {
-    pub record: &'a CallRecord,
+    pub record: &'a CallOutcome,
     /// What LiveKit's API showed about the call; `None`: LiveKit not configured.
     pub livekit: Option<&'a LiveKitObservation>,
     /// Trunks and dispatch rules read through the SIP API after the failure.
@@ -46,7 +46,7 @@ pub struct Observation<'a> {
 
 impl<'a> Observation<'a> {
     /// Only the SIP record.
-    pub fn new(record: &'a CallRecord) -> Observation<'a> {
+    pub fn new(record: &'a CallOutcome) -> Observation<'a> {
         Observation { record, livekit: None, sip_config: None, expected_agent: None, far_end_speech: None }
     }
 }
@@ -91,13 +91,13 @@ impl Observation<'_> {
         self.livekit.map_or(0.0, |lk| lk.watched.seconds())
     }
     fn finals(&self) -> impl Iterator<Item = (u16, &str)> {
-        self.record.summary.final_responses.iter().map(|f| (f.status, f.reason.as_str()))
+        self.record.sip.final_responses.iter().map(|f| (f.status, f.reason.as_str()))
     }
     fn last_final(&self) -> Option<(u16, &str)> {
         self.finals().last()
     }
     fn ended(&self) -> Option<&EndReason> {
-        self.record.summary.ended.as_ref()
+        self.record.sip.ended.as_ref()
     }
 }
 
@@ -216,7 +216,7 @@ const RULES: &[Rule] = &[
         applies: |o| match o.ended() {
             Some(EndReason::PortUnreachable { peer }) => Some(format!(
                 "nothing listens on {peer}/udp: the INVITE came back as ICMP port unreachable after {} INVITE(s)",
-                o.record.summary.invites_sent
+                o.record.sip.invites_sent
             )),
             _ => None,
         },
@@ -230,9 +230,9 @@ const RULES: &[Rule] = &[
         applies: |o| match o.ended() {
             Some(EndReason::NoResponse { waited_ms }) => Some(format!(
                 "{} INVITE(s) sent over {}, {} retransmission(s), nothing came back in {} ms",
-                o.record.summary.invites_sent,
+                o.record.sip.invites_sent,
                 transport_name(o.record.transport),
-                o.record.summary.invite_retransmissions,
+                o.record.sip.invite_retransmissions,
                 waited_ms
             )),
             _ => None,
@@ -540,7 +540,7 @@ pub fn codes() -> impl Iterator<Item = &'static str> {
 }
 
 /// The diagnoses that apply to a call whose checks failed (SIP record only).
-pub fn diagnose(record: &CallRecord) -> Vec<Diagnosis> {
+pub fn diagnose(record: &CallOutcome) -> Vec<Diagnosis> {
     diagnose_observation(&Observation::new(record))
 }
 
@@ -577,9 +577,9 @@ mod tests {
     use crate::livekit::observation::{AgentReport, DispatchReport, JobReport};
     use crate::livekit::sip_config::InboundTrunk;
 
-    fn rang_and_cancelled() -> CallRecord {
+    fn rang_and_cancelled() -> CallOutcome {
         let mut r = record_with_invites(Duration::ZERO, &[(0.0, 1), (30.0, 2)]);
-        r.summary.ended = Some(EndReason::Cancelled { last_provisional: Some(180), waited_ms: 10_000 });
+        r.sip.ended = Some(EndReason::Cancelled { last_provisional: Some(180), waited_ms: 10_000 });
         r
     }
 
@@ -627,7 +627,7 @@ mod tests {
     }
 
     fn codes(
-        record: &CallRecord,
+        record: &CallOutcome,
         lk: Option<&LiveKitObservation>,
         cfg: Option<&SipConfig>,
         want: Option<&AgentExpectation>,
@@ -717,7 +717,7 @@ mod tests {
     #[test]
     fn called_number_not_on_any_trunk() {
         let mut record = record_with_invites(Duration::ZERO, &[(0.0, 1)]);
-        record.summary.ended = Some(EndReason::NoResponse { waited_ms: 32_000 });
+        record.sip.ended = Some(EndReason::NoResponse { waited_ms: 32_000 });
         let lk = LiveKitObservation { room: None, ..room_without_agents() };
         let mut cfg = config(&["probe-agent"]);
         cfg.trunks[0].numbers = vec!["+13658253552".into()];
@@ -736,8 +736,8 @@ mod tests {
     #[test]
     fn a_passed_call_gets_only_the_context_notes() {
         let mut record = record_with_invites(Duration::ZERO, &[(0.0, 1)]);
-        record.summary.final_responses = vec![crate::sip::caller::FinalResponse { status: 200, reason: "OK".into() }];
-        record.summary.ended = Some(EndReason::HungUp { bye_status: 200 });
+        record.sip.final_responses = vec![crate::sip::caller::FinalResponse { status: 200, reason: "OK".into() }];
+        record.sip.ended = Some(EndReason::HungUp { bye_status: 200 });
         record.target = "sip:14144007103@127.0.0.1:5060".into();
         let notes = notes_for_passed_call(&Observation::new(&record));
         assert_eq!(notes.len(), 1, "{notes:?}");
@@ -749,8 +749,8 @@ mod tests {
     #[test]
     fn answered_but_no_rtp() {
         let mut record = record_with_invites(Duration::ZERO, &[(0.0, 1)]);
-        record.summary.final_responses = vec![crate::sip::caller::FinalResponse { status: 200, reason: "OK".into() }];
-        record.summary.ended = Some(EndReason::HungUp { bye_status: 200 });
+        record.sip.final_responses = vec![crate::sip::caller::FinalResponse { status: 200, reason: "OK".into() }];
+        record.sip.ended = Some(EndReason::HungUp { bye_status: 200 });
         let mut lk = room_without_agents();
         lk.agents = vec![agent("probe-agent", 800.0)];
         assert_eq!(codes(&record, Some(&lk), None, None), ["agent_joined_but_silent"]);

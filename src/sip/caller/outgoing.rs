@@ -40,7 +40,7 @@ impl Caller {
         let tx =
             InviteClient::start(bytes, self.cfg.transport.is_reliable(), self.cfg.timers, self.cfg.invite_timeout, now);
         self.invites.push(InviteAttempt { branch, cseq, tx, authenticated, credentials });
-        self.summary.invites_sent += 1;
+        self.outcome.invites_sent += 1;
         // Each INVITE gets the whole `invite_timeout` (a wanted CANCEL stays wanted).
         if let Phase::Inviting { deadline, .. } = &mut self.phase {
             *deadline = Some(now + self.cfg.invite_timeout);

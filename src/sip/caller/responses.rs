@@ -1,5 +1,5 @@
 //! The responses to the caller's requests: provisional and final responses
-//! to each INVITE attempt (recorded in the summary), the 2xx that sets up the
+//! to each INVITE attempt (recorded in the outcome), the 2xx that sets up the
 //! dialog and its end-to-end ACK, 2xx retransmissions and forked 2xx, a 2xx
 //! that beats our CANCEL, a final that ends the call or earns an
 //! authenticated retry, and the responses to CANCEL and BYE. Once the call
@@ -96,9 +96,9 @@ impl Caller {
 
     fn record_response(&mut self, resp: &InResponse, authenticated: bool) {
         if resp.status < 200 {
-            self.summary.provisional.push(resp.status);
+            self.outcome.provisional.push(resp.status);
         } else {
-            self.summary.final_responses.push(FinalResponse { status: resp.status, reason: resp.reason.clone() });
+            self.outcome.final_responses.push(FinalResponse { status: resp.status, reason: resp.reason.clone() });
         }
         self.events.push_back(CallEvent::InviteResponse {
             status: resp.status,
@@ -117,15 +117,15 @@ impl Caller {
         let remote_target = resp.contact_uri().unwrap_or_else(|| self.request_uri.clone());
         let mut route_set = resp.record_route();
         route_set.reverse();
-        self.summary.to_tag = Some(remote_tag.clone());
-        self.summary.remote_target = Some(remote_target.clone());
-        self.summary.route_set = route_set.clone();
-        self.summary.authenticated = authenticated;
-        self.summary.answer_sdp = (!resp.common.body.is_empty()).then(|| resp.common.body.clone());
+        self.outcome.to_tag = Some(remote_tag.clone());
+        self.outcome.remote_target = Some(remote_target.clone());
+        self.outcome.route_set = route_set.clone();
+        self.outcome.authenticated = authenticated;
+        self.outcome.answer_sdp = (!resp.common.body.is_empty()).then(|| resp.common.body.clone());
         // A 2xx that beat our CANCEL came after the deadline: it is recorded,
         // and the checks do not count it as answered in time.
         let beat_our_cancel = matches!(self.phase, Phase::Cancelling { .. });
-        self.summary.answered_after_deadline = beat_our_cancel && !self.abandoned;
+        self.outcome.answered_after_deadline = beat_our_cancel && !self.abandoned;
         let mut dialog =
             Dialog { remote_tag, remote_target, route_set, ack: Vec::new(), ack_to: Peer::Hop(self.first_hop.clone()) };
         let branch = self.new_branch();
@@ -175,7 +175,7 @@ impl Caller {
         if let Ok((bytes, to)) = self.in_dialog_request(&fork, "BYE", cseq + 1, &bye_branch, Vec::new(), b"") {
             self.outbox.push_back(Transmit { to, bytes });
         }
-        self.summary.forked_answers_released += 1;
+        self.outcome.forked_answers_released += 1;
     }
 
     /// A final non-2xx to the current INVITE: answer a challenge with one
