@@ -375,6 +375,7 @@ pub fn call_request(args: &CallArgs) -> Result<CallRequest, UsageError> {
         headers,
         codecs,
         play,
+        conversation: Default::default(),
         hangup_after: *args.hangup_after,
         invite_timeout: *args.timeout,
         expect: Expectations { final_responses, agent, media, diagnosis: None },

@@ -14,6 +14,7 @@ pub mod audio;
 pub mod call;
 pub mod cli;
 pub mod console;
+pub mod conversation;
 #[cfg(test)]
 mod doc_links;
 pub mod exit;

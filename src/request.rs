@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::audio::wav;
 use crate::call::PreparedCall;
+use crate::conversation::Conversation;
 use crate::livekit::LiveKitOverrides;
 use crate::media::codec::AudioCodec;
 use crate::media::session::{PlayPlan, PlayStart, RECORDING_RATE};
@@ -49,6 +50,8 @@ pub struct CallRequest {
     /// Codecs to offer, in order of preference, without repeats.
     pub codecs: Vec<AudioCodec>,
     pub play: Option<PlayRequest>,
+    /// A scripted conversation (empty: none). Not together with `play`.
+    pub conversation: Conversation,
     pub hangup_after: Duration,
     pub invite_timeout: Duration,
     pub expect: Expectations,
@@ -70,6 +73,7 @@ impl CallRequest {
             headers: Vec::new(),
             codecs: DEFAULT_CODECS.to_vec(),
             play: None,
+            conversation: Conversation::default(),
             hangup_after: DEFAULT_HANGUP_AFTER,
             invite_timeout: DEFAULT_INVITE_TIMEOUT,
             expect: Expectations::default(),

@@ -8,5 +8,6 @@ pub mod analysis;
 pub mod latency;
 pub mod recording;
 pub mod tone;
+pub mod turns;
 pub mod vad;
 pub mod wav;

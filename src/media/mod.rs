@@ -11,5 +11,6 @@ pub mod g711;
 pub mod pacer;
 pub mod rtp;
 pub mod rx_stats;
+pub mod script;
 pub mod sdp;
 pub mod session;

@@ -240,6 +240,7 @@ impl CaseScope<'_, '_> {
             headers,
             codecs,
             play: timeline.play,
+            conversation: Default::default(),
             hangup_after: timeline.hangup_after,
             invite_timeout: timeline.timeout,
             expect: expectations,
