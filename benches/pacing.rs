@@ -100,7 +100,8 @@ fn run_callprobe(streams: usize, seconds: u64) -> Summary {
                 protocol: "RTP/AVP".into(),
             };
             let now = Instant::now();
-            sessions.push(MediaSession::start(port, audio, None, now, now));
+            let (hang_up, _) = tokio::sync::mpsc::unbounded_channel();
+            sessions.push(MediaSession::start(port, audio, None, now, now, hang_up));
         }
         tokio::time::sleep(Duration::from_secs(seconds)).await;
         for s in sessions {

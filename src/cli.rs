@@ -15,10 +15,10 @@ use crate::exit::Exit;
 use crate::livekit::doctor::{self, AuditExpectations};
 use crate::livekit::{self as lk, LiveKitConfig, LiveKitOverrides, ServerApi};
 use crate::media::codec::AudioCodec;
-use crate::media::session::PlayStart;
 use crate::pipeline;
 use crate::report::outputs::{self, SuiteOutputs};
 use crate::report::{self, Report};
+use crate::request::PlayStart;
 use crate::request::{
     self, AgentExpectation, AuthRequest, CallRequest, Expectations, ExpectedAgent, FinalResponses, MediaExpectations,
     PlayRequest, PrepareError, SecretRef,

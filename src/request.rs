@@ -12,7 +12,8 @@ use crate::call::PreparedCall;
 use crate::conversation::Conversation;
 use crate::livekit::LiveKitOverrides;
 use crate::media::codec::AudioCodec;
-use crate::media::session::{PlayPlan, PlayStart, RECORDING_RATE};
+use crate::media::script::{Clip, Script, ScriptStep};
+use crate::media::session::RECORDING_RATE;
 use crate::secret::{Secret, SecretError};
 use crate::sip::caller::Credentials;
 use crate::sip::message::{self, uri_target};
@@ -95,12 +96,12 @@ impl CallRequest {
                 Some(Credentials { username: auth.user.clone(), password })
             }
         };
-        let play = match &self.play {
+        let script = match &self.play {
             None => None,
             Some(p) => {
                 let pcm_16k = wav::load_mono(&p.wav, RECORDING_RATE)
                     .map_err(|e| PrepareError::Play { path: p.wav.clone(), error: e.to_string() })?;
-                Some(PlayPlan { pcm_16k, start: p.start })
+                Some(p.script(Clip { label: p.label(), pcm_16k }, self.conversation.end_of_turn))
             }
         };
         let (test_id, call_id) = PreparedCall::new_ids();
@@ -116,7 +117,7 @@ impl CallRequest {
             test_id,
             call_id,
             codecs: self.codecs.clone(),
-            play,
+            script,
         })
     }
 }
@@ -155,12 +156,39 @@ impl SecretRef {
     }
 }
 
-/// What to say to the far end, and when.
+/// What to say to the far end, and when (`--play`): one clip.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlayRequest {
     /// Any rate, bit depth and channels; read when the call is prepared.
     pub wav: PathBuf,
     pub start: PlayStart,
+}
+
+/// When to start playing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlayStart {
+    /// This long after the call connected.
+    AfterConnect(Duration),
+    /// When the far end's first turn (the greeting) is over: it stopped
+    /// talking for the end-of-turn silence.
+    AfterGreeting,
+}
+
+impl PlayRequest {
+    /// How reports name the clip: its file name.
+    pub fn label(&self) -> String {
+        self.wav.file_name().map_or_else(|| self.wav.display().to_string(), |n| n.to_string_lossy().into_owned())
+    }
+
+    /// The one-clip script that plays it. The call still hangs up at its
+    /// hang-up time, not when the clip is over.
+    pub fn script(&self, clip: Clip, end_of_turn: Duration) -> Script {
+        let wait = match self.start {
+            PlayStart::AfterConnect(delay) => ScriptStep::Wait(delay),
+            PlayStart::AfterGreeting => ScriptStep::AgentTurn { within: MAX_DURATION },
+        };
+        Script { steps: vec![wait, ScriptStep::Say { clip: 0 }], clips: vec![clip], end_of_turn, hang_up_at_end: false }
+    }
 }
 
 /// Why a request could not be prepared; each front end names the setting.

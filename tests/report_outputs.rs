@@ -1073,7 +1073,7 @@ fn golden_report() -> Report {
         test_id: "cp-4444deadbeef".into(),
         call_id: "4444deadbeef0000@callprobe".into(),
         codecs: Vec::new(),
-        play: None,
+        script: None,
     };
     let mut call4 = Call::not_run(
         Some("smoke: unresolvable".into()),

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 
-use callprobe::media::session::PlayStart;
+use callprobe::request::PlayStart;
 use callprobe::request::{FinalResponses, SecretRef};
 use callprobe::scenario::{self, check_path, load_path, matches_tags, ScenarioCase};
 

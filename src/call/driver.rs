@@ -68,6 +68,11 @@ impl CallDriver {
         self.caller.handle_timeout(now);
     }
 
+    /// The test is over (the script's last step): BYE now.
+    pub fn hang_up(&mut self, now: Instant) {
+        self.caller.hang_up(now);
+    }
+
     pub fn handle_transport_closed(&mut self) {
         self.caller.handle_transport_closed();
     }

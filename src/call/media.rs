@@ -7,10 +7,11 @@ use std::time::Instant;
 
 use rand::Rng;
 use tokio::net::UdpSocket;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
+use crate::media::script::Script;
 use crate::media::sdp::NegotiatedAudio;
-use crate::media::session::{MediaOutcome, MediaSessionCore, PlayPlan};
+use crate::media::session::{MediaOutcome, MediaSessionCore};
 
 /// A bound RTP socket, before the far end's address is known.
 pub struct MediaPort {
@@ -39,17 +40,19 @@ pub struct MediaSession {
 impl MediaSession {
     /// Starts sending and receiving on `port` towards the negotiated address.
     /// `connected_at` is when the 200 OK was ACKed; `t0` the call's origin.
+    /// When the script wants the call to end, a message goes to `hang_up`.
     pub fn start(
         port: MediaPort,
         audio: NegotiatedAudio,
-        play: Option<PlayPlan>,
+        script: Option<Script>,
         t0: Instant,
         connected_at: Instant,
+        hang_up: mpsc::UnboundedSender<()>,
     ) -> MediaSession {
         let (stop_tx, stop_rx) = oneshot::channel();
-        let core = MediaSessionCore::new(audio, port.local, play, rand::thread_rng().gen(), t0, connected_at)
+        let core = MediaSessionCore::new(audio, port.local, script, rand::thread_rng().gen(), t0, connected_at)
             .started(Instant::now());
-        let task = tokio::spawn(run(port.socket, core, stop_rx));
+        let task = tokio::spawn(run(port.socket, core, stop_rx, hang_up));
         MediaSession { stop: Some(stop_tx), task }
     }
 
@@ -61,7 +64,12 @@ impl MediaSession {
     }
 }
 
-async fn run(socket: UdpSocket, mut core: MediaSessionCore, mut stop: oneshot::Receiver<()>) -> MediaOutcome {
+async fn run(
+    socket: UdpSocket,
+    mut core: MediaSessionCore,
+    mut stop: oneshot::Receiver<()>,
+    hang_up: mpsc::UnboundedSender<()>,
+) -> MediaOutcome {
     let mut buf = vec![0u8; 2048];
     loop {
         while let Some((datagram, to)) = core.poll_transmit(Instant::now()) {
@@ -69,12 +77,18 @@ async fn run(socket: UdpSocket, mut core: MediaSessionCore, mut stop: oneshot::R
             // send (e.g. ICMP unreachable) shows up as the far end's loss.
             let _ = socket.send_to(&datagram, to).await;
         }
+        if core.take_hang_up_request() {
+            let _ = hang_up.send(());
+        }
         tokio::select! {
             _ = &mut stop => break,
             _ = tokio::time::sleep_until(core.poll_timeout().into()) => {}
             received = socket.recv_from(&mut buf) => {
                 if let Ok((n, from)) = received {
                     core.handle_datagram(&buf[..n], from, Instant::now());
+                    if core.take_hang_up_request() {
+                        let _ = hang_up.send(());
+                    }
                 }
             }
         }

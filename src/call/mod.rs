@@ -14,8 +14,9 @@ use std::time::{Duration, Instant, SystemTime};
 use rand::Rng;
 
 use crate::media::codec::AudioCodec;
+use crate::media::script::Script;
 use crate::media::sdp::{self, OfferParams};
-use crate::media::session::{MediaOutcome, PlayPlan};
+use crate::media::session::MediaOutcome;
 use crate::sip::caller::{Caller, CallerConfig, Credentials, EndReason, SipOutcome};
 use crate::sip::message::{self, uri_target};
 use crate::sip::transaction::TimerConfig;
@@ -44,8 +45,8 @@ pub struct PreparedCall {
     pub call_id: String,
     /// Codecs to offer, in order of preference.
     pub codecs: Vec<AudioCodec>,
-    /// What to say to the far end, and when.
-    pub play: Option<PlayPlan>,
+    /// What to say and do once connected (`--play` is a one-clip script).
+    pub script: Option<Script>,
 }
 
 impl PreparedCall {
@@ -217,6 +218,8 @@ pub async fn run(
     let mut hops: HashMap<HostPort, SocketAddr> =
         HashMap::from([(HostPort { host: target.host.clone(), port: target.port }, first_hop)]);
     let mut interrupted = false;
+    // The media session's script asks for the end of the call through this.
+    let (hang_up_tx, mut hang_up_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
 
     // After every input (the first INVITE, a message, a timer, a transport
     // problem, cancellation) drain everything the call logic has to say until it
@@ -254,7 +257,8 @@ pub async fn run(
                 record.connected = Some(since_t0(at));
                 match (media, media_port.take()) {
                     (Ok(audio), Some(port)) => {
-                        media_session = Some(MediaSession::start(port, audio, spec.play.clone(), t0, at));
+                        media_session =
+                            Some(MediaSession::start(port, audio, spec.script.clone(), t0, at, hang_up_tx.clone()));
                     }
                     // The driver has hung up already; the BYE is among the next outputs.
                     (Err(why), _) => record.media_error = Some(why),
@@ -305,6 +309,7 @@ pub async fn run(
                 }
             }
             _ = tokio::time::sleep_until(deadline.into()) => call.handle_timeout(Instant::now()),
+            Some(()) = hang_up_rx.recv() => call.hang_up(Instant::now()),
             _ = cancel.cancelled(), if !interrupted => {
                 interrupted = true;
                 record.notes.push("interrupted by the user".into());

@@ -181,6 +181,50 @@ pub fn key_press_packets(event: u8, duration_ms: u32, volume: u8, clock_rate: u3
     packets
 }
 
+/// The two frequencies (Hz) of a DTMF key (ITU-T Q.23): row, column.
+pub fn key_frequencies(digit: char) -> Option<(f64, f64)> {
+    const ROWS: [f64; 4] = [697.0, 770.0, 852.0, 941.0];
+    const COLS: [f64; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
+    let (row, col) = match digit.to_ascii_uppercase() {
+        '1' => (0, 0),
+        '2' => (0, 1),
+        '3' => (0, 2),
+        'A' => (0, 3),
+        '4' => (1, 0),
+        '5' => (1, 1),
+        '6' => (1, 2),
+        'B' => (1, 3),
+        '7' => (2, 0),
+        '8' => (2, 1),
+        '9' => (2, 2),
+        'C' => (2, 3),
+        '*' => (3, 0),
+        '0' => (3, 1),
+        '#' => (3, 2),
+        'D' => (3, 3),
+        _ => return None,
+    };
+    Some((ROWS[row], COLS[col]))
+}
+
+/// An in-band key press: the key's two tones for `duration`, each at about
+/// -7 dBFS (well above the -25 dBm0 Q.24 receivers need), at `sample_rate`.
+/// For far ends that did not offer telephone-event.
+pub fn key_tone(digit: char, sample_rate: u32, duration: std::time::Duration) -> Option<Vec<i16>> {
+    let (low, high) = key_frequencies(digit)?;
+    let n = (duration.as_secs_f64() * f64::from(sample_rate)).round() as usize;
+    let amplitude = 0.22 * f64::from(i16::MAX);
+    Some(
+        (0..n)
+            .map(|i| {
+                let t = i as f64 / f64::from(sample_rate);
+                let two_pi_t = 2.0 * std::f64::consts::PI * t;
+                (amplitude * ((two_pi_t * low).sin() + (two_pi_t * high).sin())) as i16
+            })
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +232,28 @@ mod tests {
 
     fn header(sequence_number: u16, timestamp: u32) -> RtpHeader {
         RtpHeader { marker: false, payload_type: 101, sequence_number, timestamp, ssrc: 1 }
+    }
+
+    #[test]
+    fn key_tones_carry_the_q23_pair() {
+        assert_eq!(key_frequencies('1'), Some((697.0, 1209.0)));
+        assert_eq!(key_frequencies('#'), Some((941.0, 1477.0)));
+        assert_eq!(key_frequencies('0'), Some((941.0, 1336.0)));
+        assert_eq!(key_frequencies('x'), None);
+        let tone = key_tone('5', 8000, Duration::from_millis(100)).unwrap();
+        assert_eq!(tone.len(), 800);
+        // Goertzel power at the two frequencies of '5' (770, 1336) dwarfs a third one.
+        let power = |f: f64| {
+            let w = 2.0 * std::f64::consts::PI * f / 8000.0;
+            let (mut s1, mut s2) = (0.0f64, 0.0f64);
+            for &x in &tone {
+                let s0 = f64::from(x) + 2.0 * w.cos() * s1 - s2;
+                s2 = s1;
+                s1 = s0;
+            }
+            s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2
+        };
+        assert!(power(770.0) > 100.0 * power(1209.0) && power(1336.0) > 100.0 * power(697.0));
     }
 
     #[test]

@@ -25,12 +25,31 @@ use std::time::{Duration, Instant};
 use crate::media::codec::{AudioCodec, AudioEncoder, FRAME_DURATION};
 use crate::media::rtp::{build_packet, RtpHeader};
 
-/// One 20 ms frame of encoded audio waiting to be sent.
+/// One 20 ms frame waiting to be sent: encoded audio, or a telephone-event
+/// packet (RFC 4733) in the same stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxFrame {
     pub payload: Vec<u8>,
     /// Set the RTP marker bit on this frame's packet.
     pub starts_talkspurt: bool,
+    /// A telephone-event packet: its payload type, and the frame whose
+    /// timestamp it carries (every packet of one key press carries the
+    /// timestamp of the event's start, RFC 4733 §2.3.1).
+    pub event: Option<EventFrame>,
+}
+
+/// How a telephone-event frame differs from audio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventFrame {
+    pub payload_type: u8,
+    pub timestamp_of_frame: usize,
+}
+
+impl TxFrame {
+    /// A frame of encoded audio.
+    pub fn audio(payload: Vec<u8>, starts_talkspurt: bool) -> TxFrame {
+        TxFrame { payload, starts_talkspurt, event: None }
+    }
 }
 
 /// Frames for one call: comfort silence, the clip, comfort silence.
@@ -60,17 +79,17 @@ impl TxPlan {
         let frames_in = |duration: Duration| (duration.as_nanos() / FRAME_DURATION.as_nanos()) as usize;
         let mut frames = Vec::new();
         for _ in 0..frames_in(lead_silence) {
-            frames.push(TxFrame { payload: encoder.encode(&silence), starts_talkspurt: false });
+            frames.push(TxFrame::audio(encoder.encode(&silence), false));
         }
         let clip_first_frame = frames.len();
         for (i, chunk) in clip.chunks(samples_per_frame).enumerate() {
             let mut pcm = chunk.to_vec();
             pcm.resize(samples_per_frame, 0);
-            frames.push(TxFrame { payload: encoder.encode(&pcm), starts_talkspurt: i == 0 });
+            frames.push(TxFrame::audio(encoder.encode(&pcm), i == 0));
         }
         let clip_end_frame = frames.len();
         for _ in 0..frames_in(trail_silence) {
-            frames.push(TxFrame { payload: encoder.encode(&silence), starts_talkspurt: false });
+            frames.push(TxFrame::audio(encoder.encode(&silence), false));
         }
         if let Some(first) = frames.first_mut() {
             first.starts_talkspurt = true;
@@ -180,14 +199,18 @@ impl Pacer {
         }
         let frame_index = self.next_frame;
         let frame = &self.frames[frame_index];
+        let (payload_type, timestamp_frame) = match frame.event {
+            Some(e) => (e.payload_type, e.timestamp_of_frame),
+            None => (self.payload_type, frame_index),
+        };
         let header = RtpHeader {
             marker: frame.starts_talkspurt || frame_index == 0,
-            payload_type: self.payload_type,
+            payload_type,
             sequence_number: self.identity.initial_sequence.wrapping_add(frame_index as u16),
             timestamp: self
                 .identity
                 .initial_timestamp
-                .wrapping_add(self.timestamp_increment.wrapping_mul(frame_index as u32)),
+                .wrapping_add(self.timestamp_increment.wrapping_mul(timestamp_frame as u32)),
             ssrc: self.identity.ssrc,
         };
         let datagram = build_packet(&header, &frame.payload);
@@ -233,7 +256,7 @@ mod tests {
     use crate::media::rtp::parse_packet;
 
     fn silent_frames(count: usize) -> Vec<TxFrame> {
-        vec![TxFrame { payload: vec![0xFF; 160], starts_talkspurt: false }; count]
+        vec![TxFrame::audio(vec![0xFF; 160], false); count]
     }
 
     #[test]

@@ -106,11 +106,23 @@ pub struct ScriptRunner {
     sending: bool,
     /// The script asked to hang up (after its last step, or a failed one).
     hung_up: bool,
+    /// Hang up when the last step is done.
+    hang_up_at_end: bool,
 }
 
 impl ScriptRunner {
-    pub fn new(steps: Vec<ScriptStep>) -> ScriptRunner {
-        ScriptRunner { steps, records: Vec::new(), current: 0, sending: false, hung_up: false }
+    pub fn new(steps: Vec<ScriptStep>, hang_up_at_end: bool) -> ScriptRunner {
+        ScriptRunner { steps, records: Vec::new(), current: 0, sending: false, hung_up: false, hang_up_at_end }
+    }
+
+    /// The step running now (== the number of steps once all are done).
+    pub fn current_step(&self) -> usize {
+        self.current
+    }
+
+    /// The steps and what happened at each one reached.
+    pub fn into_parts(self) -> (Vec<ScriptStep>, Vec<StepRecord>) {
+        (self.steps, self.records)
     }
 
     pub fn steps(&self) -> &[ScriptStep] {
@@ -167,12 +179,14 @@ impl ScriptRunner {
     }
 
     fn finish_current(&mut self, now: CallTime, outcome: StepOutcome) {
+        let failed = outcome == StepOutcome::TimedOut;
         if let Some(rec) = self.records.get_mut(self.current) {
             rec.ended = Some(now);
             rec.outcome = outcome;
         }
         self.current += 1;
-        if self.current < self.steps.len() {
+        // After a failed step the script is over: later steps get no record.
+        if !failed && self.current < self.steps.len() {
             self.records.push(StepRecord { started: now, ended: None, outcome: StepOutcome::Running });
         }
     }
@@ -189,7 +203,7 @@ impl ScriptRunner {
         let mut actions = Vec::new();
         while !self.hung_up && !self.sending {
             let Some(step) = self.steps.get(self.current).cloned() else {
-                if !self.records.is_empty() || self.steps.is_empty() {
+                if self.hang_up_at_end && !self.records.is_empty() {
                     self.hang_up(&mut actions);
                 }
                 break;
@@ -242,5 +256,66 @@ impl ScriptRunner {
             }
         }
         actions
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::turns::Speaker;
+
+    fn at(ms: u64) -> CallTime {
+        CallTime::after(Duration::from_millis(ms))
+    }
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+    fn turn(start: u64, end: u64) -> Turn {
+        Turn { speaker: Speaker::FarEnd, start: at(start), end: at(end) }
+    }
+    const QUIET: FarEnd = FarEnd { speaking_since: None, open_turn: None };
+
+    #[test]
+    fn waits_run_on_time_and_the_end_hangs_up() {
+        let mut r = ScriptRunner::new(vec![ScriptStep::Wait(ms(500)), ScriptStep::Silence(ms(300))], true);
+        assert!(r.start(at(100)).is_empty());
+        assert_eq!(r.next_deadline(), Some(at(600)));
+        assert!(r.on_time(at(599), QUIET).is_empty());
+        assert_eq!(r.on_time(at(950), QUIET), vec![ScriptAction::HangUp], "both steps were due by 950");
+        assert_eq!(r.records()[1].started, at(600), "a wait ends at its time, not when noticed");
+        assert!(r.is_over() && r.on_time(at(2000), QUIET).is_empty());
+    }
+
+    #[test]
+    fn an_agent_turn_in_progress_at_its_deadline_is_waited_for() {
+        let mut r =
+            ScriptRunner::new(vec![ScriptStep::AgentTurn { within: ms(1000) }, ScriptStep::Say { clip: 0 }], true);
+        r.start(at(0));
+        let talking = FarEnd { speaking_since: Some(at(900)), open_turn: None };
+        assert!(r.on_time(at(1500), talking).is_empty(), "started in time, still talking");
+        assert_eq!(r.on_turn_closed(turn(900, 2000), at(3000), QUIET), vec![ScriptAction::Say(0)]);
+        assert_eq!(r.records()[0].outcome, StepOutcome::Done { turn: Some(turn(900, 2000)) });
+        assert_eq!(r.on_sent(at(4000), QUIET), vec![ScriptAction::HangUp]);
+    }
+
+    #[test]
+    fn barge_in_talks_over_the_far_end_after_the_delay() {
+        let step = ScriptStep::BargeIn { clip: 0, after: ms(1000), within: ms(5000) };
+        let mut r = ScriptRunner::new(vec![step], true);
+        r.start(at(0));
+        assert!(r.on_time(at(2000), FarEnd { speaking_since: Some(at(1500)), open_turn: None }).is_empty());
+        let long_enough = FarEnd { speaking_since: Some(at(1500)), open_turn: None };
+        assert_eq!(r.on_time(at(2500), long_enough), vec![ScriptAction::Say(0)]);
+        assert_eq!(r.on_sent(at(4000), QUIET), vec![ScriptAction::HangUp]);
+    }
+
+    #[test]
+    fn a_missed_deadline_ends_the_script_and_later_steps_are_not_reached() {
+        let steps = vec![ScriptStep::AgentTurn { within: ms(1000) }, ScriptStep::Dtmf { digits: "1".into() }];
+        let mut r = ScriptRunner::new(steps, false);
+        r.start(at(0));
+        assert_eq!(r.on_time(at(1000), QUIET), vec![ScriptAction::HangUp], "a failed step hangs up even for --play");
+        assert_eq!(r.records().len(), 1, "the DTMF step was never reached");
+        assert_eq!(r.records()[0].outcome, StepOutcome::TimedOut);
     }
 }

@@ -3,23 +3,26 @@
 //! datagrams to send and the next instant it needs attention; the tokio
 //! shell in `call::media` only moves bytes.
 //!
-//! Owns: the outgoing stream (comfort silence from the start, the fixture
-//! spliced in when due — after a fixed delay or when the far end's greeting
-//! ends — on an absolute 20 ms schedule), receive statistics, DTMF, the
-//! recordings of both directions on the call timeline (t0 = first INVITE),
-//! the live speech watch behind `--play-after-greeting`, and the RTP capture.
+//! Owns: the outgoing stream (comfort silence from the start, our clips and
+//! DTMF spliced in when the call's [`Script`] says so, on an absolute 20 ms
+//! schedule), the live speech watch and end-of-turn rule that tell the
+//! script when the far end has finished a turn, receive statistics, received
+//! DTMF, the recordings of both directions on the call timeline (t0 = first
+//! INVITE), and the RTP capture. `--play` is a one-clip script.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::audio::recording::{duration_of, RtpTimeline, TimelineRecorder};
-use crate::audio::vad::{detect_speech, SpeechDetector, VadConfig, VAD_SAMPLE_RATE};
+use crate::audio::turns::{Turn, TurnTracker};
+use crate::audio::vad::{detect_speech, SpeechDetector, SpeechSegment, VadConfig, VAD_SAMPLE_RATE};
 use crate::media::codec::{AudioCodec, AudioDecoder, AudioEncoder, FRAME_DURATION};
-use crate::media::dtmf::DtmfReceiver;
-use crate::media::pacer::{Pacer, StreamIdentity, TxFrame};
+use crate::media::dtmf::{digit_to_event, key_press_packets, key_tone, DtmfReceiver};
+use crate::media::pacer::{EventFrame, Pacer, StreamIdentity, TxFrame};
 use crate::media::rtp::{looks_like_rtcp, parse_packet};
 use crate::media::rx_stats::{RxStats, RxStatsReport};
+use crate::media::script::{FarEnd, Script, ScriptAction, ScriptRunner, ScriptStep, StepRecord};
 use crate::media::sdp::NegotiatedAudio;
 use crate::time::CallTime;
 
@@ -34,22 +37,14 @@ const MAX_TIMELINE_SKEW: Duration = Duration::from_secs(1);
 const MAX_CAPTURED: usize = 60_000;
 /// Frames planned ahead of the send schedule.
 const FRAMES_AHEAD: usize = 2;
-
-/// When to start playing the fixture.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PlayStart {
-    /// This long after the call connected.
-    AfterConnect(Duration),
-    /// When the far end's first utterance (the greeting) has ended.
-    AfterGreeting,
-}
-
-/// What to play, already decoded to mono PCM at 16 kHz.
-#[derive(Debug, Clone)]
-pub struct PlayPlan {
-    pub pcm_16k: Vec<i16>,
-    pub start: PlayStart,
-}
+/// One DTMF key press: tone (or event) length, then the pause before the next key.
+const KEY_PRESS: Duration = Duration::from_millis(100);
+const KEY_GAP: Duration = Duration::from_millis(100);
+/// No audio from the far end for this long counts as silence for the live
+/// speech watch (DTX, or a stream that stopped).
+const SILENT_AFTER: Duration = Duration::from_millis(300);
+/// Telephone-event volume, -dBm0 (RFC 4733 §2.3.4); 10 is what phones send.
+const EVENT_VOLUME: u8 = 10;
 
 /// One RTP datagram as it crossed our socket.
 #[derive(Debug, Clone)]
@@ -58,6 +53,35 @@ pub struct RtpDatagram {
     pub outbound: bool,
     pub peer: SocketAddr,
     pub bytes: Vec<u8>,
+}
+
+/// What we sent for one step: a clip or DTMF keys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OurTurn {
+    /// The script step that sent it.
+    pub step: usize,
+    /// The clip's label, or `DTMF 1#`.
+    pub label: String,
+    pub start: CallTime,
+    /// Where our speech ended (a clip's trailing silence not counted; for
+    /// DTMF the end of the last key).
+    pub speech_end: CallTime,
+    /// When the last frame was sent; `None`: the call ended first.
+    pub end: Option<CallTime>,
+    /// DTMF sent in-band because the far end offered no telephone-event.
+    pub in_band: bool,
+}
+
+/// What the script did, for checks and the report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScriptOutcome {
+    pub steps: Vec<ScriptStep>,
+    /// One per step reached, in order.
+    pub records: Vec<StepRecord>,
+    pub clip_labels: Vec<String>,
+    pub end_of_turn: Duration,
+    /// The far end's turns as the live end-of-turn rule saw them.
+    pub live_turns: Vec<Turn>,
 }
 
 /// Everything the media side measured.
@@ -72,13 +96,16 @@ pub struct MediaOutcome {
     /// Times the far end's RTP timestamps jumped away from real time (stream restarts).
     pub rx_timeline_resets: u64,
     pub dtmf: Vec<String>,
-    /// When our clip started and ended, once it was sent to the end.
+    /// When our first clip started and ended, once it was sent to the end.
     pub played: Option<(CallTime, CallTime)>,
-    /// When our clip started, also when the call ended before it finished.
+    /// When our first clip started, also when the call ended before it finished.
     pub play_started: Option<CallTime>,
-    /// When our speech in the clip ended (the clip's trailing silence not
-    /// counted): what the far end's response latency is measured from.
+    /// When our speech in the first clip ended (the clip's trailing silence
+    /// not counted): what the far end's response latency is measured from.
     pub utterance_end: Option<CallTime>,
+    /// Every clip and DTMF we sent, in order.
+    pub our_turns: Vec<OurTurn>,
+    pub script: Option<ScriptOutcome>,
     /// Both at [`RECORDING_RATE`], starting at t0.
     pub rx_audio: TimelineRecorder,
     pub tx_audio: TimelineRecorder,
@@ -87,12 +114,22 @@ pub struct MediaOutcome {
     pub wire: Vec<RtpDatagram>,
 }
 
-/// The clip to play, encoded, with its PCM per frame for the tx recording.
-struct Clip {
+/// A clip, encoded for the negotiated codec, with its PCM per frame for the tx recording.
+struct EncodedClip {
+    label: String,
     frames: Vec<TxFrame>,
     pcm_16k_frames: Vec<Vec<i16>>,
-    start: PlayStart,
     /// Where our speech ends inside the clip (from its start).
+    speech_end: Duration,
+}
+
+/// What is being sent beyond comfort silence: frame indices [first, end).
+#[derive(Debug, Clone)]
+struct Sending {
+    turn: usize,
+    first: usize,
+    end: usize,
+    /// Where the speech ends, from the first frame.
     speech_end: Duration,
 }
 
@@ -106,12 +143,14 @@ pub struct MediaSessionCore {
     pacer: Pacer,
     /// PCM (16 kHz) of every frame planned so far, by frame index; empty for silence.
     planned_pcm: Vec<Vec<i16>>,
-    clip: Option<Clip>,
-    /// Frame indices [start, end) of the clip once it is scheduled.
-    clip_span: Option<(usize, usize)>,
-    clip_pending: VecDeque<(TxFrame, Vec<i16>)>,
-    played: Option<(CallTime, CallTime)>,
-    play_started: Option<CallTime>,
+    clips: Vec<EncodedClip>,
+    runner: Option<ScriptRunner>,
+    end_of_turn: Duration,
+    turns: TurnTracker,
+    sending: Option<Sending>,
+    pending: VecDeque<(TxFrame, Vec<i16>)>,
+    our_turns: Vec<OurTurn>,
+    hang_up_requested: bool,
     rx_stats: RxStats,
     dtmf: Option<DtmfReceiver>,
     digits: Vec<String>,
@@ -120,45 +159,36 @@ pub struct MediaSessionCore {
     rx_timeline: Option<RtpTimeline>,
     rx_timeline_resets: u64,
     live_vad: SpeechDetector,
-    greeting_over: bool,
+    /// Where on the call timeline the live VAD's first sample lies.
+    vad_origin: Option<Duration>,
     other_payload: u64,
     wire: Vec<RtpDatagram>,
     seed: u64,
 }
 
 impl MediaSessionCore {
-    /// Prepares a session (encodes the clip, finds where its speech ends):
-    /// nothing is scheduled until [`MediaSessionCore::started`]. `t0` is the
-    /// call's origin, `connected_at` when the 200 OK was ACKed; `seed` picks
-    /// SSRC, sequence and timestamp origins.
+    /// Prepares a session (encodes the clips, finds where their speech
+    /// ends): nothing is scheduled until [`MediaSessionCore::started`]. `t0`
+    /// is the call's origin, `connected_at` when the 200 OK was ACKed;
+    /// `seed` picks SSRC, sequence and timestamp origins.
     pub fn new(
         audio: NegotiatedAudio,
         local: SocketAddr,
-        play: Option<PlayPlan>,
+        script: Option<Script>,
         seed: u64,
         t0: Instant,
         connected_at: Instant,
     ) -> MediaSessionCore {
         let codec = audio.codec;
         let mut encoder = codec.encoder();
-        let clip = play.map(|p| {
-            let per_frame_codec = codec.samples_per_frame();
-            let per_frame_16k = (RECORDING_RATE as usize) / 50;
-            let pcm = from_recording_rate(&p.pcm_16k, codec.sample_rate());
-            let frames = pcm
-                .chunks(per_frame_codec)
-                .enumerate()
-                .map(|(i, chunk)| {
-                    let mut f = chunk.to_vec();
-                    f.resize(per_frame_codec, 0);
-                    TxFrame { payload: encoder.encode(&f), starts_talkspurt: i == 0 }
-                })
-                .collect();
-            let pcm_16k_frames = p.pcm_16k.chunks(per_frame_16k).map(<[i16]>::to_vec).collect();
-            let clip_length = duration_of(p.pcm_16k.len(), RECORDING_RATE);
-            let speech_end = detect_speech(&p.pcm_16k, VadConfig::default()).last().map_or(clip_length, |seg| seg.end);
-            Clip { frames, pcm_16k_frames, start: p.start, speech_end }
-        });
+        let (clips, runner, end_of_turn) = match script {
+            None => (Vec::new(), None, crate::audio::turns::DEFAULT_END_OF_TURN),
+            Some(script) => {
+                let clips = script.clips.iter().map(|c| encode_clip(&mut encoder, &c.label, &c.pcm_16k)).collect();
+                let runner = ScriptRunner::new(script.steps, script.hang_up_at_end);
+                (clips, Some(runner), script.end_of_turn)
+            }
+        };
         let pacer = Pacer::with_payload_type(
             audio.payload_type,
             codec.timestamp_increment_per_frame(),
@@ -174,11 +204,14 @@ impl MediaSessionCore {
             encoder,
             pacer,
             planned_pcm: Vec::new(),
-            clip,
-            clip_span: None,
-            clip_pending: VecDeque::new(),
-            played: None,
-            play_started: None,
+            clips,
+            runner,
+            end_of_turn,
+            turns: TurnTracker::new(end_of_turn),
+            sending: None,
+            pending: VecDeque::new(),
+            our_turns: Vec::new(),
+            hang_up_requested: false,
             rx_stats: RxStats::new(codec.rtp_clock_rate()),
             dtmf: audio.telephone_event_payload_type.map(|_| DtmfReceiver::new(8000)),
             digits: Vec::new(),
@@ -190,7 +223,7 @@ impl MediaSessionCore {
             rx_timeline: None,
             rx_timeline_resets: 0,
             live_vad: SpeechDetector::new(VadConfig::default()),
-            greeting_over: false,
+            vad_origin: None,
             other_payload: 0,
             wire: Vec::new(),
             seed,
@@ -199,7 +232,8 @@ impl MediaSessionCore {
     }
 
     /// Starts the outgoing stream: its first packet is due at `now` (taken
-    /// after the preparation in `new`, which may take a while for a long clip).
+    /// after the preparation in `new`, which may take a while for a long
+    /// clip), and the script's first step starts.
     pub fn started(mut self, now: Instant) -> MediaSessionCore {
         self.pacer = Pacer::with_payload_type(
             self.audio.payload_type,
@@ -208,7 +242,11 @@ impl MediaSessionCore {
             now,
             Vec::new(),
         );
-        self.plan_ahead(now);
+        if let Some(runner) = &mut self.runner {
+            let actions = runner.start(CallTime::between(self.t0, now));
+            self.perform(actions);
+        }
+        self.plan_ahead();
         self
     }
 
@@ -217,9 +255,15 @@ impl MediaSessionCore {
         self.pacer.next_send_at().unwrap_or(self.connected_at + FRAME_DURATION)
     }
 
+    /// True once the script wants the call to end (its last step is done,
+    /// or a step failed). Reported once.
+    pub fn take_hang_up_request(&mut self) -> bool {
+        std::mem::take(&mut self.hang_up_requested)
+    }
+
     /// The next datagram due at `now`, and where it goes; call until `None`.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<(Vec<u8>, SocketAddr)> {
-        self.plan_ahead(now);
+        self.on_time(now);
         let pkt = self.pacer.poll(now)?;
         let offset = pkt.scheduled_at.saturating_duration_since(self.t0);
         if let Some(pcm) = self.planned_pcm.get(pkt.frame_index) {
@@ -227,18 +271,30 @@ impl MediaSessionCore {
                 let _ = self.tx_audio.place(offset, pcm);
             }
         }
-        if let Some((start, end)) = self.clip_span {
-            if pkt.frame_index == start {
-                self.play_started = Some(CallTime::between(self.t0, pkt.scheduled_at));
+        if let Some(sending) = self.sending.clone() {
+            let at = CallTime::between(self.t0, pkt.scheduled_at);
+            if pkt.frame_index == sending.first {
+                if let Some(turn) = self.our_turns.get_mut(sending.turn) {
+                    turn.start = at;
+                    turn.speech_end = at + sending.speech_end;
+                }
             }
-            if pkt.frame_index + 1 == end {
-                if let Some(started) = self.play_started {
-                    self.played = Some((started, CallTime::between(self.t0, pkt.scheduled_at + FRAME_DURATION)));
+            if pkt.frame_index + 1 == sending.end {
+                let end = at + FRAME_DURATION;
+                if let Some(turn) = self.our_turns.get_mut(sending.turn) {
+                    turn.end = Some(end);
+                    turn.speech_end = turn.speech_end.min(end);
+                }
+                self.sending = None;
+                let far = self.far_end();
+                if let Some(runner) = &mut self.runner {
+                    let actions = runner.on_sent(end, far);
+                    self.perform(actions);
                 }
             }
         }
         self.capture(now, true, self.audio.remote_rtp, &pkt.datagram);
-        self.plan_ahead(now);
+        self.plan_ahead();
         Some((pkt.datagram, self.audio.remote_rtp))
     }
 
@@ -281,12 +337,8 @@ impl MediaSessionCore {
             }
         };
         let _ = self.rx_audio.place(offset, &decoded);
-        let was_speaking = self.live_vad.speech_started_at().is_some();
-        let finished = self.live_vad.push(&interpolate_to_recording_rate(&decoded, codec.sample_rate()));
-        if !finished.is_empty() || (was_speaking && self.live_vad.speech_started_at().is_none()) {
-            self.greeting_over = true;
-        }
-        self.plan_ahead(now);
+        self.listen(offset, &interpolate_to_recording_rate(&decoded, codec.sample_rate()), now);
+        self.plan_ahead();
     }
 
     /// Ends the session at `now` and hands over what it measured.
@@ -299,6 +351,20 @@ impl MediaSessionCore {
         let mut tx_audio = self.tx_audio;
         tx_audio.pad_to(end);
         let stats = self.pacer.stats();
+        // `played`/`utterance_end` speak of the first clip (`--play`).
+        let first_clip = self.our_turns.iter().find(|t| !t.label.starts_with("DTMF"));
+        let script = self.runner.map(|runner| {
+            let mut live_turns = self.turns.closed().to_vec();
+            live_turns.extend(self.turns.open());
+            let (steps, records) = runner.into_parts();
+            ScriptOutcome {
+                steps,
+                records,
+                clip_labels: self.clips.iter().map(|c| c.label.clone()).collect(),
+                end_of_turn: self.end_of_turn,
+                live_turns,
+            }
+        });
         MediaOutcome {
             codec: self.audio.codec,
             remote_rtp: self.audio.remote_rtp,
@@ -308,12 +374,11 @@ impl MediaSessionCore {
             other_payload_packets: self.other_payload,
             rx_timeline_resets: self.rx_timeline_resets,
             dtmf: self.digits,
-            utterance_end: self
-                .played
-                .zip(self.clip.as_ref())
-                .map(|((start, end), clip)| (start + clip.speech_end).min(end)),
-            played: self.played,
-            play_started: self.play_started,
+            played: first_clip.and_then(|t| t.end.map(|end| (t.start, end))),
+            play_started: first_clip.map(|t| t.start),
+            utterance_end: first_clip.filter(|t| t.end.is_some()).map(|t| t.speech_end),
+            our_turns: self.our_turns,
+            script,
             rx_audio,
             tx_audio,
             local_rtp: self.local,
@@ -321,25 +386,164 @@ impl MediaSessionCore {
         }
     }
 
-    /// Starts the clip when it is due and keeps the pacer a few frames ahead.
-    fn plan_ahead(&mut self, now: Instant) {
-        if let (Some(clip), None) = (&self.clip, self.clip_span) {
-            let due = match clip.start {
-                PlayStart::AfterConnect(delay) => now >= self.connected_at + delay,
-                PlayStart::AfterGreeting => self.greeting_over,
-            };
-            if due {
-                // Frame indices count planned frames: the clip starts with the next one.
-                let first = self.planned_pcm.len();
-                self.clip_span = Some((first, first + clip.frames.len()));
-                let pcm = clip.pcm_16k_frames.iter().cloned().chain(std::iter::repeat(Vec::new()));
-                self.clip_pending.extend(clip.frames.iter().cloned().zip(pcm));
+    /// Feeds the live speech watch with received audio placed at `offset`
+    /// (gaps filled with silence so its clock stays the call's), and tells
+    /// the script about turns the end-of-turn rule closes.
+    fn listen(&mut self, offset: Duration, pcm_16k: &[i16], now: Instant) {
+        let origin = *self.vad_origin.get_or_insert(offset);
+        let heard_until = origin + self.live_vad.position();
+        if offset > heard_until + FRAME_DURATION {
+            let gap = crate::audio::recording::samples_in(offset - heard_until, RECORDING_RATE);
+            let finished = self.live_vad.push(&vec![0; gap.min(RECORDING_RATE as usize * 60)]);
+            self.on_segments(origin, finished, now);
+        }
+        let finished = self.live_vad.push(pcm_16k);
+        self.on_segments(origin, finished, now);
+        self.on_time(now);
+    }
+
+    fn on_segments(&mut self, origin: Duration, finished: Vec<SpeechSegment>, now: Instant) {
+        for seg in finished {
+            let seg = SpeechSegment { start: origin + seg.start, end: origin + seg.end };
+            if let Some(closed) = self.turns.on_segment(&seg) {
+                self.turn_closed(closed, now);
             }
         }
+    }
+
+    /// The far end as the script sees it now.
+    fn far_end(&self) -> FarEnd {
+        let origin = self.vad_origin.unwrap_or_default();
+        FarEnd {
+            speaking_since: self.live_vad.speech_started_at().map(|s| CallTime::after(origin + s)),
+            open_turn: self.turns.open(),
+        }
+    }
+
+    fn turn_closed(&mut self, turn: Turn, now: Instant) {
+        let far = self.far_end();
+        if let Some(runner) = &mut self.runner {
+            let actions = runner.on_turn_closed(turn, CallTime::between(self.t0, now), far);
+            self.perform(actions);
+        }
+    }
+
+    /// Time passed: close a finished far-end turn, run the script's timers.
+    /// A far end that stopped sending (DTX, or a stream that ended) is
+    /// silent: the speech watch hears silence up to `SILENT_AFTER` ago.
+    fn on_time(&mut self, now: Instant) {
+        let at = CallTime::between(self.t0, now);
+        if let Some(origin) = self.vad_origin {
+            let heard_until = origin + self.live_vad.position();
+            let silent_until = at.since_start().saturating_sub(SILENT_AFTER);
+            if silent_until > heard_until + FRAME_DURATION {
+                let gap = crate::audio::recording::samples_in(silent_until - heard_until, RECORDING_RATE);
+                let finished = self.live_vad.push(&vec![0; gap.min(RECORDING_RATE as usize * 60)]);
+                self.on_segments(origin, finished, now);
+            }
+        }
+        let far = self.far_end();
+        if let Some(turn) = self.turns.poll(at, far.speaking_since) {
+            self.turn_closed(turn, now);
+        }
+        let far = self.far_end();
+        if let Some(runner) = &mut self.runner {
+            let actions = runner.on_time(at, far);
+            self.perform(actions);
+        }
+    }
+
+    /// Carries out what the script asked for.
+    fn perform(&mut self, actions: Vec<ScriptAction>) {
+        for action in actions {
+            match action {
+                ScriptAction::Say(n) => self.queue_clip(n),
+                ScriptAction::Dtmf(keys) => self.queue_dtmf(&keys),
+                ScriptAction::HangUp => self.hang_up_requested = true,
+            }
+        }
+    }
+
+    fn step_now(&self) -> usize {
+        self.runner.as_ref().map_or(0, ScriptRunner::current_step)
+    }
+
+    /// Frame indices count planned frames: what is queued starts with the next one.
+    fn queue(&mut self, label: String, frames: Vec<(TxFrame, Vec<i16>)>, speech_end: Duration, in_band: bool) {
+        let first = self.planned_pcm.len() + self.pending.len();
+        let end = first + frames.len();
+        self.pending.extend(frames);
+        let turn = self.our_turns.len();
+        // Start and end are set when the first and last frames are sent.
+        self.our_turns.push(OurTurn {
+            step: self.step_now(),
+            label,
+            start: CallTime::ZERO,
+            speech_end: CallTime::ZERO,
+            end: None,
+            in_band,
+        });
+        self.sending = Some(Sending { turn, first, end, speech_end });
+    }
+
+    fn queue_clip(&mut self, n: usize) {
+        let Some(clip) = self.clips.get(n) else { return };
+        let pcm = clip.pcm_16k_frames.iter().cloned().chain(std::iter::repeat(Vec::new()));
+        let frames: Vec<_> = clip.frames.iter().cloned().zip(pcm).collect();
+        let (label, speech_end) = (clip.label.clone(), clip.speech_end);
+        self.queue(label, frames, speech_end, false);
+    }
+
+    /// DTMF keys as RFC 4733 events in our stream when the far end offered
+    /// telephone-event, else as in-band tones: each key 100 ms, 100 ms apart.
+    fn queue_dtmf(&mut self, keys: &str) {
+        let codec = self.audio.codec;
+        let silence = || vec![0i16; codec.samples_per_frame()];
+        let gap_frames = (KEY_GAP.as_millis() / FRAME_DURATION.as_millis()) as usize;
+        let mut frames: Vec<(TxFrame, Vec<i16>)> = Vec::new();
+        let first = self.planned_pcm.len() + self.pending.len();
+        let in_band = self.audio.telephone_event_payload_type.is_none();
+        for key in keys.chars() {
+            let Some(event) = digit_to_event(key) else { continue };
+            match self.audio.telephone_event_payload_type {
+                Some(payload_type) => {
+                    let timestamp_of_frame = first + frames.len();
+                    let ms = KEY_PRESS.as_millis() as u32;
+                    for packet in key_press_packets(event, ms, EVENT_VOLUME, 8000) {
+                        let frame = TxFrame {
+                            payload: packet.payload.to_vec(),
+                            starts_talkspurt: packet.marker,
+                            event: Some(EventFrame { payload_type, timestamp_of_frame }),
+                        };
+                        frames.push((frame, Vec::new()));
+                    }
+                }
+                None => {
+                    let tone = key_tone(key, codec.sample_rate(), KEY_PRESS).unwrap_or_default();
+                    let tone_16k = key_tone(key, RECORDING_RATE, KEY_PRESS).unwrap_or_default();
+                    let per_16k = RECORDING_RATE as usize / 50;
+                    for (i, chunk) in tone.chunks(codec.samples_per_frame()).enumerate() {
+                        let mut f = chunk.to_vec();
+                        f.resize(codec.samples_per_frame(), 0);
+                        let pcm = tone_16k.get(i * per_16k..(i + 1) * per_16k).map(<[i16]>::to_vec).unwrap_or_default();
+                        frames.push((TxFrame::audio(self.encoder.encode(&f), i == 0), pcm));
+                    }
+                }
+            }
+            for _ in 0..gap_frames {
+                frames.push((TxFrame::audio(self.encoder.encode(&silence()), false), Vec::new()));
+            }
+        }
+        let speech_end = FRAME_DURATION * (frames.len().saturating_sub(gap_frames)) as u32;
+        self.queue(format!("DTMF {keys}"), frames, speech_end, in_band);
+    }
+
+    /// Keeps the pacer a few frames ahead: queued frames first, else silence.
+    fn plan_ahead(&mut self) {
         while self.pacer.frames_left() < FRAMES_AHEAD {
-            let (frame, pcm) = self.clip_pending.pop_front().unwrap_or_else(|| {
+            let (frame, pcm) = self.pending.pop_front().unwrap_or_else(|| {
                 let samples = self.encoder.codec().samples_per_frame();
-                (TxFrame { payload: self.encoder.encode(&vec![0i16; samples]), starts_talkspurt: false }, Vec::new())
+                (TxFrame::audio(self.encoder.encode(&vec![0i16; samples]), false), Vec::new())
             });
             self.planned_pcm.push(pcm);
             self.pacer.append([frame]);
@@ -351,6 +555,27 @@ impl MediaSessionCore {
             self.wire.push(RtpDatagram { at: CallTime::between(self.t0, now), outbound, peer, bytes: bytes.to_vec() });
         }
     }
+}
+
+/// A clip encoded for `encoder`'s codec, 20 ms per frame, and where its speech ends.
+fn encode_clip(encoder: &mut AudioEncoder, label: &str, pcm_16k: &[i16]) -> EncodedClip {
+    let codec = encoder.codec();
+    let per_frame_codec = codec.samples_per_frame();
+    let per_frame_16k = (RECORDING_RATE as usize) / 50;
+    let pcm = from_recording_rate(pcm_16k, codec.sample_rate());
+    let frames = pcm
+        .chunks(per_frame_codec)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let mut f = chunk.to_vec();
+            f.resize(per_frame_codec, 0);
+            TxFrame::audio(encoder.encode(&f), i == 0)
+        })
+        .collect();
+    let pcm_16k_frames = pcm_16k.chunks(per_frame_16k).map(<[i16]>::to_vec).collect();
+    let clip_length = duration_of(pcm_16k.len(), RECORDING_RATE);
+    let speech_end = detect_speech(pcm_16k, VadConfig::default()).last().map_or(clip_length, |seg| seg.end);
+    EncodedClip { label: label.to_string(), frames, pcm_16k_frames, speech_end }
 }
 
 /// 8 kHz → 16 kHz by linear interpolation: only for the live speech watch.
@@ -393,10 +618,19 @@ fn at_recording_rate(recorded: TimelineRecorder) -> TimelineRecorder {
 mod tests {
     use super::*;
     use crate::audio::recording::samples_in;
+    use crate::audio::turns::DEFAULT_END_OF_TURN;
     use crate::audio::wav;
     use crate::media::dtmf::key_press_packets;
     use crate::media::rtp::{build_packet, RtpHeader};
+    use crate::media::script::Clip;
     use crate::media::sdp::MediaDirection;
+    use crate::request::{PlayRequest, PlayStart};
+
+    /// `--play` as the request layer prepares it.
+    fn play_plan(pcm_16k: Vec<i16>, start: PlayStart) -> Option<Script> {
+        let request = PlayRequest { wav: "clip.wav".into(), start };
+        Some(request.script(Clip { label: "clip.wav".into(), pcm_16k }, DEFAULT_END_OF_TURN))
+    }
 
     const FAR: &str = "127.0.0.1:40000";
     const LOCAL: &str = "127.0.0.1:50000";
@@ -504,9 +738,9 @@ mod tests {
         let clip = fixture("hello_can_you_hear_me_16k.wav");
         let frames = clip.len().div_ceil(RECORDING_RATE as usize / 50) as u32;
         let clip_length = FRAME_DURATION * frames;
-        let play = PlayPlan { pcm_16k: clip.clone(), start: PlayStart::AfterConnect(ms(500)) };
+        let play = play_plan(clip.clone(), PlayStart::AfterConnect(ms(500)));
         let mut core =
-            MediaSessionCore::new(audio(), LOCAL.parse().unwrap(), Some(play), 2, t0, connected).started(connected);
+            MediaSessionCore::new(audio(), LOCAL.parse().unwrap(), play, 2, t0, connected).started(connected);
         let end_of_test = ms(200 + 500 + 500) + clip_length;
         drive(&mut core, t0, end_of_test, Vec::new());
         let out = core.finish(t0 + end_of_test);
@@ -524,9 +758,8 @@ mod tests {
     #[test]
     fn a_clip_cut_short_by_the_end_of_the_call_is_not_an_utterance() {
         let t0 = Instant::now();
-        let play =
-            PlayPlan { pcm_16k: fixture("hello_can_you_hear_me_16k.wav"), start: PlayStart::AfterConnect(ms(100)) };
-        let mut core = MediaSessionCore::new(audio(), LOCAL.parse().unwrap(), Some(play), 6, t0, t0).started(t0);
+        let play = play_plan(fixture("hello_can_you_hear_me_16k.wav"), PlayStart::AfterConnect(ms(100)));
+        let mut core = MediaSessionCore::new(audio(), LOCAL.parse().unwrap(), play, 6, t0, t0).started(t0);
         drive(&mut core, t0, ms(600), Vec::new());
         let out = core.finish(t0 + ms(600));
         assert!(out.play_started.is_some());
@@ -538,8 +771,8 @@ mod tests {
         let t0 = Instant::now();
         let clip = fixture("hello_can_you_hear_me_16k.wav");
         let speech_end = detect_speech(&clip, VadConfig::default()).last().unwrap().end;
-        let play = PlayPlan { pcm_16k: clip, start: PlayStart::AfterConnect(ms(100)) };
-        let mut core = MediaSessionCore::new(audio(), LOCAL.parse().unwrap(), Some(play), 7, t0, t0).started(t0);
+        let play = play_plan(clip, PlayStart::AfterConnect(ms(100)));
+        let mut core = MediaSessionCore::new(audio(), LOCAL.parse().unwrap(), play, 7, t0, t0).started(t0);
         drive(&mut core, t0, ms(3000), Vec::new());
         let out = core.finish(t0 + ms(3000));
         let (start, end) = out.played.unwrap();
@@ -557,19 +790,186 @@ mod tests {
         let incoming: Vec<_> = packets.into_iter().enumerate().map(|(i, d)| (ms(300 + 20 * i as u64), d)).collect();
         let greeting_end =
             CallTime::after(ms(300) + detect_speech(&greeting, VadConfig::default()).last().unwrap().end);
-        let play = PlayPlan { pcm_16k: fixture("hello_can_you_hear_me_16k.wav"), start: PlayStart::AfterGreeting };
+        let play = play_plan(fixture("hello_can_you_hear_me_16k.wav"), PlayStart::AfterGreeting);
         let mut core =
-            MediaSessionCore::new(audio(), LOCAL.parse().unwrap(), Some(play), 3, t0, connected).started(connected);
+            MediaSessionCore::new(audio(), LOCAL.parse().unwrap(), play, 3, t0, connected).started(connected);
         let end_of_test = (greeting_end + ms(3000)).since_start();
         drive(&mut core, t0, end_of_test, incoming);
         let out = core.finish(t0 + end_of_test);
         let (start, _) = out.played.expect("played after the greeting");
         assert!(
-            start > greeting_end && start < greeting_end + ms(1000),
+            start > greeting_end + DEFAULT_END_OF_TURN && start < greeting_end + DEFAULT_END_OF_TURN + ms(500),
             "greeting ended {greeting_end}, played at {start}"
         );
         assert_eq!(out.rx.received, count);
         assert_eq!(out.rx.lost, 0);
+    }
+
+    /// A greeting of two sentences with a pause longer than the VAD's
+    /// hangover (so two speech segments) and shorter than the end of a turn.
+    fn two_sentence_greeting() -> Vec<i16> {
+        let first = fixture("thank_you_for_calling_16k.wav");
+        let speech = detect_speech(&first, VadConfig::default());
+        let (start, end) = (speech[0].start, speech.last().unwrap().end);
+        let cut = |from: Duration, to: Duration| {
+            first[samples_in(from, RECORDING_RATE)..samples_in(to, RECORDING_RATE)].to_vec()
+        };
+        let mut pcm = cut(start, end);
+        pcm.extend(vec![0i16; samples_in(ms(650), RECORDING_RATE)]);
+        pcm.extend(cut(start, end));
+        pcm
+    }
+
+    #[test]
+    fn play_after_greeting_waits_for_the_last_sentence() {
+        let t0 = Instant::now();
+        let greeting = two_sentence_greeting();
+        let segments = detect_speech(&greeting, VadConfig::default());
+        assert!(segments.len() >= 2, "two sentences, two segments: {segments:?}");
+        let greeting_end = CallTime::after(ms(500) + segments.last().unwrap().end);
+        let incoming: Vec<_> = far_end_packets(&greeting, 1, 1)
+            .into_iter()
+            .enumerate()
+            .map(|(i, d)| (ms(500 + 20 * i as u64), d))
+            .collect();
+        let play = play_plan(fixture("hello_can_you_hear_me_16k.wav"), PlayStart::AfterGreeting);
+        let mut core = MediaSessionCore::new(audio(), LOCAL.parse().unwrap(), play, 8, t0, t0).started(t0);
+        let end = (greeting_end + ms(4000)).since_start();
+        drive(&mut core, t0, end, incoming);
+        let out = core.finish(t0 + end);
+        let (start, _) = out.played.expect("played");
+        assert!(start > greeting_end + DEFAULT_END_OF_TURN, "greeting ended {greeting_end}, played at {start}");
+        let script = out.script.expect("a script ran");
+        assert_eq!(script.live_turns.len(), 1, "one far-end turn: {:?}", script.live_turns);
+    }
+
+    /// A conversation: greeting turn, say, DTMF, hang up at the end.
+    fn conversation(clip: Vec<i16>, keys: &str) -> Option<Script> {
+        Some(Script {
+            steps: vec![
+                ScriptStep::AgentTurn { within: ms(5000) },
+                ScriptStep::Say { clip: 0 },
+                ScriptStep::Dtmf { digits: keys.into() },
+            ],
+            clips: vec![Clip { label: "hello.wav".into(), pcm_16k: clip }],
+            end_of_turn: DEFAULT_END_OF_TURN,
+            hang_up_at_end: true,
+        })
+    }
+
+    #[test]
+    fn a_conversation_runs_its_steps_in_order_and_asks_to_hang_up() {
+        let t0 = Instant::now();
+        let greeting = fixture("thank_you_for_calling_16k.wav");
+        let greeting_end =
+            CallTime::after(ms(200) + detect_speech(&greeting, VadConfig::default()).last().unwrap().end);
+        let incoming: Vec<_> = far_end_packets(&greeting, 1, 1)
+            .into_iter()
+            .enumerate()
+            .map(|(i, d)| (ms(200 + 20 * i as u64), d))
+            .collect();
+        let mut core = MediaSessionCore::new(
+            audio(),
+            LOCAL.parse().unwrap(),
+            conversation(fixture("hello_can_you_hear_me_16k.wav"), "1#"),
+            9,
+            t0,
+            t0,
+        )
+        .started(t0);
+        let mut hang_up_at = None;
+        let far: SocketAddr = FAR.parse().unwrap();
+        let mut incoming: VecDeque<_> = incoming.into();
+        let mut now = t0;
+        while now < t0 + ms(15_000) && hang_up_at.is_none() {
+            while incoming.front().is_some_and(|(at, _)| t0 + *at <= now) {
+                let (_, d) = incoming.pop_front().unwrap();
+                core.handle_datagram(&d, far, now);
+            }
+            while core.poll_transmit(now).is_some() {}
+            if core.take_hang_up_request() {
+                hang_up_at = Some(CallTime::between(t0, now));
+            }
+            now = core.poll_timeout();
+        }
+        let hang_up_at = hang_up_at.expect("the script asks to hang up");
+        let out = core.finish(now);
+        assert_eq!(out.our_turns.len(), 2, "{:?}", out.our_turns);
+        let (say, keys) = (&out.our_turns[0], &out.our_turns[1]);
+        assert!(say.start > greeting_end + DEFAULT_END_OF_TURN, "said after the greeting's turn: {say:?}");
+        assert_eq!((say.step, keys.step, keys.label.as_str()), (1, 2, "DTMF 1#"));
+        assert!(keys.start >= say.end.unwrap() && !keys.in_band);
+        assert_eq!(Some(hang_up_at + FRAME_DURATION), keys.end, "hang up as the last packet leaves");
+        let script = out.script.unwrap();
+        assert_eq!(script.records.len(), 3);
+        assert!(script.records.iter().all(|r| r.ended.is_some()));
+
+        // The keys went out as RFC 4733 events: payload type 101, one RTP
+        // timestamp per key, the end bit on the last three packets of each.
+        let events: Vec<_> = out
+            .wire
+            .iter()
+            .filter(|d| d.outbound)
+            .filter_map(|d| parse_packet(&d.bytes).ok().map(|p| (p.header, p.payload.to_vec())))
+            .filter(|(h, _)| h.payload_type == 101)
+            .collect();
+        let per_key = key_press_packets(1, 100, 10, 8000).len();
+        assert_eq!(events.len(), 2 * per_key);
+        for (k, key) in events.chunks(per_key).enumerate() {
+            let ts = key[0].0.timestamp;
+            assert!(key.iter().all(|(h, _)| h.timestamp == ts), "one timestamp per key");
+            assert!(key[0].0.marker);
+            let ends: Vec<bool> = key.iter().map(|(_, p)| p[1] & 0x80 != 0).collect();
+            assert_eq!(ends.iter().filter(|e| **e).count(), 3);
+            assert!(ends[per_key - 3..].iter().all(|e| *e));
+            assert_eq!(key[0].1[0], [1u8, 11][k]);
+        }
+        let seqs: Vec<u16> =
+            out.wire.iter().filter(|d| d.outbound).map(|d| u16::from_be_bytes([d.bytes[2], d.bytes[3]])).collect();
+        assert!(seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)), "one stream, contiguous sequence numbers");
+    }
+
+    #[test]
+    fn dtmf_goes_in_band_when_the_far_end_has_no_telephone_event() {
+        let t0 = Instant::now();
+        let mut no_events = audio();
+        no_events.telephone_event_payload_type = None;
+        let script = Script {
+            steps: vec![ScriptStep::Dtmf { digits: "5".into() }],
+            clips: Vec::new(),
+            end_of_turn: DEFAULT_END_OF_TURN,
+            hang_up_at_end: true,
+        };
+        let mut core = MediaSessionCore::new(no_events, LOCAL.parse().unwrap(), Some(script), 10, t0, t0).started(t0);
+        drive(&mut core, t0, ms(1000), Vec::new());
+        let out = core.finish(t0 + ms(1000));
+        assert!(out.our_turns[0].in_band);
+        assert!(out.wire.iter().filter(|d| d.outbound).all(|d| d.bytes[1] & 0x7F == 0), "all PCMU");
+        // The tx recording holds the tone where it was sent.
+        let tx = out.tx_audio.samples();
+        let start = samples_in(out.our_turns[0].start.since_start(), RECORDING_RATE);
+        assert!(tx[start..start + 1600].iter().any(|s| s.unsigned_abs() > 5000));
+    }
+
+    #[test]
+    fn a_turn_that_never_comes_ends_the_script() {
+        let t0 = Instant::now();
+        let script = conversation(fixture("hello_can_you_hear_me_16k.wav"), "1");
+        let mut core = MediaSessionCore::new(audio(), LOCAL.parse().unwrap(), script, 11, t0, t0).started(t0);
+        let mut asked = None;
+        let mut now = t0;
+        while now < t0 + ms(8000) {
+            while core.poll_transmit(now).is_some() {}
+            if core.take_hang_up_request() {
+                asked.get_or_insert(CallTime::between(t0, now));
+            }
+            now = core.poll_timeout();
+        }
+        let asked = asked.expect("hang up when the turn's deadline passes");
+        assert!(asked >= CallTime::after(ms(5000)) && asked < CallTime::after(ms(5100)), "{asked}");
+        let out = core.finish(now);
+        assert!(out.our_turns.is_empty(), "nothing said after a missed turn");
+        assert_eq!(out.script.unwrap().records[0].outcome, crate::media::script::StepOutcome::TimedOut);
     }
 
     #[test]

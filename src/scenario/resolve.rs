@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::livekit::LiveKitOverrides;
 use crate::media::codec::AudioCodec;
-use crate::media::session::PlayStart;
+use crate::request::PlayStart;
 use crate::request::{
     self, AgentExpectation, AuthRequest, CallRequest, Expectations, ExpectedAgent, FinalResponses, MediaExpectations,
     PlayRequest, SecretRef, DEFAULT_AGENT_WITHIN, DEFAULT_CODECS, DEFAULT_FROM, DEFAULT_HANGUP_AFTER,

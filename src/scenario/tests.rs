@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::load::load_file;
 use super::*;
 use crate::media::codec::AudioCodec;
-use crate::media::session::PlayStart;
+use crate::request::PlayStart;
 use crate::request::{AuthRequest, ExpectedAgent, FinalResponses, SecretRef};
 use crate::sip::Transport;
 
