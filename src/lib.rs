@@ -28,4 +28,5 @@ pub mod secret;
 pub mod sip;
 pub mod suite;
 pub mod time;
+pub mod transcribe;
 pub mod verdict;

@@ -1,5 +1,6 @@
 //! Listening to what the far end said: speech segments on the call
-//! timeline, when the agent first spoke after the 200 OK, how fast it
+//! timeline, grouped into turns and set against ours (reply latencies,
+//! overlaps), when the agent first spoke after the 200 OK, how fast it
 //! answered our utterance, its talk time and longest silence, and whether
 //! an expected tone was there. Pure: works on a finished [`CallOutcome`].
 
@@ -8,6 +9,7 @@ use std::time::Duration;
 use crate::audio::latency::{speech_timings, CallEvents};
 use crate::audio::recording::samples_in;
 use crate::audio::tone::tone_presence;
+use crate::audio::turns::{far_end_turns, turn_timing, Speaker, Turn, TurnTiming, DEFAULT_END_OF_TURN};
 use crate::audio::vad::{detect_speech, SpeechSegment, VadConfig, VAD_SAMPLE_RATE};
 use crate::call::CallOutcome;
 use crate::media::codec::FRAME_DURATION;
@@ -38,6 +40,13 @@ pub struct MediaAnalysis {
     pub talk_time: Duration,
     pub longest_silence: Duration,
     pub tone: Option<ToneFinding>,
+    /// The far end's turns (segments closer than `end_of_turn` merged).
+    pub far_turns: Vec<Turn>,
+    /// Our turns (clips and DTMF sent), to the end of our speech.
+    pub our_turns: Vec<Turn>,
+    pub end_of_turn: Duration,
+    /// Each reply's latency (end of our turn → start of theirs) and overlaps.
+    pub turn_timing: TurnTiming,
 }
 
 /// Analyses the received audio of a call that had media.
@@ -58,7 +67,19 @@ pub fn analyse(record: &CallOutcome, tone_hz: Option<f64>) -> Option<MediaAnalys
         let report = tone_presence(&rx[from..], VAD_SAMPLE_RATE, hz, TONE_POWER_FRACTION);
         ToneFinding { frequency_hz: hz, present: FRAME_DURATION * report.matching_frames as u32 }
     });
+    let end_of_turn = media.script.as_ref().map_or(DEFAULT_END_OF_TURN, |s| s.end_of_turn);
+    let far_turns = far_end_turns(&speech_segments, end_of_turn);
+    let our_turns: Vec<Turn> = media
+        .our_turns
+        .iter()
+        .map(|t| Turn { speaker: Speaker::Us, start: t.start, end: t.end.map_or(t.speech_end, |e| t.speech_end.min(e)) })
+        .collect();
+    let timing = turn_timing(&our_turns, &far_turns);
     Some(MediaAnalysis {
+        far_turns,
+        our_turns,
+        end_of_turn,
+        turn_timing: timing,
         speech_segments,
         first_audio: timings.first_audio,
         response_latency: timings.response_latency,

@@ -118,6 +118,111 @@ pub struct Call {
     pub notes: Vec<String>,
     /// What LiveKit's API showed about the call; null when LiveKit was not configured.
     pub livekit: Option<LiveKit>,
+    /// Who spoke when, what the far end said and how fast it replied; null
+    /// when the call had no media.
+    pub conversation: Option<Conversation>,
+}
+
+/// `calls[].conversation`: the call as turns. A far-end turn is its speech
+/// with pauses shorter than `end_of_turn_ms` inside it; our turns are the
+/// clips and DTMF we sent. Times are ms since the first INVITE.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Conversation {
+    /// Silence that ends a far-end turn, ms.
+    pub end_of_turn_ms: u64,
+    /// Both sides' turns, in time order.
+    pub turns: Vec<TurnReport>,
+    /// For each of our turns the far end answered: end of our speech → start
+    /// of its next turn, ms, in order.
+    pub reply_latencies_ms: Vec<u64>,
+    /// Nearest-rank percentiles and maximum of `reply_latencies_ms`; null without replies.
+    pub reply_latency_p50_ms: Option<u64>,
+    pub reply_latency_p95_ms: Option<u64>,
+    pub reply_latency_max_ms: Option<u64>,
+    /// Stretches where both sides talked at once.
+    pub overlaps: Vec<Overlap>,
+    /// Why the far end's turns have no text (no speech-to-text engine …);
+    /// null when they were transcribed.
+    pub transcripts_missing: Option<String>,
+}
+
+/// `calls[].conversation.turns[]`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TurnReport {
+    /// `agent` (the far end) or `us`.
+    pub speaker: &'static str,
+    pub start_ms: f64,
+    /// When the speech ended (the end-of-turn silence not counted).
+    pub end_ms: f64,
+    /// Ours: the clip's file name, the quoted text, or `DTMF 1#`; null for the agent's.
+    pub label: Option<String>,
+    /// The agent's: what the speech-to-text engine heard; null when not transcribed.
+    pub text: Option<String>,
+    /// The engine that produced `text`, e.g. `whisper tiny.en`.
+    pub engine: Option<String>,
+    /// Why this turn has no text although an engine ran.
+    pub error: Option<String>,
+}
+
+/// `calls[].conversation.overlaps[]`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Overlap {
+    pub start_ms: f64,
+    pub duration_ms: u64,
+}
+
+impl Conversation {
+    /// From the analysis of the call's audio and, per far-end turn, what the
+    /// engine made of it (`transcripts` empty: not transcribed, `missing` says why).
+    pub fn new(
+        analysis: &MediaAnalysis,
+        media: &crate::media::session::MediaOutcome,
+        transcripts: &[Result<crate::transcribe::Transcript, String>],
+        missing: Option<String>,
+    ) -> Conversation {
+        let mut turns: Vec<TurnReport> = analysis
+            .far_turns
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let heard = transcripts.get(i);
+                TurnReport {
+                    speaker: "agent",
+                    start_ms: t.start.ms(),
+                    end_ms: t.end.ms(),
+                    label: None,
+                    text: heard.and_then(|h| h.as_ref().ok()).map(|h| h.text.clone()),
+                    engine: heard.and_then(|h| h.as_ref().ok()).map(|h| h.engine.clone()),
+                    error: heard.and_then(|h| h.as_ref().err()).cloned(),
+                }
+            })
+            .collect();
+        turns.extend(media.our_turns.iter().map(|t| TurnReport {
+            speaker: "us",
+            start_ms: t.start.ms(),
+            end_ms: t.end.map_or(t.speech_end, |e| t.speech_end.min(e)).ms(),
+            label: Some(t.label.clone()),
+            text: None,
+            engine: None,
+            error: None,
+        }));
+        turns.sort_by(|a, b| a.start_ms.total_cmp(&b.start_ms));
+        let timing = &analysis.turn_timing;
+        Conversation {
+            end_of_turn_ms: analysis.end_of_turn.whole_ms(),
+            turns,
+            reply_latencies_ms: timing.latencies.iter().map(|d| d.whole_ms()).collect(),
+            reply_latency_p50_ms: timing.p50.map(|d| d.whole_ms()),
+            reply_latency_p95_ms: timing.p95.map(|d| d.whole_ms()),
+            reply_latency_max_ms: timing.max.map(|d| d.whole_ms()),
+            overlaps: timing
+                .overlaps
+                .iter()
+                .map(|(at, d)| Overlap { start_ms: at.ms(), duration_ms: d.whole_ms() })
+                .collect(),
+            transcripts_missing: missing,
+        }
+    }
 }
 
 /// `calls[].sip`: the SIP side of the call.
@@ -598,6 +703,7 @@ impl Call {
             expected_diagnosis,
             notes: record.notes.clone(),
             livekit: None,
+            conversation: None,
         }
     }
 
@@ -624,6 +730,7 @@ impl Call {
             expected_diagnosis: None,
             notes: vec![why.to_string()],
             livekit: None,
+            conversation: None,
         }
     }
 

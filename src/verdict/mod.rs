@@ -3,6 +3,7 @@
 //! ([`diagnose`]).
 
 pub mod checks;
+pub mod conversation;
 pub mod diagnose;
 
 use crate::sip::caller::EndReason;
