@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::call::{Cancel, PreparedCall};
 use crate::console::{self, MessagePrinter};
+use crate::conversation::{self, Conversation, SaidExpectation, StepAction, StepRequest, Utterance, DTMF_KEYS};
 use crate::exit::Exit;
 use crate::livekit::doctor::{self, AuditExpectations};
 use crate::livekit::{self as lk, LiveKitConfig, LiveKitOverrides, ServerApi};
@@ -178,6 +179,8 @@ pub struct CallArgs {
     pub livekit: LiveKitArgs,
     #[command(flatten)]
     pub media: MediaArgs,
+    #[command(flatten)]
+    pub conversation: ConversationArgs,
     /// Write report.json (and the recordings, call.pcap) here.
     #[arg(long, value_name = "DIR")]
     pub report_dir: Option<PathBuf>,
@@ -350,6 +353,7 @@ pub fn call_request(args: &CallArgs) -> Result<CallRequest, UsageError> {
         within: *args.agent_within,
     });
     let (codecs, play, media) = media_request(&args.media)?;
+    let conversation = conversation_request(&args.conversation)?;
     let final_responses = match args.expect.as_deref() {
         Some(codes) => FinalResponses::Exactly(parse_expect(codes)?),
         None => FinalResponses::Answered,
@@ -375,7 +379,7 @@ pub fn call_request(args: &CallArgs) -> Result<CallRequest, UsageError> {
         headers,
         codecs,
         play,
-        conversation: Default::default(),
+        conversation,
         hangup_after: *args.hangup_after,
         invite_timeout: *args.timeout,
         expect: Expectations { final_responses, agent, media, diagnosis: None },
@@ -421,6 +425,77 @@ mod tests {
         assert_eq!(parse_expect(" 404 ").unwrap(), vec![404]);
         assert!(parse_expect("180").is_err());
         assert!(parse_expect("abc").is_err());
+    }
+
+    fn conversation_of(say: &[&str], expect_said: &[&str], dtmf: Option<&str>) -> Result<Conversation, String> {
+        let args = ConversationArgs {
+            say: say.iter().map(|s| s.to_string()).collect(),
+            expect_said: expect_said.iter().map(|s| s.to_string()).collect(),
+            dtmf: dtmf.map(str::to_string),
+        };
+        conversation_request(&args).map_err(|e| e.0)
+    }
+
+    /// Each step as `origin: what`, to compare whole conversations at a glance.
+    fn outline(conv: &Conversation) -> Vec<String> {
+        conv.steps
+            .iter()
+            .map(|s| {
+                let what = match &s.action {
+                    StepAction::AgentTurn { within, expect } => {
+                        assert_eq!(*within, conversation::DEFAULT_TURN_WITHIN);
+                        format!("turn {}", expect.as_ref().map_or("-".into(), |e| e.describe()))
+                    }
+                    StepAction::Say(u) => format!("say {}", u.label()),
+                    StepAction::Dtmf(keys) => format!("dtmf {keys}"),
+                    other => format!("{other:?}"),
+                };
+                format!("{}: {what}", s.origin)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn say_and_expect_said_make_turns_in_order() {
+        assert_eq!(conversation_of(&[], &[], None), Ok(Conversation::default()));
+        let greeting = conversation_of(&[], &["test line"], None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(outline(&greeting), ["--expect-said: turn /test line/"]);
+
+        let wav = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/hello_can_you_hear_me_16k.wav");
+        let two = conversation_of(&[wav, "What is my order number?"], &["test line", "hear you"], Some("1#"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            outline(&two),
+            [
+                "--expect-said #1: turn /test line/",
+                "--say #1: say hello_can_you_hear_me_16k.wav",
+                "--expect-said #2: turn /hear you/",
+                "--say #2: say \"What is my order number?\"",
+                "--say #2: turn -",
+                "--dtmf: dtmf 1#",
+                "--dtmf: turn -",
+            ]
+        );
+        let one = conversation_of(&["hello"], &[], None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(outline(&one), ["--say: turn -", "--say: say \"hello\"", "--say: turn -"]);
+        let dtmf = conversation_of(&[], &[], Some("9")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(outline(&dtmf), ["--dtmf: turn -", "--dtmf: dtmf 9", "--dtmf: turn -"]);
+    }
+
+    #[test]
+    fn conversation_flag_mistakes_name_the_flag() {
+        let e = conversation_of(&["hi"], &["a", "b", "c"], None).err().unwrap_or_default();
+        assert!(e.starts_with("--expect-said is given 3 times, but the agent has 2 turn(s) here"), "{e}");
+        assert!(conversation_of(&["hi"], &["a", "b"], None).is_ok());
+        let e = conversation_of(&[], &["a["], None).err().unwrap_or_default();
+        assert!(e.starts_with("--expect-said 'a[' is not a regular expression: unclosed character class"), "{e}");
+        assert!(conversation_of(&[], &[" "], None)
+            .is_err_and(|e| e.contains("--expect-said: the regular expression is empty")));
+        let e = conversation_of(&["nope/missing.WAV"], &[], None).err().unwrap_or_default();
+        assert!(e.starts_with("--say nope/missing.WAV: no such WAV file"), "{e}");
+        assert!(conversation_of(&[""], &[], None).is_err_and(|e| e.starts_with("--say: nothing to say")));
+        let e = conversation_of(&[], &[], Some("1 2")).err().unwrap_or_default();
+        assert_eq!(e, "--dtmf '1 2': ' ' is not a DTMF key (the keys are 0-9, *, # and A-D)");
     }
 }
 
@@ -490,6 +565,104 @@ fn media_request(args: &MediaArgs) -> Result<(Vec<AudioCodec>, Option<PlayReques
         max_jitter_ms: args.max_jitter_ms,
     };
     Ok((codecs, play, expect))
+}
+
+/// A short conversation on the command line; a scenario file's `[[step]]`s
+/// say more.
+#[derive(Debug, Args)]
+pub struct ConversationArgs {
+    /// Say this to the agent once its turn is over: a WAV file (a value ending in .wav), else
+    /// text spoken by the offline TTS (festival). Repeatable: each waits for the agent's next
+    /// turn, and the call waits for the reply to the last one before hanging up.
+    #[arg(long = "say", value_name = "WAV_OR_TEXT", conflicts_with = "play")]
+    pub say: Vec<String>,
+    /// The agent's turn must say this: a regular expression, case-insensitive. Repeatable, in
+    /// the order of the agent's turns: the greeting, then the reply to each --say (and --dtmf).
+    #[arg(long = "expect-said", value_name = "REGEX", conflicts_with = "play")]
+    pub expect_said: Vec<String>,
+    /// Send these DTMF keys (0-9 * # A-D) after the --say steps, then wait for the agent's reply.
+    #[arg(long, value_name = "KEYS", conflicts_with = "play")]
+    pub dtmf: Option<String>,
+}
+
+/// The conversation of `--say`, `--expect-said` and `--dtmf`: for each
+/// `--say`, the agent's turn and then what we say; then the agent's turn
+/// that answers the last `--say` (or, alone, the greeting); with `--dtmf`,
+/// the keys and the agent's turn after them. The `--expect-said`s go to
+/// the agent's turns in order.
+pub fn conversation_request(args: &ConversationArgs) -> Result<Conversation, UsageError> {
+    if args.say.is_empty() && args.expect_said.is_empty() && args.dtmf.is_none() {
+        return Ok(Conversation::default());
+    }
+    let numbered = |flag: &str, i: usize, count: usize| {
+        if count > 1 {
+            format!("{flag} #{}", i + 1)
+        } else {
+            flag.to_string()
+        }
+    };
+    let mut expectations = Vec::new();
+    for (i, pattern) in args.expect_said.iter().enumerate() {
+        if pattern.trim().is_empty() {
+            return Err(UsageError("--expect-said: the regular expression is empty".into()));
+        }
+        conversation::said_regex(pattern)
+            .map_err(|reason| UsageError(format!("--expect-said '{pattern}' is not a regular expression: {reason}")))?;
+        let origin = numbered("--expect-said", i, args.expect_said.len());
+        expectations.push((origin, SaidExpectation::Regex(pattern.clone())));
+    }
+    let mut expectations = expectations.into_iter();
+    let mut steps = Vec::new();
+    let mut agent_turn = |steps: &mut Vec<StepRequest>, origin: &str| {
+        let (origin, expect) = match expectations.next() {
+            Some((origin, expect)) => (origin, Some(expect)),
+            None => (origin.to_string(), None),
+        };
+        let within = conversation::DEFAULT_TURN_WITHIN;
+        steps.push(StepRequest { action: StepAction::AgentTurn { within, expect }, origin });
+    };
+    // The origin of a turn with no --expect-said: the step it answers.
+    let mut last = if args.dtmf.is_some() { "--dtmf" } else { "--expect-said" }.to_string();
+    for (i, say) in args.say.iter().enumerate() {
+        let origin = numbered("--say", i, args.say.len());
+        agent_turn(&mut steps, &origin);
+        steps.push(StepRequest { action: StepAction::Say(said_utterance(say)?), origin: origin.clone() });
+        last = origin;
+    }
+    agent_turn(&mut steps, &last);
+    if let Some(keys) = &args.dtmf {
+        let digits = conversation::dtmf_keys(keys)
+            .map_err(|e| UsageError(format!("--dtmf '{keys}': {e} (the keys are {DTMF_KEYS})")))?;
+        steps.push(StepRequest { action: StepAction::Dtmf(digits), origin: "--dtmf".into() });
+        agent_turn(&mut steps, "--dtmf");
+    }
+    let turns = steps.iter().filter(|s| matches!(s.action, StepAction::AgentTurn { .. })).count();
+    if args.expect_said.len() > turns {
+        return Err(UsageError(format!(
+            "--expect-said is given {} times, but the agent has {turns} turn(s) here: the greeting, and a reply to \
+             each --say and to --dtmf (add a --say for each further reply to check)",
+            args.expect_said.len()
+        )));
+    }
+    Ok(Conversation { steps, ..Conversation::default() })
+}
+
+/// `--say`'s value: a WAV file when it ends in `.wav`, else text.
+fn said_utterance(value: &str) -> Result<Utterance, UsageError> {
+    let path = std::path::Path::new(value);
+    if path.extension().is_some_and(|x| x.eq_ignore_ascii_case("wav")) {
+        if !path.is_file() {
+            return Err(UsageError(format!(
+                "--say {value}: no such WAV file (a value ending in .wav is read as a file; \
+                 to have the words spoken, leave out .wav)"
+            )));
+        }
+        return Ok(Utterance::Wav(path.to_path_buf()));
+    }
+    if value.trim().is_empty() {
+        return Err(UsageError("--say: nothing to say (a WAV file, or words for the offline TTS)".into()));
+    }
+    Ok(Utterance::Text(value.trim().to_string()))
 }
 
 /// `callprobe check PATH`: every problem as `file:line:col: message`; exit 2 when any.

@@ -2,7 +2,8 @@
 //! and says, call by call, whether the chain works and, when not, why.
 //!
 //! Modules read in the order a call happens: `cli` and `scenario` → the
-//! `request` they build → `suite` (the job queue of `callprobe run`) →
+//! `request` they build (with its scripted `conversation`, whose text the
+//! offline `tts` speaks) → `suite` (the job queue of `callprobe run`) →
 //! `pipeline` (one call end to end): `call` (with the sans-I/O `sip` and
 //! `media` cores, and `livekit` watching the room alongside) → `audio` (what
 //! the far end said) → `verdict` → `report` (`report::outputs` writes
@@ -29,4 +30,5 @@ pub mod sip;
 pub mod suite;
 pub mod time;
 pub mod transcribe;
+pub mod tts;
 pub mod verdict;

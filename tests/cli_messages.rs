@@ -1,6 +1,6 @@
 //! What a new user sees from the command line: help for every option, and
-//! mistakes in the target explained in the user's terms (exit 2, at once,
-//! without calling anyone).
+//! mistakes in the target and the conversation flags explained in the
+//! user's terms (exit 2, at once, without calling anyone).
 
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -97,4 +97,32 @@ fn a_bare_number_hints_at_the_uri() {
     let e = bad_target("+14144007103");
     assert!(e.contains("is a phone number, not a SIP URI: write sip:+14144007103@HOST"), "{e}");
     assert!(!e.contains("cannot resolve"), "{e}");
+}
+
+/// `callprobe call` with a conversation mistake: exit 2 at once, and the
+/// message names the flag.
+fn usage_error(args: &[&str]) -> String {
+    let mut all = vec!["call", "sip:+14144007103@127.0.0.1:5070", "--timeout", "2s"];
+    all.extend_from_slice(args);
+    let (out, took) = callprobe(&all);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}{}", String::from_utf8_lossy(&out.stdout));
+    assert!(took < Duration::from_secs(2), "{args:?}: took {took:?}");
+    println!("{args:?} → {}", stderr.trim_end());
+    stderr
+}
+
+#[test]
+fn conversation_flags_name_themselves_in_errors() {
+    let e = usage_error(&["--expect-said", "greeting", "--expect-said", "order"]);
+    assert!(e.contains("--expect-said is given 2 times, but the agent has 1 turn(s) here"), "{e}");
+    assert!(e.contains("add a --say"), "{e}");
+    let e = usage_error(&["--say", "hello", "--expect-said", "(order"]);
+    assert!(e.contains("--expect-said '(order' is not a regular expression: unclosed group"), "{e}");
+    let e = usage_error(&["--say", "fixtures/no_such_file.wav"]);
+    assert!(e.contains("--say fixtures/no_such_file.wav: no such WAV file"), "{e}");
+    let e = usage_error(&["--dtmf", "12x"]);
+    assert!(e.contains("--dtmf '12x': 'x' is not a DTMF key"), "{e}");
+    let e = usage_error(&["--say", "hello", "--play", "fixtures/hello_can_you_hear_me_16k.wav"]);
+    assert!(e.contains("'--say <WAV_OR_TEXT>' cannot be used with '--play <WAV>'"), "{e}");
 }

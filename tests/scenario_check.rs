@@ -336,3 +336,54 @@ fn an_unset_password_env_fails_check_and_run_at_its_key() {
         assert!(!text.contains(": ok"), "{sub}: {text}");
     }
 }
+
+/// A suite with a conversation that loads and one whose steps are broken.
+fn conversation_suite() -> Scratch {
+    let dir = std::env::temp_dir().join(format!("callprobe-scenario-steps-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let wav = repo("fixtures/hello_can_you_hear_me_16k.wav");
+    let good = format!(
+        "name = \"conversation\"\n[target]\nuri = \"sip:+14144007103@127.0.0.1:5060\"\n\
+         [[step]]\nagent_turn = \"10s\"\nexpect_said = \"callprobe test line\"\n\
+         [[step]]\nsay = \"{}\"\n\
+         [[step]]\nagent_turn = true\nexpect_any = [\"order\", \"four two seven\"]\n",
+        wav.display()
+    );
+    let bad = "name = \"broken conversation\"\n[target]\nuri = \"sip:+14144007103@127.0.0.1:5060\"\n\
+               [[step]]\nwait = \"1s\"\ndtmf = \"1\"\n\
+               [[step]]\ndtmf = \"12x\"\n";
+    std::fs::write(dir.join("a-good.toml"), good).expect("scratch file");
+    std::fs::write(dir.join("b-bad.toml"), bad).expect("scratch file");
+    Scratch(dir)
+}
+
+#[test]
+fn conversations_load_and_broken_steps_are_reported_at_their_place() {
+    let _env = with_env();
+    let suite = conversation_suite();
+    let files = load_path(&suite.0.join("a-good.toml")).unwrap_or_else(|e| panic!("{e:?}"));
+    let case = &files[0].cases[0];
+    assert_eq!(case.call.conversation.steps.len(), 3);
+    let origin = &case.call.conversation.steps[1].origin;
+    assert_eq!(*origin, format!("{}:7:1", suite.0.join("a-good.toml").display()));
+
+    let bad = suite.0.join("b-bad.toml").display().to_string();
+    let expected = [
+        format!("{bad}:6:1: a [[step]] does one thing: this one has both wait and dtmf"),
+        format!("{bad}:8:11: 'x' is not a DTMF key"),
+    ];
+    let (files, cases, errors) = check_path(&suite.0);
+    assert_eq!((files, cases), (2, 1));
+    let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    for (line, want) in lines.iter().zip(&expected) {
+        assert!(line.starts_with(want.as_str()), "{line}\nwant: {want}");
+    }
+    if binary_has_check() {
+        let out = Command::new(env!("CARGO_BIN_EXE_callprobe")).arg("check").arg(&suite.0).output().expect("run");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(2), "{text}");
+        assert!(expected.iter().all(|want| text.contains(want.as_str())), "{text}");
+    }
+}

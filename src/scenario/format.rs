@@ -31,6 +31,11 @@ pub struct RawScenario {
     #[serde(default)]
     pub timeline: RawTimeline,
     pub livekit: Option<RawLiveKit>,
+    /// Settings of the `[[step]]` conversation.
+    pub conversation: Option<Spanned<RawConversation>>,
+    /// `[[step]]`: a scripted conversation, one action per step.
+    #[serde(default, rename = "step")]
+    pub steps: Vec<Spanned<RawStep>>,
     /// Axis name → its values.
     #[serde(default)]
     pub matrix: BTreeMap<Text, Spanned<Vec<Text>>>,
@@ -140,6 +145,63 @@ pub struct RawTimeline {
     pub play_after: Option<Text>,
     pub hangup_after: Option<Text>,
     pub timeout: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConversation {
+    pub end_of_turn: Option<Text>,
+}
+
+/// One `[[step]]`: exactly one action key (checked when resolving, with
+/// the keys' positions), and the options of that action.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStep {
+    /// `agent_turn = "10s"` (its turn must start within that), or `true`
+    /// for the default deadline.
+    pub agent_turn: Option<Spanned<RawTurn>>,
+    pub expect_said: Option<Text>,
+    pub expect_any: Option<Spanned<Vec<Text>>>,
+    pub expect_like: Option<Text>,
+    pub similarity: Option<Spanned<f64>>,
+    pub say: Option<Text>,
+    pub say_text: Option<Text>,
+    pub dtmf: Option<Text>,
+    pub wait: Option<Text>,
+    pub silence: Option<Text>,
+    pub barge_in: Option<Text>,
+    pub barge_in_text: Option<Text>,
+    pub after: Option<Text>,
+    pub within: Option<Text>,
+    pub stop_within: Option<Text>,
+    pub hangup: Option<Spanned<bool>>,
+}
+
+/// `agent_turn = "10s"` or `agent_turn = true`.
+#[derive(Debug, Clone)]
+pub enum RawTurn {
+    Within(String),
+    Default(bool),
+}
+
+impl<'de> Deserialize<'de> for RawTurn {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TurnVisitor;
+        impl Visitor<'_> for TurnVisitor {
+            type Value = RawTurn;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a deadline like \"10s\", or true for the default")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(RawTurn::Within(v.to_string()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(RawTurn::Default(v))
+            }
+        }
+        deserializer.deserialize_any(TurnVisitor)
+    }
 }
 
 #[derive(Debug, Deserialize)]

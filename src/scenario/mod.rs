@@ -40,6 +40,28 @@
 //! hangup_after = "8s"                     # stay connected this long; default "5s"
 //! timeout = "32s"                         # per INVITE, for a final response; default "32s"
 //!
+//! [conversation]                          # optional, with [[step]]s
+//! end_of_turn = "1s"                      # silence that ends the agent's turn; default 1s
+//!
+//! [[step]]                                # a scripted conversation instead of `play`: steps in
+//! agent_turn = "10s"                      # order, ONE action key each; the agent's turn must
+//! expect_said = "callprobe test line"     # start within 10s (true: 10s); regex, case-insensitive,
+//!                                         # or expect_any = ["order", "four two seven"], or
+//!                                         # expect_like = "…" with similarity = 0.8 (0 to 1)
+//! [[step]]
+//! say = "../fixtures/hello_can_you_hear_me_16k.wav"  # a WAV, or say_text = "…" (offline TTS)
+//! [[step]]
+//! dtmf = "1#"                             # 0-9 * # A-D
+//! [[step]]
+//! wait = "1s"                             # or silence = "2s": the far end must not speak either
+//! [[step]]
+//! barge_in_text = "Please stop talking."  # or barge_in = "WAV"; talk over the agent's turn,
+//! after = "1s"                            # this far into it (default 1s), which must start
+//! within = "10s"                          # within 10s (default), and must stop within
+//! stop_within = "1.5s"                    # 1.5s of us starting (default)
+//! [[step]]
+//! hangup = true
+//!
 //! [livekit]                               # optional; each key overrides a LIVEKIT_* variable
 //! url = "${LIVEKIT_URL}"
 //! api_key = "${LIVEKIT_API_KEY}"
@@ -64,6 +86,10 @@
 //! (`password_env`, `password_file`) and read when the call is prepared;
 //! `check` (and `run`, before calling anyone) requires the `password_env`
 //! variable to be set, without reading or showing its value.
+//!
+//! `[[step]]` and `[timeline] play` do not go together. Each step's
+//! position (`file:line:col` of its `[[step]]`) is its origin in later
+//! messages; `[[case]]` does not override steps (use `${AXIS}` in them).
 //!
 //! A `[[case]]`'s `expect` keys replace the scenario's `[expect]` keys one by
 //! one (put in `[expect]` only what holds for every case); its `auth`

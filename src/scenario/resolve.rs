@@ -1,7 +1,8 @@
 //! One matrix combination of a parsed scenario → one runnable
 //! [`ScenarioCase`]: `${VAR}` substituted, `[[case]]` overrides applied, every
 //! value checked with its position, and the result expressed as the
-//! [`CallRequest`] it asks for.
+//! [`CallRequest`] it asks for. The `[[step]]` conversation is resolved in
+//! [`steps`].
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,8 @@ use super::error::{ScenarioError, Source};
 use super::format::{RawAuth, RawCaseAuth, RawExpect, RawFinalResponses, RawLiveKit, RawScenario, RawTimeline, Text};
 use super::matrix::{self, Axis};
 use super::ScenarioCase;
+
+mod steps;
 
 const DURATION: &str = "a duration like \"1.5s\", \"500ms\" or \"2m\"";
 const VARIABLE: &str = "the name of an environment variable, like \"LK_SIP_PASSWORD\"";
@@ -154,6 +157,21 @@ impl CaseScope<'_, '_> {
         Some(if path.is_absolute() { path.to_path_buf() } else { self.r.base_dir().join(path) })
     }
 
+    /// A WAV file's path (relative to the scenario file), which must exist;
+    /// it is read when the call is prepared.
+    fn wav_file(&mut self, text: &Text) -> Option<PathBuf> {
+        let path = self.path(text)?;
+        if !path.is_file() {
+            self.r.error(
+                text.span(),
+                format!("{} is not a file", path.display()),
+                Some("a WAV file, relative to this scenario file"),
+            );
+            return None;
+        }
+        Some(path)
+    }
+
     /// The name of the variable holding the digest password, which must be
     /// set: `run` would fail without it (its value is only read, never shown).
     fn password_env(&mut self, text: &Text) -> Option<String> {
@@ -226,9 +244,10 @@ impl CaseScope<'_, '_> {
         let timeline = self.timeline(&raw.timeline);
         let expectations = self.expect(&expect, raw.timeline.play.is_some());
         let livekit = raw.livekit.as_ref().map(|l| self.livekit(l)).unwrap_or_default();
+        let conversation = self.conversation();
 
-        let (scenario, target, from, codecs, timeline, expectations) =
-            (scenario?, target?, from?, codecs?, timeline?, expectations?);
+        let (scenario, target, from, codecs, timeline, expectations, conversation) =
+            (scenario?, target?, from?, codecs?, timeline?, expectations?, conversation?);
         let name = self.case_name(&scenario);
         let call = CallRequest {
             name: Some(name),
@@ -240,7 +259,7 @@ impl CaseScope<'_, '_> {
             headers,
             codecs,
             play: timeline.play,
-            conversation: Default::default(),
+            conversation,
             hangup_after: timeline.hangup_after,
             invite_timeout: timeline.timeout,
             expect: expectations,
@@ -431,18 +450,7 @@ impl CaseScope<'_, '_> {
 
     fn timeline(&mut self, timeline: &RawTimeline) -> Option<ResolvedTimeline> {
         let errors_before = self.r.errors.len();
-        let play = timeline.play.as_ref().and_then(|p| {
-            let path = self.path(p)?;
-            if !path.is_file() {
-                self.r.error(
-                    p.span(),
-                    format!("{} is not a file", path.display()),
-                    Some("a WAV file, relative to this scenario file"),
-                );
-                return None;
-            }
-            Some(path)
-        });
+        let play = timeline.play.as_ref().and_then(|p| self.wav_file(p));
         let (play_after, play_after_greeting) = match &timeline.play_after {
             None => (DEFAULT_PLAY_AFTER, false),
             Some(after) if timeline.play.is_none() => {

@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use super::load::load_file;
 use super::*;
+use crate::conversation::{
+    SaidExpectation, StepAction, Utterance, DEFAULT_BARGE_IN_AFTER, DEFAULT_SIMILARITY, DEFAULT_STOP_WITHIN,
+    DEFAULT_TURN_WITHIN,
+};
 use crate::media::codec::AudioCodec;
 use crate::request::PlayStart;
 use crate::request::{AuthRequest, ExpectedAgent, FinalResponses, SecretRef};
@@ -544,4 +548,232 @@ fn an_expected_diagnosis_is_carried_to_the_case() {
     let case = one(&format!("{MINIMAL}[expect]\ndiagnosis = \"no_trunk_found\"\n"));
     assert_eq!(case.call.expect.diagnosis.as_deref(), Some("no_trunk_found"));
     assert_eq!(one(MINIMAL).call.expect.diagnosis, None);
+}
+
+/// Every step action and option, as the README shows them.
+const CONVERSATION: &str = r#"
+[conversation]
+end_of_turn = "700ms"
+
+[[step]]
+agent_turn = "10s"
+expect_said = "callprobe test line"
+
+[[step]]
+say = "fixtures/ask.wav"
+
+[[step]]
+agent_turn = true
+expect_any = ["order", "four two seven"]
+
+[[step]]
+say_text = "What is my order number?"
+
+[[step]]
+agent_turn = "8s"
+expect_like = "your order number is four two seven"
+similarity = 0.7
+
+[[step]]
+dtmf = "1#a"
+
+[[step]]
+agent_turn = "5s"
+expect_like = "thank you"
+
+[[step]]
+wait = "1s"
+
+[[step]]
+silence = "2s"
+
+[[step]]
+barge_in = "fixtures/ask.wav"
+after = "500ms"
+within = "6s"
+stop_within = "1s"
+
+[[step]]
+barge_in_text = "Please stop talking."
+
+[[step]]
+hangup = true
+"#;
+
+#[test]
+fn steps_become_the_conversation_in_order() {
+    let scratch = Scratch::new("steps");
+    std::fs::write(scratch.0.join("fixtures/ask.wav"), b"RIFF").expect("fixture");
+    let path = scratch.write("conv.toml", &format!("{MINIMAL}{CONVERSATION}"));
+    let files = load_path_with_env(&path, &env).unwrap_or_else(|e| panic!("{e:#?}"));
+    let conv = &files[0].cases[0].call.conversation;
+    assert_eq!(conv.end_of_turn, Duration::from_millis(700));
+    let wav = scratch.0.join("fixtures/ask.wav");
+    let turn = |secs: u64, expect: Option<SaidExpectation>| StepAction::AgentTurn {
+        within: Duration::from_secs(secs),
+        expect,
+    };
+    let actions: Vec<&StepAction> = conv.steps.iter().map(|s| &s.action).collect();
+    assert_eq!(
+        actions,
+        [
+            &turn(10, Some(SaidExpectation::Regex("callprobe test line".into()))),
+            &StepAction::Say(Utterance::Wav(wav.clone())),
+            &StepAction::AgentTurn {
+                within: DEFAULT_TURN_WITHIN,
+                expect: Some(SaidExpectation::AnyOf(vec!["order".into(), "four two seven".into()])),
+            },
+            &StepAction::Say(Utterance::Text("What is my order number?".into())),
+            &turn(8, Some(SaidExpectation::Like { text: "your order number is four two seven".into(), min: 0.7 })),
+            &StepAction::Dtmf("1#A".into()),
+            &turn(5, Some(SaidExpectation::Like { text: "thank you".into(), min: DEFAULT_SIMILARITY })),
+            &StepAction::Wait(Duration::from_secs(1)),
+            &StepAction::Silence(Duration::from_secs(2)),
+            &StepAction::BargeIn {
+                utterance: Utterance::Wav(wav),
+                after: Duration::from_millis(500),
+                within: Duration::from_secs(6),
+                stop_within: Duration::from_secs(1),
+            },
+            &StepAction::BargeIn {
+                utterance: Utterance::Text("Please stop talking.".into()),
+                after: DEFAULT_BARGE_IN_AFTER,
+                within: DEFAULT_TURN_WITHIN,
+                stop_within: DEFAULT_STOP_WITHIN,
+            },
+            &StepAction::HangUp,
+        ]
+    );
+    // Each step's origin is its [[step]] header.
+    let origins: Vec<String> = conv.steps.iter().map(|s| s.origin.clone()).collect();
+    let at = |line: usize| format!("{}:{line}:1", path.display());
+    assert_eq!(origins[0], at(9));
+    assert_eq!(origins[1], at(13));
+    assert_eq!(origins[11], at(50));
+    assert!(files[0].cases[0].call.play.is_none());
+}
+
+#[test]
+fn a_file_without_steps_has_no_conversation() {
+    let case = one(MINIMAL);
+    assert!(case.call.conversation.steps.is_empty());
+    assert_eq!(case.call.conversation, crate::conversation::Conversation::default());
+}
+
+#[test]
+fn step_values_are_substituted_per_case() {
+    let cases = load(&format!(
+        "{MINIMAL}[matrix]\nORDER = [\"427\", \"913\"]\n[[step]]\nagent_turn = \"4s\"\n\
+         expect_said = \"order ${{ORDER}}\"\n[[step]]\nsay_text = \"my order is ${{ORDER}}, ${{LK_SIP_USER}}\"\n"
+    ))
+    .unwrap_or_else(|e| panic!("{e:#?}"));
+    assert_eq!(cases.len(), 2);
+    let said = |c: &ScenarioCase| match &c.call.conversation.steps[1].action {
+        StepAction::Say(Utterance::Text(t)) => t.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(said(&cases[0]), "my order is 427, callprobe");
+    assert_eq!(said(&cases[1]), "my order is 913, callprobe");
+    assert_eq!(
+        cases[1].call.conversation.steps[0].action,
+        StepAction::AgentTurn {
+            within: Duration::from_secs(4),
+            expect: Some(SaidExpectation::Regex("order 913".into()))
+        }
+    );
+    let e = single_error(&format!("{MINIMAL}[[step]]\nsay_text = \"hi ${{NOPE}}\"\n"));
+    assert!(e.starts_with("s/a.toml:6:16: variable ${NOPE} is not set"), "{e}");
+}
+
+#[test]
+fn each_step_error_has_its_exact_line_and_column() {
+    let cases: &[(&str, &str)] = &[
+        ("[[step]]\nwait = \"1s\"\ndtmf = \"1\"", "s/a.toml:7:1: a [[step]] does one thing: this one has both wait and dtmf (expected dtmf in a [[step]] of its own)"),
+        ("[[step]]\nsay_text = \"hi\"\nsay = \"x.wav\"", "s/a.toml:7:1: a [[step]] does one thing: this one has both say_text and say"),
+        ("[[step]]\nexpect_said = \"hello\"", "s/a.toml:5:1: this [[step]] has no action (expected one of agent_turn, say, say_text, dtmf, wait, silence, barge_in, barge_in_text, hangup (one per [[step]]))"),
+        ("[[step]]\nsay_text = \"hi\"\nexpect_said = \"x\"", "s/a.toml:7:1: expect_said is only for agent_turn steps, not say_text (expected expect_said in a [[step]] with agent_turn = \"10s\": what the agent says in its turn)"),
+        ("[[step]]\ndtmf = \"1\"\nexpect_any = [\"x\"]", "s/a.toml:7:1: expect_any is only for agent_turn steps, not dtmf"),
+        ("[[step]]\nagent_turn = \"5s\"\nexpect_said = \"x\"\nexpect_like = \"y\"", "s/a.toml:8:1: an agent turn has one expectation: this one has both expect_said and expect_like"),
+        ("[[step]]\nagent_turn = \"5s\"\nexpect_said = \"(order\"", "s/a.toml:7:15: '(order' is not a regular expression: unclosed group (expected a regular expression (case-insensitive), like \"order number|account\")"),
+        ("[[step]]\nagent_turn = \"5s\"\nexpect_said = \"\"", "s/a.toml:7:15: expect_said is empty"),
+        ("[[step]]\nagent_turn = \"5s\"\nexpect_any = []", "s/a.toml:7:14: expect_any is empty"),
+        ("[[step]]\nagent_turn = \"5s\"\nexpect_any = [\"a\", \" \"]", "s/a.toml:7:20: an empty phrase"),
+        ("[[step]]\nagent_turn = \"5s\"\nexpect_like = \"hello there\"\nsimilarity = 1.5", "s/a.toml:8:14: similarity 1.5 is out of range (expected a number from 0 to 1, like 0.8 (1 - word error rate))"),
+        ("[[step]]\nagent_turn = \"5s\"\nexpect_like = \"hi\"\nsimilarity = -0.1", "s/a.toml:8:14: similarity -0.1 is out of range"),
+        ("[[step]]\nagent_turn = \"5s\"\nsimilarity = 0.5", "s/a.toml:7:1: similarity without expect_like (expected expect_like = \"…\" in the same [[step]])"),
+        ("[[step]]\nagent_turn = \"0s\"", "s/a.toml:6:14: agent_turn must be more than zero"),
+        ("[[step]]\nagent_turn = \"soon\"", "s/a.toml:6:14: 'soon' is not a duration"),
+        ("[[step]]\nagent_turn = false", "s/a.toml:6:14: agent_turn = false does nothing (expected a deadline for the agent's turn to start, like \"10s\", or true for the default (10s))"),
+        ("[[step]]\nagent_turn = 10", "s/a.toml:6:14: invalid type: integer `10`, expected a deadline like \"10s\", or true for the default"),
+        ("[[step]]\nagent_turn = \"5s\"\nwithin = \"5s\"", "s/a.toml:7:1: within is only for barge_in steps, not agent_turn (expected agent_turn = \"10s\": the turn's deadline is its value)"),
+        ("[[step]]\nsay_text = \"hi\"\nafter = \"1s\"", "s/a.toml:7:1: after is only for barge_in steps, not say_text (expected after in a [[step]] with barge_in or barge_in_text)"),
+        ("[[step]]\ndtmf = \"12x\"", "s/a.toml:6:11: 'x' is not a DTMF key (expected DTMF keys: 0-9, *, # and A-D, like \"1#\")"),
+        ("[[step]]\ndtmf = \"\"", "s/a.toml:6:8: dtmf is empty"),
+        ("[[step]]\nsay = \"nope.wav\"", "s/a.toml:6:7: s/nope.wav is not a file (expected a WAV file, relative to this scenario file)"),
+        ("[[step]]\nbarge_in = \"nope.wav\"", "s/a.toml:6:12: s/nope.wav is not a file"),
+        ("[[step]]\nsay_text = \"  \"", "s/a.toml:6:12: say_text is empty"),
+        ("[[step]]\nbarge_in_text = \"stop\"\nstop_within = \"0s\"", "s/a.toml:7:15: stop_within must be more than zero"),
+        ("[[step]]\nwait = \"0s\"", "s/a.toml:6:8: wait must be more than zero"),
+        ("[[step]]\nsilence = \"2 fortnights\"", "s/a.toml:6:11: '2 fortnights' is not a duration"),
+        ("[[step]]\nhangup = false", "s/a.toml:6:10: hangup = false does nothing (expected hangup = true, or no such [[step]])"),
+        ("[[step]]\nsay_txt = \"hi\"", "s/a.toml:6:1: unknown field `say_txt`, expected one of"),
+        ("[conversation]\nend_of_turn = \"1s\"", "s/a.toml:5:1: [conversation] without [[step]] (expected [[step]] tables, the conversation these settings are for)"),
+        ("[conversation]\nend_of_turn = \"0s\"\n[[step]]\nhangup = true", "s/a.toml:6:15: end_of_turn must be more than zero"),
+    ];
+    for (extra, want) in cases {
+        let e = single_error(&format!("{MINIMAL}{extra}\n"));
+        assert!(e.starts_with(want), "{extra}\n got: {e}\nwant: {want}");
+    }
+}
+
+#[test]
+fn steps_and_timeline_play_conflict() {
+    let scratch = Scratch::new("steps-play");
+    std::fs::write(scratch.0.join("fixtures/hello.wav"), b"RIFF").expect("fixture");
+    let path = scratch.write(
+        "a.toml",
+        &format!("{MINIMAL}[timeline]\nplay = \"fixtures/hello.wav\"\n[[step]]\nagent_turn = \"5s\"\n"),
+    );
+    let e = load_path_with_env(&path, &env).err().unwrap_or_default();
+    let e: Vec<String> = e.iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        e,
+        [format!(
+            "{}:6:1: [timeline] play and the [[step]] conversation (line 7) both say something (expected one of them: \
+             for a conversation, a [[step]] say = \"WAV\" where play is (after an agent_turn step for play_after = \
+             \"greeting\"); else play without [[step]])",
+            path.display()
+        )]
+    );
+}
+
+#[test]
+fn every_broken_step_is_reported() {
+    let e = errors(&format!(
+        "{MINIMAL}[[step]]\ndtmf = \"x\"\n[[step]]\nwait = \"0s\"\n[[step]]\n[[step]]\nhangup = true\n"
+    ));
+    let at: Vec<&str> = e.iter().map(|e| e.split(": ").next().unwrap_or("")).collect();
+    assert_eq!(at, ["s/a.toml:6:9", "s/a.toml:8:8", "s/a.toml:9:1"]);
+}
+
+#[test]
+fn the_documented_step_examples_load() {
+    let scratch = Scratch::new("doc-steps");
+    std::fs::create_dir_all(scratch.0.join("sub")).expect("subdir");
+    for doc in ["README.md", "scenarios/README.md"] {
+        let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(doc)).expect("doc");
+        let block = text
+            .split("```toml\n")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .find(|b| b.contains("[[step]]"))
+            .unwrap_or_else(|| panic!("{doc}: no [[step]] example"));
+        // The WAVs it names, as empty stand-ins: only their existence is checked here.
+        for name in block.split('"').filter(|s| s.starts_with("../fixtures/")) {
+            std::fs::write(scratch.0.join("sub").join(name), b"RIFF").expect("stand-in");
+        }
+        let path = scratch.write("sub/doc.toml", &format!("{MINIMAL}{block}"));
+        let files = load_path_with_env(&path, &env).unwrap_or_else(|e| panic!("{doc}: {e:#?}"));
+        assert_eq!(files[0].cases[0].call.conversation.steps.len(), 7, "{doc}");
+    }
 }
