@@ -26,6 +26,7 @@ use crate::request::{
 };
 use crate::sip::Transport;
 use crate::suite::{self, SuiteOptions};
+use crate::transcribe::{EngineChoice, Stt, SttSettings};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -80,6 +81,8 @@ pub struct RunArgs {
     /// Print each call's verdict block as it finishes.
     #[arg(short, long)]
     pub verbose: bool,
+    #[command(flatten)]
+    pub stt: SttArgs,
 }
 
 #[derive(Debug, Args)]
@@ -103,6 +106,54 @@ pub struct LiveKitArgs {
     /// File holding the LiveKit API secret.
     #[arg(long, value_name = "FILE")]
     pub livekit_api_secret_file: Option<PathBuf>,
+}
+
+/// Speech-to-text for the far end's turns; each flag overrides its
+/// CALLPROBE_STT* variable.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SttArgs {
+    /// Engine: auto (Whisper when its model is installed), whisper, http or off [default: $CALLPROBE_STT or auto].
+    #[arg(long, value_name = "ENGINE")]
+    pub stt: Option<String>,
+    /// Whisper model directory [default: $CALLPROBE_STT_MODEL, else ~/.cache/callprobe/models/whisper-tiny.en].
+    #[arg(long, value_name = "DIR")]
+    pub stt_model: Option<PathBuf>,
+    /// Base URL of an OpenAI-compatible transcription server, for --stt http [default: $CALLPROBE_STT_URL].
+    #[arg(long, value_name = "URL")]
+    pub stt_url: Option<String>,
+    /// File holding that server's API key [default: $CALLPROBE_STT_API_KEY_FILE, or the key in $CALLPROBE_STT_API_KEY].
+    #[arg(long, value_name = "FILE")]
+    pub stt_api_key_file: Option<PathBuf>,
+}
+
+impl SttArgs {
+    /// The engine these flags and the environment ask for, loaded.
+    pub fn open(&self, needs_text: bool) -> Result<Stt, UsageError> {
+        let mut settings = SttSettings::from_env().map_err(UsageError)?;
+        if let Some(engine) = &self.stt {
+            settings.choice = EngineChoice::parse(engine).map_err(|e| UsageError(format!("--stt: {e}")))?;
+        }
+        if let Some(dir) = &self.stt_model {
+            settings.model_dir = Some(dir.clone());
+        }
+        if let Some(url) = &self.stt_url {
+            settings.url = Some(url.clone());
+        }
+        if let Some(file) = &self.stt_api_key_file {
+            settings.api_key = Some(SecretRef::File(file.clone()));
+        }
+        if settings.url.is_some() && settings.choice == EngineChoice::Auto {
+            settings.choice = EngineChoice::Http;
+        }
+        let stt = Stt::open(&settings).map_err(|e| UsageError(e.to_string()))?;
+        if needs_text && stt.engine().is_none() {
+            return Err(UsageError(format!(
+                "the conversation expects words (expect_said/expect_any/expect_like), but {}",
+                stt.why_none()
+            )));
+        }
+        Ok(stt)
+    }
 }
 
 impl LiveKitArgs {
@@ -159,9 +210,11 @@ pub struct CallArgs {
     /// Exact sequence of final responses to expect, e.g. 407,200. Default: the call is answered (2xx).
     #[arg(long, value_name = "CODES")]
     pub expect: Option<String>,
-    /// How long to stay connected before hanging up.
-    #[arg(long, default_value_t = request::DEFAULT_HANGUP_AFTER.into(), value_parser = parse_duration)]
-    pub hangup_after: FlagDuration,
+    /// How long to stay connected before hanging up [default: 5s]. With
+    /// --say/--dtmf/--expect-said the call hangs up after the last step, and
+    /// this is only a cap [default: 2m].
+    #[arg(long, value_parser = parse_duration)]
+    pub hangup_after: Option<FlagDuration>,
     /// How long each INVITE may wait for a final response (Timer B; after ringing, we CANCEL).
     #[arg(long, default_value_t = request::DEFAULT_INVITE_TIMEOUT.into(), value_parser = parse_duration)]
     pub timeout: FlagDuration,
@@ -177,6 +230,8 @@ pub struct CallArgs {
     pub agent_within: FlagDuration,
     #[command(flatten)]
     pub livekit: LiveKitArgs,
+    #[command(flatten)]
+    pub stt: SttArgs,
     #[command(flatten)]
     pub media: MediaArgs,
     #[command(flatten)]
@@ -255,9 +310,16 @@ fn run_call(runtime: &tokio::runtime::Runtime, args: CallArgs) -> Exit {
             return Exit::TesterError;
         }
     };
+    let stt = match args.stt.open(request.conversation.expects_words()) {
+        Ok(stt) => stt,
+        Err(e) => {
+            console::error(e);
+            return Exit::TesterError;
+        }
+    };
     let mut printer = MessagePrinter { verbosity: args.verbose };
     let cancel = cancel_on_ctrl_c(runtime);
-    let call = pipeline::execute(&request, &spec, &mut printer, args.report_dir.as_deref(), &cancel);
+    let call = pipeline::execute(&request, &spec, &mut printer, args.report_dir.as_deref(), &cancel, &stt);
     let call_report = match runtime.block_on(call) {
         Ok(r) => r,
         Err(e) => {
@@ -354,6 +416,11 @@ pub fn call_request(args: &CallArgs) -> Result<CallRequest, UsageError> {
     });
     let (codecs, play, media) = media_request(&args.media)?;
     let conversation = conversation_request(&args.conversation)?;
+    let hangup_after = match args.hangup_after {
+        Some(d) => *d,
+        None if !conversation.steps.is_empty() => request::CONVERSATION_HANGUP_CAP,
+        None => request::DEFAULT_HANGUP_AFTER,
+    };
     let final_responses = match args.expect.as_deref() {
         Some(codes) => FinalResponses::Exactly(parse_expect(codes)?),
         None => FinalResponses::Answered,
@@ -380,7 +447,7 @@ pub fn call_request(args: &CallArgs) -> Result<CallRequest, UsageError> {
         codecs,
         play,
         conversation,
-        hangup_after: *args.hangup_after,
+        hangup_after,
         invite_timeout: *args.timeout,
         expect: Expectations { final_responses, agent, media, diagnosis: None },
         livekit: args.livekit.overrides(),
@@ -394,6 +461,7 @@ pub fn prepare(request: &CallRequest) -> Result<PreparedCall, UsageError> {
             PrepareError::Password { secret: SecretRef::Env(_), error } => format!("--auth-password-env: {error}"),
             PrepareError::Password { secret: SecretRef::File(_), error } => format!("--auth-password-file: {error}"),
             PrepareError::Play { .. } => format!("--play {e}"),
+            PrepareError::Conversation(_) => e.to_string(),
             PrepareError::Target(_) | PrepareError::TargetTransport(_) => e.to_string(),
         })
     })
@@ -710,11 +778,19 @@ fn run_suite(runtime: &tokio::runtime::Runtime, args: &RunArgs) -> Exit {
         console::error(format!("no case in {} matches the tags {:?}", args.path.display(), args.tags));
         return Exit::TesterError;
     }
+    let stt = match args.stt.open(plans.iter().any(|(request, _)| request.conversation.expects_words())) {
+        Ok(stt) => stt,
+        Err(e) => {
+            console::error(e);
+            return Exit::TesterError;
+        }
+    };
     let suite_name = args.path.file_stem().map_or("callprobe".into(), |s| s.to_string_lossy().into_owned());
     let options = SuiteOptions {
         parallel: usize::from(args.parallel),
         repeat: usize::from(args.repeat),
         fail_fast: args.fail_fast,
+        stt,
     };
     let written = SuiteOutputs {
         suite_name,

@@ -33,6 +33,13 @@ pub struct Conversation {
     pub end_of_turn: Duration,
 }
 
+impl Conversation {
+    /// Whether a step expects words, so the far end's turns must be transcribed.
+    pub fn expects_words(&self) -> bool {
+        self.steps.iter().any(|s| matches!(s.action, StepAction::AgentTurn { expect: Some(_), .. }))
+    }
+}
+
 impl Default for Conversation {
     fn default() -> Self {
         Conversation { steps: Vec::new(), end_of_turn: DEFAULT_END_OF_TURN }

@@ -10,10 +10,12 @@ use crate::call::{self, CallObserver, CallOutcome, Cancel, PreparedCall, RunErro
 use crate::livekit::observation::{self, LiveKitObservation};
 use crate::livekit::room_watch::{self, CallIdentity, RoomWatch, WatchSettings};
 use crate::livekit::{self as lk, LiveKitConfig, LiveKitOverrides, ServerApi};
-use crate::report::model::{Call, LiveKit, Media};
+use crate::report::model::{Call, Conversation, LiveKit, Media};
 use crate::report::outputs::write_call_files;
 use crate::request::CallRequest;
+use crate::transcribe::{self, Stt, Transcript};
 use crate::verdict::checks;
+use crate::verdict::conversation::conversation_checks;
 use crate::verdict::diagnose::{self, Observation};
 
 /// Why a call could not be run at all (the tester's problem: exit 2).
@@ -36,6 +38,7 @@ pub async fn execute(
     observer: &mut dyn CallObserver,
     out_dir: Option<&Path>,
     cancel: &Cancel,
+    stt: &Stt,
 ) -> Result<Call, ExecuteError> {
     let mut notes = Vec::new();
     let livekit = livekit_for_call(&request.livekit, request.expect.agent.is_some(), &mut notes).await?;
@@ -45,8 +48,18 @@ pub async fn execute(
         livekit.as_ref().zip(watched).map(|(api, w)| observation::relate(&w, &record, api.url()));
     let expect = &request.expect;
     let analysis = analysis::analyse(&record, expect.media.tone_hz);
+    // After the call, off the call's path: what the far end said, per turn.
+    let (transcripts, missing) = transcripts(&record, analysis.as_ref(), stt).await;
+    let texts: Vec<Option<Transcript>> = transcripts.iter().map(|t| t.as_ref().ok().cloned()).collect();
     let mut checks = checks::evaluate(&record, expect);
     checks.extend(checks::media_checks(&record, analysis.as_ref(), &expect.media));
+    checks.extend(conversation_checks(
+        &request.conversation,
+        record.media.as_ref(),
+        analysis.as_ref(),
+        &texts,
+        missing.as_deref().unwrap_or("not transcribed"),
+    ));
     if let Some(want) = &expect.agent {
         checks.push(checks::agent_joined(want, observed.as_ref()));
     }
@@ -93,7 +106,32 @@ pub async fn execute(
     call_report.name = request.name.clone();
     call_report.tags = request.tags.clone();
     call_report.livekit = observed.as_ref().map(LiveKit::from);
+    call_report.conversation = analysis
+        .as_ref()
+        .zip(record.media.as_ref())
+        .map(|(a, m)| Conversation::new(a, m, &transcripts, missing.clone()));
     Ok(call_report)
+}
+
+/// Each far-end turn through the speech-to-text engine (on a blocking
+/// thread: engines are CPU-bound or blocking HTTP), or why there is no text.
+async fn transcripts(
+    record: &CallOutcome,
+    analysis: Option<&analysis::MediaAnalysis>,
+    stt: &Stt,
+) -> (Vec<Result<Transcript, String>>, Option<String>) {
+    let (Some(media), Some(analysis)) = (record.media.as_ref(), analysis) else { return (Vec::new(), None) };
+    if analysis.far_turns.is_empty() {
+        return (Vec::new(), None);
+    }
+    let Some(engine) = stt.engine() else { return (Vec::new(), Some(stt.why_none().to_string())) };
+    let rx = media.rx_audio.samples().to_vec();
+    let turns = analysis.far_turns.clone();
+    let done = tokio::task::spawn_blocking(move || transcribe::transcribe_turns(engine.as_ref(), &rx, &turns)).await;
+    match done {
+        Ok(results) => (results.into_iter().map(|r| r.map_err(|e| e.to_string())).collect(), None),
+        Err(e) => (Vec::new(), Some(format!("the speech-to-text task failed: {e}"))),
+    }
 }
 
 /// The LiveKit API for this call, checked with one request before the call.

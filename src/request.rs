@@ -26,6 +26,9 @@ pub const DEFAULT_FROM: &str = "callprobe";
 pub const DEFAULT_CODECS: [AudioCodec; 3] = AudioCodec::ALL;
 /// How long a connected call stays up.
 pub const DEFAULT_HANGUP_AFTER: Duration = Duration::from_secs(5);
+/// With a conversation the call hangs up after its last step; the hang-up
+/// time, unless set, is only this cap.
+pub const CONVERSATION_HANGUP_CAP: Duration = Duration::from_secs(120);
 /// How long each INVITE waits for a final response (Timer B).
 pub const DEFAULT_INVITE_TIMEOUT: Duration = Duration::from_secs(32);
 /// How long an expected agent has to join.
@@ -97,6 +100,9 @@ impl CallRequest {
             }
         };
         let script = match &self.play {
+            None if !self.conversation.steps.is_empty() => {
+                Some(crate::conversation::prepare_script(&self.conversation).map_err(PrepareError::Conversation)?)
+            }
             None => None,
             Some(p) => {
                 let pcm_16k = wav::load_mono(&p.wav, RECORDING_RATE)
@@ -202,6 +208,9 @@ pub enum PrepareError {
     Password { secret: SecretRef, error: SecretError },
     #[error("{}: {error}", path.display())]
     Play { path: PathBuf, error: String },
+    /// A step's clip could not be read or spoken (the error names the step).
+    #[error("{0}")]
+    Conversation(crate::conversation::ConversationError),
 }
 
 /// What the user expects from the call.

@@ -28,6 +28,8 @@ pub struct SuiteOptions {
     pub repeat: usize,
     /// Start no new call after the first one that did not pass.
     pub fail_fast: bool,
+    /// Speech-to-text for the far end's turns.
+    pub stt: crate::transcribe::Stt,
 }
 
 /// What the runner tells whoever shows the suite's progress, from the one
@@ -113,6 +115,7 @@ pub async fn run(
             queue: queue.clone(),
             stop: stop.clone(),
             fail_fast: opts.fail_fast,
+            stt: opts.stt.clone(),
             run_dir: run_dir.to_path_buf(),
             cancel: cancel.clone(),
             events: events_tx.clone(),
@@ -187,6 +190,7 @@ struct Worker {
     queue: Arc<Mutex<VecDeque<Job>>>,
     stop: Arc<AtomicBool>,
     fail_fast: bool,
+    stt: crate::transcribe::Stt,
     run_dir: PathBuf,
     cancel: Cancel,
     events: mpsc::UnboundedSender<Event>,
@@ -198,7 +202,7 @@ impl Worker {
             // The suite's task outlives every worker: sending cannot fail.
             let _ = self.events.send(Event::Started(job.label.clone()));
             let dir = self.run_dir.join(&job.dir);
-            let result = pipeline::execute(&job.request, &job.spec, &mut (), Some(&dir), &self.cancel).await;
+            let result = pipeline::execute(&job.request, &job.spec, &mut (), Some(&dir), &self.cancel, &self.stt).await;
             let passed = matches!(&result, Ok(r) if r.verdict == Verdict::Pass);
             if !passed && self.fail_fast {
                 self.stop.store(true, Ordering::SeqCst);
@@ -274,7 +278,12 @@ mod tests {
         let cancel = Cancel::new();
         cancel.cancel();
         let calls = vec![case(Some("a"), "sip:1@127.0.0.1:9"), case(Some("b"), "sip:2@127.0.0.1:9")];
-        let opts = SuiteOptions { parallel: 2, repeat: 1, fail_fast: false };
+        let opts = SuiteOptions {
+            parallel: 2,
+            repeat: 1,
+            fail_fast: false,
+            stt: crate::transcribe::Stt::none("off in tests"),
+        };
         let mut told = Told::default();
         let dir = std::env::temp_dir();
         let outcome = run(calls, &opts, &dir, &mut told, &cancel).await.expect("the suite runs");

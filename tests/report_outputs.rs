@@ -313,6 +313,7 @@ fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
         expected_diagnosis: None,
         notes: Vec::new(),
         livekit: Some(model::LiveKit::from(&livekit("cp-795c97f44bca", 212.0))),
+        conversation: None,
     };
 
     // Call 2: 404 with a hostile reason phrase, over TCP.
@@ -352,6 +353,7 @@ fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
         expected_diagnosis: None,
         notes: vec!["TCP connection to 127.0.0.1:5071 closed by peer at 3.1 ms".into()],
         livekit: None,
+        conversation: None,
     };
 
     // Call 3: answered, our clip played, the agent never spoke.
@@ -407,6 +409,7 @@ fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
         expected_diagnosis: None,
         notes: Vec::new(),
         livekit: Some(model::LiveKit::from(&livekit("cp-0123456789ab", 240.0))),
+        conversation: None,
     };
 
     let calls = vec![call1, call2, call3];
@@ -951,6 +954,44 @@ fn golden_report() -> Report {
         expected_diagnosis: None,
         notes: Vec::new(),
         livekit: Some(model::LiveKit::from(&livekit1)),
+        conversation: Some(model::Conversation {
+            end_of_turn_ms: 1000,
+            turns: vec![
+                model::TurnReport {
+                    speaker: "agent",
+                    start_ms: 2016.0,
+                    end_ms: 2406.0,
+                    label: None,
+                    text: Some("Thank you for calling.".into()),
+                    engine: Some("whisper tiny.en".into()),
+                    error: None,
+                },
+                model::TurnReport {
+                    speaker: "us",
+                    start_ms: 2736.0,
+                    end_ms: 3700.25,
+                    label: Some("hello_can_you_hear_me_16k.wav".into()),
+                    text: None,
+                    engine: None,
+                    error: None,
+                },
+                model::TurnReport {
+                    speaker: "agent",
+                    start_ms: 5860.0,
+                    end_ms: 7100.0,
+                    label: None,
+                    text: None,
+                    engine: None,
+                    error: Some("http whisper-1 (http://127.0.0.1:9/v1/audio/transcriptions): HTTP 503".into()),
+                },
+            ],
+            reply_latencies_ms: vec![2160],
+            reply_latency_p50_ms: Some(2160),
+            reply_latency_p95_ms: Some(2160),
+            reply_latency_max_ms: Some(2160),
+            overlaps: vec![model::Overlap { start_ms: 3600.0, duration_ms: 100 }],
+            transcripts_missing: None,
+        }),
     };
 
     // Call 2: rang until our deadline (CANCEL); the room was found, matched
@@ -1017,6 +1058,7 @@ fn golden_report() -> Report {
         expected_diagnosis: None,
         notes: vec!["TCP connection to 127.0.0.1:5070 closed by peer at 30002.0 ms".into()],
         livekit: Some(model::LiveKit::from(&livekit2)),
+        conversation: None,
     };
 
     // Call 3: 404, as the scenario expected (`expect.diagnosis`): it passes.
@@ -1058,6 +1100,7 @@ fn golden_report() -> Report {
         expected_diagnosis: Some("no_trunk_found".into()),
         notes: Vec::new(),
         livekit: None,
+        conversation: None,
     };
 
     // Call 4: callprobe could not place it.

@@ -72,7 +72,11 @@ pub fn analyse(record: &CallOutcome, tone_hz: Option<f64>) -> Option<MediaAnalys
     let our_turns: Vec<Turn> = media
         .our_turns
         .iter()
-        .map(|t| Turn { speaker: Speaker::Us, start: t.start, end: t.end.map_or(t.speech_end, |e| t.speech_end.min(e)) })
+        .map(|t| Turn {
+            speaker: Speaker::Us,
+            start: t.start,
+            end: t.end.map_or(t.speech_end, |e| t.speech_end.min(e)),
+        })
         .collect();
     let timing = turn_timing(&our_turns, &far_turns);
     Some(MediaAnalysis {

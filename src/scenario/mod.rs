@@ -165,6 +165,7 @@ impl ScenarioCase {
                     format!("[auth] password_file: {error}")
                 }
                 PrepareError::Play { .. } => format!("[timeline] play {e}"),
+                PrepareError::Conversation(_) => e.to_string(),
                 PrepareError::Target(_) | PrepareError::TargetTransport(_) => e.to_string(),
             };
             ScenarioError::in_file(&self.file, format!("case \"{}\": {message}", self.name()))

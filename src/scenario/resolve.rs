@@ -259,8 +259,11 @@ impl CaseScope<'_, '_> {
             headers,
             codecs,
             play: timeline.play,
+            hangup_after: match &raw.timeline.hangup_after {
+                None if !conversation.steps.is_empty() => request::CONVERSATION_HANGUP_CAP,
+                _ => timeline.hangup_after,
+            },
             conversation,
-            hangup_after: timeline.hangup_after,
             invite_timeout: timeline.timeout,
             expect: expectations,
             livekit,

@@ -11,6 +11,7 @@ pub mod http;
 pub mod whisper;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::audio::recording::samples_in;
 use crate::audio::turns::Turn;
@@ -128,6 +129,44 @@ impl SttSettings {
                 Ok(engine) => Ok(Some(engine)),
                 Err(_) => Ok(None),
             },
+        }
+    }
+}
+
+/// The engine a run uses (loaded once), or why there is none.
+#[derive(Clone)]
+pub struct Stt {
+    engine: Option<Arc<dyn Transcriber>>,
+    why_none: String,
+}
+
+impl Stt {
+    /// Loads the engine `settings` ask for; an engine asked for by name that
+    /// cannot be loaded is an error (the tester cannot do what it was told).
+    pub fn open(settings: &SttSettings) -> Result<Stt, TranscribeError> {
+        let engine = settings.engine()?.map(Arc::from);
+        Ok(Stt { engine, why_none: why_no_engine(settings) })
+    }
+
+    /// No engine, for this reason.
+    pub fn none(why: impl Into<String>) -> Stt {
+        Stt { engine: None, why_none: why.into() }
+    }
+
+    pub fn engine(&self) -> Option<Arc<dyn Transcriber>> {
+        self.engine.clone()
+    }
+
+    pub fn why_none(&self) -> &str {
+        &self.why_none
+    }
+}
+
+impl std::fmt::Debug for Stt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.engine {
+            Some(e) => write!(f, "Stt({})", e.engine()),
+            None => write!(f, "Stt(none: {})", self.why_none),
         }
     }
 }

@@ -22,5 +22,8 @@ pub fn model_dir_hint(configured: Option<&Path>) -> String {
 }
 
 pub fn load(model_dir: Option<&Path>) -> Result<Box<dyn Transcriber>, TranscribeError> {
-    Err(TranscribeError::Unavailable(format!("the embedded Whisper engine is not built in ({})", model_dir_hint(model_dir))))
+    Err(TranscribeError::Unavailable(format!(
+        "the embedded Whisper engine is not built in ({})",
+        model_dir_hint(model_dir)
+    )))
 }

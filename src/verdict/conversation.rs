@@ -60,9 +60,13 @@ pub fn conversation_checks(
             }
             (StepAction::Say(u), StepOutcome::Done { .. }) => (true, format!("said {} at {started}", u.label())),
             (StepAction::Dtmf(keys), StepOutcome::Done { .. }) => {
-                let how = media
-                    .and_then(|m| m.our_turns.iter().find(|t| t.step == i))
-                    .map_or("", |t| if t.in_band { " as in-band tones" } else { " as RFC 4733 events" });
+                let how = media.and_then(|m| m.our_turns.iter().find(|t| t.step == i)).map_or("", |t| {
+                    if t.in_band {
+                        " as in-band tones"
+                    } else {
+                        " as RFC 4733 events"
+                    }
+                });
                 (true, format!("sent DTMF {keys}{how} at {started}"))
             }
             (StepAction::Wait(d), StepOutcome::Done { .. }) => (true, format!("waited {}", human(*d))),
@@ -70,9 +74,10 @@ pub fn conversation_checks(
             (StepAction::BargeIn { stop_within, .. }, StepOutcome::Done { .. }) => {
                 barge_in(i, *stop_within, media, analysis)
             }
-            (StepAction::BargeIn { within, .. }, StepOutcome::TimedOut) => {
-                (false, format!("the agent did not start talking within {} of {started}: nothing to interrupt", human(*within)))
-            }
+            (StepAction::BargeIn { within, .. }, StepOutcome::TimedOut) => (
+                false,
+                format!("the agent did not start talking within {} of {started}: nothing to interrupt", human(*within)),
+            ),
             (StepAction::HangUp, _) => (true, format!("hung up at {started}")),
             (_, StepOutcome::TimedOut) => (false, "timed out".to_string()),
         };
@@ -105,12 +110,7 @@ fn human(d: Duration) -> String {
 fn matching_turn(live: &Turn, analysis: Option<&MediaAnalysis>) -> Option<usize> {
     let turns = &analysis?.far_turns;
     let overlap = |t: &Turn| t.end.min(live.end) - t.start.max(live.start);
-    turns
-        .iter()
-        .enumerate()
-        .filter(|(_, t)| !overlap(t).is_zero())
-        .max_by_key(|(_, t)| overlap(t))
-        .map(|(i, _)| i)
+    turns.iter().enumerate().filter(|(_, t)| !overlap(t).is_zero()).max_by_key(|(_, t)| overlap(t)).map(|(i, _)| i)
 }
 
 fn agent_turn(
@@ -128,7 +128,10 @@ fn agent_turn(
     let Some(expect) = expect else { return (true, format!("turn {number}: the agent {spoke}")) };
     let heard = matching_turn(live, analysis).and_then(|i| texts.get(i).cloned().flatten());
     let Some(heard) = heard else {
-        return (false, format!("turn {number}: expected {}, but the turn has no transcript: {why_no_text}", expect.describe()));
+        return (
+            false,
+            format!("turn {number}: expected {}, but the turn has no transcript: {why_no_text}", expect.describe()),
+        );
     };
     let (ok, how) = said_matches(expect, &heard.text);
     let detail = if ok {
@@ -181,9 +184,21 @@ fn barge_in(
             if stopped >= ours_end {
                 (false, format!("the far end kept talking over us: still speaking when we stopped at {ours_end} (limit {limit})"))
             } else if took <= stop_within {
-                (true, format!("the far end stopped {} after we started talking at {we_start} (limit {limit})", human(took)))
+                (
+                    true,
+                    format!(
+                        "the far end stopped {} after we started talking at {we_start} (limit {limit})",
+                        human(took)
+                    ),
+                )
             } else {
-                (false, format!("the far end stopped only {} after we started talking at {we_start}, later than {limit}", human(took)))
+                (
+                    false,
+                    format!(
+                        "the far end stopped only {} after we started talking at {we_start}, later than {limit}",
+                        human(took)
+                    ),
+                )
             }
         }
     }

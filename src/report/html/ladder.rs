@@ -275,6 +275,7 @@ mod tests {
             expected_diagnosis: None,
             notes: Vec::new(),
             livekit: None,
+            conversation: None,
         }
     }
 
