@@ -1,6 +1,7 @@
 //! What the terminal shows: SIP messages as they pass (`-v`), the suite's
-//! progress bar, summary table and totals, `check`'s totals, and the
-//! tester's own errors. Verdict blocks come from
+//! progress bar, summary table and totals, `check`'s totals, the
+//! conversation part of a call's verdict block ([`conversation_lines`]),
+//! and the tester's own errors. Verdict blocks come from
 //! [`crate::report::verdict_block`].
 
 use std::fmt::Display;
@@ -8,9 +9,10 @@ use std::path::Path;
 
 use crate::call::{CallObserver, Direction, LoggedMessage};
 use crate::pipeline::ExecuteError;
-use crate::report::model::Verdict;
+use crate::report::model::{Conversation, Verdict};
 use crate::report::{self, Call, Report};
 use crate::suite::SuiteProgress;
+use crate::time::human_ms;
 
 /// A problem of the tester's own (exit 2): `callprobe: …` on stderr.
 pub fn error(message: impl Display) {
@@ -167,6 +169,61 @@ pub fn summary_table(report: &Report) -> String {
     out
 }
 
+/// The conversation in a call's verdict block (after the checks): a heading
+/// with the end-of-turn silence, the reply latencies and the overlaps, then
+/// one line per turn in time order — when, who, what the agent said (or why
+/// there is no text), or what we sent.
+pub fn conversation_lines(c: &Conversation) -> Vec<String> {
+    let mut facts = vec![format!("end of turn {}", human_ms(c.end_of_turn_ms as f64))];
+    match (c.reply_latency_p50_ms, c.reply_latency_p95_ms, c.reply_latency_max_ms) {
+        (Some(p50), Some(p95), Some(max)) => facts.push(format!(
+            "reply latency p50 {}, p95 {}, max {}",
+            human_ms(p50 as f64),
+            human_ms(p95 as f64),
+            human_ms(max as f64)
+        )),
+        _ => facts.push("no replies".into()),
+    }
+    if !c.overlaps.is_empty() {
+        let at: Vec<String> = c
+            .overlaps
+            .iter()
+            .map(|o| format!("{:.2} s for {}", o.start_ms / 1000.0, human_ms(o.duration_ms as f64)))
+            .collect();
+        facts.push(format!("overlap{} at {}", if at.len() == 1 { "" } else { "s" }, at.join(", ")));
+    }
+    if let Some(why) = &c.transcripts_missing {
+        facts.push(format!("not transcribed: {}", one_line(why)));
+    }
+    let mut lines = vec![format!("  conversation ({})", facts.join("; "))];
+    let mut turns: Vec<_> = c.turns.iter().collect();
+    turns.sort_by(|a, b| a.start_ms.total_cmp(&b.start_ms));
+    for t in turns {
+        let agent = t.speaker != "us";
+        let said = if !agent {
+            one_line(t.label.as_deref().unwrap_or("?"))
+        } else {
+            match (&t.text, &t.error) {
+                (Some(heard), _) if heard.trim().is_empty() => "(heard no words)".to_string(),
+                (Some(heard), _) => format!("\"{}\"", one_line(heard)),
+                (None, Some(error)) => format!("(no text: {})", one_line(error)),
+                (None, None) => "(not transcribed)".to_string(),
+            }
+        };
+        let when = format!("{:.2}–{:.2} s", t.start_ms / 1000.0, t.end_ms / 1000.0);
+        lines.push(format!("    {when:>13}  {:<5}  {said}", if agent { "agent" } else { "us" }));
+    }
+    if c.turns.is_empty() {
+        lines.push("    no turns: neither side spoke".into());
+    }
+    lines
+}
+
+/// `s` on one line: runs of whitespace (newlines too) become one space.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 fn truncate(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         s.to_string()
@@ -174,5 +231,105 @@ fn truncate(s: &str, max: usize) -> String {
         let mut t: String = s.chars().take(max - 1).collect();
         t.push('…');
         t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::model::{Overlap, TurnReport};
+
+    fn turn(speaker: &'static str, start_ms: f64, end_ms: f64) -> TurnReport {
+        TurnReport { speaker, start_ms, end_ms, label: None, text: None, engine: None, error: None }
+    }
+
+    #[test]
+    fn conversation_lines_show_each_turn_after_a_summary() {
+        let mut greeting = turn("agent", 2016.0, 2406.0);
+        greeting.text = Some("Thank you for\ncalling.".into());
+        greeting.engine = Some("whisper tiny.en".into());
+        let mut ours = turn("us", 2736.0, 3700.25);
+        ours.label = Some("hello_can_you_hear_me_16k.wav".into());
+        let mut failed = turn("agent", 5860.0, 7100.0);
+        failed.error = Some("http whisper-1 (http://127.0.0.1:9/v1/audio/transcriptions): HTTP 503".into());
+        let mut late = turn("agent", 12_500.0, 13_020.0);
+        late.text = Some(" ".into());
+        let c = Conversation {
+            end_of_turn_ms: 1000,
+            turns: vec![greeting, ours, failed, late],
+            reply_latencies_ms: vec![2160],
+            reply_latency_p50_ms: Some(2160),
+            reply_latency_p95_ms: Some(2160),
+            reply_latency_max_ms: Some(2160),
+            overlaps: vec![Overlap { start_ms: 3600.0, duration_ms: 100 }],
+            transcripts_missing: None,
+        };
+        assert_eq!(
+            conversation_lines(&c).join("\n"),
+            [
+                "  conversation (end of turn 1.00 s; reply latency p50 2.16 s, p95 2.16 s, max 2.16 s; overlap at 3.60 s for 100 ms)",
+                "      2.02–2.41 s  agent  \"Thank you for calling.\"",
+                "      2.74–3.70 s  us     hello_can_you_hear_me_16k.wav",
+                "      5.86–7.10 s  agent  (no text: http whisper-1 (http://127.0.0.1:9/v1/audio/transcriptions): HTTP 503)",
+                "    12.50–13.02 s  agent  (heard no words)",
+            ]
+            .join("\n")
+        );
+    }
+
+    #[test]
+    fn conversation_lines_without_replies_or_transcripts() {
+        let c = Conversation {
+            end_of_turn_ms: 800,
+            turns: vec![turn("agent", 866.0, 2236.0)],
+            reply_latencies_ms: Vec::new(),
+            reply_latency_p50_ms: None,
+            reply_latency_p95_ms: None,
+            reply_latency_max_ms: None,
+            overlaps: Vec::new(),
+            transcripts_missing: Some("no speech-to-text engine (--stt)".into()),
+        };
+        assert_eq!(
+            conversation_lines(&c),
+            [
+                "  conversation (end of turn 800 ms; no replies; not transcribed: no speech-to-text engine (--stt))",
+                "      0.87–2.24 s  agent  (not transcribed)",
+            ]
+        );
+        let silent = Conversation { turns: Vec::new(), ..c };
+        assert_eq!(conversation_lines(&silent)[1], "    no turns: neither side spoke");
+    }
+
+    /// In the verdict block the conversation comes right after the checks.
+    #[test]
+    fn verdict_block_shows_the_conversation_after_the_checks() {
+        let record = crate::livekit::observation::tests::record_with_invites(
+            std::time::Duration::from_secs(1_741_944_413),
+            &[(0.2, 1)],
+        );
+        let checks = vec![crate::verdict::checks::Check {
+            name: "step 1: agent turn".into(),
+            passed: true,
+            detail: "turn 1: heard 'Thank you for calling.'".into(),
+        }];
+        let mut call = Call::new(&record, crate::report::model::Media::default(), checks, Vec::new(), None);
+        let mut greeting = turn("agent", 2016.0, 2406.0);
+        greeting.text = Some("Thank you for calling.".into());
+        call.conversation = Some(Conversation {
+            end_of_turn_ms: 1000,
+            turns: vec![greeting],
+            reply_latencies_ms: Vec::new(),
+            reply_latency_p50_ms: None,
+            reply_latency_p95_ms: None,
+            reply_latency_max_ms: None,
+            overlaps: Vec::new(),
+            transcripts_missing: None,
+        });
+        let block = report::verdict_block(&call);
+        let lines: Vec<&str> = block.lines().collect();
+        let check = lines.iter().position(|l| l.contains("step 1: agent turn")).expect("the check line");
+        assert_eq!(lines[check + 1], "  conversation (end of turn 1.00 s; no replies)", "{block}");
+        assert_eq!(lines[check + 2], "      2.02–2.41 s  agent  \"Thank you for calling.\"", "{block}");
+        assert!(lines[check + 3].starts_with("verdict"), "{block}");
     }
 }

@@ -41,6 +41,11 @@ pub fn verdict_block(call: &Call) -> String {
     for c in &call.checks {
         line(&mut out, format!("  {} {}: {}", call.check_label(c), c.name, c.detail));
     }
+    if let Some(conversation) = &call.conversation {
+        for l in crate::console::conversation_lines(conversation) {
+            line(&mut out, l);
+        }
+    }
     for d in &call.diagnosis {
         line(&mut out, format!("  why    [{}] {}", d.code, d.summary));
         line(&mut out, format!("         evidence: {}", d.evidence));

@@ -265,6 +265,16 @@ fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
     let first_audio = segments[0].start.whole_ms().saturating_sub(connected as u64);
     let response_latency =
         segments.iter().find(|s| s.start.ms() >= clip_end).map(|s| s.start.whole_ms() - clip_end as u64);
+    // The agent's turns as the speech before and after our clip.
+    let speech_between = |from: f64, to: f64| {
+        let inside: Vec<_> = segments.iter().filter(|s| s.start.ms() >= from && s.start.ms() < to).collect();
+        let first = inside.first().expect("speech in the agent's turn");
+        let last = inside.last().expect("speech in the agent's turn");
+        (first.start.ms(), last.end.ms())
+    };
+    let greeting_turn = speech_between(0.0, clip_at);
+    let answer_turn = speech_between(clip_end, ended);
+    let reply_ms = (answer_turn.0 - clip_end) as u64;
     let target1 = "sip:+14144007103@127.0.0.1:5070";
     let call1 = Call {
         name: None,
@@ -313,7 +323,28 @@ fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
         expected_diagnosis: None,
         notes: Vec::new(),
         livekit: Some(model::LiveKit::from(&livekit("cp-795c97f44bca", 212.0))),
-        conversation: None,
+        conversation: Some(model::Conversation {
+            end_of_turn_ms: 1000,
+            turns: vec![
+                agent_turn(greeting_turn, "Thank you for calling."),
+                model::TurnReport {
+                    speaker: "us",
+                    start_ms: clip_at,
+                    end_ms: clip_end,
+                    label: Some("hello_can_you_hear_me_16k.wav".into()),
+                    text: None,
+                    engine: None,
+                    error: None,
+                },
+                agent_turn(answer_turn, "Hello test caller, tell me the time."),
+            ],
+            reply_latencies_ms: vec![reply_ms],
+            reply_latency_p50_ms: Some(reply_ms),
+            reply_latency_p95_ms: Some(reply_ms),
+            reply_latency_max_ms: Some(reply_ms),
+            overlaps: Vec::new(),
+            transcripts_missing: None,
+        }),
     };
 
     // Call 2: 404 with a hostile reason phrase, over TCP.
@@ -426,6 +457,19 @@ fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
     (Report::new(calls), call_dirs)
 }
 
+/// An agent's turn (start, end in ms) with what whisper heard.
+fn agent_turn((start_ms, end_ms): (f64, f64), heard: &str) -> model::TurnReport {
+    model::TurnReport {
+        speaker: "agent",
+        start_ms,
+        end_ms,
+        label: None,
+        text: Some(heard.into()),
+        engine: Some("whisper tiny.en".into()),
+        error: None,
+    }
+}
+
 /// A fresh folder under the target dir (kept after the test, to look at).
 fn scratch(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("report_outputs").join(name);
@@ -506,6 +550,8 @@ fn index_html_is_self_contained_and_escapes_call_data() {
     assert_eq!(html.matches(r#"<svg class="wave""#).count(), 2, "calls 1 and 3 have recordings");
     assert!(html.contains(r#"src="001-sip-plus14144007103-127-0-0-1-5070/rx.wav""#));
     assert!(html.contains("class=\"speech\"") && html.contains("class=\"played\""));
+    assert!(html.contains(r#"class="turn agent""#) && html.contains(r#"class="turn us""#), "turns on the waveform");
+    assert_eq!(html.matches("<h3>Conversation</h3>").count(), 1, "only call 1 has a conversation");
     assert!(html.contains("agent telephony-agent joined") && html.contains("first audio +"));
     assert!(html.contains("LiveKit observation (JSON)") && html.contains("call-_+15550100123_x7Qa"));
     // Nothing from the call becomes markup.
@@ -553,6 +599,70 @@ fn index_html_renders_in_headless_chromium() {
     let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
     assert!(size > 50_000, "screenshot {} is suspiciously small ({size} bytes)", shot.display());
     eprintln!("screenshot: {}", shot.display());
+}
+
+/// The sections of a page (static or as Chromium rendered it), one per call.
+fn call_sections(html: &str) -> Vec<&str> {
+    html.split(r#"<section class="call "#).skip(1).collect()
+}
+
+/// The golden report's call 1 shows its conversation: the transcript, our
+/// clip, the failed transcription and the latency line; call 2 (no
+/// conversation) shows no Conversation section.
+#[test]
+fn index_html_shows_the_conversation_of_the_golden_call() {
+    let run = scratch("html-conversation");
+    let page = write_index(&golden_report(), &run, &[]).expect("write index.html");
+    let html = std::fs::read_to_string(&page).expect("read index.html");
+    let sections = call_sections(&html);
+    assert_eq!(sections.len(), 4);
+    assert_conversation_of_the_golden_call(sections[0]);
+    for (i, section) in sections.iter().enumerate().skip(1) {
+        assert!(!section.contains("Conversation"), "call {} has no conversation:\n{section}", i + 1);
+    }
+}
+
+fn assert_conversation_of_the_golden_call(section: &str) {
+    let conversation = section.split("<h3>Conversation</h3>").nth(1).expect("a Conversation section in call 1");
+    let rows: Vec<&str> = conversation.split("<tr class=\"turn ").skip(1).collect();
+    assert_eq!(rows.len(), 3, "{conversation}");
+    for (row, want) in rows.iter().zip([
+        ["Agent", "2.02–2.41 s", "Thank you for calling."],
+        ["Us", "2.74–3.70 s", "hello_can_you_hear_me_16k.wav"],
+        ["Agent", "5.86–7.10 s", "no text: http whisper-1 (http://127.0.0.1:9/v1/audio/transcriptions): HTTP 503"],
+    ]) {
+        for part in want {
+            assert!(row.contains(part), "missing {part:?} in the row {row}");
+        }
+    }
+    assert!(
+        conversation
+            .contains("reply latency p50 2.16 s · p95 2.16 s · max 2.16 s (1 reply) · 1 overlap: 3.60 s for 100 ms"),
+        "{conversation}"
+    );
+}
+
+#[test]
+fn conversation_renders_in_headless_chromium() {
+    if std::env::var("CALLPROBE_SKIP_BROWSER").as_deref() == Ok("1") {
+        eprintln!("CALLPROBE_SKIP_BROWSER=1: NOT checking the conversation in Chromium");
+        return;
+    }
+    if !require_tools("conversation_renders_in_headless_chromium", &[Tool::Chromium]) {
+        return;
+    }
+    let chromium = Tool::Chromium.find().expect("chromium, found just now");
+    let run = scratch("html-conversation-chromium");
+    let page = write_index(&golden_report(), &run, &[]).expect("write index.html");
+    let url = format!("file://{}", page.display());
+    let dom = run_chromium(&chromium, &run.join("chromium-profile"), &["--dump-dom", &url]);
+    assert!(dom.status.success(), "chromium --dump-dom failed: {}", String::from_utf8_lossy(&dom.stderr));
+    let dump = String::from_utf8_lossy(&dom.stdout);
+    let sections = call_sections(&dump);
+    assert_eq!(sections.len(), 4, "{dump:.2000}");
+    assert_conversation_of_the_golden_call(sections[0]);
+    assert!(sections[0].contains(r#"<q class="heard">Thank you for calling.</q>"#), "{}", sections[0]);
+    assert!(!sections[1].contains("Conversation"), "call 2 has no conversation:\n{}", sections[1]);
 }
 
 fn which(name: &str) -> Option<PathBuf> {

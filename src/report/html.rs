@@ -1,10 +1,12 @@
 //! `index.html`: one self-contained page per run (inline CSS, JS and SVG;
 //! nothing loaded from elsewhere, only the calls' WAV files next to it).
 //! Per call: the verdict and checks, the diagnoses, a SIP ladder diagram, a
-//! waveform of both directions with speech and key times marked, audio
-//! players, what LiveKit showed, and the raw SIP messages. All text from
+//! waveform of both directions with speech, turns and key times marked,
+//! audio players, the conversation turn by turn (what the agent said, what
+//! we sent, reply latencies), what LiveKit showed, and the raw SIP messages. All text from
 //! the call goes through [`escape::text`].
 
+mod conversation;
 mod escape;
 mod ladder;
 mod waveform;
@@ -150,6 +152,9 @@ fn call_section(page: &mut String, index: usize, call: &Call, run_dir: &Path, ca
         let _ = write!(page, r#"<div class="scroll">{}</div>"#, ladder::ladder_svg(call, &anchor));
     }
     audio(page, call, run_dir, call_dir);
+    if let Some(c) = &call.conversation {
+        conversation::section(page, c);
+    }
     if let Some(lk) = &call.livekit {
         livekit(page, lk);
     }
@@ -310,8 +315,14 @@ fn audio(page: &mut String, call: &Call, run_dir: &Path, call_dir: Option<&Path>
         duration,
     );
     page.push_str(&svg);
-    page.push_str(
-        r#"<div class="legend"><span><i class="swatch" style="background:#10b98133"></i>far-end speech</span><span><i class="swatch" style="background:#3b82f633"></i>our clip</span><span>click the waveform to seek both players</span></div><div class="players">"#,
+    let turns_legend = if call.conversation.as_ref().is_some_and(|c| !c.turns.is_empty()) {
+        r#"<span><i class="swatch turn agent"></i>agent's turn</span><span><i class="swatch turn us"></i>our turn</span>"#
+    } else {
+        ""
+    };
+    let _ = write!(
+        page,
+        r#"<div class="legend"><span><i class="swatch" style="background:#10b98133"></i>far-end speech</span><span><i class="swatch" style="background:#3b82f633"></i>our clip</span>{turns_legend}<span>click the waveform to seek both players</span></div><div class="players">"#,
     );
     for (label, name, ok) in [("far end · ", rx_name, rx.is_ok()), ("we sent · ", tx_name, tx.is_ok())] {
         if ok {
@@ -326,7 +337,7 @@ fn audio(page: &mut String, call: &Call, run_dir: &Path, call_dir: Option<&Path>
     page.push_str("</div>");
 }
 
-/// Speech, the played clip and key times, on the call timeline.
+/// Speech, the played clip, the conversation's turns and key times, on the call timeline.
 fn marks(call: &Call) -> Marks {
     let media = &call.media;
     let mut key_times = Vec::new();
@@ -362,6 +373,7 @@ fn marks(call: &Call) -> Marks {
     Marks {
         speech_segments: media.speech_segments.iter().map(|s| (s.start_ms as f64, s.end_ms as f64)).collect(),
         played: media.played.as_ref().map(|p| (p.start_ms, p.end_ms)),
+        turns: call.conversation.as_ref().map(conversation::turn_spans).unwrap_or_default(),
         key_times,
     }
 }

@@ -2,8 +2,9 @@
 //! what we sent (tx), on the call timeline (t = 0 at the first INVITE, like
 //! the recordings), each drawn as the min/max of the samples under every
 //! pixel column. Marked on top: the far end's speech segments, our played
-//! clip, and the key times (connected, first audio, response, agent joined,
-//! end). Clicking the waveform seeks the page's audio players (page script).
+//! clip, both sides' conversation turns (a strip along the bottom of each
+//! lane), and the key times (connected, first audio, response, agent
+//! joined, end). Clicking the waveform seeks the page's audio players (page script).
 
 use std::fmt::Write;
 use std::path::Path;
@@ -20,6 +21,8 @@ const LABEL_ROW_HEIGHT: f64 = 14.0;
 const LABEL_ROWS: usize = 3;
 const LANE_HEIGHT: f64 = 96.0;
 const LANE_GAP: f64 = 10.0;
+/// Conversation turns: a strip this high along the bottom of their lane.
+const TURN_STRIP_HEIGHT: f64 = 7.0;
 /// Quieter tracks are not blown up beyond this peak (−20 dBFS), so silence stays flat.
 const MIN_NORMALISATION_PEAK: f64 = 3277.0;
 
@@ -73,11 +76,22 @@ pub struct KeyTime {
     pub class: &'static str,
 }
 
+/// One turn of the conversation (`calls[].conversation.turns[]`).
+pub struct TurnSpan {
+    pub start_ms: f64,
+    pub end_ms: f64,
+    /// The agent's (drawn on the rx lane); else ours (tx lane).
+    pub far_end: bool,
+    /// The tooltip: who, when, what was said.
+    pub title: String,
+}
+
 /// Everything marked on the waveform (ms on the call timeline).
 #[derive(Default)]
 pub struct Marks {
     pub speech_segments: Vec<(f64, f64)>,
     pub played: Option<(f64, f64)>,
+    pub turns: Vec<TurnSpan>,
     pub key_times: Vec<KeyTime>,
 }
 
@@ -115,6 +129,18 @@ pub fn waveform_svg(rx: Lane, tx: Lane, marks: &Marks, duration_ms: f64) -> Stri
             r#"<rect class="played" x="{x:.1}" y="{tx_top:.1}" width="{w:.1}" height="{LANE_HEIGHT}"><title>our clip played {start:.0}–{end:.0} ms</title></rect>"#,
             x = x_of(start),
             w = (x_of(end) - x_of(start)).max(1.0),
+        );
+    }
+
+    for turn in &marks.turns {
+        let (class, top) = if turn.far_end { ("agent", rx_top) } else { ("us", tx_top) };
+        let _ = write!(
+            svg,
+            r#"<rect class="turn {class}" x="{x:.1}" y="{y:.1}" width="{w:.1}" height="{TURN_STRIP_HEIGHT}"><title>{title}</title></rect>"#,
+            x = x_of(turn.start_ms),
+            y = top + LANE_HEIGHT - TURN_STRIP_HEIGHT,
+            w = (x_of(turn.end_ms) - x_of(turn.start_ms)).max(1.0),
+            title = text(&turn.title),
         );
     }
 
@@ -234,10 +260,16 @@ mod tests {
         let marks = Marks {
             speech_segments: vec![(100.0, 400.0)],
             played: Some((500.0, 900.0)),
+            turns: vec![
+                TurnSpan { start_ms: 100.0, end_ms: 450.0, far_end: true, title: "agent turn: “<hi>”".into() },
+                TurnSpan { start_ms: 500.0, end_ms: 880.0, far_end: false, title: "our turn".into() },
+            ],
             key_times: vec![KeyTime { at_ms: 50.0, label: "connected <x>".into(), class: "connected" }],
         };
         let svg = waveform_svg(Ok(&track), Err("no tx.wav"), &marks, 1000.0);
         assert!(svg.contains(r#"class="speech""#) && svg.contains(r#"class="played""#));
+        assert!(svg.contains(r#"class="turn agent""#) && svg.contains(r#"class="turn us""#));
+        assert!(svg.contains("agent turn: “&lt;hi&gt;”") && !svg.contains("<hi>"));
         assert!(svg.contains("connected &lt;x&gt;") && !svg.contains("<x>"));
         assert!(svg.contains("no tx.wav"));
         assert_eq!(svg.matches("<svg").count(), 1);
