@@ -1,11 +1,12 @@
 """Reference voice agent of the callprobe testbed (livekit-agents 1.x, no cloud).
 
-It greets the caller, listens with a simple energy VAD, recognises what the
-caller said with pocketsphinx keyword spotting (recognizer.py) and answers
-from the phrase table of phrases.py, with fixture WAVs spoken by festival's
-cmu_us_slt_arctic_hts voice (make_fixtures.sh):
+It greets the caller, listens with a simple energy VAD, recognises each
+utterance (pocketsphinx keyword spotting in a worker process, recognizer.py;
+~60-250 ms after the VAD's utterance end) and answers from the phrase table
+of phrases.py, with fixture WAVs spoken by festival's cmu_us_slt_arctic_hts
+voice (make_fixtures.sh):
 
-  "... can you hear me?"   -> key hear          "Yes, I can hear you."
+  "... (can) you hear me?" -> key hear          "Yes, I can hear you."
   "... order number ..."   -> key order_number  "Your order number is four two seven."
   "What time ..."          -> key time          "It is time to test."
   "Tell me a story."       -> key story         ~9 s story (something to talk over)
