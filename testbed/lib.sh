@@ -210,23 +210,27 @@ tb_sip_bin() {
   if [[ -n "${LIVEKIT_SIP_BIN:-}" ]]; then echo "$LIVEKIT_SIP_BIN"; else echo "$TB_BIN/livekit-sip"; fi
 }
 
-# tb_agent_start NAME MODE: start an agent worker and wait until it registered.
+# tb_agent_start NAME MODE [INTERRUPTIBLE]: start an agent worker and wait until
+# it registered. INTERRUPTIBLE (PROBE_AGENT_INTERRUPTIBLE, default 1): 1 = caller
+# speech stops the agent's clip (barge-in), 0 = the agent finishes its clip.
 tb_agent_start() {
-  local name="$1" mode="$2" svc="agent-$1"
+  local name="$1" mode="$2" interruptible="${3:-${PROBE_AGENT_INTERRUPTIBLE:-1}}" svc="agent-$1"
   case "$mode" in normal|silent|crash|slow-join) ;; *) tb_die "unknown agent mode '$mode' (normal|silent|crash|slow-join)" ;; esac
+  case "$interruptible" in 0|1) ;; *) tb_die "interruptible must be 0 or 1 (got '$interruptible')" ;; esac
   tb_need_venv
   mkdir -p "$TB_LOGS"
   local log="$TB_LOGS/$svc.log"
   local before=0
   [[ -f "$log" ]] && before="$(wc -l <"$log")"
-  tb_start "$svc" env PROBE_AGENT_NAME="$name" PROBE_AGENT_MODE="$mode" \
+  tb_start "$svc" env PROBE_AGENT_NAME="$name" PROBE_AGENT_MODE="$mode" PROBE_AGENT_INTERRUPTIBLE="$interruptible" \
     PROBE_FIXTURES_DIR="$TB_RUN/fixtures" PYTHONUNBUFFERED=1 PYTHONWARNINGS="ignore:The HMAC key" \
     "$TB_PY" "$TB_DIR/agent/agent.py" start
   echo "$mode" >"$TB_PIDS/$svc.mode"
+  echo "$interruptible" >"$TB_PIDS/$svc.interruptible"
   local deadline=$((SECONDS + ${PROBE_AGENT_REGISTER_TIMEOUT:-90}))
   while ((SECONDS < deadline)); do
     if tail -n +"$((before + 1))" "$log" | grep -q "registered worker"; then
-      tb_log "agent '$name' (mode $mode) registered with the LiveKit server"
+      tb_log "agent '$name' (mode $mode, interruptible $interruptible) registered with the LiveKit server"
       return 0
     fi
     tb_is_running "$svc" || { tail -n 30 "$log" >&2; tb_die "agent '$name' exited before registering (log: $log)"; }
