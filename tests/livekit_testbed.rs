@@ -773,3 +773,181 @@ fn emulated_crashing_agent_is_diagnosed() {
     assert_eq!(run.diagnosis_codes(), ["agent_crashed_at_start"], "{}", run.explain());
     eprintln!("crash mode through the API: {:#}", run.livekit()["dispatches"]);
 }
+
+// ------------------------------------------------------------------ conversations
+
+fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name).display().to_string()
+}
+
+impl Run {
+    fn conversation(&self) -> &Value {
+        &self.call()["conversation"]
+    }
+    /// The far end's turns: (start_ms, end_ms, text).
+    fn agent_turns(&self) -> Vec<(f64, f64, String)> {
+        self.conversation()["turns"].as_array().map_or(vec![], |turns| {
+            turns
+                .iter()
+                .filter(|t| t["speaker"] == "agent")
+                .map(|t| {
+                    let ms = |k: &str| t[k].as_f64().unwrap_or(f64::NAN);
+                    (ms("start_ms"), ms("end_ms"), t["text"].as_str().unwrap_or("").to_string())
+                })
+                .collect()
+        })
+    }
+    fn step_checks(&self) -> Vec<&Value> {
+        self.call()["checks"]
+            .as_array()
+            .map_or(vec![], |a| a.iter().filter(|c| c["name"].as_str().is_some_and(|n| n.starts_with("step "))).collect())
+    }
+}
+
+impl Testbed {
+    /// `callprobe run` of one scenario (the text of a scenario file, `${…}`
+    /// from the testbed's variables); the report of its only call.
+    fn run_scenario(&self, name: &str, scenario: &str) -> Run {
+        let dir = std::env::temp_dir().join(unique(name));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let file = dir.join(format!("{name}.toml"));
+        std::fs::write(&file, scenario).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let reports = dir.join("reports");
+        let args = ["run", file.to_str().unwrap_or_default(), "--report-dir", reports.to_str().unwrap_or_default()];
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_callprobe"));
+        cmd.args(args).env("LK_SIP_USER", self.get("LK_SIP_USER")).env(PASSWORD_VAR, self.get("LK_SIP_PASSWORD"));
+        for var in LIVEKIT_VARS {
+            cmd.env(var, self.get(var));
+        }
+        let started = Instant::now();
+        let out = output_of(&mut cmd, "callprobe run");
+        let report = std::fs::read_to_string(reports.join("latest/report.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+        let _ = std::fs::remove_dir_all(&dir);
+        let run = Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            report,
+            took: started.elapsed(),
+        };
+        eprintln!("callprobe run {name} → exit {} in {:.1} s", run.code, run.took.as_secs_f64());
+        run
+    }
+
+    /// A scenario for the testbed's number: `steps` after the common part.
+    fn conversation_scenario(&self, from: &str, steps: &str) -> String {
+        format!(
+            "name = \"conversation\"\n[target]\nuri = \"sip:{}@127.0.0.1:{}\"\n[caller]\nfrom = \"{from}\"\n\
+             [auth]\nuser = \"${{LK_SIP_USER}}\"\npassword_env = \"{PASSWORD_VAR}\"\n\
+             [expect]\nfinal_responses = [407, 200]\nagent = \"{}\"\n[timeline]\ntimeout = \"10s\"\n{steps}",
+            self.get("LK_SIP_CALL_NUMBER"),
+            self.get("LK_SIP_PORT"),
+            self.get("PROBE_AGENT_NAME"),
+        )
+    }
+}
+
+/// The three-turn dialog: greeting, a question, a DTMF key, each answer
+/// checked by what the agent said (transcribed after the call).
+fn three_turns(tb: &Testbed, second_expect: &str, key: char) -> Run {
+    let order = fixture("what_is_my_order_number_slt_16k.wav");
+    let said = if key == '#' { "pressed (pound|hash)" } else { "pressed (one|1)" };
+    tb.call(
+        tb.get("LK_SIP_PASSWORD"),
+        &[
+            "--expect-agent",
+            tb.get("PROBE_AGENT_NAME"),
+            "--say",
+            &order,
+            "--dtmf",
+            &key.to_string(),
+            "--expect-said",
+            "test line|help you",
+            "--expect-said",
+            second_expect,
+            "--expect-said",
+            said,
+            "--timeout",
+            "10s",
+        ],
+    )
+}
+
+#[test]
+fn three_turn_conversation_passes_with_transcripts() {
+    let Some(tb) = testbed("three_turn_conversation_passes_with_transcripts", Needs::Sip) else { return };
+    let run = three_turns(&tb, "order number|four two seven|427", '1');
+    assert_eq!(run.code, 0, "{}", run.explain());
+    let steps = run.step_checks();
+    assert_eq!(steps.len(), 5, "{}", run.explain());
+    assert!(steps.iter().all(|c| c["passed"] == true), "{}", run.explain());
+    let turns = run.agent_turns();
+    assert!(turns.len() >= 3, "greeting, answer, digit: {turns:?}");
+    // End of turn: the greeting's two sentences are one far-end turn.
+    let greeting = &turns[0];
+    assert!(greeting.2.to_lowercase().contains("help you"), "the whole greeting in one turn: {turns:?}");
+    let said_at = run.conversation()["turns"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["speaker"] == "us"))
+        .and_then(|t| t["start_ms"].as_f64())
+        .unwrap_or_else(|| panic!("we said something: {}", run.explain()));
+    assert!(said_at > greeting.1, "we spoke after the greeting's last sentence: {said_at} vs {turns:?}");
+    assert!(run.conversation()["reply_latency_p50_ms"].as_u64().is_some(), "{}", run.explain());
+    println!("conversation turns: {turns:?}");
+}
+
+#[test]
+fn a_wrong_expected_phrase_fails_and_says_what_was_heard() {
+    let Some(tb) = testbed("a_wrong_expected_phrase_fails_and_says_what_was_heard", Needs::Sip) else { return };
+    let run = three_turns(&tb, "refund", '1');
+    assert_eq!(run.code, 1, "{}", run.explain());
+    let failed: Vec<&&Value> = run.step_checks().iter().filter(|c| c["passed"] == false).collect();
+    assert_eq!(failed.len(), 1, "only the second turn fails: {}", run.explain());
+    let detail = failed[0]["detail"].as_str().unwrap_or_default().to_lowercase();
+    assert!(detail.starts_with("turn 2: expected /refund/, heard '"), "{detail}");
+    assert!(detail.contains("order"), "the detail shows what the agent said: {detail}");
+}
+
+#[test]
+fn dtmf_pound_reaches_the_agent_and_it_says_it_back() {
+    let Some(tb) = testbed("dtmf_pound_reaches_the_agent_and_it_says_it_back", Needs::Sip) else { return };
+    let run = three_turns(&tb, "order number|four two seven|427", '#');
+    assert_eq!(run.code, 0, "{}", run.explain());
+    let dtmf = run.step_checks().into_iter().find(|c| c["name"] == "step 4: DTMF #").cloned();
+    let detail = dtmf.map(|c| c["detail"].to_string()).unwrap_or_default();
+    assert!(detail.contains("RFC 4733"), "sent as telephone-events: {}", run.explain());
+}
+
+/// Ask for the story, then talk over it; `interruptible`: the agent's mode.
+fn barge_in(tb: &Testbed, from: &str) -> Run {
+    let steps = format!(
+        "[[step]]\nagent_turn = \"5s\"\n[[step]]\nsay = \"{}\"\n[[step]]\nbarge_in = \"{}\"\nafter = \"1.5s\"\n\
+         within = \"6s\"\nstop_within = \"1.5s\"\n[[step]]\nwait = \"2s\"\n",
+        fixture("tell_me_a_story_slt_16k.wav"),
+        fixture("please_stop_talking_slt_16k.wav"),
+    );
+    tb.run_scenario("barge-in", &tb.conversation_scenario(from, &steps))
+}
+
+#[test]
+fn barge_in_is_measured_against_both_agent_modes() {
+    let Some(tb) = testbed("barge_in_is_measured_against_both_agent_modes", Needs::Sip) else { return };
+    let run = barge_in(&tb, "+15550100131");
+    assert_eq!(run.code, 0, "an interruptible agent stops: {}", run.explain());
+    let check = run.step_checks().into_iter().find(|c| c["name"].as_str().is_some_and(|n| n.contains("barge in")));
+    let detail = check.map(|c| c["detail"].to_string()).unwrap_or_default();
+    assert!(detail.contains("stopped"), "{detail}");
+    println!("interruptible: {detail}");
+
+    assert!(tb.agent_ctl(&["restart", "--mode", "normal", "--interruptible", "0"]), "agent-ctl --interruptible 0");
+    let _restore = Restore { tb: &tb, provisioning: false, agent: true };
+    let run = barge_in(&tb, "+15550100132");
+    assert_eq!(run.code, 1, "an agent that talks on fails the check: {}", run.explain());
+    let check = run.step_checks().into_iter().find(|c| c["name"].as_str().is_some_and(|n| n.contains("barge in")));
+    let detail = check.map(|c| (c["passed"].clone(), c["detail"].to_string())).unwrap_or_default();
+    assert_eq!(detail.0, false, "{}", run.explain());
+    assert!(detail.1.contains("kept talking") || detail.1.contains("later than"), "{}", detail.1);
+    println!("not interruptible: {}", detail.1);
+}
