@@ -167,6 +167,33 @@ pub fn is_number_without_e164(s: &str) -> bool {
 }
 
 #[cfg(test)]
+impl SipConfig {
+    /// A test config: trunk `ST_1` (user `callprobe`, a password set) for
+    /// `numbers`, and rule `SDR_1` (`dispatch`) on it, with a room_config
+    /// dispatching `agents`.
+    pub fn for_tests(numbers: &[&str], agents: &[&str]) -> SipConfig {
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+        SipConfig {
+            trunks: vec![InboundTrunk {
+                id: "ST_1".into(),
+                numbers: strings(numbers),
+                auth_username: "callprobe".into(),
+                auth_password_set: true,
+                ..Default::default()
+            }],
+            rules: vec![DispatchRule {
+                id: "SDR_1".into(),
+                name: "dispatch".into(),
+                trunk_ids: vec!["ST_1".into()],
+                has_room_config: true,
+                agents: strings(agents),
+                ..Default::default()
+            }],
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

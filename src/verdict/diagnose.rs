@@ -96,6 +96,11 @@ impl Observation<'_> {
     fn last_final(&self) -> Option<(u16, &str)> {
         self.finals().last()
     }
+    /// Evidence when the INVITE's last final response has one of `statuses`.
+    fn invite_answered(&self, statuses: &[u16]) -> Option<String> {
+        let (status, reason) = self.last_final().filter(|(s, _)| statuses.contains(s))?;
+        Some(format!("INVITE answered {status} {reason}"))
+    }
     fn ended(&self) -> Option<&EndReason> {
         self.record.sip.ended.as_ref()
     }
@@ -165,10 +170,7 @@ const RULES: &[Rule] = &[
     },
     Rule {
         code: "no_trunk_found",
-        applies: |o| match o.last_final() {
-            Some((404, reason)) => Some(format!("INVITE answered 404 {reason}")),
-            _ => None,
-        },
+        applies: |o| o.invite_answered(&[404]),
         summary: "LiveKit found no inbound trunk for this call: credential auth is missing on the carrier or the trunk, or the called number is not on the trunk",
         fix: "Set the same user/password on the carrier side (Telnyx FQDN connection user_name/password) and on the LiveKit inbound trunk (auth_username/auth_password); check the called number is listed on the trunk in +E.164 form (`lk sip inbound list`)",
         reference: "docs/failure-modes.md#1-404-no-trunk-found-the-trunk-does-not-match (runbook item 1); livekit/sip#592",
@@ -281,10 +283,7 @@ const RULES: &[Rule] = &[
     },
     Rule {
         code: "rejected_busy_or_timeout",
-        applies: |o| match o.last_final() {
-            Some((486, reason)) => Some(format!("INVITE answered 486 {reason}")),
-            _ => None,
-        },
+        applies: |o| o.invite_answered(&[486]),
         summary: "LiveKit gave up ringing (trunk ringing_timeout) or the callee was busy: usually no agent answered in time",
         fix: "Check that the agent is dispatched and publishes audio promptly (`callprobe doctor`, agent logs); raise ringing_timeout only if the agent is known to be slow",
         reference: "docs/failure-modes.md#14-486-after-ringing (runbook item 14); docs/livekit-sip.md#ringing-timeout",
@@ -292,10 +291,7 @@ const RULES: &[Rule] = &[
     },
     Rule {
         code: "service_unavailable",
-        applies: |o| match o.last_final() {
-            Some((503, reason)) => Some(format!("INVITE answered 503 {reason}")),
-            _ => None,
-        },
+        applies: |o| o.invite_answered(&[503]),
         summary: "LiveKit could not dispatch the call (dispatch RPC failed) or two trunks match the same call",
         fix: "Check that no two inbound trunks share the number or credentials; check the SIP service and Redis are healthy",
         reference: "docs/failure-modes.md#10-503-two-trunks-match-or-dispatch-failed (runbook item 10); docs/livekit-sip.md#error-answers",
@@ -303,10 +299,7 @@ const RULES: &[Rule] = &[
     },
     Rule {
         code: "media_negotiation_failed",
-        applies: |o| match o.last_final() {
-            Some((s @ (400 | 415 | 488), reason)) => Some(format!("INVITE answered {s} {reason}")),
-            _ => None,
-        },
+        applies: |o| o.invite_answered(&[400, 415, 488]),
         summary: "The endpoint rejected our SDP: no common codec or a media/encryption mismatch",
         fix: "LiveKit SIP accepts G722, PCMU, PCMA (+ telephone-event); check the trunk's media.encryption (SRTP) setting against the offer",
         reference: "docs/failure-modes.md#18-sdp-rejected-400-415-488 (runbook item 18); docs/livekit-sip.md#codecs-and-dtmf, docs/livekit-sip.md#srtp",
@@ -575,7 +568,6 @@ mod tests {
     use super::*;
     use crate::livekit::observation::tests::{agent, observation_with_room, record_with_invites};
     use crate::livekit::observation::{AgentReport, DispatchReport, JobReport};
-    use crate::livekit::sip_config::InboundTrunk;
 
     fn rang_and_cancelled() -> CallOutcome {
         let mut r = record_with_invites(Duration::ZERO, &[(0.0, 1), (30.0, 2)]);
@@ -588,23 +580,7 @@ mod tests {
     }
 
     fn config(rule_agents: &[&str]) -> SipConfig {
-        SipConfig {
-            trunks: vec![InboundTrunk {
-                id: "ST_1".into(),
-                numbers: vec!["+14144007103".into()],
-                auth_username: "callprobe".into(),
-                auth_password_set: true,
-                ..Default::default()
-            }],
-            rules: vec![DispatchRule {
-                id: "SDR_1".into(),
-                name: "dispatch".into(),
-                trunk_ids: vec!["ST_1".into()],
-                has_room_config: true,
-                agents: rule_agents.iter().map(|a| a.to_string()).collect(),
-                ..Default::default()
-            }],
-        }
+        SipConfig::for_tests(&["+14144007103"], rule_agents)
     }
 
     fn dispatch(name: &str, jobs: usize) -> DispatchReport {
@@ -645,11 +621,7 @@ mod tests {
 
     #[test]
     fn every_reference_points_at_a_docs_heading() {
-        for r in RULES {
-            if let Err(e) = crate::doc_links::check_reference(r.reference) {
-                panic!("diagnosis {}: {e}", r.code);
-            }
-        }
+        crate::doc_links::assert_references("diagnosis", RULES.iter().map(|r| (r.code, r.reference)));
     }
 
     #[test]
