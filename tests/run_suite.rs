@@ -88,6 +88,13 @@ impl TrunkSuite {
         args.extend_from_slice(extra);
         callprobe(&args)
     }
+
+    /// [`TrunkSuite::run`], which must exit with `code`.
+    fn run_exits(&self, code: i32, extra: &[&str]) -> Out {
+        let out = self.run(extra);
+        assert_eq!(out.code, code, "{}", out.stdout);
+        out
+    }
 }
 
 fn webhook_server() -> (String, mpsc::Receiver<String>) {
@@ -138,8 +145,7 @@ fn a_passing_suite_writes_the_run_folder() {
         return;
     };
     let metrics = ts.reports.path().join("callprobe.prom");
-    let out = ts.run(&["--parallel", "2", "--metrics-file", metrics.to_str().unwrap()]);
-    assert_eq!(out.code, 0, "{}", out.stdout);
+    let out = ts.run_exits(0, &["--parallel", "2", "--metrics-file", metrics.to_str().unwrap()]);
     let reports = &ts.reports;
     assert!(ts.uas.wait(Duration::from_secs(10)).success, "the answered call went through the trunk");
     assert!(out.stdout.contains("3 of 3 call(s) passed"), "{}", out.stdout);
@@ -164,16 +170,12 @@ fn a_passing_suite_writes_the_run_folder() {
 
 #[test]
 fn a_failing_suite_exits_1_notifies_and_can_stop_early() {
-    let Some(ts) = TrunkSuite::new(
-        "a_failing_suite_exits_1_notifies_and_can_stop_early",
-        &[("a", "wrong expectation", "+19999999999", "[407, 200]"), ("b", "never reached", "+14144007103", "[407]")],
-    ) else {
-        return;
-    };
+    let cases =
+        [("a", "wrong expectation", "+19999999999", "[407, 200]"), ("b", "never reached", "+14144007103", "[407]")];
+    let Some(ts) = TrunkSuite::new("a_failing_suite_exits_1_notifies_and_can_stop_early", &cases) else { return };
     let (url, bodies) = webhook_server();
-    let out = ts.run(&["--fail-fast", "--notify-webhook", &url]);
+    let out = ts.run_exits(1, &["--fail-fast", "--notify-webhook", &url]);
     let reports = &ts.reports;
-    assert_eq!(out.code, 1, "{}", out.stdout);
     assert!(out.stdout.contains("1 not run (--fail-fast)"), "{}", out.stdout);
     assert!(out.stdout.contains("no_trunk_found"), "the summary names the cause: {}", out.stdout);
     let body = bodies.recv_timeout(Duration::from_secs(10)).expect("webhook POST");
@@ -185,14 +187,10 @@ fn a_failing_suite_exits_1_notifies_and_can_stop_early() {
 
 #[test]
 fn tags_and_repeat_choose_the_calls() {
-    let Some(ts) = TrunkSuite::new(
-        "tags_and_repeat_choose_the_calls",
-        &[("a", "tagged unknown number", "+19999999999", "[404]"), ("b", "plain demanded", "+14144007103", "[407]")],
-    ) else {
-        return;
-    };
-    let out = ts.run(&["--tag", "tagged", "--repeat", "3", "--parallel", "3"]);
-    assert_eq!(out.code, 0, "{}", out.stdout);
+    let cases =
+        [("a", "tagged unknown number", "+19999999999", "[404]"), ("b", "plain demanded", "+14144007103", "[407]")];
+    let Some(ts) = TrunkSuite::new("tags_and_repeat_choose_the_calls", &cases) else { return };
+    let out = ts.run_exits(0, &["--tag", "tagged", "--repeat", "3", "--parallel", "3"]);
     assert!(out.stdout.contains("3 of 3 call(s) passed"), "{}", out.stdout);
     assert!(
         out.stdout.contains("tagged unknown number #3") && !out.stdout.contains("plain demanded"),
