@@ -915,11 +915,11 @@ impl From<&crate::verdict::checks::Check> for Check {
 impl From<&crate::verdict::diagnose::Diagnosis> for Diagnosis {
     fn from(d: &crate::verdict::diagnose::Diagnosis) -> Diagnosis {
         Diagnosis {
-            code: d.code.clone(),
-            summary: d.summary.clone(),
+            code: d.code.into(),
+            summary: d.summary.into(),
             evidence: d.evidence.clone(),
-            fix: d.fix.clone(),
-            reference: d.reference.clone(),
+            fix: d.fix.into(),
+            reference: d.reference.into(),
         }
     }
 }

@@ -22,13 +22,14 @@ use crate::sip::Transport;
 use crate::time::{Millis, Offset};
 use crate::verdict::describe_end;
 
+/// A diagnosis made: its rule's text, and what in this call shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnosis {
-    pub code: String,
-    pub summary: String,
+    pub code: &'static str,
+    pub summary: &'static str,
     pub evidence: String,
-    pub fix: String,
-    pub reference: String,
+    pub fix: &'static str,
+    pub reference: &'static str,
 }
 
 /// What a rule may look at.
@@ -552,11 +553,11 @@ pub fn diagnose_observation(obs: &Observation) -> Vec<Diagnosis> {
         .iter()
         .filter(|(r, _)| !superseded(r.code))
         .map(|(r, evidence)| Diagnosis {
-            code: r.code.into(),
-            summary: r.summary.into(),
+            code: r.code,
+            summary: r.summary,
             evidence: evidence.clone(),
-            fix: r.fix.into(),
-            reference: r.reference.into(),
+            fix: r.fix,
+            reference: r.reference,
         })
         .collect()
 }
@@ -607,7 +608,7 @@ mod tests {
         lk: Option<&LiveKitObservation>,
         cfg: Option<&SipConfig>,
         want: Option<&AgentExpectation>,
-    ) -> Vec<String> {
+    ) -> Vec<&'static str> {
         let obs = Observation { record, livekit: lk, sip_config: cfg, expected_agent: want, far_end_speech: None };
         diagnose_observation(&obs).into_iter().map(|d| d.code).collect()
     }
@@ -654,7 +655,7 @@ mod tests {
             far_end_speech: None,
         };
         let d = diagnose_observation(&obs);
-        assert_eq!(d.iter().map(|d| d.code.as_str()).collect::<Vec<_>>(), ["agent_name_mismatch"]);
+        assert_eq!(d.iter().map(|d| d.code).collect::<Vec<_>>(), ["agent_name_mismatch"]);
         assert!(d[0].evidence.contains("other-agent") && d[0].evidence.contains("no worker"), "{}", d[0].evidence);
         // The rule is right but no worker runs under its name.
         let cfg = config(&["probe-agent"]);
