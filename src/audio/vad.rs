@@ -470,15 +470,10 @@ mod tests {
 
     /// Deterministic uniform noise with the given RMS.
     fn noise(count: usize, rms: f64, seed: u64) -> Vec<i16> {
-        let mut state = seed | 1;
         let half_range = rms * 3f64.sqrt();
-        (0..count)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                ((state as f64 / u64::MAX as f64 * 2.0 - 1.0) * half_range) as i16
-            })
+        crate::audio::xorshift(seed | 1)
+            .take(count)
+            .map(|state| ((state as f64 / u64::MAX as f64 * 2.0 - 1.0) * half_range) as i16)
             .collect()
     }
 
