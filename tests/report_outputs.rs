@@ -219,6 +219,16 @@ fn rejected_404_sip(target: &str, peer: &str, invite_ms: f64, reason: &str, tran
     )
 }
 
+/// The media section of a call that was not answered.
+fn unanswered() -> Media {
+    Media { error: Some("the call was not answered".into()), ..Media::default() }
+}
+
+/// The recordings every recorded call has: `rx.wav` and `tx.wav` in its folder.
+fn recorded() -> Option<Recordings> {
+    Some(Recordings { rx: "rx.wav".into(), tx: "tx.wav".into() })
+}
+
 fn diagnosis(code: &str, summary: &str, evidence: &str, fix: &str, reference: &str) -> Diagnosis {
     Diagnosis {
         code: code.into(),
@@ -350,7 +360,7 @@ fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
             longest_silence_ms: Some(900),
             speech_segments: segments.iter().map(SpeechSegment::from).collect(),
             played: Some(PlayedSpan { start_ms: clip_at, end_ms: clip_end }),
-            recordings: Some(Recordings { rx: "rx.wav".into(), tx: "tx.wav".into() }),
+            recordings: recorded(),
             ..Media::default()
         },
         checks: vec![
@@ -379,7 +389,7 @@ fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
     let reason404 = HOSTILE_REASON;
     let call2 = Call {
         sip: rejected_404_sip(target2, peer2, 0.3, reason404, Transport::Tcp),
-        media: Media { error: Some("the call was not answered".into()), ..Media::default() },
+        media: unanswered(),
         checks: vec![check(
             "final_responses",
             false,
@@ -416,7 +426,7 @@ fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
             talk_time_ms: Some(0),
             longest_silence_ms: Some(7700),
             played: Some(PlayedSpan { start_ms: clip3_at, end_ms: clip3_end }),
-            recordings: Some(Recordings { rx: "rx.wav".into(), tx: "tx.wav".into() }),
+            recordings: recorded(),
             ..Media::default()
         },
         checks: vec![
@@ -1063,7 +1073,7 @@ fn golden_report() -> Report {
             utterance_end_ms: Some(3700.25),
             dtmf: vec!["1".into(), "#".into()],
             tone: Some(Tone { frequency_hz: 1000.0, present_ms: 1240 }),
-            recordings: Some(Recordings { rx: "rx.wav".into(), tx: "tx.wav".into() }),
+            recordings: recorded(),
         },
         checks: vec![
             check("final_responses", true, "expected 407,200, got 407,200"),
@@ -1134,7 +1144,7 @@ fn golden_report() -> Report {
             30001.6,
             Transport::Tcp,
         ),
-        media: Media { error: Some("the call was not answered".into()), ..Media::default() },
+        media: unanswered(),
         checks: vec![
             check("final_responses", false, "expected 200, got 487 — cancelled after 30000 ms of ringing"),
             check("agent_joined", false, "no agent \"telephony-agent\" joined within 5 s"),
@@ -1157,7 +1167,7 @@ fn golden_report() -> Report {
     let call3 = Call {
         name: Some("runbook: no trunk".into()),
         sip: rejected_404_sip(target3, peer3, 0.2, "No trunk found", Transport::Udp),
-        media: Media { error: Some("the call was not answered".into()), ..Media::default() },
+        media: unanswered(),
         checks: vec![
             check("final_responses", false, "expected 200, got 404 — rejected with 404 No trunk found"),
             check("diagnosis", true, "failed as expected (final_responses) with no_trunk_found: INVITE answered 404"),
