@@ -237,33 +237,17 @@ fn truncate(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::model::{Overlap, TurnReport};
-
-    fn turn(speaker: &'static str, start_ms: f64, end_ms: f64) -> TurnReport {
-        TurnReport { speaker, start_ms, end_ms, label: None, text: None, engine: None, error: None }
-    }
+    use crate::report::fixtures::{conversation, failed, greeting, ours, turn};
 
     #[test]
     fn conversation_lines_show_each_turn_after_a_summary() {
-        let mut greeting = turn("agent", 2016.0, 2406.0);
-        greeting.text = Some("Thank you for\ncalling.".into());
+        let mut greeting = greeting("Thank you for\ncalling.");
         greeting.engine = Some("whisper tiny.en".into());
-        let mut ours = turn("us", 2736.0, 3700.25);
-        ours.label = Some("hello_can_you_hear_me_16k.wav".into());
-        let mut failed = turn("agent", 5860.0, 7100.0);
-        failed.error = Some("http whisper-1 (http://127.0.0.1:9/v1/audio/transcriptions): HTTP 503".into());
+        let ours = ours("hello_can_you_hear_me_16k.wav");
+        let failed = failed("http whisper-1 (http://127.0.0.1:9/v1/audio/transcriptions): HTTP 503");
         let mut late = turn("agent", 12_500.0, 13_020.0);
         late.text = Some(" ".into());
-        let c = Conversation {
-            end_of_turn_ms: 1000,
-            turns: vec![greeting, ours, failed, late],
-            reply_latencies_ms: vec![2160],
-            reply_latency_p50_ms: Some(2160),
-            reply_latency_p95_ms: Some(2160),
-            reply_latency_max_ms: Some(2160),
-            overlaps: vec![Overlap { start_ms: 3600.0, duration_ms: 100 }],
-            transcripts_missing: None,
-        };
+        let c = conversation(vec![greeting, ours, failed, late]);
         assert_eq!(
             conversation_lines(&c).join("\n"),
             [

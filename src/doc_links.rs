@@ -94,6 +94,17 @@ pub fn check_reference(reference: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Panics unless every `(code, reference)` passes [`check_reference`];
+/// `what` names the kind of row in the message.
+#[cfg(test)]
+pub fn assert_references<'a>(what: &str, rows: impl IntoIterator<Item = (&'a str, &'a str)>) {
+    for (code, reference) in rows {
+        if let Err(e) = check_reference(reference) {
+            panic!("{what} {code}: {e}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

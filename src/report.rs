@@ -6,6 +6,8 @@
 use crate::report::model::LiveKit;
 
 pub mod call_identity;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod html;
 pub mod junit;
 pub mod metrics;

@@ -59,44 +59,49 @@ fn every_option_has_help_text() {
     }
 }
 
-/// `callprobe call TARGET` fails at once with exit 2 and a message saying
-/// what is wrong with the target.
-fn bad_target(target: &str) -> String {
-    let (out, took) = callprobe(&["call", target, "--timeout", "2s"]);
+/// `callprobe ARGS` fails at once with exit 2; returns its stderr.
+/// `what` (printed `pad` wide) names the mistake in messages.
+fn exits_2_at_once(args: &[&str], what: &str, pad: usize) -> String {
+    let (out, took) = callprobe(args);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(2), "{target}: {stderr}{}", String::from_utf8_lossy(&out.stdout));
-    assert!(took < Duration::from_secs(2), "{target}: took {took:?}");
-    println!("{target:>24} → {}", stderr.trim_end());
+    assert_eq!(out.status.code(), Some(2), "{what}: {stderr}{}", String::from_utf8_lossy(&out.stdout));
+    assert!(took < Duration::from_secs(2), "{what}: took {took:?}");
+    println!("{what:>pad$} → {}", stderr.trim_end());
     stderr
+}
+
+/// `callprobe call TARGET` fails at once with exit 2 and a message saying
+/// what is wrong with the target: it contains each of `says` and none of `never`.
+fn assert_bad_target(target: &str, says: &[&str], never: &[&str]) {
+    let e = exits_2_at_once(&["call", target, "--timeout", "2s"], target, 24);
+    for s in says {
+        assert!(e.contains(s), "{e}");
+    }
+    for s in never {
+        assert!(!e.contains(s), "{e}");
+    }
 }
 
 #[test]
 fn a_target_without_a_host_says_how_to_write_one() {
-    let e = bad_target("sip:");
-    assert!(e.contains("bad target: 'sip:' names no host: write sip:NUMBER@HOST[:PORT]"), "{e}");
-    assert!(!e.contains("Tokenizer"), "{e}");
+    assert_bad_target("sip:", &["bad target: 'sip:' names no host: write sip:NUMBER@HOST[:PORT]"], &["Tokenizer"]);
 }
 
 #[test]
 fn a_web_url_is_not_a_sip_uri() {
-    let e = bad_target("http://example.com");
-    assert!(e.contains("'http://example.com' is not a SIP URI: only sip: URIs are supported"), "{e}");
-    assert!(e.contains("e.g. sip:+14144007103@"), "{e}");
-    assert!(!e.contains("rsip") && !e.contains("invalid digit"), "{e}");
+    let says = ["'http://example.com' is not a SIP URI: only sip: URIs are supported", "e.g. sip:+14144007103@"];
+    assert_bad_target("http://example.com", &says, &["rsip", "invalid digit"]);
 }
 
 #[test]
 fn a_port_out_of_range_says_the_range() {
-    let e = bad_target("sip:1@127.0.0.1:99999");
-    assert!(e.contains("has port 99999: a port must be 1-65535"), "{e}");
-    assert!(!e.contains("too large"), "{e}");
+    assert_bad_target("sip:1@127.0.0.1:99999", &["has port 99999: a port must be 1-65535"], &["too large"]);
 }
 
 #[test]
 fn a_bare_number_hints_at_the_uri() {
-    let e = bad_target("+14144007103");
-    assert!(e.contains("is a phone number, not a SIP URI: write sip:+14144007103@HOST"), "{e}");
-    assert!(!e.contains("cannot resolve"), "{e}");
+    let says = ["is a phone number, not a SIP URI: write sip:+14144007103@HOST"];
+    assert_bad_target("+14144007103", &says, &["cannot resolve"]);
 }
 
 /// `callprobe call` with a conversation mistake: exit 2 at once, and the
@@ -104,12 +109,7 @@ fn a_bare_number_hints_at_the_uri() {
 fn usage_error(args: &[&str]) -> String {
     let mut all = vec!["call", "sip:+14144007103@127.0.0.1:5070", "--timeout", "2s"];
     all.extend_from_slice(args);
-    let (out, took) = callprobe(&all);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}{}", String::from_utf8_lossy(&out.stdout));
-    assert!(took < Duration::from_secs(2), "{args:?}: took {took:?}");
-    println!("{args:?} → {}", stderr.trim_end());
-    stderr
+    exits_2_at_once(&all, &format!("{args:?}"), 0)
 }
 
 #[test]

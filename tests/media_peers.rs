@@ -206,32 +206,35 @@ fn g722_echo_is_heard() {
     assert_eq!(m["codec"], "G722");
 }
 
-#[test]
-fn silent_peer_fails_expect_speech_within() {
-    if !require_tools("silent_peer_fails_expect_speech_within", &[Tool::Sipp]) {
-        return;
+/// A peer that sends no audio, called with `args`: the call exits 1 with the
+/// check `name` failed. `None` when SIPp is missing (`test` is skipped).
+fn silent_peer_fails(test: &str, args: &[&str], name: &str) -> Option<(Run, Value)> {
+    if !require_tools(test, &[Tool::Sipp]) {
+        return None;
     }
     let peer = media_peer(None, 0, PCMU, &[]);
-    let run = call(&peer, &["--hangup-after", "3s", "--expect-speech-within", "2s"]);
+    let run = call(&peer, args);
     peer.sipp.wait(Duration::from_secs(15));
     assert_eq!(run.code, 1, "{}", run.stdout);
-    let c = run.check("speech_within");
+    let c = run.check(name).clone();
     assert_eq!(c["passed"], false);
+    Some((run, c))
+}
+
+#[test]
+fn silent_peer_fails_expect_speech_within() {
+    let args = ["--hangup-after", "3s", "--expect-speech-within", "2s"];
+    let Some((run, c)) = silent_peer_fails("silent_peer_fails_expect_speech_within", &args, "speech_within") else {
+        return;
+    };
     assert!(c["detail"].as_str().unwrap().contains("no far-end speech"), "{c}");
     assert!(run.stdout.contains("FAIL speech_within"), "{}", run.stdout);
 }
 
 #[test]
 fn silent_peer_fails_rtp_quality() {
-    if !require_tools("silent_peer_fails_rtp_quality", &[Tool::Sipp]) {
-        return;
-    }
-    let peer = media_peer(None, 0, PCMU, &[]);
-    let run = call(&peer, &["--hangup-after", "2s", "--max-loss-percent", "1"]);
-    peer.sipp.wait(Duration::from_secs(15));
-    assert_eq!(run.code, 1, "{}", run.stdout);
-    let c = run.check("rtp_quality");
-    assert_eq!(c["passed"], false);
+    let args = ["--hangup-after", "2s", "--max-loss-percent", "1"];
+    let Some((_, c)) = silent_peer_fails("silent_peer_fails_rtp_quality", &args, "rtp_quality") else { return };
     assert!(c["detail"].as_str().unwrap().contains("no RTP received"), "{c}");
 }
 

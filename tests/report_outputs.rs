@@ -43,6 +43,10 @@ const HOSTILE_REASON: &str = r#"No trunk found <script>alert("pwned")</script><i
 /// When call 1 started (2025-03-14 09:26:53 UTC).
 const STARTED_UNIX_MS: u64 = 1_741_944_413_000;
 const RATE: u32 = VAD_SAMPLE_RATE;
+/// The Call-IDs and test ids of calls 1, 2 and 3.
+const CALL1_IDS: (&str, &str) = ("c57841a8a6da6db9@callprobe", "cp-795c97f44bca");
+const CALL2_IDS: (&str, &str) = ("0b1c2d3e4f506172@callprobe", "cp-0000deadbeef");
+const CALL3_IDS: (&str, &str) = ("77aa88bb99cc00dd@callprobe", "cp-0123456789ab");
 
 // ---------------------------------------------------------------- fixtures
 
@@ -173,6 +177,68 @@ fn sip_report(
     }
 }
 
+/// A call with these identities, nothing measured, checked or diagnosed yet.
+fn new_call(
+    (call_id, test_id): (&str, &str),
+    target: &str,
+    transport: Transport,
+    verdict: Verdict,
+    started_unix_ms: u64,
+) -> Call {
+    Call::bare(call_id.into(), test_id.into(), target.into(), transport.into(), verdict.into(), started_unix_ms)
+}
+
+/// The SIP side of a call to `target` over UDP: 407, then 200 at
+/// `connected`; we hung up and the BYE was answered at `ended`.
+fn answered_sip(target: &str, connected: f64, ended: f64) -> Sip {
+    sip_report(
+        answered_messages(target, connected, ended),
+        &[(407, "Proxy Authentication Required"), (200, "OK")],
+        Some(connected),
+        EndReason::HungUp { bye_status: 200 },
+        ended,
+        Transport::Udp,
+    )
+}
+
+/// The SIP side of a call to `target` (at `peer`) whose INVITE, sent at
+/// `invite_ms`, was answered `404 {reason}` at 2.4 ms and ACKed at 2.6 ms.
+fn rejected_404_sip(target: &str, peer: &str, invite_ms: f64, reason: &str, transport: Transport) -> Sip {
+    let over = |m: String| if transport == Transport::Tcp { m.replace("UDP", "TCP") } else { m };
+    sip_report(
+        vec![
+            message(invite_ms, Direction::Out, peer, &over(invite(target, 1, false))),
+            message(2.4, Direction::In, peer, &response(&format!("404 {reason}"), 1, "INVITE", "")),
+            message(2.6, Direction::Out, peer, &over(request("ACK", 1))),
+        ],
+        &[(404, reason)],
+        None,
+        EndReason::Rejected { status: 404, reason: reason.into() },
+        2.6,
+        transport,
+    )
+}
+
+/// The media section of a call that was not answered.
+fn unanswered() -> Media {
+    Media { error: Some("the call was not answered".into()), ..Media::default() }
+}
+
+/// The recordings every recorded call has: `rx.wav` and `tx.wav` in its folder.
+fn recorded() -> Option<Recordings> {
+    Some(Recordings { rx: "rx.wav".into(), tx: "tx.wav".into() })
+}
+
+fn diagnosis(code: &str, summary: &str, evidence: &str, fix: &str, reference: &str) -> Diagnosis {
+    Diagnosis {
+        code: code.into(),
+        summary: summary.into(),
+        evidence: evidence.into(),
+        fix: fix.into(),
+        reference: reference.into(),
+    }
+}
+
 fn check(name: &str, passed: bool, detail: &str) -> Check {
     Check { name: name.into(), passed, detail: detail.into() }
 }
@@ -277,22 +343,7 @@ fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
     let reply_ms = (answer_turn.0 - clip_end) as u64;
     let target1 = "sip:+14144007103@127.0.0.1:5070";
     let call1 = Call {
-        name: None,
-        tags: Vec::new(),
-        call_id: "c57841a8a6da6db9@callprobe".into(),
-        test_id: "cp-795c97f44bca".into(),
-        target: target1.into(),
-        transport: Transport::Udp.into(),
-        verdict: Verdict::Pass.into(),
-        started_unix_ms: STARTED_UNIX_MS,
-        sip: sip_report(
-            answered_messages(target1, connected, ended),
-            &[(407, "Proxy Authentication Required"), (200, "OK")],
-            Some(connected),
-            EndReason::HungUp { bye_status: 200 },
-            ended,
-            Transport::Udp,
-        ),
+        sip: answered_sip(target1, connected, ended),
         media: Media {
             codec: Some("PCMU".into()),
             local_rtp: Some("127.0.0.1:16000".into()),
@@ -309,7 +360,7 @@ fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
             longest_silence_ms: Some(900),
             speech_segments: segments.iter().map(SpeechSegment::from).collect(),
             played: Some(PlayedSpan { start_ms: clip_at, end_ms: clip_end }),
-            recordings: Some(Recordings { rx: "rx.wav".into(), tx: "tx.wav".into() }),
+            recordings: recorded(),
             ..Media::default()
         },
         checks: vec![
@@ -319,32 +370,17 @@ fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
             check("agent_joined", true, "agent \"telephony-agent\" joined 212 ms after the INVITE (within 5 s)"),
             check("speech_within", true, &format!("far end spoke {first_audio} ms after the 200 OK (within 3 s)")),
         ],
-        diagnosis: Vec::new(),
-        expected_diagnosis: None,
-        notes: Vec::new(),
         livekit: Some(model::LiveKit::from(&livekit("cp-795c97f44bca", 212.0))),
-        conversation: Some(model::Conversation {
-            end_of_turn_ms: 1000,
-            turns: vec![
+        conversation: Some(one_reply_conversation(
+            vec![
                 agent_turn(greeting_turn, "Thank you for calling."),
-                model::TurnReport {
-                    speaker: "us",
-                    start_ms: clip_at,
-                    end_ms: clip_end,
-                    label: Some("hello_can_you_hear_me_16k.wav".into()),
-                    text: None,
-                    engine: None,
-                    error: None,
-                },
+                our_turn((clip_at, clip_end), "hello_can_you_hear_me_16k.wav"),
                 agent_turn(answer_turn, "Hello test caller, tell me the time."),
             ],
-            reply_latencies_ms: vec![reply_ms],
-            reply_latency_p50_ms: Some(reply_ms),
-            reply_latency_p95_ms: Some(reply_ms),
-            reply_latency_max_ms: Some(reply_ms),
-            overlaps: Vec::new(),
-            transcripts_missing: None,
-        }),
+            reply_ms,
+            Vec::new(),
+        )),
+        ..new_call(CALL1_IDS, target1, Transport::Udp, Verdict::Pass, STARTED_UNIX_MS)
     };
 
     // Call 2: 404 with a hostile reason phrase, over TCP.
@@ -352,39 +388,22 @@ fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
     let peer2 = "127.0.0.1:5071";
     let reason404 = HOSTILE_REASON;
     let call2 = Call {
-        name: None,
-        tags: Vec::new(),
-        call_id: "0b1c2d3e4f506172@callprobe".into(),
-        test_id: "cp-0000deadbeef".into(),
-        target: target2.into(),
-        transport: Transport::Tcp.into(),
-        verdict: Verdict::Fail.into(),
-        started_unix_ms: STARTED_UNIX_MS + 20_000,
-        sip: sip_report(
-            vec![
-                message(0.3, Direction::Out, peer2, &invite(target2, 1, false).replace("UDP", "TCP")),
-                message(2.4, Direction::In, peer2, &response(&format!("404 {reason404}"), 1, "INVITE", "")),
-                message(2.6, Direction::Out, peer2, &request("ACK", 1).replace("UDP", "TCP")),
-            ],
-            &[(404, reason404)],
-            None,
-            EndReason::Rejected { status: 404, reason: reason404.into() },
-            2.6,
-            Transport::Tcp,
-        ),
-        media: Media { error: Some("the call was not answered".into()), ..Media::default() },
-        checks: vec![check("final_responses", false, &format!("expected 407,200, got 404 — rejected with 404 {reason404}"))],
-        diagnosis: vec![Diagnosis {
-            code: "no_trunk_found".into(),
-            summary: "LiveKit found no inbound trunk for this call".into(),
-            evidence: format!("INVITE answered 404 {reason404}"),
-            fix: "Set the same user/password on the carrier and on the LiveKit inbound trunk; check the called number is on the trunk in +E.164 form".into(),
-            reference: "https://github.com/livekit/sip/issues/592".into(),
-        }],
-        expected_diagnosis: None,
+        sip: rejected_404_sip(target2, peer2, 0.3, reason404, Transport::Tcp),
+        media: unanswered(),
+        checks: vec![check(
+            "final_responses",
+            false,
+            &format!("expected 407,200, got 404 — rejected with 404 {reason404}"),
+        )],
+        diagnosis: vec![diagnosis(
+            "no_trunk_found",
+            "LiveKit found no inbound trunk for this call",
+            &format!("INVITE answered 404 {reason404}"),
+            "Set the same user/password on the carrier and on the LiveKit inbound trunk; check the called number is on the trunk in +E.164 form",
+            "https://github.com/livekit/sip/issues/592",
+        )],
         notes: vec!["TCP connection to 127.0.0.1:5071 closed by peer at 3.1 ms".into()],
-        livekit: None,
-        conversation: None,
+        ..new_call(CALL2_IDS, target2, Transport::Tcp, Verdict::Fail, STARTED_UNIX_MS + 20_000)
     };
 
     // Call 3: answered, our clip played, the agent never spoke.
@@ -397,22 +416,7 @@ fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
     let mut tx3 = vec![0i16; sample_at(ended3)];
     place(&mut tx3, clip3_at, &clip);
     let call3 = Call {
-        name: None,
-        tags: Vec::new(),
-        call_id: "77aa88bb99cc00dd@callprobe".into(),
-        test_id: "cp-0123456789ab".into(),
-        target: target3.into(),
-        transport: Transport::Udp.into(),
-        verdict: Verdict::Fail.into(),
-        started_unix_ms: STARTED_UNIX_MS + 40_000,
-        sip: sip_report(
-            answered_messages(target3, connected3, ended3),
-            &[(407, "Proxy Authentication Required"), (200, "OK")],
-            Some(connected3),
-            EndReason::HungUp { bye_status: 200 },
-            ended3,
-            Transport::Udp,
-        ),
+        sip: answered_sip(target3, connected3, ended3),
         media: Media {
             codec: Some("G722".into()),
             local_rtp: Some("127.0.0.1:16002".into()),
@@ -422,7 +426,7 @@ fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
             talk_time_ms: Some(0),
             longest_silence_ms: Some(7700),
             played: Some(PlayedSpan { start_ms: clip3_at, end_ms: clip3_end }),
-            recordings: Some(Recordings { rx: "rx.wav".into(), tx: "tx.wav".into() }),
+            recordings: recorded(),
             ..Media::default()
         },
         checks: vec![
@@ -430,17 +434,15 @@ fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
             check("media_negotiated", true, "G722 with 127.0.0.1:20002"),
             check("speech_within", false, "no far-end speech within 3 s of the 200 OK"),
         ],
-        diagnosis: vec![Diagnosis {
-            code: "agent_joined_but_silent".into(),
-            summary: "The call was answered but the agent said nothing".into(),
-            evidence: "agent \"telephony-agent\" joined at 240 ms; 384 RTP packets of silence".into(),
-            fix: "Check the agent's session starts (greeting sent, TTS reachable) and the media path".into(),
-            reference: "docs/failure-modes.md#15-answered-but-the-agent-is-silent (runbook item 15); docs/livekit-sip.md#codecs-and-dtmf; agent logs".into(),
-        }],
-        expected_diagnosis: None,
-        notes: Vec::new(),
+        diagnosis: vec![diagnosis(
+            "agent_joined_but_silent",
+            "The call was answered but the agent said nothing",
+            "agent \"telephony-agent\" joined at 240 ms; 384 RTP packets of silence",
+            "Check the agent's session starts (greeting sent, TTS reachable) and the media path",
+            "docs/failure-modes.md#15-answered-but-the-agent-is-silent (runbook item 15); docs/livekit-sip.md#codecs-and-dtmf; agent logs",
+        )],
         livekit: Some(model::LiveKit::from(&livekit("cp-0123456789ab", 240.0))),
-        conversation: None,
+        ..new_call(CALL3_IDS, target3, Transport::Udp, Verdict::Fail, STARTED_UNIX_MS + 40_000)
     };
 
     let calls = vec![call1, call2, call3];
@@ -467,6 +469,38 @@ fn agent_turn((start_ms, end_ms): (f64, f64), heard: &str) -> model::TurnReport 
         text: Some(heard.into()),
         engine: Some("whisper tiny.en".into()),
         error: None,
+    }
+}
+
+/// Our turn (start, end in ms), playing `label`.
+fn our_turn((start_ms, end_ms): (f64, f64), label: &str) -> model::TurnReport {
+    model::TurnReport {
+        speaker: "us",
+        start_ms,
+        end_ms,
+        label: Some(label.into()),
+        text: None,
+        engine: None,
+        error: None,
+    }
+}
+
+/// A conversation of `turns` (a turn ends after 1 s of silence) with one
+/// reply, `reply_ms` after our turn.
+fn one_reply_conversation(
+    turns: Vec<model::TurnReport>,
+    reply_ms: u64,
+    overlaps: Vec<model::Overlap>,
+) -> model::Conversation {
+    model::Conversation {
+        end_of_turn_ms: 1000,
+        turns,
+        reply_latencies_ms: vec![reply_ms],
+        reply_latency_p50_ms: Some(reply_ms),
+        reply_latency_p95_ms: Some(reply_ms),
+        reply_latency_max_ms: Some(reply_ms),
+        overlaps,
+        transcripts_missing: None,
     }
 }
 
@@ -566,14 +600,7 @@ fn index_html_is_self_contained_and_escapes_call_data() {
 
 #[test]
 fn index_html_renders_in_headless_chromium() {
-    if std::env::var("CALLPROBE_SKIP_BROWSER").as_deref() == Ok("1") {
-        eprintln!("CALLPROBE_SKIP_BROWSER=1: NOT checking index.html in Chromium");
-        return;
-    }
-    if !require_tools("index_html_renders_in_headless_chromium", &[Tool::Chromium]) {
-        return;
-    }
-    let chromium = Tool::Chromium.find().expect("chromium, found just now");
+    let Some(chromium) = chromium_for("index_html_renders_in_headless_chromium", "index.html") else { return };
     let run = scratch("html-chromium");
     let (report, call_dirs) = sample_run(&run);
     let page = write_index(&report, &run, &call_dirs).expect("write index.html");
@@ -644,14 +671,7 @@ fn assert_conversation_of_the_golden_call(section: &str) {
 
 #[test]
 fn conversation_renders_in_headless_chromium() {
-    if std::env::var("CALLPROBE_SKIP_BROWSER").as_deref() == Ok("1") {
-        eprintln!("CALLPROBE_SKIP_BROWSER=1: NOT checking the conversation in Chromium");
-        return;
-    }
-    if !require_tools("conversation_renders_in_headless_chromium", &[Tool::Chromium]) {
-        return;
-    }
-    let chromium = Tool::Chromium.find().expect("chromium, found just now");
+    let Some(chromium) = chromium_for("conversation_renders_in_headless_chromium", "the conversation") else { return };
     let run = scratch("html-conversation-chromium");
     let page = write_index(&golden_report(), &run, &[]).expect("write index.html");
     let url = format!("file://{}", page.display());
@@ -668,6 +688,19 @@ fn conversation_renders_in_headless_chromium() {
 fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| p.is_file())
+}
+
+/// Chromium's path, or `None` (`test` skipped) when CALLPROBE_SKIP_BROWSER=1
+/// or it is not installed; `what` the test would have checked.
+fn chromium_for(test: &str, what: &str) -> Option<PathBuf> {
+    if std::env::var("CALLPROBE_SKIP_BROWSER").as_deref() == Ok("1") {
+        eprintln!("CALLPROBE_SKIP_BROWSER=1: NOT checking {what} in Chromium");
+        return None;
+    }
+    if !require_tools(test, &[Tool::Chromium]) {
+        return None;
+    }
+    Some(Tool::Chromium.find().expect("chromium, found just now"))
 }
 
 fn run_chromium(chromium: &Path, profile: &Path, args: &[&str]) -> std::process::Output {
@@ -1010,20 +1043,7 @@ fn golden_report() -> Report {
     let call1 = Call {
         name: Some("smoke: credentials".into()),
         tags: vec!["smoke".into(), "nightly".into()],
-        call_id: "c57841a8a6da6db9@callprobe".into(),
-        test_id: "cp-795c97f44bca".into(),
-        target: target1.into(),
-        transport: Transport::Udp.into(),
-        verdict: Verdict::Pass.into(),
-        started_unix_ms: STARTED_UNIX_MS,
-        sip: sip_report(
-            answered_messages(target1, 305.6, 6020.5),
-            &[(407, "Proxy Authentication Required"), (200, "OK")],
-            Some(305.6),
-            EndReason::HungUp { bye_status: 200 },
-            6020.5,
-            Transport::Udp,
-        ),
+        sip: answered_sip(target1, 305.6, 6020.5),
         media: Media {
             codec: Some("PCMU".into()),
             local_rtp: Some("127.0.0.1:16000".into()),
@@ -1053,38 +1073,18 @@ fn golden_report() -> Report {
             utterance_end_ms: Some(3700.25),
             dtmf: vec!["1".into(), "#".into()],
             tone: Some(Tone { frequency_hz: 1000.0, present_ms: 1240 }),
-            recordings: Some(Recordings { rx: "rx.wav".into(), tx: "tx.wav".into() }),
+            recordings: recorded(),
         },
         checks: vec![
             check("final_responses", true, "expected 407,200, got 407,200"),
             check("agent_joined", true, "agent \"telephony-agent\" joined 212 ms after the INVITE (within 5 s)"),
             check("speech_within", true, "far end spoke 560 ms after the 200 OK (within 3 s)"),
         ],
-        diagnosis: Vec::new(),
-        expected_diagnosis: None,
-        notes: Vec::new(),
         livekit: Some(model::LiveKit::from(&livekit1)),
-        conversation: Some(model::Conversation {
-            end_of_turn_ms: 1000,
-            turns: vec![
-                model::TurnReport {
-                    speaker: "agent",
-                    start_ms: 2016.0,
-                    end_ms: 2406.0,
-                    label: None,
-                    text: Some("Thank you for calling.".into()),
-                    engine: Some("whisper tiny.en".into()),
-                    error: None,
-                },
-                model::TurnReport {
-                    speaker: "us",
-                    start_ms: 2736.0,
-                    end_ms: 3700.25,
-                    label: Some("hello_can_you_hear_me_16k.wav".into()),
-                    text: None,
-                    engine: None,
-                    error: None,
-                },
+        conversation: Some(one_reply_conversation(
+            vec![
+                agent_turn((2016.0, 2406.0), "Thank you for calling."),
+                our_turn((2736.0, 3700.25), "hello_can_you_hear_me_16k.wav"),
                 model::TurnReport {
                     speaker: "agent",
                     start_ms: 5860.0,
@@ -1095,13 +1095,10 @@ fn golden_report() -> Report {
                     error: Some("http whisper-1 (http://127.0.0.1:9/v1/audio/transcriptions): HTTP 503".into()),
                 },
             ],
-            reply_latencies_ms: vec![2160],
-            reply_latency_p50_ms: Some(2160),
-            reply_latency_p95_ms: Some(2160),
-            reply_latency_max_ms: Some(2160),
-            overlaps: vec![model::Overlap { start_ms: 3600.0, duration_ms: 100 }],
-            transcripts_missing: None,
-        }),
+            2160,
+            vec![model::Overlap { start_ms: 3600.0, duration_ms: 100 }],
+        )),
+        ..new_call(CALL1_IDS, target1, Transport::Udp, Verdict::Pass, STARTED_UNIX_MS)
     };
 
     // Call 2: rang until our deadline (CANCEL); the room was found, matched
@@ -1131,12 +1128,6 @@ fn golden_report() -> Report {
     let call2 = Call {
         name: Some("agent: dispatch".into()),
         tags: vec!["agent".into()],
-        call_id: "0b1c2d3e4f506172@callprobe".into(),
-        test_id: "cp-0000deadbeef".into(),
-        target: target2.into(),
-        transport: Transport::Tcp.into(),
-        verdict: Verdict::Fail.into(),
-        started_unix_ms: STARTED_UNIX_MS + 20_000,
         sip: sip_report(
             vec![
                 message(0.3, Direction::Out, peer2, &invite(target2, 1, false).replace("UDP", "TCP")),
@@ -1153,22 +1144,21 @@ fn golden_report() -> Report {
             30001.6,
             Transport::Tcp,
         ),
-        media: Media { error: Some("the call was not answered".into()), ..Media::default() },
+        media: unanswered(),
         checks: vec![
             check("final_responses", false, "expected 200, got 487 — cancelled after 30000 ms of ringing"),
             check("agent_joined", false, "no agent \"telephony-agent\" joined within 5 s"),
         ],
-        diagnosis: vec![Diagnosis {
-            code: "dispatch_rule_without_agents".into(),
-            summary: "The call reached a room but the dispatch rule dispatches no agent".into(),
-            evidence: "room call-_+15550100123_x7Qa, rule SDR_demo: agents [] (no room_config)".into(),
-            fix: "Set room_config.agents on the dispatch rule".into(),
-            reference: "docs/failure-modes.md#2-the-agent-never-joins-no-agent-in-the-dispatch-rule".into(),
-        }],
-        expected_diagnosis: None,
+        diagnosis: vec![diagnosis(
+            "dispatch_rule_without_agents",
+            "The call reached a room but the dispatch rule dispatches no agent",
+            "room call-_+15550100123_x7Qa, rule SDR_demo: agents [] (no room_config)",
+            "Set room_config.agents on the dispatch rule",
+            "docs/failure-modes.md#2-the-agent-never-joins-no-agent-in-the-dispatch-rule",
+        )],
         notes: vec!["TCP connection to 127.0.0.1:5070 closed by peer at 30002.0 ms".into()],
         livekit: Some(model::LiveKit::from(&livekit2)),
-        conversation: None,
+        ..new_call(CALL2_IDS, target2, Transport::Tcp, Verdict::Fail, STARTED_UNIX_MS + 20_000)
     };
 
     // Call 3: 404, as the scenario expected (`expect.diagnosis`): it passes.
@@ -1176,41 +1166,21 @@ fn golden_report() -> Report {
     let peer3 = "127.0.0.1:5070";
     let call3 = Call {
         name: Some("runbook: no trunk".into()),
-        tags: Vec::new(),
-        call_id: "77aa88bb99cc00dd@callprobe".into(),
-        test_id: "cp-0123456789ab".into(),
-        target: target3.into(),
-        transport: Transport::Udp.into(),
-        verdict: Verdict::Pass.into(),
-        started_unix_ms: STARTED_UNIX_MS + 40_000,
-        sip: sip_report(
-            vec![
-                message(0.2, Direction::Out, peer3, &invite(target3, 1, false)),
-                message(2.4, Direction::In, peer3, &response("404 No trunk found", 1, "INVITE", "")),
-                message(2.6, Direction::Out, peer3, &request("ACK", 1)),
-            ],
-            &[(404, "No trunk found")],
-            None,
-            EndReason::Rejected { status: 404, reason: "No trunk found".into() },
-            2.6,
-            Transport::Udp,
-        ),
-        media: Media { error: Some("the call was not answered".into()), ..Media::default() },
+        sip: rejected_404_sip(target3, peer3, 0.2, "No trunk found", Transport::Udp),
+        media: unanswered(),
         checks: vec![
             check("final_responses", false, "expected 200, got 404 — rejected with 404 No trunk found"),
             check("diagnosis", true, "failed as expected (final_responses) with no_trunk_found: INVITE answered 404"),
         ],
-        diagnosis: vec![Diagnosis {
-            code: "no_trunk_found".into(),
-            summary: "LiveKit found no inbound trunk for this call".into(),
-            evidence: "INVITE answered 404 No trunk found".into(),
-            fix: "Put the called number on the inbound trunk in +E.164 form".into(),
-            reference: "docs/failure-modes.md#1-404-no-trunk-found-the-trunk-does-not-match".into(),
-        }],
+        diagnosis: vec![diagnosis(
+            "no_trunk_found",
+            "LiveKit found no inbound trunk for this call",
+            "INVITE answered 404 No trunk found",
+            "Put the called number on the inbound trunk in +E.164 form",
+            "docs/failure-modes.md#1-404-no-trunk-found-the-trunk-does-not-match",
+        )],
         expected_diagnosis: Some("no_trunk_found".into()),
-        notes: Vec::new(),
-        livekit: None,
-        conversation: None,
+        ..new_call(CALL3_IDS, target3, Transport::Udp, Verdict::Pass, STARTED_UNIX_MS + 40_000)
     };
 
     // Call 4: callprobe could not place it.

@@ -88,6 +88,25 @@ impl TrunkSuite {
         args.extend_from_slice(extra);
         callprobe(&args)
     }
+
+    /// [`TrunkSuite::run`], which must exit with `code`.
+    fn run_exits(&self, code: i32, extra: &[&str]) -> Out {
+        let out = self.run(extra);
+        assert_eq!(out.code, code, "{}", out.stdout);
+        out
+    }
+}
+
+/// Writes `toml` to the scenario file `name` in `suite`.
+fn write_scenario(suite: &TempDir, name: &str, toml: &str) {
+    std::fs::write(suite.path().join(name), toml).unwrap();
+}
+
+/// A fresh suite folder holding the scenario file `name`.
+fn suite_with(name: &str, toml: &str) -> TempDir {
+    let suite = TempDir::new("callprobe-suite").unwrap();
+    write_scenario(&suite, name, toml);
+    suite
 }
 
 fn webhook_server() -> (String, mpsc::Receiver<String>) {
@@ -138,8 +157,7 @@ fn a_passing_suite_writes_the_run_folder() {
         return;
     };
     let metrics = ts.reports.path().join("callprobe.prom");
-    let out = ts.run(&["--parallel", "2", "--metrics-file", metrics.to_str().unwrap()]);
-    assert_eq!(out.code, 0, "{}", out.stdout);
+    let out = ts.run_exits(0, &["--parallel", "2", "--metrics-file", metrics.to_str().unwrap()]);
     let reports = &ts.reports;
     assert!(ts.uas.wait(Duration::from_secs(10)).success, "the answered call went through the trunk");
     assert!(out.stdout.contains("3 of 3 call(s) passed"), "{}", out.stdout);
@@ -164,16 +182,12 @@ fn a_passing_suite_writes_the_run_folder() {
 
 #[test]
 fn a_failing_suite_exits_1_notifies_and_can_stop_early() {
-    let Some(ts) = TrunkSuite::new(
-        "a_failing_suite_exits_1_notifies_and_can_stop_early",
-        &[("a", "wrong expectation", "+19999999999", "[407, 200]"), ("b", "never reached", "+14144007103", "[407]")],
-    ) else {
-        return;
-    };
     let (url, bodies) = webhook_server();
-    let out = ts.run(&["--fail-fast", "--notify-webhook", &url]);
+    let cases =
+        [("a", "wrong expectation", "+19999999999", "[407, 200]"), ("b", "never reached", "+14144007103", "[407]")];
+    let Some(ts) = TrunkSuite::new("a_failing_suite_exits_1_notifies_and_can_stop_early", &cases) else { return };
+    let out = ts.run_exits(1, &["--fail-fast", "--notify-webhook", &url]);
     let reports = &ts.reports;
-    assert_eq!(out.code, 1, "{}", out.stdout);
     assert!(out.stdout.contains("1 not run (--fail-fast)"), "{}", out.stdout);
     assert!(out.stdout.contains("no_trunk_found"), "the summary names the cause: {}", out.stdout);
     let body = bodies.recv_timeout(Duration::from_secs(10)).expect("webhook POST");
@@ -185,14 +199,10 @@ fn a_failing_suite_exits_1_notifies_and_can_stop_early() {
 
 #[test]
 fn tags_and_repeat_choose_the_calls() {
-    let Some(ts) = TrunkSuite::new(
-        "tags_and_repeat_choose_the_calls",
-        &[("a", "tagged unknown number", "+19999999999", "[404]"), ("b", "plain demanded", "+14144007103", "[407]")],
-    ) else {
-        return;
-    };
-    let out = ts.run(&["--tag", "tagged", "--repeat", "3", "--parallel", "3"]);
-    assert_eq!(out.code, 0, "{}", out.stdout);
+    let cases =
+        [("a", "tagged unknown number", "+19999999999", "[404]"), ("b", "plain demanded", "+14144007103", "[407]")];
+    let Some(ts) = TrunkSuite::new("tags_and_repeat_choose_the_calls", &cases) else { return };
+    let out = ts.run_exits(0, &["--tag", "tagged", "--repeat", "3", "--parallel", "3"]);
     assert!(out.stdout.contains("3 of 3 call(s) passed"), "{}", out.stdout);
     assert!(
         out.stdout.contains("tagged unknown number #3") && !out.stdout.contains("plain demanded"),
@@ -203,40 +213,28 @@ fn tags_and_repeat_choose_the_calls() {
 
 #[test]
 fn broken_or_incomplete_scenarios_exit_2_before_calling() {
-    let suite = TempDir::new("callprobe-suite").unwrap();
-    std::fs::write(
-        suite.path().join("x.toml"),
-        "name = \"x\"\n[target]\nuri = \"sip:${CALLPROBE_SURELY_UNSET}@127.0.0.1:5\"\n",
-    )
-    .unwrap();
+    let suite = suite_with("x.toml", "name = \"x\"\n[target]\nuri = \"sip:${CALLPROBE_SURELY_UNSET}@127.0.0.1:5\"\n");
     let out = callprobe(&["run", suite.path().to_str().unwrap(), "--report-dir", suite.path().to_str().unwrap()]);
     assert_eq!(out.code, 2, "{}", out.stdout);
     assert!(out.stdout.contains("CALLPROBE_SURELY_UNSET") && out.stdout.contains("x.toml:3:"), "{}", out.stdout);
     assert!(!suite.path().join("latest").exists(), "nothing ran");
     let out = callprobe(&["check", suite.path().to_str().unwrap()]);
     assert_eq!(out.code, 2, "{}", out.stdout);
-    std::fs::write(
-        suite.path().join("x.toml"),
-        "name = \"x\"\n[target]\nuri = \"sip:+1@127.0.0.1:5\"\ntransport = \"sctp\"\n",
-    )
-    .unwrap();
+    write_scenario(&suite, "x.toml", "name = \"x\"\n[target]\nuri = \"sip:+1@127.0.0.1:5\"\ntransport = \"sctp\"\n");
     let out = callprobe(&["check", suite.path().to_str().unwrap()]);
     assert_eq!(out.code, 2, "{}", out.stdout);
     assert!(out.stdout.contains("x.toml:4:"), "{}", out.stdout);
-    std::fs::write(suite.path().join("x.toml"), "name = \"x\"\n[target]\nuri = \"sip:+1@127.0.0.1:5\"\n").unwrap();
+    write_scenario(&suite, "x.toml", "name = \"x\"\n[target]\nuri = \"sip:+1@127.0.0.1:5\"\n");
     let out = callprobe(&["check", suite.path().to_str().unwrap()]);
     assert_eq!(out.code, 0, "{}", out.stdout);
 }
 
 #[test]
 fn a_case_that_cannot_run_still_appears_in_every_output() {
-    let suite = TempDir::new("callprobe-suite").unwrap();
     // --expect-agent without any LiveKit API configured: the tester cannot run it.
-    std::fs::write(
-        suite.path().join("agent.toml"),
-        "name = \"needs livekit\"\n[target]\nuri = \"sip:+1@127.0.0.1:9\"\n[expect]\nagent = \"probe-agent\"\n",
-    )
-    .unwrap();
+    let scenario =
+        "name = \"needs livekit\"\n[target]\nuri = \"sip:+1@127.0.0.1:9\"\n[expect]\nagent = \"probe-agent\"\n";
+    let suite = suite_with("agent.toml", scenario);
     let reports = TempDir::new("callprobe-reports").unwrap();
     let out = callprobe(&["run", suite.path().to_str().unwrap(), "--report-dir", reports.path().to_str().unwrap()]);
     assert_eq!(out.code, 2, "{}", out.stdout);

@@ -85,6 +85,11 @@ fn trunk_with(scenario: &str, tweak: impl FnOnce(&mut TrunkConfig)) -> (Kamailio
     (trunk, uas)
 }
 
+/// [`trunk_with`] when SIPp and Kamailio are installed (`None`: `test` is skipped).
+fn trunk_for(test: &str, scenario: &str, tweak: impl FnOnce(&mut TrunkConfig)) -> Option<(Kamailio, Sipp)> {
+    require_tools(test, &[Tool::Sipp, Tool::Kamailio]).then(|| trunk_with(scenario, tweak))
+}
+
 /// `call <uri>` with the trunk's credentials; hang up after 1 s unless `extra` says otherwise.
 fn authed_args<'a>(uri: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut v = vec!["call", uri, "--auth-user", "callprobe", "--auth-password-env", PASSWORD_VAR];
@@ -162,10 +167,9 @@ fn right_credentials_sha256() {
 
 #[test]
 fn wrong_password_fails_without_looping() {
-    if !require_tools("wrong_password_fails_without_looping", &[Tool::Sipp, Tool::Kamailio]) {
+    let Some((trunk, _uas)) = trunk_for("wrong_password_fails_without_looping", "uas_answer.xml", |_| {}) else {
         return;
-    }
-    let (trunk, _uas) = trunk_with("uas_answer.xml", |_| {});
+    };
     let uri = trunk.uri("+14144007103");
     let run = callprobe(&authed_args(&uri, &["--expect", "407,200"]), Some("not-the-password"));
     assert_eq!(run.code, 1, "{}", run.explain());
@@ -178,10 +182,10 @@ fn wrong_password_fails_without_looping() {
 
 #[test]
 fn wrong_password_answered_403() {
-    if !require_tools("wrong_password_answered_403", &[Tool::Sipp, Tool::Kamailio]) {
+    let Some((trunk, _uas)) = trunk_for("wrong_password_answered_403", "uas_answer.xml", |c| c.reject_with_403 = true)
+    else {
         return;
-    }
-    let (trunk, _uas) = trunk_with("uas_answer.xml", |c| c.reject_with_403 = true);
+    };
     let run = callprobe(&authed_args(&trunk.uri("+14144007103"), &[]), Some("not-the-password"));
     assert_eq!(run.code, 1, "{}", run.explain());
     assert_eq!(run.finals(), vec![407, 403]);
@@ -190,10 +194,9 @@ fn wrong_password_answered_403() {
 
 #[test]
 fn without_credentials_expect_407_passes() {
-    if !require_tools("without_credentials_expect_407_passes", &[Tool::Sipp, Tool::Kamailio]) {
+    let Some((trunk, _uas)) = trunk_for("without_credentials_expect_407_passes", "uas_answer.xml", |_| {}) else {
         return;
-    }
-    let (trunk, _uas) = trunk_with("uas_answer.xml", |_| {});
+    };
     let run = callprobe(&["call", &trunk.uri("+14144007103"), "--expect", "407"], None);
     assert_eq!(run.code, 0, "{}", run.explain());
     assert_eq!(run.finals(), vec![407]);
@@ -206,10 +209,9 @@ fn without_credentials_expect_407_passes() {
 
 #[test]
 fn unknown_number_gets_404_no_trunk_found() {
-    if !require_tools("unknown_number_gets_404_no_trunk_found", &[Tool::Sipp, Tool::Kamailio]) {
+    let Some((trunk, _uas)) = trunk_for("unknown_number_gets_404_no_trunk_found", "uas_answer.xml", |_| {}) else {
         return;
-    }
-    let (trunk, _uas) = trunk_with("uas_answer.xml", |_| {});
+    };
     let run = callprobe(&authed_args(&trunk.uri("+19999999999"), &[]), Some("callprobe-secret"));
     assert_eq!(run.code, 1, "{}", run.explain());
     assert_eq!(run.call()["sip"]["final_responses"][0]["status"], 404);
@@ -239,10 +241,11 @@ fn far_end_bye_ends_the_call_cleanly() {
 
 #[test]
 fn in_dialog_options_is_answered_and_the_call_goes_on() {
-    if !require_tools("in_dialog_options_is_answered_and_the_call_goes_on", &[Tool::Sipp, Tool::Kamailio]) {
+    let Some((trunk, uas)) =
+        trunk_for("in_dialog_options_is_answered_and_the_call_goes_on", "uas_in_dialog_options.xml", |_| {})
+    else {
         return;
-    }
-    let (trunk, uas) = trunk_with("uas_in_dialog_options.xml", |_| {});
+    };
     let run = callprobe(&authed_args(&trunk.uri("+14144007103"), &["--hangup-after", "3s"]), Some("callprobe-secret"));
     let outcome = uas.wait(Duration::from_secs(15));
     assert_eq!(run.code, 0, "{}", run.explain());
@@ -252,10 +255,9 @@ fn in_dialog_options_is_answered_and_the_call_goes_on() {
 
 #[test]
 fn ringing_without_answer_is_cancelled() {
-    if !require_tools("ringing_without_answer_is_cancelled", &[Tool::Sipp, Tool::Kamailio]) {
+    let Some((trunk, uas)) = trunk_for("ringing_without_answer_is_cancelled", "uas_ring_no_answer.xml", |_| {}) else {
         return;
-    }
-    let (trunk, uas) = trunk_with("uas_ring_no_answer.xml", |_| {});
+    };
     let run = callprobe(&authed_args(&trunk.uri("+14144007103"), &["--timeout", "3s", "-v"]), Some("callprobe-secret"));
     let outcome = uas.wait(Duration::from_secs(15));
     assert_eq!(run.code, 1, "{}", run.explain());
@@ -268,10 +270,7 @@ fn ringing_without_answer_is_cancelled() {
 
 #[test]
 fn busy_is_reported() {
-    if !require_tools("busy_is_reported", &[Tool::Sipp, Tool::Kamailio]) {
-        return;
-    }
-    let (trunk, _uas) = trunk_with("uas_busy.xml", |_| {});
+    let Some((trunk, _uas)) = trunk_for("busy_is_reported", "uas_busy.xml", |_| {}) else { return };
     let run = callprobe(&authed_args(&trunk.uri("+14144007103"), &[]), Some("callprobe-secret"));
     assert_eq!(run.code, 1, "{}", run.explain());
     assert_eq!(run.finals(), vec![407, 486]);

@@ -94,13 +94,10 @@ fn merged(segments: &[SpeechSegment]) -> Vec<SpeechSegment> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audio::vad::segment_ms as seg;
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
-    }
-
-    fn seg(start_ms: u64, end_ms: u64) -> SpeechSegment {
-        SpeechSegment { start: ms(start_ms), end: ms(end_ms) }
     }
 
     /// Agent greets 1.2 s after answer, we speak 5.0–7.0 s, agent replies at 7.85 s.

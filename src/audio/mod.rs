@@ -11,3 +11,15 @@ pub mod tone;
 pub mod turns;
 pub mod vad;
 pub mod wav;
+
+/// Deterministic pseudo-random numbers (xorshift64) from `seed` (not zero),
+/// for the test signals.
+#[cfg(test)]
+pub(crate) fn xorshift(seed: u64) -> impl Iterator<Item = u64> {
+    std::iter::successors(Some(seed), |&s| {
+        let s = s ^ (s << 13);
+        let s = s ^ (s >> 7);
+        Some(s ^ (s << 17))
+    })
+    .skip(1)
+}

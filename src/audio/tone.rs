@@ -83,14 +83,9 @@ mod tests {
 
     /// Deterministic white-ish noise (xorshift), amplitude ±`amplitude`.
     fn noise(count: usize, amplitude: i32) -> Vec<i16> {
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        (0..count)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                ((state % (2 * amplitude as u64 + 1)) as i32 - amplitude) as i16
-            })
+        crate::audio::xorshift(0x2545_F491_4F6C_DD1D)
+            .take(count)
+            .map(|state| ((state % (2 * amplitude as u64 + 1)) as i32 - amplitude) as i16)
             .collect()
     }
 

@@ -192,12 +192,10 @@ pub fn percentile(sorted: &[Duration], p: u32) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audio::vad::segment_ms as seg;
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
-    }
-    fn seg(start: u64, end: u64) -> SpeechSegment {
-        SpeechSegment { start: ms(start), end: ms(end) }
     }
     fn at(n: u64) -> CallTime {
         CallTime::after(ms(n))

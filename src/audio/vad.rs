@@ -59,6 +59,12 @@ impl SpeechSegment {
     }
 }
 
+/// A segment from `start_ms` to `end_ms` (for tests).
+#[cfg(test)]
+pub(crate) fn segment_ms(start_ms: u64, end_ms: u64) -> SpeechSegment {
+    SpeechSegment { start: Duration::from_millis(start_ms), end: Duration::from_millis(end_ms) }
+}
+
 /// When subframe `index` starts.
 fn subframe_start(index: usize) -> Duration {
     SUBFRAME * u32::try_from(index).unwrap_or(u32::MAX)
@@ -412,20 +418,22 @@ mod tests {
         wav::resample_i16(&decoded, codec.sample_rate(), 16_000).unwrap()
     }
 
+    /// A 16 kHz fixture has `utterances` true segments and the VAD finds their boundaries.
+    fn assert_16k_fixture_boundaries(name: &str, utterances: usize, label: &str) {
+        let pcm = wav::load_mono(&fixture(name), 16_000).unwrap();
+        let truth = truth_segments(&pcm, 16_000);
+        assert_eq!(truth.len(), utterances);
+        assert_boundaries_within_tolerance(label, &pcm, &truth);
+    }
+
     #[test]
     fn one_utterance_boundaries() {
-        let pcm = wav::load_mono(&fixture("thank_you_for_calling_16k.wav"), 16_000).unwrap();
-        let truth = truth_segments(&pcm, 16_000);
-        assert_eq!(truth.len(), 1);
-        assert_boundaries_within_tolerance("one utterance", &pcm, &truth);
+        assert_16k_fixture_boundaries("thank_you_for_calling_16k.wav", 1, "one utterance");
     }
 
     #[test]
     fn two_utterance_boundaries() {
-        let pcm = wav::load_mono(&fixture("hello_test_caller_tell_me_the_time_16k.wav"), 16_000).unwrap();
-        let truth = truth_segments(&pcm, 16_000);
-        assert_eq!(truth.len(), 2);
-        assert_boundaries_within_tolerance("two utterances", &pcm, &truth);
+        assert_16k_fixture_boundaries("hello_test_caller_tell_me_the_time_16k.wav", 2, "two utterances");
     }
 
     #[test]
@@ -462,15 +470,10 @@ mod tests {
 
     /// Deterministic uniform noise with the given RMS.
     fn noise(count: usize, rms: f64, seed: u64) -> Vec<i16> {
-        let mut state = seed | 1;
         let half_range = rms * 3f64.sqrt();
-        (0..count)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                ((state as f64 / u64::MAX as f64 * 2.0 - 1.0) * half_range) as i16
-            })
+        crate::audio::xorshift(seed | 1)
+            .take(count)
+            .map(|state| ((state as f64 / u64::MAX as f64 * 2.0 - 1.0) * half_range) as i16)
             .collect()
     }
 

@@ -499,26 +499,11 @@ mod tests {
     use super::*;
 
     fn clean() -> SipConfig {
-        SipConfig {
-            trunks: vec![InboundTrunk {
-                id: "ST_1".into(),
-                name: "inbound".into(),
-                numbers: vec!["+14144007103".into(), "+13658253552".into()],
-                auth_username: "callprobe".into(),
-                auth_password_set: true,
-                ..Default::default()
-            }],
-            rules: vec![DispatchRule {
-                id: "SDR_1".into(),
-                name: "dispatch".into(),
-                trunk_ids: vec!["ST_1".into()],
-                kind: "individual".into(),
-                room: "call-".into(),
-                has_room_config: true,
-                agents: vec!["probe-agent".into()],
-                ..Default::default()
-            }],
-        }
+        let mut config = SipConfig::for_tests(&["+14144007103", "+13658253552"], &["probe-agent"]);
+        config.trunks[0].name = "inbound".into();
+        config.rules[0].kind = "individual".into();
+        config.rules[0].room = "call-".into();
+        config
     }
 
     fn expect(agent: Option<&str>, numbers: &[&str]) -> AuditExpectations {
@@ -531,11 +516,7 @@ mod tests {
 
     #[test]
     fn every_reference_points_at_a_docs_heading() {
-        for r in AUDIT_RULES {
-            if let Err(e) = crate::doc_links::check_reference(r.reference) {
-                panic!("doctor finding {}: {e}", r.code);
-            }
-        }
+        crate::doc_links::assert_references("doctor finding", AUDIT_RULES.iter().map(|r| (r.code, r.reference)));
     }
 
     #[test]

@@ -270,13 +270,7 @@ impl ServerApi {
         Ok(rooms
             .into_iter()
             .map(|r| RoomView {
-                created_unix_ms: if r.creation_time_ms > 0 {
-                    Some(r.creation_time_ms)
-                } else if r.creation_time > 0 {
-                    Some(r.creation_time * 1000)
-                } else {
-                    None
-                },
+                created_unix_ms: unix_ms(r.creation_time_ms, r.creation_time),
                 name: r.name,
                 sid: r.sid,
             })
@@ -288,13 +282,7 @@ impl ServerApi {
         Ok(participants
             .into_iter()
             .map(|p| ParticipantView {
-                joined_unix_ms: if p.joined_at_ms > 0 {
-                    Some(p.joined_at_ms)
-                } else if p.joined_at > 0 {
-                    Some(p.joined_at * 1000)
-                } else {
-                    None
-                },
+                joined_unix_ms: unix_ms(p.joined_at_ms, p.joined_at),
                 identity: p.identity,
                 kind: p.kind,
                 state: p.state,
@@ -389,6 +377,16 @@ impl ServerApi {
             })
             .collect();
         Ok(SipConfig { trunks, rules })
+    }
+}
+
+/// A time LiveKit gives in milliseconds, or (older servers) only in seconds;
+/// zero means unset.
+fn unix_ms(ms: i64, secs: i64) -> Option<i64> {
+    if ms > 0 {
+        Some(ms)
+    } else {
+        (secs > 0).then_some(secs * 1000)
     }
 }
 

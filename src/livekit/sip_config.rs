@@ -167,14 +167,43 @@ pub fn is_number_without_e164(s: &str) -> bool {
 }
 
 #[cfg(test)]
+impl SipConfig {
+    /// A test config: trunk `ST_1` (user `callprobe`, a password set) for
+    /// `numbers`, and rule `SDR_1` (`dispatch`) on it, with a room_config
+    /// dispatching `agents`.
+    pub fn for_tests(numbers: &[&str], agents: &[&str]) -> SipConfig {
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+        SipConfig {
+            trunks: vec![InboundTrunk {
+                id: "ST_1".into(),
+                numbers: strings(numbers),
+                auth_username: "callprobe".into(),
+                auth_password_set: true,
+                ..Default::default()
+            }],
+            rules: vec![DispatchRule {
+                id: "SDR_1".into(),
+                name: "dispatch".into(),
+                trunk_ids: vec!["ST_1".into()],
+                has_room_config: true,
+                agents: strings(agents),
+                ..Default::default()
+            }],
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn numbers() {
-        assert_eq!(normalize_number("14144007103"), "+14144007103");
-        assert_eq!(normalize_number("+1 (414) 400-7103"), "+14144007103");
-        assert_eq!(normalize_number("callprobe"), "callprobe");
+        for (raw, normalised) in
+            [("14144007103", "+14144007103"), ("+1 (414) 400-7103", "+14144007103"), ("callprobe", "callprobe")]
+        {
+            assert_eq!(normalize_number(raw), normalised);
+        }
         assert!(is_e164("+14144007103"));
         assert!(!is_e164("14144007103"));
         assert!(is_number_without_e164("4144007103"));

@@ -107,22 +107,12 @@ impl AudioCodec {
 
     /// A fresh encoder for one outgoing stream.
     pub fn encoder(self) -> AudioEncoder {
-        let state = match self {
-            AudioCodec::Pcmu => EncoderState::Pcmu,
-            AudioCodec::Pcma => EncoderState::Pcma,
-            AudioCodec::G722 => EncoderState::G722(Box::new(G722Encoder::new())),
-        };
-        AudioEncoder { codec: self, state }
+        Coder::new(self, G722Encoder::new)
     }
 
     /// A fresh decoder for one incoming stream.
     pub fn decoder(self) -> AudioDecoder {
-        let state = match self {
-            AudioCodec::Pcmu => DecoderState::Pcmu,
-            AudioCodec::Pcma => DecoderState::Pcma,
-            AudioCodec::G722 => DecoderState::G722(Box::new(G722Decoder::new())),
-        };
-        AudioDecoder { codec: self, state }
+        Coder::new(self, G722Decoder::new)
     }
 }
 
@@ -132,31 +122,62 @@ impl std::fmt::Display for AudioCodec {
     }
 }
 
-/// Stateful encoder: PCM at [`AudioCodec::sample_rate`] → RTP payload bytes.
-pub struct AudioEncoder {
+/// A stream's encoder ([`AudioEncoder`]) or decoder ([`AudioDecoder`]):
+/// its codec and the state it carries from frame to frame.
+pub struct Coder<G> {
     codec: AudioCodec,
-    state: EncoderState,
+    state: CodecState<G>,
 }
 
-enum EncoderState {
+/// Stateful encoder: PCM at [`AudioCodec::sample_rate`] → RTP payload bytes.
+pub type AudioEncoder = Coder<G722Encoder>;
+
+/// Stateful decoder: RTP payload bytes → PCM at [`AudioCodec::sample_rate`].
+pub type AudioDecoder = Coder<G722Decoder>;
+
+/// G.711 keeps no state; G.722 keeps its ADPCM encoder or decoder `G`.
+enum CodecState<G> {
     Pcmu,
     Pcma,
-    G722(Box<G722Encoder>),
+    G722(Box<G>),
 }
 
-impl AudioEncoder {
-    /// The codec this encoder produces.
+impl<G> Coder<G> {
+    /// A fresh one for `codec`; `g722` makes the G.722 state.
+    fn new(codec: AudioCodec, g722: impl FnOnce() -> G) -> Self {
+        let state = match codec {
+            AudioCodec::Pcmu => CodecState::Pcmu,
+            AudioCodec::Pcma => CodecState::Pcma,
+            AudioCodec::G722 => CodecState::G722(Box::new(g722())),
+        };
+        Coder { codec, state }
+    }
+
+    /// The codec this encoder produces or this decoder consumes.
     pub fn codec(&self) -> AudioCodec {
         self.codec
     }
+}
 
+impl AudioEncoder {
     /// Encodes one frame (normally [`AudioCodec::samples_per_frame`] samples).
     /// For G.722 an odd trailing sample is dropped.
     pub fn encode(&mut self, pcm: &[i16]) -> Vec<u8> {
         match &mut self.state {
-            EncoderState::Pcmu => pcm.iter().map(|&s| g711::linear_to_ulaw(s)).collect(),
-            EncoderState::Pcma => pcm.iter().map(|&s| g711::linear_to_alaw(s)).collect(),
-            EncoderState::G722(encoder) => encoder.encode(&pcm[..pcm.len() & !1]),
+            CodecState::Pcmu => pcm.iter().map(|&s| g711::linear_to_ulaw(s)).collect(),
+            CodecState::Pcma => pcm.iter().map(|&s| g711::linear_to_alaw(s)).collect(),
+            CodecState::G722(encoder) => encoder.encode(&pcm[..pcm.len() & !1]),
+        }
+    }
+}
+
+impl AudioDecoder {
+    /// Decodes one RTP payload (any length; 160 bytes for a 20 ms frame).
+    pub fn decode(&mut self, payload: &[u8]) -> Vec<i16> {
+        match &mut self.state {
+            CodecState::Pcmu => payload.iter().map(|&c| g711::ulaw_to_linear(c)).collect(),
+            CodecState::Pcma => payload.iter().map(|&c| g711::alaw_to_linear(c)).collect(),
+            CodecState::G722(decoder) => decoder.decode(payload),
         }
     }
 }
@@ -164,34 +185,6 @@ impl AudioEncoder {
 impl std::fmt::Debug for AudioEncoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AudioEncoder").field("codec", &self.codec).finish_non_exhaustive()
-    }
-}
-
-/// Stateful decoder: RTP payload bytes → PCM at [`AudioCodec::sample_rate`].
-pub struct AudioDecoder {
-    codec: AudioCodec,
-    state: DecoderState,
-}
-
-enum DecoderState {
-    Pcmu,
-    Pcma,
-    G722(Box<G722Decoder>),
-}
-
-impl AudioDecoder {
-    /// The codec this decoder consumes.
-    pub fn codec(&self) -> AudioCodec {
-        self.codec
-    }
-
-    /// Decodes one RTP payload (any length; 160 bytes for a 20 ms frame).
-    pub fn decode(&mut self, payload: &[u8]) -> Vec<i16> {
-        match &mut self.state {
-            DecoderState::Pcmu => payload.iter().map(|&c| g711::ulaw_to_linear(c)).collect(),
-            DecoderState::Pcma => payload.iter().map(|&c| g711::alaw_to_linear(c)).collect(),
-            DecoderState::G722(decoder) => decoder.decode(payload),
-        }
     }
 }
 

@@ -87,43 +87,53 @@ mod tests {
         8 * if even_bits_restored & 0x80 != 0 { magnitude } else { -magnitude }
     }
 
+    /// Checks `encode` and `decode` against known (linear, code) and (code, linear) pairs.
+    fn check_known(encode: fn(i16) -> u8, encoded: &[(i16, u8)], decode: fn(u8) -> i16, decoded: &[(u8, i16)]) {
+        for &(linear, code) in encoded {
+            assert_eq!(encode(linear), code, "encode {linear}");
+        }
+        for &(code, linear) in decoded {
+            assert_eq!(decode(code), linear, "decode {code:#04x}");
+        }
+    }
+
     #[test]
     fn ulaw_known_encodings() {
-        assert_eq!(linear_to_ulaw(0), 0xFF);
-        assert_eq!(linear_to_ulaw(1), 0xFF);
-        assert_eq!(linear_to_ulaw(-1), 0x7F);
-        assert_eq!(linear_to_ulaw(32767), 0x80);
-        assert_eq!(linear_to_ulaw(-32768), 0x00);
-        // Segment 0/1 decision level is 31 in 14-bit units (= 124 in 16-bit).
-        assert_eq!(linear_to_ulaw(123), 0xF0);
-        assert_eq!(linear_to_ulaw(124), 0xEF);
-        assert_eq!(linear_to_ulaw(-124), 0x6F);
-        // Top segment starts at 4063 (14-bit) = 16252.
-        assert_eq!(linear_to_ulaw(16251), 0x90);
-        assert_eq!(linear_to_ulaw(16252), 0x8F);
-        assert_eq!(ulaw_to_linear(0x80), 32124);
-        assert_eq!(ulaw_to_linear(0x00), -32124);
-        assert_eq!(ulaw_to_linear(0xFF), 0);
-        assert_eq!(ulaw_to_linear(0x7F), 0);
+        let encoded = [
+            (0, 0xFF),
+            (1, 0xFF),
+            (-1, 0x7F),
+            (32767, 0x80),
+            (-32768, 0x00),
+            // Segment 0/1 decision level is 31 in 14-bit units (= 124 in 16-bit).
+            (123, 0xF0),
+            (124, 0xEF),
+            (-124, 0x6F),
+            // Top segment starts at 4063 (14-bit) = 16252.
+            (16251, 0x90),
+            (16252, 0x8F),
+        ];
+        let decoded = [(0x80, 32124), (0x00, -32124), (0xFF, 0), (0x7F, 0)];
+        check_known(linear_to_ulaw, &encoded, ulaw_to_linear, &decoded);
     }
 
     #[test]
     fn alaw_known_encodings() {
-        assert_eq!(linear_to_alaw(0), 0xD5);
-        assert_eq!(linear_to_alaw(1), 0xD5);
-        assert_eq!(linear_to_alaw(-1), 0x55);
-        assert_eq!(linear_to_alaw(15), 0xD5);
-        assert_eq!(linear_to_alaw(16), 0xD4);
-        assert_eq!(linear_to_alaw(-16), 0x54);
-        assert_eq!(linear_to_alaw(32767), 0xAA);
-        assert_eq!(linear_to_alaw(-32768), 0x2A);
-        // Segment 0/1 boundary at 32 (13-bit) = 256.
-        assert_eq!(linear_to_alaw(255), 0xDA);
-        assert_eq!(linear_to_alaw(256), 0xC5);
-        assert_eq!(alaw_to_linear(0xD5), 8);
-        assert_eq!(alaw_to_linear(0x55), -8);
-        assert_eq!(alaw_to_linear(0xAA), 32256);
-        assert_eq!(alaw_to_linear(0x2A), -32256);
+        let encoded = [
+            (0, 0xD5),
+            (1, 0xD5),
+            (-1, 0x55),
+            (15, 0xD5),
+            (16, 0xD4),
+            (-16, 0x54),
+            (32767, 0xAA),
+            (-32768, 0x2A),
+            // Segment 0/1 boundary at 32 (13-bit) = 256.
+            (255, 0xDA),
+            (256, 0xC5),
+        ];
+        let decoded = [(0xD5, 8), (0x55, -8), (0xAA, 32256), (0x2A, -32256)];
+        check_known(linear_to_alaw, &encoded, alaw_to_linear, &decoded);
     }
 
     #[test]

@@ -648,6 +648,36 @@ impl Report {
 }
 
 impl Call {
+    /// A call with its identity and verdict only: no name, tags, SIP
+    /// exchange, media, checks, diagnosis, notes, LiveKit or conversation.
+    pub fn bare(
+        call_id: String,
+        test_id: String,
+        target: String,
+        transport: Transport,
+        verdict: Verdict,
+        started_unix_ms: u64,
+    ) -> Call {
+        Call {
+            name: None,
+            tags: Vec::new(),
+            call_id,
+            test_id,
+            target,
+            transport,
+            verdict,
+            started_unix_ms,
+            sip: Sip::default(),
+            media: Media::default(),
+            checks: Vec::new(),
+            diagnosis: Vec::new(),
+            expected_diagnosis: None,
+            notes: Vec::new(),
+            livekit: None,
+            conversation: None,
+        }
+    }
+
     /// The report of a call that was placed, from its record, its media
     /// section ([`Media::new`]), checks and diagnosis; `name`, `tags` and
     /// `livekit` are left empty.
@@ -670,14 +700,6 @@ impl Call {
         };
         let s = &record.sip;
         Call {
-            name: None,
-            tags: Vec::new(),
-            call_id: record.call_id.clone(),
-            test_id: record.test_id.clone(),
-            target: record.target.clone(),
-            transport: record.transport.into(),
-            verdict: verdict.into(),
-            started_unix_ms: unix_ms(record.started),
             sip: Sip {
                 final_responses: s
                     .final_responses
@@ -702,8 +724,14 @@ impl Call {
             diagnosis: diagnosis.iter().map(Diagnosis::from).collect(),
             expected_diagnosis,
             notes: record.notes.clone(),
-            livekit: None,
-            conversation: None,
+            ..Call::bare(
+                record.call_id.clone(),
+                record.test_id.clone(),
+                record.target.clone(),
+                record.transport.into(),
+                verdict.into(),
+                unix_ms(record.started),
+            )
         }
     }
 
@@ -713,24 +741,20 @@ impl Call {
         Call {
             name,
             tags,
-            call_id: spec.call_id.clone(),
-            test_id: spec.test_id.clone(),
-            target: spec.target_uri.clone(),
-            transport: spec.transport.into(),
-            verdict: Verdict::Error,
-            started_unix_ms: unix_ms(SystemTime::now()),
-            sip: Sip::default(),
-            media: Media::default(),
             checks: vec![Check {
                 name: "call_placed".into(),
                 passed: false,
                 detail: format!("callprobe could not place the call: {why}"),
             }],
-            diagnosis: Vec::new(),
-            expected_diagnosis: None,
             notes: vec![why.to_string()],
-            livekit: None,
-            conversation: None,
+            ..Call::bare(
+                spec.call_id.clone(),
+                spec.test_id.clone(),
+                spec.target_uri.clone(),
+                spec.transport.into(),
+                Verdict::Error,
+                unix_ms(SystemTime::now()),
+            )
         }
     }
 
@@ -891,11 +915,11 @@ impl From<&crate::verdict::checks::Check> for Check {
 impl From<&crate::verdict::diagnose::Diagnosis> for Diagnosis {
     fn from(d: &crate::verdict::diagnose::Diagnosis) -> Diagnosis {
         Diagnosis {
-            code: d.code.clone(),
-            summary: d.summary.clone(),
+            code: d.code.into(),
+            summary: d.summary.into(),
             evidence: d.evidence.clone(),
-            fix: d.fix.clone(),
-            reference: d.reference.clone(),
+            fix: d.fix.into(),
+            reference: d.reference.into(),
         }
     }
 }

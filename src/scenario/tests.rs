@@ -63,6 +63,21 @@ fn single_error(text: &str) -> String {
     e[0].clone()
 }
 
+/// `text` has one error, and it starts with `want`.
+#[track_caller]
+fn assert_single_error(text: &str, want: &str) {
+    let e = single_error(text);
+    assert!(e.starts_with(want), "{e}");
+}
+
+/// For each `(extra, want)`: [`MINIMAL`] followed by `extra` has one error, starting with `want`.
+fn assert_minimal_plus_errs(cases: &[(&str, &str)]) {
+    for (extra, want) in cases {
+        let e = single_error(&format!("{MINIMAL}{extra}\n"));
+        assert!(e.starts_with(want), "{extra}\n got: {e}\nwant: {want}");
+    }
+}
+
 const MINIMAL: &str = r#"
 name = "minimal"
 [target]
@@ -226,13 +241,14 @@ fn an_unset_password_env_is_an_error_at_its_key() {
         e,
         "s/a.toml:7:1: password_env: environment variable NOT_SET_PW is not set (expected NOT_SET_PW set to the trunk's digest password, or password_file = \"PATH\")"
     );
-    let e = single_error(&format!("{MINIMAL}[auth]\nuser = \"u\"\npassword_env = \"EMPTY_PASSWORD\"\n"));
-    assert!(e.starts_with("s/a.toml:7:1: password_env: environment variable EMPTY_PASSWORD is empty"), "{e}");
+    assert_single_error(
+        &format!("{MINIMAL}[auth]\nuser = \"u\"\npassword_env = \"EMPTY_PASSWORD\"\n"),
+        "s/a.toml:7:1: password_env: environment variable EMPTY_PASSWORD is empty",
+    );
     // In an inline table of a [[case]], the key is found on its line too.
-    let e = single_error(&format!(
+    assert_single_error(&format!(
         "{MINIMAL}[matrix]\nX = [\"a\"]\n[[case]]\nwhen = {{ X = \"a\" }}\nauth = {{ user = \"u\", password_env = \"NOT_SET_PW\" }}\n"
-    ));
-    assert!(e.starts_with("s/a.toml:9:22: password_env: environment variable NOT_SET_PW is not set"), "{e}");
+    ), "s/a.toml:9:22: password_env: environment variable NOT_SET_PW is not set");
     // A case that drops the auth table needs no password.
     let cases = load(&format!(
         "{MINIMAL}[auth]\nuser = \"u\"\npassword_env = \"NOT_SET_PW\"\n[matrix]\nX = [\"a\"]\n[[case]]\nwhen = {{ X = \"a\" }}\nauth = false\n"
@@ -242,14 +258,16 @@ fn an_unset_password_env_is_an_error_at_its_key() {
 
 #[test]
 fn toml_syntax_and_unknown_keys_point_at_their_place() {
-    let e = single_error("name = \"x\"\n[target\nuri = \"sip:a@b\"\n");
-    assert!(e.starts_with("s/a.toml:2:8: "), "{e}");
-    let e = single_error("name = \"x\"\n[target]\nuri = \"sip:a@b\"\nport = 5060\n");
-    assert!(e.starts_with("s/a.toml:4:1: unknown field `port`, expected"), "{e}");
-    let e = single_error("name = \"x\"\n");
-    assert!(e.starts_with("s/a.toml:1:1: missing field `target`"), "{e}");
-    let e = single_error(&format!("{MINIMAL}[expect]\ntone_hz = \"loud\"\n"));
-    assert!(e.starts_with("s/a.toml:6:11: invalid type: string \"loud\", expected f64"), "{e}");
+    assert_single_error("name = \"x\"\n[target\nuri = \"sip:a@b\"\n", "s/a.toml:2:8: ");
+    assert_single_error(
+        "name = \"x\"\n[target]\nuri = \"sip:a@b\"\nport = 5060\n",
+        "s/a.toml:4:1: unknown field `port`, expected",
+    );
+    assert_single_error("name = \"x\"\n", "s/a.toml:1:1: missing field `target`");
+    assert_single_error(
+        &format!("{MINIMAL}[expect]\ntone_hz = \"loud\"\n"),
+        "s/a.toml:6:11: invalid type: string \"loud\", expected f64",
+    );
 }
 
 #[test]
@@ -273,24 +291,19 @@ fn each_semantic_error_has_its_exact_line_and_column() {
         ("[livekit]\nurl = \"example.com\"", "s/a.toml:6:7: 'example.com' is not a LiveKit URL"),
         ("[expect]\ndiagnosis = \"no_trunk\"", "s/a.toml:6:13: 'no_trunk' is not a diagnosis callprobe makes (expected one of called_number_not_on_trunk, "),
     ];
-    for (extra, want) in cases {
-        let e = single_error(&format!("{MINIMAL}{extra}\n"));
-        assert!(e.starts_with(want), "{extra}\n got: {e}\nwant: {want}");
-    }
+    assert_minimal_plus_errs(cases);
 }
 
 #[test]
 fn tags_are_checked() {
-    let e = single_error(&format!("tags = [\"ok\", \"not ok\"]\n{MINIMAL}"));
-    assert!(e.starts_with("s/a.toml:1:15: 'not ok' is not a tag"), "{e}");
+    assert_single_error(&format!("tags = [\"ok\", \"not ok\"]\n{MINIMAL}"), "s/a.toml:1:15: 'not ok' is not a tag");
 }
 
 #[test]
 fn target_uri_and_transport_are_checked() {
     let e = single_error("name = \"x\"\n[target]\nuri = \"tel:+14144007103\"\n");
     assert_eq!(e, "s/a.toml:3:7: 'tel:+14144007103' is not a sip: URI (expected a SIP URI like \"sip:+14144007103@127.0.0.1:5060\")");
-    let e = single_error("name = \"x\"\n[target]\nuri = \"sip:a@b:notaport\"\n");
-    assert!(e.starts_with("s/a.toml:3:7: bad target URI: "), "{e}");
+    assert_single_error("name = \"x\"\n[target]\nuri = \"sip:a@b:notaport\"\n", "s/a.toml:3:7: bad target URI: ");
     let e = single_error("name = \"x\"\n[target]\nuri = \"sip:a@b\"\ntransport = \"tls\"\n");
     assert_eq!(e, "s/a.toml:4:13: transport 'tls' is not supported (expected \"udp\" or \"tcp\")");
 }
@@ -310,8 +323,7 @@ fn missing_variable_names_it_and_points_at_the_dollar() {
         e,
         "s/a.toml:3:15: variable ${LIVEKIT_SIP_HOST} is not set (expected a matrix axis or an environment variable of that name)"
     );
-    let e = single_error("name = \"x\"\n[target]\nuri = \"sip:${BROKEN@h\"\n");
-    assert!(e.starts_with("s/a.toml:3:12: unterminated ${"), "{e}");
+    assert_single_error("name = \"x\"\n[target]\nuri = \"sip:${BROKEN@h\"\n", "s/a.toml:3:12: unterminated ${");
     // Comments are not substituted; $$ is a literal $.
     let case = one("# uri = \"sip:${NOT_SET}@h\"\nname = \"cost $$5 ${DOLLAR_USER}\"\n[target]\nuri = \"sip:a@b\"\n");
     assert_eq!(case.name(), "cost $5 u$er");
@@ -325,20 +337,27 @@ fn literal_secrets_are_refused() {
         "s/a.toml:7:12: a literal password is not allowed in a scenario file (expected password_env = \"VAR\" or password_file = \"PATH\")"
     );
     assert!(!e.contains("hunter2"));
-    let e = single_error(&format!("{MINIMAL}[livekit]\napi_secret = \"s3cret\"\n"));
-    assert!(e.starts_with("s/a.toml:6:14: a literal API secret is not allowed"), "{e}");
-    let e = single_error(&format!("{MINIMAL}[matrix]\nA = [\"x\"]\n[[case]]\nwhen = {{ A = \"x\" }}\nauth = {{ user = \"u\", password = \"p\" }}\n"));
-    assert!(e.starts_with("s/a.toml:9:33: a literal password is not allowed"), "{e}");
+    assert_single_error(
+        &format!("{MINIMAL}[livekit]\napi_secret = \"s3cret\"\n"),
+        "s/a.toml:6:14: a literal API secret is not allowed",
+    );
+    assert_single_error(&format!("{MINIMAL}[matrix]\nA = [\"x\"]\n[[case]]\nwhen = {{ A = \"x\" }}\nauth = {{ user = \"u\", password = \"p\" }}\n"), "s/a.toml:9:33: a literal password is not allowed");
 }
 
 #[test]
 fn auth_needs_a_user_and_exactly_one_password_reference() {
-    let e = single_error(&format!("{MINIMAL}[auth]\nuser = \"callprobe\"\n"));
-    assert!(e.starts_with("s/a.toml:6:8: an auth user without a password"), "{e}");
-    let e = single_error(&format!("{MINIMAL}[auth]\npassword_env = \"PW\"\n"));
-    assert!(e.starts_with("s/a.toml:6:16: a password without an auth user"), "{e}");
-    let e = single_error(&format!("{MINIMAL}[auth]\nuser = \"u\"\npassword_env = \"PW\"\npassword_file = \"pw\"\n"));
-    assert!(e.starts_with("s/a.toml:8:17: both password_env and password_file are set"), "{e}");
+    assert_single_error(
+        &format!("{MINIMAL}[auth]\nuser = \"callprobe\"\n"),
+        "s/a.toml:6:8: an auth user without a password",
+    );
+    assert_single_error(
+        &format!("{MINIMAL}[auth]\npassword_env = \"PW\"\n"),
+        "s/a.toml:6:16: a password without an auth user",
+    );
+    assert_single_error(
+        &format!("{MINIMAL}[auth]\nuser = \"u\"\npassword_env = \"PW\"\npassword_file = \"pw\"\n"),
+        "s/a.toml:8:17: both password_env and password_file are set",
+    );
     let e = single_error(&format!("{MINIMAL}[auth]\nuser = \"u\"\npassword_env = \"not a var\"\n"));
     assert!(e.starts_with("s/a.toml:7:16: 'not a var' is not an environment variable name"), "{e}");
 }
@@ -450,20 +469,21 @@ tags = ["tcp-404"]
 #[test]
 fn matrix_mistakes_point_at_the_axis_or_value() {
     let base = "name = \"m\"\n[target]\nuri = \"sip:${A}@h\"\n[matrix]\n";
-    let e = single_error(&format!("{base}A = [\"1\"]\nB = [\"x\", \"y\"]\n"));
-    assert!(e.starts_with("s/a.toml:6:1: matrix axis B is not used"), "{e}");
-    let e = single_error(&format!("{base}A = []\n"));
-    assert!(e.starts_with("s/a.toml:5:5: matrix axis A has no values"), "{e}");
-    let e = single_error(&format!("{base}A = [\"1\", \"1\"]\n"));
-    assert!(e.starts_with("s/a.toml:5:11: matrix axis A lists '1' twice"), "{e}");
+    assert_single_error(&format!("{base}A = [\"1\"]\nB = [\"x\", \"y\"]\n"), "s/a.toml:6:1: matrix axis B is not used");
+    assert_single_error(&format!("{base}A = []\n"), "s/a.toml:5:5: matrix axis A has no values");
+    assert_single_error(&format!("{base}A = [\"1\", \"1\"]\n"), "s/a.toml:5:11: matrix axis A lists '1' twice");
     let e = single_error(&format!("{base}A = [\"1\", \"2\"]\n[[case]]\nwhen = {{ A = \"3\" }}\n"));
     assert_eq!(e, "s/a.toml:7:14: '3' is not a value of matrix axis A (expected one of: \"1\", \"2\")");
     let e = single_error(&format!("{base}A = [\"1\"]\n[[case]]\nwhen = {{ Z = \"1\" }}\n"));
     assert_eq!(e, "s/a.toml:7:10: `when` names 'Z', which is not a matrix axis (expected one of: A)");
-    let e = single_error(&format!("{MINIMAL}[[case]]\nwhen = {{ A = \"1\" }}\n"));
-    assert!(e.starts_with("s/a.toml:6:8: [[case]] overrides matrix cases, but this file has no [matrix]"), "{e}");
-    let e = single_error(&format!("{base}A = [\"1\"]\n[[case]]\nwhen = {{ A = \"1\" }}\nauth = true\n"));
-    assert!(e.starts_with("s/a.toml:8:8: invalid value: boolean `true`, expected false"), "{e}");
+    assert_single_error(
+        &format!("{MINIMAL}[[case]]\nwhen = {{ A = \"1\" }}\n"),
+        "s/a.toml:6:8: [[case]] overrides matrix cases, but this file has no [matrix]",
+    );
+    assert_single_error(
+        &format!("{base}A = [\"1\"]\n[[case]]\nwhen = {{ A = \"1\" }}\nauth = true\n"),
+        "s/a.toml:8:8: invalid value: boolean `true`, expected false",
+    );
     let axis = (0..300).map(|i| format!("\"{i}\"")).collect::<Vec<_>>().join(",");
     let e = single_error(&format!("{base}A = [{axis}]\n"));
     assert!(
@@ -681,8 +701,10 @@ fn step_values_are_substituted_per_case() {
             expect: Some(SaidExpectation::Regex("order 913".into()))
         }
     );
-    let e = single_error(&format!("{MINIMAL}[[step]]\nsay_text = \"hi ${{NOPE}}\"\n"));
-    assert!(e.starts_with("s/a.toml:6:16: variable ${NOPE} is not set"), "{e}");
+    assert_single_error(
+        &format!("{MINIMAL}[[step]]\nsay_text = \"hi ${{NOPE}}\"\n"),
+        "s/a.toml:6:16: variable ${NOPE} is not set",
+    );
 }
 
 #[test]
@@ -720,10 +742,7 @@ fn each_step_error_has_its_exact_line_and_column() {
         ("[conversation]\nend_of_turn = \"1s\"", "s/a.toml:5:1: [conversation] without [[step]] (expected [[step]] tables, the conversation these settings are for)"),
         ("[conversation]\nend_of_turn = \"0s\"\n[[step]]\nhangup = true", "s/a.toml:6:15: end_of_turn must be more than zero"),
     ];
-    for (extra, want) in cases {
-        let e = single_error(&format!("{MINIMAL}{extra}\n"));
-        assert!(e.starts_with(want), "{extra}\n got: {e}\nwant: {want}");
-    }
+    assert_minimal_plus_errs(cases);
 }
 
 #[test]

@@ -75,6 +75,48 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
+/// [`config`] with the INVITE's deadline set to `invite_timeout`.
+fn config_until(creds: bool, invite_timeout: Duration) -> CallerConfig {
+    CallerConfig { invite_timeout, ..config(creds) }
+}
+
+/// A caller started at `t0` with `cfg`, and its first INVITE.
+fn started(cfg: CallerConfig, t0: Instant) -> (Caller, Transmit) {
+    let mut c = Caller::start(cfg, t0).unwrap();
+    let inv = drain(&mut c).remove(0);
+    (c, inv)
+}
+
+/// A caller with credentials (`cfg`) whose first INVITE got [`CHALLENGE`]
+/// at `t0`, and its authenticated retry.
+fn challenged(cfg: CallerConfig, t0: Instant) -> (Caller, Transmit) {
+    let (mut c, inv1) = started(cfg, t0);
+    c.handle_message(&respond(&inv1, 407, "x", &[CHALLENGE], Some("a")), far(), t0).unwrap();
+    let inv2 = drain(&mut c).remove(1);
+    (c, inv2)
+}
+
+/// [`challenged`] at `t0` and the authenticated retry answered `status reason`
+/// (To tag `b`, `extra` header lines) at once; also returns that retry.
+fn retry_answered(t0: Instant, status: u16, reason: &str, extra: &[&str]) -> (Caller, Transmit) {
+    let (mut c, inv2) = challenged(config(true), t0);
+    c.handle_message(&respond(&inv2, status, reason, extra, Some("b")), far(), t0).unwrap();
+    (c, inv2)
+}
+
+/// The far end answers `request` (a BYE or CANCEL) 200 OK at `at`.
+fn answer_200(c: &mut Caller, request: &Transmit, at: Instant) {
+    c.handle_message(&respond(request, 200, "OK", &[], None), far(), at).unwrap();
+}
+
+/// A caller (no credentials, INVITE deadline `invite_timeout`) whose INVITE
+/// got 180 Ringing (To tag `r`) at `at`, and that INVITE.
+fn ringing(invite_timeout: Duration, t0: Instant, at: Instant) -> (Caller, Transmit) {
+    let (mut c, inv) = started(config_until(false, invite_timeout), t0);
+    c.handle_message(&respond(&inv, 180, "Ringing", &[], Some("r")), far(), at).unwrap();
+    (c, inv)
+}
+
 #[test]
 fn challenge_then_ok_keeps_call_id_and_bumps_cseq() {
     let t0 = Instant::now();
@@ -138,7 +180,7 @@ fn challenge_then_ok_keeps_call_id_and_bumps_cseq() {
         bye.starts_with("BYE sip:agent@127.0.0.1:5080") && bye.contains("CSeq: 3 BYE") && bye.contains("tag=lk2"),
         "{bye}"
     );
-    c.handle_message(&respond(&out[0], 200, "OK", &[], None), far(), t0 + ms(6010)).unwrap();
+    answer_200(&mut c, &out[0], t0 + ms(6010));
     assert!(c.is_ended());
     assert_eq!(c.outcome().ended, Some(EndReason::HungUp { bye_status: 200 }));
 }
@@ -146,10 +188,7 @@ fn challenge_then_ok_keeps_call_id_and_bumps_cseq() {
 #[test]
 fn second_challenge_is_credentials_rejected_not_a_loop() {
     let t0 = Instant::now();
-    let mut c = Caller::start(config(true), t0).unwrap();
-    let inv1 = drain(&mut c).remove(0);
-    c.handle_message(&respond(&inv1, 407, "Unauthorized", &[CHALLENGE], Some("a")), far(), t0).unwrap();
-    let inv2 = drain(&mut c).remove(1);
+    let (mut c, inv2) = challenged(config(true), t0);
     let again = CHALLENGE.replace("111", "222");
     c.handle_message(&respond(&inv2, 407, "Unauthorized", &[&again], Some("b")), far(), t0 + ms(5)).unwrap();
     let out = drain(&mut c);
@@ -162,12 +201,8 @@ fn second_challenge_is_credentials_rejected_not_a_loop() {
 #[test]
 fn stale_nonce_earns_exactly_one_more_retry() {
     let t0 = Instant::now();
-    let mut c = Caller::start(config(true), t0).unwrap();
-    let inv1 = drain(&mut c).remove(0);
-    c.handle_message(&respond(&inv1, 407, "x", &[CHALLENGE], Some("a")), far(), t0).unwrap();
-    let inv2 = drain(&mut c).remove(1);
     let stale = format!("{}, stale=true", CHALLENGE.replace("111", "222"));
-    c.handle_message(&respond(&inv2, 407, "x", &[&stale], Some("b")), far(), t0).unwrap();
+    let (mut c, _) = retry_answered(t0, 407, "x", &[&stale]);
     let out = drain(&mut c);
     assert_eq!(out.len(), 2);
     assert!(text(&out[1]).contains("nonce=\"222-call-abc\"") && text(&out[1]).contains("CSeq: 3 INVITE"));
@@ -178,19 +213,14 @@ fn stale_nonce_earns_exactly_one_more_retry() {
 #[test]
 fn unauthorized_after_credentials_is_rejected() {
     let t0 = Instant::now();
-    let mut c = Caller::start(config(true), t0).unwrap();
-    let inv1 = drain(&mut c).remove(0);
-    c.handle_message(&respond(&inv1, 407, "x", &[CHALLENGE], Some("a")), far(), t0).unwrap();
-    let inv2 = drain(&mut c).remove(1);
-    c.handle_message(&respond(&inv2, 401, "Unauthorized", &[], Some("b")), far(), t0).unwrap();
+    let (c, _) = retry_answered(t0, 401, "Unauthorized", &[]);
     assert_eq!(c.outcome().ended, Some(EndReason::CredentialsRejected { status: 401, reason: "Unauthorized".into() }));
 }
 
 #[test]
 fn without_credentials_a_challenge_ends_the_call() {
     let t0 = Instant::now();
-    let mut c = Caller::start(config(false), t0).unwrap();
-    let inv = drain(&mut c).remove(0);
+    let (mut c, inv) = started(config(false), t0);
     c.handle_message(&respond(&inv, 407, "Proxy Authentication Required", &[CHALLENGE], Some("a")), far(), t0).unwrap();
     assert_eq!(drain(&mut c).len(), 1, "ACK only");
     assert_eq!(c.outcome().ended, Some(EndReason::ChallengedWithoutCredentials { status: 407 }));
@@ -200,9 +230,7 @@ fn without_credentials_a_challenge_ends_the_call() {
 #[test]
 fn no_response_ends_after_timer_b_with_retransmissions() {
     let t0 = Instant::now();
-    let mut cfg = config(false);
-    cfg.invite_timeout = ms(4000);
-    let mut c = Caller::start(cfg, t0).unwrap();
+    let mut c = Caller::start(config_until(false, ms(4000)), t0).unwrap();
     let mut sent = 0;
     let mut now = t0;
     while !c.is_ended() {
@@ -230,8 +258,7 @@ fn port_unreachable_ends_an_unanswered_invite_at_once() {
 #[test]
 fn port_unreachable_after_a_response_changes_nothing() {
     let t0 = Instant::now();
-    let mut c = Caller::start(config(false), t0).unwrap();
-    let invite = drain(&mut c).remove(0);
+    let (mut c, invite) = started(config(false), t0);
     c.handle_message(&respond(&invite, 100, "Trying", &[], None), far(), t0 + ms(5)).unwrap();
     c.handle_port_unreachable(far());
     assert!(!c.is_ended());
@@ -241,30 +268,38 @@ fn port_unreachable_after_a_response_changes_nothing() {
 #[test]
 fn ringing_past_the_deadline_is_cancelled() {
     let t0 = Instant::now();
-    let mut cfg = config(false);
-    cfg.invite_timeout = ms(3000);
-    let mut c = Caller::start(cfg, t0).unwrap();
-    let inv = drain(&mut c).remove(0);
-    c.handle_message(&respond(&inv, 180, "Ringing", &[], Some("r")), far(), t0 + ms(100)).unwrap();
+    let (mut c, inv) = ringing(ms(3000), t0, t0 + ms(100));
     assert_eq!(c.poll_timeout(), Some(t0 + ms(3000)));
     c.handle_timeout(t0 + ms(3000));
     let out = drain(&mut c);
     let cancel = text(&out[0]);
     assert!(cancel.starts_with(&format!("CANCEL {TARGET}")) && cancel.contains("CSeq: 1 CANCEL"), "{cancel}");
-    c.handle_message(&respond(&out[0], 200, "OK", &[], None), far(), t0 + ms(3010)).unwrap();
+    answer_200(&mut c, &out[0], t0 + ms(3010));
     c.handle_message(&respond(&inv, 487, "Request Terminated", &[], Some("r")), far(), t0 + ms(3020)).unwrap();
     assert!(text(&drain(&mut c)[0]).starts_with("ACK"));
     assert_eq!(c.outcome().ended, Some(EndReason::Cancelled { last_provisional: Some(180), waited_ms: 3020 }));
 }
 
 fn connected(t0: Instant) -> (Caller, Transmit) {
-    let mut c = Caller::start(config(false), t0).unwrap();
-    let inv = drain(&mut c).remove(0);
+    let (mut c, inv) = started(config(false), t0);
     c.handle_message(&respond(&inv, 200, "OK", &["Contact: <sip:uas@127.0.0.1:5080>"], Some("uas")), far(), t0)
         .unwrap();
     drain(&mut c);
     events(&mut c);
     (c, inv)
+}
+
+/// [`connected`] now; also returns when.
+fn connected_now() -> (Caller, Instant) {
+    let t0 = Instant::now();
+    (connected(t0).0, t0)
+}
+
+/// The first message `c` sends now, which must be a BYE (the rest are dropped).
+fn sent_bye(c: &mut Caller) -> Transmit {
+    let bye = drain(c).remove(0);
+    assert!(text(&bye).starts_with("BYE"), "{}", text(&bye));
+    bye
 }
 
 fn far_request(method: &str, cseq: u32) -> Vec<u8> {
@@ -342,8 +377,7 @@ fn bye_without_answer_times_out() {
 #[test]
 fn strict_router_becomes_request_uri() {
     let t0 = Instant::now();
-    let mut c = Caller::start(config(false), t0).unwrap();
-    let inv = drain(&mut c).remove(0);
+    let (mut c, inv) = started(config(false), t0);
     let ok =
         respond(&inv, 200, "OK", &["Contact: <sip:uas@10.0.0.9:5080>", "Record-Route: <sip:10.0.0.1:5070>"], Some("t"));
     c.handle_message(&ok, far(), t0).unwrap();
@@ -356,12 +390,7 @@ fn strict_router_becomes_request_uri() {
 #[test]
 fn cancel_after_an_authenticated_retry() {
     let t0 = Instant::now();
-    let mut cfg = config(true);
-    cfg.invite_timeout = ms(3000);
-    let mut c = Caller::start(cfg, t0).unwrap();
-    let inv1 = drain(&mut c).remove(0);
-    c.handle_message(&respond(&inv1, 407, "x", &[CHALLENGE], Some("a")), far(), t0).unwrap();
-    let inv2 = drain(&mut c).remove(1);
+    let (mut c, inv2) = challenged(config_until(true, ms(3000)), t0);
     c.handle_message(&respond(&inv2, 180, "Ringing", &[], Some("r")), far(), t0 + ms(5)).unwrap();
     c.handle_timeout(t0 + ms(3001));
     let out = drain(&mut c);
@@ -375,13 +404,11 @@ fn cancel_after_an_authenticated_retry() {
 #[test]
 fn abandoning_before_any_response_ends_at_once_and_never_retries() {
     let t0 = Instant::now();
-    let mut c = Caller::start(config(true), t0).unwrap();
-    let inv = drain(&mut c).remove(0);
+    let (mut c, inv) = started(config(true), t0);
     c.abandon(t0 + ms(10));
     assert_eq!(c.outcome().ended, Some(EndReason::Abandoned));
     // A 407 that arrives later earns no authenticated retry.
-    let mut c = Caller::start(config(true), t0).unwrap();
-    let inv2 = drain(&mut c).remove(0);
+    let (mut c, inv2) = started(config(true), t0);
     c.handle_message(&respond(&inv2, 100, "Trying", &[], None), far(), t0).unwrap();
     c.abandon(t0 + ms(10));
     assert!(text(&drain(&mut c)[0]).starts_with("CANCEL"));
@@ -395,12 +422,8 @@ fn abandoning_before_any_response_ends_at_once_and_never_retries() {
 #[test]
 fn a_challenge_for_another_realm_after_credentials_is_a_rejection() {
     let t0 = Instant::now();
-    let mut c = Caller::start(config(true), t0).unwrap();
-    let inv1 = drain(&mut c).remove(0);
-    c.handle_message(&respond(&inv1, 407, "x", &[CHALLENGE], Some("a")), far(), t0).unwrap();
-    let inv2 = drain(&mut c).remove(1);
     let other_realm = r#"WWW-Authenticate: Digest realm="uas", nonce="n2", algorithm=MD5"#;
-    c.handle_message(&respond(&inv2, 401, "Unauthorized", &[other_realm], Some("b")), far(), t0).unwrap();
+    let (c, _) = retry_answered(t0, 401, "Unauthorized", &[other_realm]);
     assert!(matches!(c.outcome().ended, Some(EndReason::CredentialsRejected { status: 401, .. })));
     assert_eq!(c.outcome().invites_sent, 2);
 }
@@ -408,11 +431,7 @@ fn a_challenge_for_another_realm_after_credentials_is_a_rejection() {
 #[test]
 fn ack_for_2xx_repeats_the_invites_credentials() {
     let t0 = Instant::now();
-    let mut c = Caller::start(config(true), t0).unwrap();
-    let inv1 = drain(&mut c).remove(0);
-    c.handle_message(&respond(&inv1, 407, "x", &[CHALLENGE], Some("a")), far(), t0).unwrap();
-    let inv2 = drain(&mut c).remove(1);
-    c.handle_message(&respond(&inv2, 200, "OK", &["Contact: <sip:uas@127.0.0.1:5080>"], Some("b")), far(), t0).unwrap();
+    let (mut c, inv2) = retry_answered(t0, 200, "OK", &["Contact: <sip:uas@127.0.0.1:5080>"]);
     let ack = text(&drain(&mut c)[0]);
     let creds = |m: &str| m.lines().find(|l| l.starts_with("Proxy-Authorization:")).map(str::to_string);
     assert_eq!(creds(&ack), creds(&text(&inv2)), "{ack}");
@@ -421,11 +440,7 @@ fn ack_for_2xx_repeats_the_invites_credentials() {
 #[test]
 fn a_2xx_that_beats_our_cancel_is_flagged_late() {
     let t0 = Instant::now();
-    let mut cfg = config(false);
-    cfg.invite_timeout = ms(1000);
-    let mut c = Caller::start(cfg, t0).unwrap();
-    let inv = drain(&mut c).remove(0);
-    c.handle_message(&respond(&inv, 180, "Ringing", &[], Some("r")), far(), t0).unwrap();
+    let (mut c, inv) = ringing(ms(1000), t0, t0);
     c.handle_timeout(t0 + ms(1000));
     assert!(text(&drain(&mut c)[0]).starts_with("CANCEL"));
     c.handle_message(
@@ -476,11 +491,7 @@ fn count(sent: &[Transmit], method: &str) -> usize {
 /// A call that rang past its 1 s deadline: our CANCEL is out. Returns the
 /// caller, the INVITE and the CANCEL.
 fn cancelling(t0: Instant) -> (Caller, Transmit, Transmit) {
-    let mut cfg = config(false);
-    cfg.invite_timeout = ms(1000);
-    let mut c = Caller::start(cfg, t0).unwrap();
-    let inv = drain(&mut c).remove(0);
-    c.handle_message(&respond(&inv, 180, "Ringing", &[], Some("r")), far(), t0).unwrap();
+    let (mut c, inv) = ringing(ms(1000), t0, t0);
     c.handle_timeout(t0 + ms(1000));
     let cancel = drain(&mut c).remove(0);
     assert!(text(&cancel).starts_with("CANCEL"), "{}", text(&cancel));
@@ -513,13 +524,13 @@ fn a_2xx_after_our_cancel_is_acked_and_hung_up_while_the_cancel_runs_on() {
     c.handle_timeout(t0 + ms(1501));
     assert_eq!(drain(&mut c).iter().map(text).collect::<Vec<_>>(), vec![text(&bye)]);
     // … and absorbs its 200, which changes nothing else.
-    c.handle_message(&respond(&cancel, 200, "OK", &[], None), far(), t0 + ms(1502)).unwrap();
+    answer_200(&mut c, &cancel, t0 + ms(1502));
     assert!(drain(&mut c).is_empty() && events(&mut c).is_empty() && !c.is_ended());
     // A retransmitted 2xx gets the same ACK again.
     c.handle_message(&ok_for(&inv), far(), t0 + ms(1503)).unwrap();
     assert_eq!(text(&drain(&mut c)[0]), ack);
 
-    c.handle_message(&respond(&bye, 200, "OK", &[], None), far(), t0 + ms(1510)).unwrap();
+    answer_200(&mut c, &bye, t0 + ms(1510));
     assert!(c.is_ended() && c.poll_timeout().is_none());
     assert_eq!(c.outcome().ended, Some(EndReason::HungUp { bye_status: 200 }));
     assert!(c.outcome().answered_after_deadline);
@@ -542,13 +553,11 @@ fn a_2xx_after_our_cancel_whose_bye_goes_unanswered_times_out_without_spinning()
 #[test]
 fn abandoning_while_ringing_cancels_and_ends_abandoned() {
     let t0 = Instant::now();
-    let mut c = Caller::start(config(false), t0).unwrap();
-    let inv = drain(&mut c).remove(0);
-    c.handle_message(&respond(&inv, 180, "Ringing", &[], Some("r")), far(), t0 + ms(100)).unwrap();
+    let (mut c, inv) = ringing(config(false).invite_timeout, t0, t0 + ms(100));
     c.abandon(t0 + ms(2000));
     let cancel = drain(&mut c).remove(0);
     assert!(text(&cancel).starts_with("CANCEL"));
-    c.handle_message(&respond(&cancel, 200, "OK", &[], None), far(), t0 + ms(2010)).unwrap();
+    answer_200(&mut c, &cancel, t0 + ms(2010));
     assert!(!c.is_ended());
     c.handle_message(&respond(&inv, 487, "Request Terminated", &[], Some("r")), far(), t0 + ms(2020)).unwrap();
     assert!(text(&drain(&mut c)[0]).starts_with("ACK"));
@@ -558,11 +567,7 @@ fn abandoning_while_ringing_cancels_and_ends_abandoned() {
 #[test]
 fn abandoning_while_ringing_with_a_silent_far_end_gives_up_without_spinning() {
     let t0 = Instant::now();
-    let mut cfg = config(false);
-    cfg.invite_timeout = ms(3000);
-    let mut c = Caller::start(cfg, t0).unwrap();
-    let inv = drain(&mut c).remove(0);
-    c.handle_message(&respond(&inv, 180, "Ringing", &[], Some("r")), far(), t0 + ms(100)).unwrap();
+    let (mut c, _) = ringing(ms(3000), t0, t0 + ms(100));
     c.abandon(t0 + ms(2000));
     // The INVITE's own deadline (3 s) no longer matters: the CANCEL runs.
     let (end, sent) = run_until_ended(&mut c, t0 + ms(2000));
@@ -586,41 +591,37 @@ fn abandoning_after_our_cancel_ends_abandoned_not_cancelled() {
     c.handle_message(&ok_for(&inv), far(), t0 + ms(1200)).unwrap();
     let out = drain(&mut c);
     assert!(text(&out[0]).starts_with("ACK") && text(&out[1]).starts_with("BYE"));
-    c.handle_message(&respond(&out[1], 200, "OK", &[], None), far(), t0 + ms(1210)).unwrap();
+    answer_200(&mut c, &out[1], t0 + ms(1210));
     assert_eq!(c.outcome().ended, Some(EndReason::Abandoned));
     assert!(!c.outcome().answered_after_deadline);
 }
 
 #[test]
 fn abandoning_a_connected_call_sends_bye_at_once() {
-    let t0 = Instant::now();
-    let (mut c, _) = connected(t0);
+    let (mut c, t0) = connected_now();
     c.abandon(t0 + ms(1000));
-    let bye = drain(&mut c).remove(0);
-    assert!(text(&bye).starts_with("BYE") && text(&bye).contains("CSeq: 2 BYE"));
+    let bye = sent_bye(&mut c);
+    assert!(text(&bye).contains("CSeq: 2 BYE"));
     assert_eq!(c.poll_timeout(), Some(t0 + ms(1500)), "the BYE's Timer E, no longer the hold time");
-    c.handle_message(&respond(&bye, 200, "OK", &[], None), far(), t0 + ms(1010)).unwrap();
+    answer_200(&mut c, &bye, t0 + ms(1010));
     assert_eq!(c.outcome().ended, Some(EndReason::Abandoned));
 }
 
 #[test]
 fn abandoning_while_our_bye_is_out_sends_nothing_more_and_ends_abandoned() {
-    let t0 = Instant::now();
-    let (mut c, _) = connected(t0);
+    let (mut c, t0) = connected_now();
     c.handle_timeout(t0 + ms(5000));
-    let bye = drain(&mut c).remove(0);
-    assert!(text(&bye).starts_with("BYE"));
+    let bye = sent_bye(&mut c);
     c.abandon(t0 + ms(5005));
     assert!(drain(&mut c).is_empty());
-    c.handle_message(&respond(&bye, 200, "OK", &[], None), far(), t0 + ms(5010)).unwrap();
+    answer_200(&mut c, &bye, t0 + ms(5010));
     assert_eq!(c.outcome().ended, Some(EndReason::Abandoned));
 }
 
 #[test]
 fn abandoning_an_ended_call_changes_nothing() {
     let t0 = Instant::now();
-    let mut c = Caller::start(config(false), t0).unwrap();
-    let inv = drain(&mut c).remove(0);
+    let (mut c, inv) = started(config(false), t0);
     c.handle_message(&respond(&inv, 486, "Busy Here", &[], Some("b")), far(), t0).unwrap();
     drain(&mut c);
     events(&mut c);
@@ -632,18 +633,16 @@ fn abandoning_an_ended_call_changes_nothing() {
 #[test]
 fn hang_up_only_acts_on_a_connected_call() {
     let t0 = Instant::now();
-    let mut c = Caller::start(config(false), t0).unwrap();
-    let inv = drain(&mut c).remove(0);
+    let (mut c, inv) = started(config(false), t0);
     c.hang_up(t0 + ms(10));
     assert!(drain(&mut c).is_empty() && !c.is_ended(), "nothing to hang up before the 2xx");
     c.handle_message(&ok_for(&inv), far(), t0 + ms(20)).unwrap();
     drain(&mut c);
     c.hang_up(t0 + ms(30));
-    let bye = drain(&mut c).remove(0);
-    assert!(text(&bye).starts_with("BYE"));
+    let bye = sent_bye(&mut c);
     c.hang_up(t0 + ms(40));
     assert!(drain(&mut c).is_empty(), "one BYE only");
-    c.handle_message(&respond(&bye, 200, "OK", &[], None), far(), t0 + ms(50)).unwrap();
+    answer_200(&mut c, &bye, t0 + ms(50));
     assert_eq!(c.outcome().ended, Some(EndReason::HungUp { bye_status: 200 }));
 }
 
@@ -680,8 +679,7 @@ fn transport_closed_says_what_the_call_was_doing() {
 #[test]
 fn an_ended_call_stays_ended_when_a_late_2xx_arrives() {
     let t0 = Instant::now();
-    let mut c = Caller::start(config(false), t0).unwrap();
-    let inv = drain(&mut c).remove(0);
+    let (mut c, inv) = started(config(false), t0);
     c.abandon(t0 + ms(10));
     events(&mut c);
     c.handle_message(&ok_for(&inv), far(), t0 + ms(20)).unwrap();

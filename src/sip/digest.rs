@@ -366,18 +366,17 @@ mod tests {
 
     const RFC7616_CHALLENGE_TAIL: &str = r#"realm="http-auth@example.org", qop="auth, auth-int", nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS""#;
 
+    /// The RFC 7616 section 3.9.1 example's credentials, request and cnonce.
+    fn authorize_mufasa(c: &Challenge) -> Authorization {
+        let cnonce = "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ";
+        authorize(c, "Mufasa", &Secret::new("Circle of Life"), &get("/dir/index.html"), cnonce, 1)
+    }
+
     /// RFC 7616 section 3.9.1, MD5 variant.
     #[test]
     fn rfc7616_md5_example() {
         let c = parse_challenge(&format!("Digest {RFC7616_CHALLENGE_TAIL}, algorithm=MD5")).unwrap();
-        let a = authorize(
-            &c,
-            "Mufasa",
-            &Secret::new("Circle of Life"),
-            &get("/dir/index.html"),
-            "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ",
-            1,
-        );
+        let a = authorize_mufasa(&c);
         assert_eq!(a.response, "8ca523f5e9506fed4657c9700eebdbec");
     }
 
@@ -385,14 +384,7 @@ mod tests {
     #[test]
     fn rfc7616_sha256_example() {
         let c = parse_challenge(&format!("Digest {RFC7616_CHALLENGE_TAIL}, algorithm=SHA-256")).unwrap();
-        let a = authorize(
-            &c,
-            "Mufasa",
-            &Secret::new("Circle of Life"),
-            &get("/dir/index.html"),
-            "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ",
-            1,
-        );
+        let a = authorize_mufasa(&c);
         assert_eq!(a.response, "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1");
         assert!(a.header_value().contains("algorithm=SHA-256"));
     }

@@ -49,21 +49,53 @@ pub enum InviteState {
     Terminated,
 }
 
+/// What both client transactions keep for sending: the request, how it is
+/// re-sent, and what waits to go out.
+#[derive(Debug)]
+struct Sending {
+    request: Vec<u8>,
+    reliable: bool,
+    timers: TimerConfig,
+    /// Next retransmission (Timer A or E) and its current interval; `None`
+    /// over a reliable transport.
+    retransmit: Option<(Instant, Duration)>,
+    outbox: VecDeque<Vec<u8>>,
+}
+
+impl Sending {
+    /// The request is queued for sending at once.
+    fn new(request: Vec<u8>, reliable: bool, timers: TimerConfig, now: Instant) -> Self {
+        Sending {
+            outbox: VecDeque::from([request.clone()]),
+            request,
+            reliable,
+            retransmit: (!reliable).then(|| (now + timers.t1, timers.t1)),
+            timers,
+        }
+    }
+
+    /// When the retransmission timer has fired by `now`: queues the request
+    /// again, re-arms the timer with `next(interval)` and returns true.
+    fn resend_if_due(&mut self, now: Instant, next: impl FnOnce(Duration) -> Duration) -> bool {
+        let Some((at, interval)) = self.retransmit.filter(|&(at, _)| now >= at) else { return false };
+        self.outbox.push_back(self.request.clone());
+        let next = next(interval);
+        self.retransmit = Some((at + next, next));
+        true
+    }
+}
+
 /// INVITE client transaction.
 #[derive(Debug)]
 pub struct InviteClient {
-    request: Vec<u8>,
-    reliable: bool,
+    /// The INVITE; its retransmissions are Timer A.
+    send: Sending,
     state: InviteState,
-    timers: TimerConfig,
-    /// Next retransmission (Timer A) and its current interval.
-    timer_a: Option<(Instant, Duration)>,
     /// Give-up deadline while Calling (Timer B).
     timer_b: Option<Instant>,
     /// End of Completed (Timer D) or Accepted (Timer M).
     linger_until: Option<Instant>,
     ack_for_final: Option<Vec<u8>>,
-    outbox: VecDeque<Vec<u8>>,
     timed_out: bool,
     retransmissions: u32,
 }
@@ -72,14 +104,9 @@ impl InviteClient {
     /// Starts the transaction: the request is queued for sending at once.
     /// `timer_b` is normally 64·T1 (32 s); callprobe's `--timeout` sets it.
     pub fn start(request: Vec<u8>, reliable: bool, timers: TimerConfig, timer_b: Duration, now: Instant) -> Self {
-        let timer_a = (!reliable).then(|| (now + timers.t1, timers.t1));
         InviteClient {
-            outbox: VecDeque::from([request.clone()]),
-            request,
-            reliable,
+            send: Sending::new(request, reliable, timers, now),
             state: InviteState::Calling,
-            timers,
-            timer_a,
             timer_b: Some(now + timer_b),
             linger_until: None,
             ack_for_final: None,
@@ -108,32 +135,32 @@ impl InviteClient {
         match (self.state, status) {
             (InviteState::Calling | InviteState::Proceeding, 100..=199) => {
                 self.state = InviteState::Proceeding;
-                self.timer_a = None;
+                self.send.retransmit = None;
                 self.timer_b = None;
                 Disposition::PassUp
             }
             (InviteState::Calling | InviteState::Proceeding, 200..=299) => {
                 self.state = InviteState::Accepted;
-                self.timer_a = None;
+                self.send.retransmit = None;
                 self.timer_b = None;
-                self.linger_until = Some(now + 64 * self.timers.t1);
+                self.linger_until = Some(now + 64 * self.send.timers.t1);
                 Disposition::PassUp
             }
             (InviteState::Calling | InviteState::Proceeding, _) => {
                 self.state = InviteState::Completed;
-                self.timer_a = None;
+                self.send.retransmit = None;
                 self.timer_b = None;
                 let ack = ack();
-                self.outbox.push_back(ack.clone());
+                self.send.outbox.push_back(ack.clone());
                 self.ack_for_final = Some(ack);
-                let d = if self.reliable { Duration::ZERO } else { Duration::from_secs(32) };
+                let d = if self.send.reliable { Duration::ZERO } else { Duration::from_secs(32) };
                 self.linger_until = Some(now + d);
                 Disposition::PassUp
             }
             (InviteState::Accepted, 200..=299) => Disposition::PassUp,
             (InviteState::Completed, 300..=699) => {
                 if let Some(ack) = &self.ack_for_final {
-                    self.outbox.push_back(ack.clone());
+                    self.send.outbox.push_back(ack.clone());
                 }
                 Disposition::Absorbed
             }
@@ -144,43 +171,52 @@ impl InviteClient {
     /// The transport reported an error: the transaction is over (RFC 3261 17.1.4).
     pub fn on_transport_error(&mut self) {
         self.state = InviteState::Terminated;
-        self.timer_a = None;
+        self.send.retransmit = None;
         self.timer_b = None;
         self.linger_until = None;
     }
 
     /// Advances timers to `now`.
     pub fn on_timeout(&mut self, now: Instant) {
-        if let Some(b) = self.timer_b {
-            if now >= b {
-                self.timed_out = true;
-                self.on_transport_error();
-                return;
-            }
+        if due(self.timer_b, now) {
+            self.timed_out = true;
+            self.on_transport_error();
+            return;
         }
-        if let Some((at, interval)) = self.timer_a {
-            if now >= at {
-                self.outbox.push_back(self.request.clone());
-                self.retransmissions += 1;
-                let next = interval * 2;
-                self.timer_a = Some((at + next, next));
-            }
+        if self.send.resend_if_due(now, |interval| interval * 2) {
+            self.retransmissions += 1;
         }
-        if let Some(until) = self.linger_until {
-            if now >= until {
-                self.state = InviteState::Terminated;
-                self.linger_until = None;
-            }
+        if take_due(&mut self.linger_until, now) {
+            self.state = InviteState::Terminated;
         }
     }
 
     pub fn next_timeout(&self) -> Option<Instant> {
-        [self.timer_a.map(|(at, _)| at), self.timer_b, self.linger_until].into_iter().flatten().min()
+        earliest(self.send.retransmit, self.timer_b, self.linger_until)
     }
 
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        self.outbox.pop_front()
+        self.send.outbox.pop_front()
     }
+}
+
+/// Whether the timer `deadline` (if set) has fired by `now`.
+fn due(deadline: Option<Instant>, now: Instant) -> bool {
+    deadline.is_some_and(|at| now >= at)
+}
+
+/// [`due`], and then the timer is cleared.
+fn take_due(deadline: &mut Option<Instant>, now: Instant) -> bool {
+    let fired = due(*deadline, now);
+    if fired {
+        *deadline = None;
+    }
+    fired
+}
+
+/// The earliest of a transaction's retransmit timer and its two deadlines.
+fn earliest(retransmit: Option<(Instant, Duration)>, a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    [retransmit.map(|(at, _)| at), a, b].into_iter().flatten().min()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,14 +230,11 @@ pub enum NonInviteState {
 /// Non-INVITE client transaction (BYE, CANCEL).
 #[derive(Debug)]
 pub struct NonInviteClient {
-    request: Vec<u8>,
+    /// The request; its retransmissions are Timer E.
+    send: Sending,
     state: NonInviteState,
-    reliable: bool,
-    timers: TimerConfig,
-    timer_e: Option<(Instant, Duration)>,
     timer_f: Option<Instant>,
     timer_k: Option<Instant>,
-    outbox: VecDeque<Vec<u8>>,
     timed_out: bool,
     final_status: Option<u16>,
 }
@@ -209,14 +242,10 @@ pub struct NonInviteClient {
 impl NonInviteClient {
     pub fn start(request: Vec<u8>, reliable: bool, timers: TimerConfig, now: Instant) -> Self {
         NonInviteClient {
-            outbox: VecDeque::from([request.clone()]),
-            request,
+            send: Sending::new(request, reliable, timers, now),
             state: NonInviteState::Trying,
-            reliable,
-            timer_e: (!reliable).then(|| (now + timers.t1, timers.t1)),
             timer_f: Some(now + 64 * timers.t1),
             timer_k: None,
-            timers,
             timed_out: false,
             final_status: None,
         }
@@ -244,9 +273,9 @@ impl NonInviteClient {
             (NonInviteState::Trying | NonInviteState::Proceeding, _) => {
                 self.state = NonInviteState::Completed;
                 self.final_status = Some(status);
-                self.timer_e = None;
+                self.send.retransmit = None;
                 self.timer_f = None;
-                let k = if self.reliable { Duration::ZERO } else { self.timers.t4 };
+                let k = if self.send.reliable { Duration::ZERO } else { self.send.timers.t4 };
                 self.timer_k = Some(now + k);
                 Disposition::PassUp
             }
@@ -254,41 +283,30 @@ impl NonInviteClient {
         }
     }
 
-    pub fn on_timeout(&mut self, now: Instant) {
-        if let Some(f) = self.timer_f {
-            if now >= f {
-                self.timed_out = true;
-                self.state = NonInviteState::Terminated;
-                self.timer_e = None;
-                self.timer_f = None;
-                return;
-            }
-        }
-        if let Some((at, interval)) = self.timer_e {
-            if now >= at {
-                self.outbox.push_back(self.request.clone());
-                // Trying: double up to T2. Proceeding: every T2.
-                let next = match self.state {
-                    NonInviteState::Trying => (interval * 2).min(self.timers.t2),
-                    _ => self.timers.t2,
-                };
-                self.timer_e = Some((at + next, next));
-            }
-        }
-        if let Some(k) = self.timer_k {
-            if now >= k {
-                self.state = NonInviteState::Terminated;
-                self.timer_k = None;
-            }
-        }
-    }
-
     pub fn next_timeout(&self) -> Option<Instant> {
-        [self.timer_e.map(|(at, _)| at), self.timer_f, self.timer_k].into_iter().flatten().min()
+        earliest(self.send.retransmit, self.timer_f, self.timer_k)
     }
 
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        self.outbox.pop_front()
+        self.send.outbox.pop_front()
+    }
+
+    pub fn on_timeout(&mut self, now: Instant) {
+        if take_due(&mut self.timer_f, now) {
+            self.timed_out = true;
+            self.state = NonInviteState::Terminated;
+            self.send.retransmit = None;
+            return;
+        }
+        // Trying: double up to T2. Proceeding: every T2.
+        let (state, t2) = (self.state, self.send.timers.t2);
+        self.send.resend_if_due(now, |interval| match state {
+            NonInviteState::Trying => (interval * 2).min(t2),
+            _ => t2,
+        });
+        if take_due(&mut self.timer_k, now) {
+            self.state = NonInviteState::Terminated;
+        }
     }
 }
 
@@ -300,9 +318,34 @@ mod tests {
         Duration::from_millis(n)
     }
 
-    /// Runs the transaction on simulated time until `end`, returning the
-    /// offsets (ms) at which something was transmitted.
-    fn drive_invite(tx: &mut InviteClient, t0: Instant, end: Duration) -> Vec<u128> {
+    /// What [`drive`] needs of a client transaction.
+    trait Timed {
+        fn poll_transmit(&mut self) -> Option<Vec<u8>>;
+        fn next_timeout(&self) -> Option<Instant>;
+        fn on_timeout(&mut self, now: Instant);
+    }
+
+    macro_rules! timed {
+        ($($t:ty),*) => {$(
+            impl Timed for $t {
+                fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+                    <$t>::poll_transmit(self)
+                }
+                fn next_timeout(&self) -> Option<Instant> {
+                    <$t>::next_timeout(self)
+                }
+                fn on_timeout(&mut self, now: Instant) {
+                    <$t>::on_timeout(self, now)
+                }
+            }
+        )*};
+    }
+    timed!(InviteClient, NonInviteClient);
+
+    /// Runs the transaction on simulated time until `end` (or until it
+    /// waits for nothing), returning the offsets (ms) at which something was
+    /// transmitted and when its last timer fired.
+    fn drive(tx: &mut impl Timed, t0: Instant, end: Duration) -> (Vec<u128>, Instant) {
         let mut sent = Vec::new();
         let mut now = t0;
         loop {
@@ -314,15 +357,41 @@ mod tests {
                     now = at;
                     tx.on_timeout(now);
                 }
-                _ => return sent,
+                _ => return (sent, now),
             }
         }
+    }
+
+    /// An INVITE transaction started at `t0` with the default timers and Timer B.
+    fn invite(reliable: bool, t0: Instant) -> InviteClient {
+        InviteClient::start(b"INVITE".to_vec(), reliable, TimerConfig::default(), ms(32_000), t0)
+    }
+
+    /// [`invite`] over UDP, with the INVITE taken off for sending.
+    fn invite_sent(t0: Instant) -> InviteClient {
+        let mut tx = invite(false, t0);
+        tx.poll_transmit();
+        tx
+    }
+
+    /// [`invite_sent`] now, answered `status` (passed up) `after` that;
+    /// also returns when it started.
+    fn invite_answered(status: u16, after: Duration) -> (InviteClient, Instant) {
+        let t0 = Instant::now();
+        let mut tx = invite_sent(t0);
+        assert_eq!(tx.on_response(status, Vec::new, t0 + after), Disposition::PassUp);
+        (tx, t0)
+    }
+
+    /// [`drive`], the offsets only.
+    fn drive_invite(tx: &mut InviteClient, t0: Instant, end: Duration) -> Vec<u128> {
+        drive(tx, t0, end).0
     }
 
     #[test]
     fn invite_retransmits_doubling_until_timer_b() {
         let t0 = Instant::now();
-        let mut tx = InviteClient::start(b"INVITE".to_vec(), false, TimerConfig::default(), ms(32_000), t0);
+        let mut tx = invite(false, t0);
         let sent = drive_invite(&mut tx, t0, ms(40_000));
         // A doubles without the T2 cap: 0, .5, 1.5, 3.5, 7.5, 15.5, 31.5 s; B at 32 s.
         assert_eq!(sent, vec![0, 500, 1500, 3500, 7500, 15500, 31500]);
@@ -334,17 +403,14 @@ mod tests {
     #[test]
     fn invite_over_tcp_never_retransmits() {
         let t0 = Instant::now();
-        let mut tx = InviteClient::start(b"INVITE".to_vec(), true, TimerConfig::default(), ms(32_000), t0);
+        let mut tx = invite(true, t0);
         assert_eq!(drive_invite(&mut tx, t0, ms(40_000)), vec![0]);
         assert!(tx.timed_out());
     }
 
     #[test]
     fn provisional_stops_retransmission_and_timer_b() {
-        let t0 = Instant::now();
-        let mut tx = InviteClient::start(b"INVITE".to_vec(), false, TimerConfig::default(), ms(32_000), t0);
-        tx.poll_transmit();
-        assert_eq!(tx.on_response(100, Vec::new, t0 + ms(100)), Disposition::PassUp);
+        let (tx, _) = invite_answered(100, ms(100));
         assert_eq!(tx.state(), InviteState::Proceeding);
         assert_eq!(tx.next_timeout(), None, "no timers while Proceeding: the caller decides when to CANCEL");
     }
@@ -352,8 +418,7 @@ mod tests {
     #[test]
     fn non_2xx_final_is_acked_and_reacked_on_retransmission() {
         let t0 = Instant::now();
-        let mut tx = InviteClient::start(b"INVITE".to_vec(), false, TimerConfig::default(), ms(32_000), t0);
-        tx.poll_transmit();
+        let mut tx = invite_sent(t0);
         assert_eq!(tx.on_response(407, || b"ACK".to_vec(), t0 + ms(10)), Disposition::PassUp);
         assert_eq!(tx.poll_transmit().as_deref(), Some(&b"ACK"[..]));
         assert_eq!(tx.state(), InviteState::Completed);
@@ -368,17 +433,14 @@ mod tests {
     #[test]
     fn timer_d_is_zero_over_tcp() {
         let t0 = Instant::now();
-        let mut tx = InviteClient::start(b"INVITE".to_vec(), true, TimerConfig::default(), ms(32_000), t0);
+        let mut tx = invite(true, t0);
         tx.on_response(486, || b"ACK".to_vec(), t0 + ms(5));
         assert_eq!(tx.next_timeout(), Some(t0 + ms(5)));
     }
 
     #[test]
     fn retransmitted_2xx_is_passed_up_for_a_new_ack() {
-        let t0 = Instant::now();
-        let mut tx = InviteClient::start(b"INVITE".to_vec(), false, TimerConfig::default(), ms(32_000), t0);
-        tx.poll_transmit();
-        assert_eq!(tx.on_response(200, Vec::new, t0 + ms(50)), Disposition::PassUp);
+        let (mut tx, t0) = invite_answered(200, ms(50));
         assert_eq!(tx.state(), InviteState::Accepted);
         assert_eq!(tx.on_response(200, Vec::new, t0 + ms(550)), Disposition::PassUp);
         assert!(tx.poll_transmit().is_none(), "the transaction never ACKs a 2xx itself");
@@ -390,20 +452,7 @@ mod tests {
     fn non_invite_schedule_caps_at_t2_and_times_out_with_timer_f() {
         let t0 = Instant::now();
         let mut tx = NonInviteClient::start(b"BYE".to_vec(), false, TimerConfig::default(), t0);
-        let mut sent = Vec::new();
-        let mut now = t0;
-        loop {
-            while tx.poll_transmit().is_some() {
-                sent.push((now - t0).as_millis());
-            }
-            match tx.next_timeout() {
-                Some(at) => {
-                    now = at;
-                    tx.on_timeout(now);
-                }
-                None => break,
-            }
-        }
+        let (sent, now) = drive(&mut tx, t0, Duration::MAX);
         assert_eq!(sent, vec![0, 500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]);
         assert!(tx.timed_out());
         assert_eq!((now - t0).as_millis(), 32_000);

@@ -90,7 +90,7 @@ pub fn expected_diagnosis(code: &str, other_checks: &[Check], diagnoses: &[super
     match diagnoses.iter().find(|d| d.code == code) {
         Some(d) => check(true, format!("failed as expected ({}) with {code}: {}", failed.join(", "), d.evidence)),
         None => {
-            let got: Vec<&str> = diagnoses.iter().map(|d| d.code.as_str()).collect();
+            let got: Vec<&str> = diagnoses.iter().map(|d| d.code).collect();
             let got = if got.is_empty() { "no diagnosis".to_string() } else { got.join(", ") };
             check(false, format!("expected diagnosis {code}, got {got} (failed checks: {})", failed.join(", ")))
         }

@@ -22,13 +22,14 @@ use crate::sip::Transport;
 use crate::time::{Millis, Offset};
 use crate::verdict::describe_end;
 
+/// A diagnosis made: its rule's text, and what in this call shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnosis {
-    pub code: String,
-    pub summary: String,
+    pub code: &'static str,
+    pub summary: &'static str,
     pub evidence: String,
-    pub fix: String,
-    pub reference: String,
+    pub fix: &'static str,
+    pub reference: &'static str,
 }
 
 /// What a rule may look at.
@@ -95,6 +96,11 @@ impl Observation<'_> {
     }
     fn last_final(&self) -> Option<(u16, &str)> {
         self.finals().last()
+    }
+    /// Evidence when the INVITE's last final response has one of `statuses`.
+    fn invite_answered(&self, statuses: &[u16]) -> Option<String> {
+        let (status, reason) = self.last_final().filter(|(s, _)| statuses.contains(s))?;
+        Some(format!("INVITE answered {status} {reason}"))
     }
     fn ended(&self) -> Option<&EndReason> {
         self.record.sip.ended.as_ref()
@@ -165,10 +171,7 @@ const RULES: &[Rule] = &[
     },
     Rule {
         code: "no_trunk_found",
-        applies: |o| match o.last_final() {
-            Some((404, reason)) => Some(format!("INVITE answered 404 {reason}")),
-            _ => None,
-        },
+        applies: |o| o.invite_answered(&[404]),
         summary: "LiveKit found no inbound trunk for this call: credential auth is missing on the carrier or the trunk, or the called number is not on the trunk",
         fix: "Set the same user/password on the carrier side (Telnyx FQDN connection user_name/password) and on the LiveKit inbound trunk (auth_username/auth_password); check the called number is listed on the trunk in +E.164 form (`lk sip inbound list`)",
         reference: "docs/failure-modes.md#1-404-no-trunk-found-the-trunk-does-not-match (runbook item 1); livekit/sip#592",
@@ -281,10 +284,7 @@ const RULES: &[Rule] = &[
     },
     Rule {
         code: "rejected_busy_or_timeout",
-        applies: |o| match o.last_final() {
-            Some((486, reason)) => Some(format!("INVITE answered 486 {reason}")),
-            _ => None,
-        },
+        applies: |o| o.invite_answered(&[486]),
         summary: "LiveKit gave up ringing (trunk ringing_timeout) or the callee was busy: usually no agent answered in time",
         fix: "Check that the agent is dispatched and publishes audio promptly (`callprobe doctor`, agent logs); raise ringing_timeout only if the agent is known to be slow",
         reference: "docs/failure-modes.md#14-486-after-ringing (runbook item 14); docs/livekit-sip.md#ringing-timeout",
@@ -292,10 +292,7 @@ const RULES: &[Rule] = &[
     },
     Rule {
         code: "service_unavailable",
-        applies: |o| match o.last_final() {
-            Some((503, reason)) => Some(format!("INVITE answered 503 {reason}")),
-            _ => None,
-        },
+        applies: |o| o.invite_answered(&[503]),
         summary: "LiveKit could not dispatch the call (dispatch RPC failed) or two trunks match the same call",
         fix: "Check that no two inbound trunks share the number or credentials; check the SIP service and Redis are healthy",
         reference: "docs/failure-modes.md#10-503-two-trunks-match-or-dispatch-failed (runbook item 10); docs/livekit-sip.md#error-answers",
@@ -303,10 +300,7 @@ const RULES: &[Rule] = &[
     },
     Rule {
         code: "media_negotiation_failed",
-        applies: |o| match o.last_final() {
-            Some((s @ (400 | 415 | 488), reason)) => Some(format!("INVITE answered {s} {reason}")),
-            _ => None,
-        },
+        applies: |o| o.invite_answered(&[400, 415, 488]),
         summary: "The endpoint rejected our SDP: no common codec or a media/encryption mismatch",
         fix: "LiveKit SIP accepts G722, PCMU, PCMA (+ telephone-event); check the trunk's media.encryption (SRTP) setting against the offer",
         reference: "docs/failure-modes.md#18-sdp-rejected-400-415-488 (runbook item 18); docs/livekit-sip.md#codecs-and-dtmf, docs/livekit-sip.md#srtp",
@@ -559,11 +553,11 @@ pub fn diagnose_observation(obs: &Observation) -> Vec<Diagnosis> {
         .iter()
         .filter(|(r, _)| !superseded(r.code))
         .map(|(r, evidence)| Diagnosis {
-            code: r.code.into(),
-            summary: r.summary.into(),
+            code: r.code,
+            summary: r.summary,
             evidence: evidence.clone(),
-            fix: r.fix.into(),
-            reference: r.reference.into(),
+            fix: r.fix,
+            reference: r.reference,
         })
         .collect()
 }
@@ -575,7 +569,6 @@ mod tests {
     use super::*;
     use crate::livekit::observation::tests::{agent, observation_with_room, record_with_invites};
     use crate::livekit::observation::{AgentReport, DispatchReport, JobReport};
-    use crate::livekit::sip_config::InboundTrunk;
 
     fn rang_and_cancelled() -> CallOutcome {
         let mut r = record_with_invites(Duration::ZERO, &[(0.0, 1), (30.0, 2)]);
@@ -588,23 +581,7 @@ mod tests {
     }
 
     fn config(rule_agents: &[&str]) -> SipConfig {
-        SipConfig {
-            trunks: vec![InboundTrunk {
-                id: "ST_1".into(),
-                numbers: vec!["+14144007103".into()],
-                auth_username: "callprobe".into(),
-                auth_password_set: true,
-                ..Default::default()
-            }],
-            rules: vec![DispatchRule {
-                id: "SDR_1".into(),
-                name: "dispatch".into(),
-                trunk_ids: vec!["ST_1".into()],
-                has_room_config: true,
-                agents: rule_agents.iter().map(|a| a.to_string()).collect(),
-                ..Default::default()
-            }],
-        }
+        SipConfig::for_tests(&["+14144007103"], rule_agents)
     }
 
     fn dispatch(name: &str, jobs: usize) -> DispatchReport {
@@ -631,7 +608,7 @@ mod tests {
         lk: Option<&LiveKitObservation>,
         cfg: Option<&SipConfig>,
         want: Option<&AgentExpectation>,
-    ) -> Vec<String> {
+    ) -> Vec<&'static str> {
         let obs = Observation { record, livekit: lk, sip_config: cfg, expected_agent: want, far_end_speech: None };
         diagnose_observation(&obs).into_iter().map(|d| d.code).collect()
     }
@@ -645,11 +622,7 @@ mod tests {
 
     #[test]
     fn every_reference_points_at_a_docs_heading() {
-        for r in RULES {
-            if let Err(e) = crate::doc_links::check_reference(r.reference) {
-                panic!("diagnosis {}: {e}", r.code);
-            }
-        }
+        crate::doc_links::assert_references("diagnosis", RULES.iter().map(|r| (r.code, r.reference)));
     }
 
     #[test]
@@ -682,7 +655,7 @@ mod tests {
             far_end_speech: None,
         };
         let d = diagnose_observation(&obs);
-        assert_eq!(d.iter().map(|d| d.code.as_str()).collect::<Vec<_>>(), ["agent_name_mismatch"]);
+        assert_eq!(d.iter().map(|d| d.code).collect::<Vec<_>>(), ["agent_name_mismatch"]);
         assert!(d[0].evidence.contains("other-agent") && d[0].evidence.contains("no worker"), "{}", d[0].evidence);
         // The rule is right but no worker runs under its name.
         let cfg = config(&["probe-agent"]);

@@ -729,12 +729,19 @@ impl Drop for Kamailio {
 
 impl fmt::Debug for Kamailio {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Kamailio")
-            .field("port", &self.port)
-            .field("config", &self.config)
-            .field("dir", &self.dir.path())
-            .finish()
+        debug_peer(f, "Kamailio", self.port, ("config", &self.config), &self.dir)
     }
+}
+
+/// A peer process's `Debug`: `name { port, <what>, dir }`.
+fn debug_peer(
+    f: &mut fmt::Formatter<'_>,
+    name: &str,
+    port: u16,
+    what: (&str, &dyn fmt::Debug),
+    dir: &TempDir,
+) -> fmt::Result {
+    f.debug_struct(name).field("port", &port).field(what.0, what.1).field("dir", &dir.path()).finish()
 }
 
 // ---------------------------------------------------------------------------
@@ -949,11 +956,7 @@ impl Drop for Sipp {
 
 impl fmt::Debug for Sipp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Sipp")
-            .field("port", &self.port)
-            .field("scenario", &self.scenario)
-            .field("dir", &self.dir.path())
-            .finish()
+        debug_peer(f, "Sipp", self.port, ("scenario", &self.scenario), &self.dir)
     }
 }
 

@@ -129,34 +129,14 @@ fn stats_line(c: &Conversation) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::model::Overlap;
-
-    fn turn(speaker: &'static str, start_ms: f64, end_ms: f64) -> TurnReport {
-        TurnReport { speaker, start_ms, end_ms, label: None, text: None, engine: None, error: None }
-    }
-
-    fn conversation(turns: Vec<TurnReport>) -> Conversation {
-        Conversation {
-            end_of_turn_ms: 1000,
-            turns,
-            reply_latencies_ms: vec![2160],
-            reply_latency_p50_ms: Some(2160),
-            reply_latency_p95_ms: Some(2160),
-            reply_latency_max_ms: Some(2160),
-            overlaps: vec![Overlap { start_ms: 3600.0, duration_ms: 100 }],
-            transcripts_missing: None,
-        }
-    }
+    use crate::report::fixtures::{conversation, failed, greeting, ours, turn};
 
     #[test]
     fn turns_are_listed_in_time_order_with_escaped_text() {
-        let mut ours = turn("us", 2736.0, 3700.25);
-        ours.label = Some("\"<b>What is my order?</b>\"".into());
-        let mut greeting = turn("agent", 2016.0, 2406.0);
-        greeting.text = Some(" Thank you <script>x</script> ".into());
+        let ours = ours("\"<b>What is my order?</b>\"");
+        let mut greeting = greeting(" Thank you <script>x</script> ");
         greeting.engine = Some("whisper tiny.en".into());
-        let mut failed = turn("agent", 5860.0, 7100.0);
-        failed.error = Some("HTTP 503".into());
+        let failed = failed("HTTP 503");
         let mut page = String::new();
         section(&mut page, &conversation(vec![ours, failed, greeting]));
         let rows: Vec<&str> = page.split("<tr class=\"turn ").skip(1).collect();
@@ -194,10 +174,8 @@ mod tests {
 
     #[test]
     fn turn_spans_put_the_agent_on_the_far_end_lane() {
-        let mut greeting = turn("agent", 2016.0, 2406.0);
-        greeting.text = Some("Thank you for calling.".into());
-        let mut ours = turn("us", 2736.0, 3700.25);
-        ours.label = Some("DTMF 1#".into());
+        let greeting = greeting("Thank you for calling.");
+        let ours = ours("DTMF 1#");
         let spans = turn_spans(&conversation(vec![ours, greeting]));
         let got: Vec<(bool, &str)> = spans.iter().map(|s| (s.far_end, s.title.as_str())).collect();
         assert_eq!(

@@ -254,15 +254,8 @@ mod tests {
             message(5000.0, Direction::Out, "BYE sip:+14144007103@127.0.0.1:5060 SIP/2.0"),
             message(5001.2, Direction::In, "SIP/2.0 200 OK"),
         ];
+        let target = "sip:+14144007103@127.0.0.1:5060".into();
         Call {
-            name: None,
-            tags: Vec::new(),
-            call_id: "c1@callprobe".into(),
-            test_id: "cp-1".into(),
-            target: "sip:+14144007103@127.0.0.1:5060".into(),
-            transport: Transport::Udp,
-            verdict: Verdict::Pass,
-            started_unix_ms: 0,
             sip: Sip { connected_ms: Some(connected_ms), messages, ..Sip::default() },
             media: Media {
                 codec: Some("PCMU".into()),
@@ -270,12 +263,7 @@ mod tests {
                 first_rtp_ms,
                 ..Media::default()
             },
-            checks: Vec::new(),
-            diagnosis: Vec::new(),
-            expected_diagnosis: None,
-            notes: Vec::new(),
-            livekit: None,
-            conversation: None,
+            ..Call::bare("c1@callprobe".into(), "cp-1".into(), target, Transport::Udp, Verdict::Pass, 0)
         }
     }
 
