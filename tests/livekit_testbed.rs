@@ -798,9 +798,9 @@ impl Run {
         })
     }
     fn step_checks(&self) -> Vec<&Value> {
-        self.call()["checks"]
-            .as_array()
-            .map_or(vec![], |a| a.iter().filter(|c| c["name"].as_str().is_some_and(|n| n.starts_with("step "))).collect())
+        self.call()["checks"].as_array().map_or(vec![], |a| {
+            a.iter().filter(|c| c["name"].as_str().is_some_and(|n| n.starts_with("step "))).collect()
+        })
     }
 }
 
@@ -903,7 +903,7 @@ fn a_wrong_expected_phrase_fails_and_says_what_was_heard() {
     let Some(tb) = testbed("a_wrong_expected_phrase_fails_and_says_what_was_heard", Needs::Sip) else { return };
     let run = three_turns(&tb, "refund", '1');
     assert_eq!(run.code, 1, "{}", run.explain());
-    let failed: Vec<&&Value> = run.step_checks().iter().filter(|c| c["passed"] == false).collect();
+    let failed: Vec<&Value> = run.step_checks().into_iter().filter(|c| c["passed"] == false).collect();
     assert_eq!(failed.len(), 1, "only the second turn fails: {}", run.explain());
     let detail = failed[0]["detail"].as_str().unwrap_or_default().to_lowercase();
     assert!(detail.starts_with("turn 2: expected /refund/, heard '"), "{detail}");

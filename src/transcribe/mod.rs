@@ -8,6 +8,8 @@
 //! OpenAI-compatible `POST /v1/audio/transcriptions`).
 
 pub mod http;
+#[cfg(feature = "whisper")]
+mod mel;
 pub mod whisper;
 
 use std::path::PathBuf;
