@@ -92,6 +92,7 @@ fn testbed_smoke_suite() {
         names(&cases),
         [
             "smoke: agent greets and answers",
+            "smoke: conversation, turn by turn",
             "smoke: credentials [credentials=with]",
             "smoke: credentials [credentials=without]",
             "smoke: credentials [credentials=wrong-password]",
@@ -113,6 +114,10 @@ fn testbed_smoke_suite() {
     let talk = case(&cases, "smoke: agent greets and answers");
     assert!(talk.call.play.as_ref().is_some_and(|p| p.start == PlayStart::AfterGreeting && p.wav.is_file()));
     assert_eq!(talk.call.expect.media.max_loss_percent, Some(1.0));
+    let dialog = case(&cases, "smoke: conversation, turn by turn");
+    assert_eq!(dialog.call.conversation.steps.len(), 5);
+    assert!(dialog.call.conversation.expects_words() && dialog.call.play.is_none());
+    assert_eq!(dialog.call.hangup_after, callprobe::request::CONVERSATION_HANGUP_CAP, "the script ends the call");
     let e164 = case(&cases, "smoke: called number +14144007103");
     assert_eq!(e164.call.expect.final_responses, finals(&[407, 200]));
     let bare = case(&cases, "smoke: called number 4144007103");

@@ -63,6 +63,8 @@ pub struct OurTurn {
     /// The clip's label, or `DTMF 1#`.
     pub label: String,
     pub start: CallTime,
+    /// Where our speech started (a clip's leading silence not counted).
+    pub speech_start: CallTime,
     /// Where our speech ended (a clip's trailing silence not counted; for
     /// DTMF the end of the last key).
     pub speech_end: CallTime,
@@ -119,7 +121,8 @@ struct EncodedClip {
     label: String,
     frames: Vec<TxFrame>,
     pcm_16k_frames: Vec<Vec<i16>>,
-    /// Where our speech ends inside the clip (from its start).
+    /// Where our speech starts and ends inside the clip (from its start).
+    speech_start: Duration,
     speech_end: Duration,
 }
 
@@ -129,7 +132,8 @@ struct Sending {
     turn: usize,
     first: usize,
     end: usize,
-    /// Where the speech ends, from the first frame.
+    /// Where the speech starts and ends, from the first frame.
+    speech_start: Duration,
     speech_end: Duration,
 }
 
@@ -276,6 +280,7 @@ impl MediaSessionCore {
             if pkt.frame_index == sending.first {
                 if let Some(turn) = self.our_turns.get_mut(sending.turn) {
                     turn.start = at;
+                    turn.speech_start = at + sending.speech_start;
                     turn.speech_end = at + sending.speech_end;
                 }
             }
@@ -469,7 +474,7 @@ impl MediaSessionCore {
     }
 
     /// Frame indices count planned frames: what is queued starts with the next one.
-    fn queue(&mut self, label: String, frames: Vec<(TxFrame, Vec<i16>)>, speech_end: Duration, in_band: bool) {
+    fn queue(&mut self, label: String, frames: Vec<(TxFrame, Vec<i16>)>, speech: (Duration, Duration), in_band: bool) {
         let first = self.planned_pcm.len() + self.pending.len();
         let end = first + frames.len();
         self.pending.extend(frames);
@@ -479,19 +484,21 @@ impl MediaSessionCore {
             step: self.step_now(),
             label,
             start: CallTime::ZERO,
+            speech_start: CallTime::ZERO,
             speech_end: CallTime::ZERO,
             end: None,
             in_band,
         });
-        self.sending = Some(Sending { turn, first, end, speech_end });
+        let (speech_start, speech_end) = speech;
+        self.sending = Some(Sending { turn, first, end, speech_start, speech_end });
     }
 
     fn queue_clip(&mut self, n: usize) {
         let Some(clip) = self.clips.get(n) else { return };
         let pcm = clip.pcm_16k_frames.iter().cloned().chain(std::iter::repeat(Vec::new()));
         let frames: Vec<_> = clip.frames.iter().cloned().zip(pcm).collect();
-        let (label, speech_end) = (clip.label.clone(), clip.speech_end);
-        self.queue(label, frames, speech_end, false);
+        let (label, speech) = (clip.label.clone(), (clip.speech_start, clip.speech_end));
+        self.queue(label, frames, speech, false);
     }
 
     /// DTMF keys as RFC 4733 events in our stream when the far end offered
@@ -535,7 +542,7 @@ impl MediaSessionCore {
             }
         }
         let speech_end = FRAME_DURATION * (frames.len().saturating_sub(gap_frames)) as u32;
-        self.queue(format!("DTMF {keys}"), frames, speech_end, in_band);
+        self.queue(format!("DTMF {keys}"), frames, (Duration::ZERO, speech_end), in_band);
     }
 
     /// Keeps the pacer a few frames ahead: queued frames first, else silence.
@@ -574,8 +581,10 @@ fn encode_clip(encoder: &mut AudioEncoder, label: &str, pcm_16k: &[i16]) -> Enco
         .collect();
     let pcm_16k_frames = pcm_16k.chunks(per_frame_16k).map(<[i16]>::to_vec).collect();
     let clip_length = duration_of(pcm_16k.len(), RECORDING_RATE);
-    let speech_end = detect_speech(pcm_16k, VadConfig::default()).last().map_or(clip_length, |seg| seg.end);
-    EncodedClip { label: label.to_string(), frames, pcm_16k_frames, speech_end }
+    let speech = detect_speech(pcm_16k, VadConfig::default());
+    let speech_start = speech.first().map_or(Duration::ZERO, |seg| seg.start);
+    let speech_end = speech.last().map_or(clip_length, |seg| seg.end);
+    EncodedClip { label: label.to_string(), frames, pcm_16k_frames, speech_start, speech_end }
 }
 
 /// 8 kHz → 16 kHz by linear interpolation: only for the live speech watch.

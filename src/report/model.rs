@@ -199,7 +199,7 @@ impl Conversation {
             .collect();
         turns.extend(media.our_turns.iter().map(|t| TurnReport {
             speaker: "us",
-            start_ms: t.start.ms(),
+            start_ms: t.speech_start.ms(),
             end_ms: t.end.map_or(t.speech_end, |e| t.speech_end.min(e)).ms(),
             label: Some(t.label.clone()),
             text: None,

@@ -168,7 +168,8 @@ fn barge_in(
         return (false, "we never started talking".into());
     };
     let Some(a) = analysis else { return (false, "the audio was not analysed".into()) };
-    let we_start = ours.start;
+    // From when our words start (the clip's leading silence not counted).
+    let we_start = ours.speech_start;
     // The far end's speech that was going on when we started.
     let talking = a
         .speech_segments
