@@ -84,10 +84,6 @@ impl TurnTracker {
         TurnTracker { end_of_turn, open: None, turns: Vec::new() }
     }
 
-    pub fn end_of_turn(&self) -> Duration {
-        self.end_of_turn
-    }
-
     /// A finished speech segment of the far end (times on the call
     /// timeline). Returns the previous turn when this segment starts a new
     /// one and [`TurnTracker::poll`] had not closed it yet.

@@ -125,10 +125,6 @@ impl ScriptRunner {
         (self.steps, self.records)
     }
 
-    pub fn steps(&self) -> &[ScriptStep] {
-        &self.steps
-    }
-
     /// The call connected (or media started): the first step starts at `now`.
     pub fn start(&mut self, now: CallTime) -> Vec<ScriptAction> {
         if self.records.is_empty() && !self.steps.is_empty() {
