@@ -183,7 +183,7 @@ pub enum PlayStart {
 impl PlayRequest {
     /// How reports name the clip: its file name.
     pub fn label(&self) -> String {
-        self.wav.file_name().map_or_else(|| self.wav.display().to_string(), |n| n.to_string_lossy().into_owned())
+        crate::conversation::Utterance::Wav(self.wav.clone()).label()
     }
 
     /// The one-clip script that plays it. The call still hangs up at its

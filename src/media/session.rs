@@ -396,15 +396,21 @@ impl MediaSessionCore {
     /// the script about turns the end-of-turn rule closes.
     fn listen(&mut self, offset: Duration, pcm_16k: &[i16], now: Instant) {
         let origin = *self.vad_origin.get_or_insert(offset);
-        let heard_until = origin + self.live_vad.position();
-        if offset > heard_until + FRAME_DURATION {
-            let gap = crate::audio::recording::samples_in(offset - heard_until, RECORDING_RATE);
-            let finished = self.live_vad.push(&vec![0; gap.min(RECORDING_RATE as usize * 60)]);
-            self.on_segments(origin, finished, now);
-        }
+        self.hear_silence_until(origin, offset, now);
         let finished = self.live_vad.push(pcm_16k);
         self.on_segments(origin, finished, now);
         self.on_time(now);
+    }
+
+    /// Feeds the speech watch silence up to `until` on the call timeline
+    /// when it is more than a frame behind (a gap in the far end's audio).
+    fn hear_silence_until(&mut self, origin: Duration, until: Duration, now: Instant) {
+        let heard_until = origin + self.live_vad.position();
+        if until > heard_until + FRAME_DURATION {
+            let gap = crate::audio::recording::samples_in(until - heard_until, RECORDING_RATE);
+            let finished = self.live_vad.push(&vec![0; gap.min(RECORDING_RATE as usize * 60)]);
+            self.on_segments(origin, finished, now);
+        }
     }
 
     fn on_segments(&mut self, origin: Duration, finished: Vec<SpeechSegment>, now: Instant) {
@@ -439,13 +445,7 @@ impl MediaSessionCore {
     fn on_time(&mut self, now: Instant) {
         let at = CallTime::between(self.t0, now);
         if let Some(origin) = self.vad_origin {
-            let heard_until = origin + self.live_vad.position();
-            let silent_until = at.since_start().saturating_sub(SILENT_AFTER);
-            if silent_until > heard_until + FRAME_DURATION {
-                let gap = crate::audio::recording::samples_in(silent_until - heard_until, RECORDING_RATE);
-                let finished = self.live_vad.push(&vec![0; gap.min(RECORDING_RATE as usize * 60)]);
-                self.on_segments(origin, finished, now);
-            }
+            self.hear_silence_until(origin, at.since_start().saturating_sub(SILENT_AFTER), now);
         }
         let far = self.far_end();
         if let Some(turn) = self.turns.poll(at, far.speaking_since) {
