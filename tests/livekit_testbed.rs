@@ -853,7 +853,9 @@ impl Testbed {
 /// checked by what the agent said (transcribed after the call).
 fn three_turns(tb: &Testbed, second_expect: &str, key: char) -> Run {
     let order = fixture("what_is_my_order_number_slt_16k.wav");
-    let said = if key == '#' { "pressed (pound|hash)" } else { "pressed (one|1)" };
+    // "press…": tiny.en hears the agent's "You pressed one." as "Press one." in
+    // some runs (1 in 5 here); the key it names is what proves the digit arrived.
+    let said = if key == '#' { r"press\w* (pound|hash)" } else { r"press\w* (one|1)" };
     tb.call(
         tb.get("LK_SIP_PASSWORD"),
         &[
