@@ -17,7 +17,7 @@ use crate::livekit::doctor::{self, AuditExpectations};
 use crate::livekit::{self as lk, LiveKitConfig, LiveKitOverrides, ServerApi};
 use crate::media::codec::AudioCodec;
 use crate::pipeline;
-use crate::report::outputs::{self, SuiteOutputs};
+use crate::report::outputs::{self, KeepArtifacts, KeepRule, SuiteOutputs};
 use crate::report::{self, Report};
 use crate::request::PlayStart;
 use crate::request::{
@@ -51,6 +51,50 @@ pub enum Command {
     Check(CheckArgs),
     /// Run scenario files: every case is a call; reports land in a timestamped run folder.
     Run(RunArgs),
+    /// Load: a scenario's calls at a rate or a ramp of concurrency levels; finds the knee.
+    Load(LoadArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// A scenario file or a directory of them; the calls take the cases in turn.
+    pub path: PathBuf,
+    /// Only cases with one of these tags (repeatable; `!tag` excludes).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Open loop: start this many calls per second, whatever the calls under way do.
+    #[arg(long, value_name = "CPS", conflicts_with = "ramp", required_unless_present = "ramp")]
+    pub cps: Option<f64>,
+    /// Steps of concurrency levels, e.g. 1,2,4,8: each keeps that many calls up.
+    #[arg(long, value_name = "LEVELS")]
+    pub ramp: Option<String>,
+    /// How long each step starts calls (with --cps: the run).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<FlagDuration>,
+    /// How many calls each step starts (with --cps: the run).
+    #[arg(long, value_name = "N")]
+    pub calls: Option<usize>,
+    /// With --ramp: new calls per second at most, so a step does not start as one burst.
+    #[arg(long, value_name = "CPS", default_value_t = 10.0)]
+    pub max_cps: f64,
+    /// A rule whose crossing marks the knee (repeatable): METRIC.pNN>LIMIT
+    /// (e.g. first_audio.p95>2s, loss.p99>1%) or success<PERCENT. Default:
+    /// success<99%, answer.p95>3s, agent_join.p95>3s, first_audio.p95>3s, loss.p95>1%.
+    #[arg(long = "knee", value_name = "RULE")]
+    pub knee: Vec<String>,
+    /// Give each call its own caller number, counting up from this one (e.g.
+    /// +15550200000). LiveKit SIP challenges one caller number at a time.
+    #[arg(long, value_name = "NUMBER")]
+    pub caller_numbers: Option<String>,
+    /// Which calls keep their recordings and capture: all, failed, or
+    /// sample:N (the failed ones and N passed ones per step).
+    #[arg(long, value_name = "RULE", default_value = "sample:3")]
+    pub keep_artifacts: KeepRule,
+    /// Base folder for run folders (`<base>/<UTC time>/`, and `<base>/latest`).
+    #[arg(long, value_name = "DIR", default_value = "reports")]
+    pub report_dir: PathBuf,
+    #[command(flatten)]
+    pub stt: SttArgs,
 }
 
 #[derive(Debug, Args)]
@@ -78,6 +122,10 @@ pub struct RunArgs {
     /// Write Prometheus textfile-collector metrics here.
     #[arg(long, value_name = "PATH")]
     pub metrics_file: Option<PathBuf>,
+    /// Which calls keep their recordings and capture: all, failed, or
+    /// sample:N (the failed ones and N that passed).
+    #[arg(long, value_name = "RULE", default_value = "all")]
+    pub keep_artifacts: KeepRule,
     /// Print each call's verdict block as it finishes.
     #[arg(short, long)]
     pub verbose: bool,
@@ -274,6 +322,7 @@ pub fn main() -> Exit {
         Command::Doctor(args) => run_doctor(&runtime, args),
         Command::Check(args) => run_check(&args),
         Command::Run(args) => run_suite(&runtime, &args),
+        Command::Load(args) => run_load(&runtime, &args),
     }
 }
 
@@ -319,7 +368,9 @@ fn run_call(runtime: &tokio::runtime::Runtime, args: CallArgs) -> Exit {
     };
     let mut printer = MessagePrinter { verbosity: args.verbose };
     let cancel = cancel_on_ctrl_c(runtime);
-    let call = pipeline::execute(&request, &spec, &mut printer, args.report_dir.as_deref(), &cancel, &stt);
+    let keep = KeepArtifacts::all();
+    let files = args.report_dir.as_deref().map(|dir| pipeline::CallFiles { dir, keep: &keep });
+    let call = pipeline::execute(&request, &spec, &mut printer, files, &cancel, &stt);
     let call_report = match runtime.block_on(call) {
         Ok(r) => r,
         Err(e) => {
@@ -791,6 +842,7 @@ fn run_suite(runtime: &tokio::runtime::Runtime, args: &RunArgs) -> Exit {
         repeat: usize::from(args.repeat),
         fail_fast: args.fail_fast,
         stt,
+        keep: std::sync::Arc::new(KeepArtifacts::new(args.keep_artifacts)),
     };
     let written = SuiteOutputs {
         suite_name,
@@ -837,6 +889,129 @@ fn run_suite(runtime: &tokio::runtime::Runtime, args: &RunArgs) -> Exit {
     } else {
         Exit::from(outcome.report.verdict)
     }
+}
+
+/// The cases of a scenario path that match the tags, prepared; or the
+/// errors, already printed.
+fn prepared_cases(path: &std::path::Path, tags: &[String]) -> Result<Vec<(CallRequest, PreparedCall)>, Exit> {
+    let files = crate::scenario::load_path(path).map_err(|errors| {
+        for e in &errors {
+            eprintln!("{e}");
+        }
+        console::error(format!("{} error(s) in the scenario files; nothing was called", errors.len()));
+        Exit::TesterError
+    })?;
+    let mut plans = Vec::new();
+    let mut problems = Vec::new();
+    for case in crate::scenario::cases(&files).filter(|c| crate::scenario::matches_tags(c, tags)) {
+        match case.prepare() {
+            Ok(spec) => plans.push((case.call.clone(), spec)),
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("{p}");
+        }
+        console::error(format!("{} case(s) cannot run; nothing was called", problems.len()));
+        return Err(Exit::TesterError);
+    }
+    if plans.is_empty() {
+        console::error(format!("no case in {} matches the tags {:?}", path.display(), tags));
+        return Err(Exit::TesterError);
+    }
+    Ok(plans)
+}
+
+/// `callprobe load PATH`: the plan, its live progress, the load report.
+fn run_load(runtime: &tokio::runtime::Runtime, args: &LoadArgs) -> Exit {
+    use crate::load::{knee::KneeRule, plan::LoadPlan, report::LoadReport, runner};
+    let cases = match prepared_cases(&args.path, &args.tags) {
+        Ok(c) => c,
+        Err(exit) => return exit,
+    };
+    let duration = args.duration.map(|d| *d);
+    let plan = match (&args.ramp, args.cps) {
+        (Some(levels), _) => LoadPlan::ramp(levels, duration, args.calls, args.max_cps),
+        (None, Some(cps)) => LoadPlan::rate(cps, duration, args.calls),
+        (None, None) => Err("give --cps or --ramp".to_string()),
+    };
+    let rules: Result<Vec<KneeRule>, String> = if args.knee.is_empty() {
+        crate::load::knee::DEFAULT_RULES.iter().map(|r| KneeRule::parse(r)).collect()
+    } else {
+        args.knee.iter().map(|r| KneeRule::parse(r)).collect()
+    };
+    let numbers = args.caller_numbers.as_deref().map(runner::CallerNumbers::parse).transpose();
+    let (plan, rules, caller_numbers) = match (plan, rules, numbers) {
+        (Ok(p), Ok(r), Ok(n)) => (p, r, n),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            console::error(e);
+            return Exit::TesterError;
+        }
+    };
+    // Words are transcribed only when a case checks them: under load the
+    // engine's CPU would be part of what is measured.
+    let needs_text = cases.iter().any(|(request, _)| request.conversation.expects_words());
+    let stt = if needs_text {
+        match args.stt.open(true) {
+            Ok(stt) => stt,
+            Err(e) => {
+                console::error(e);
+                return Exit::TesterError;
+            }
+        }
+    } else {
+        Stt::none("no case checks the agent's words: not transcribed under load")
+    };
+    let step_labels: Vec<String> = plan.steps.iter().map(|s| s.label()).collect();
+    let described = plan.describe();
+    let options = runner::LoadOptions { plan, caller_numbers, keep: args.keep_artifacts, stt, first_index: 0 };
+    let run_dir = match outputs::create_run_folder(&args.report_dir) {
+        Ok(dir) => dir,
+        Err(e) => {
+            console::error(e);
+            return Exit::TesterError;
+        }
+    };
+    println!("load     {described} · {} case(s) from {} · {}", cases.len(), args.path.display(), run_dir.display());
+    let cancel = cancel_on_ctrl_c(runtime);
+    let started_unix_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let mut progress = console::LoadProgressLine::new();
+    let outcome = runtime.block_on(runner::run(&cases, &options, &run_dir, &mut progress, &cancel));
+    progress.finish();
+    let report = LoadReport::new(described, step_labels, rules, started_unix_ms, &outcome, None);
+    let suite_name = args.path.file_stem().map_or("callprobe-load".into(), |s| s.to_string_lossy().into_owned());
+    let mut problems = Vec::new();
+    let page = match report.write(&run_dir, &suite_name) {
+        Ok(page) => page,
+        Err(e) => {
+            console::error(e);
+            return Exit::TesterError;
+        }
+    };
+    if let Err(e) = write_kept_calls(&outcome.kept, &run_dir) {
+        problems.push(e);
+    }
+    console::load_summary(&report, &page, &problems);
+    match report.verdict {
+        _ if !problems.is_empty() => Exit::TesterError,
+        crate::report::model::Verdict::Pass => Exit::Passed,
+        crate::report::model::Verdict::Fail => Exit::SystemUnderTestFailed,
+        crate::report::model::Verdict::Error => Exit::TesterError,
+    }
+}
+
+/// The kept calls' own report and page: `report.json` and `calls.html`.
+fn write_kept_calls(kept: &[(PathBuf, crate::report::model::Call)], run_dir: &std::path::Path) -> Result<(), String> {
+    let mut kept: Vec<&(PathBuf, crate::report::model::Call)> = kept.iter().collect();
+    kept.sort_by(|a, b| a.0.cmp(&b.0));
+    let dirs: Vec<PathBuf> = kept.iter().map(|(d, _)| d.clone()).collect();
+    let calls = Report::new(kept.iter().map(|(_, c)| c.clone()).collect());
+    calls.write_json(run_dir)?;
+    let html = crate::report::html::index_html(&calls, run_dir, &dirs);
+    let path = run_dir.join("calls.html");
+    std::fs::write(&path, html).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// A duration flag (`5s`, `1m30s`, `500ms`), at most a day.

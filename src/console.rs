@@ -234,6 +234,124 @@ fn truncate(s: &str, max: usize) -> String {
     }
 }
 
+/// A load run's live progress: a status line on a terminal (redrawn every
+/// second), else one line every ten seconds (logs of nightly jobs).
+pub struct LoadProgressLine {
+    bar: Option<indicatif::ProgressBar>,
+    last_line: Option<std::time::Duration>,
+}
+
+impl LoadProgressLine {
+    pub fn new() -> Self {
+        use std::io::IsTerminal;
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            bar
+        });
+        LoadProgressLine { bar, last_line: None }
+    }
+
+    pub fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Default for LoadProgressLine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `[  12s] step 2/4 (2 concurrent) · up 2 · started 14 · passed 11 · failed 0 · errors 0 · 0.8 CPS`
+pub fn load_status(live: &crate::load::runner::Live) -> String {
+    let step = if live.draining {
+        "waiting for the last calls".to_string()
+    } else {
+        format!("step {}/{} ({})", live.step + 1, live.steps, live.step_label)
+    };
+    format!(
+        "[{:>5.0}s] {step} · up {} · started {} · passed {} · failed {} · errors {} · {:.1} CPS",
+        live.elapsed.as_secs_f64(),
+        live.up,
+        live.started,
+        live.passed,
+        live.failed,
+        live.errors,
+        live.cps
+    )
+}
+
+impl crate::load::runner::LoadProgress for LoadProgressLine {
+    fn tick(&mut self, live: &crate::load::runner::Live) {
+        let line = load_status(live);
+        match &self.bar {
+            Some(bar) => bar.set_message(line),
+            None => {
+                let due = self.last_line.is_none_or(|t| live.elapsed >= t + std::time::Duration::from_secs(10));
+                if due || live.draining && live.up == 0 {
+                    eprintln!("{line}");
+                    self.last_line = Some(live.elapsed);
+                }
+            }
+        }
+    }
+
+    fn call_finished(&mut self, _sample: &crate::load::sample::CallSample) {}
+}
+
+/// The load run's closing lines: per step, the knee, where the report is.
+pub fn load_summary(report: &crate::load::report::LoadReport, page: &Path, problems: &[String]) {
+    use crate::load::sample::Metric;
+    println!();
+    println!(
+        "{:<18} {:>6} {:>8} {:>9} {:>11} {:>11} {:>11}",
+        "step", "calls", "success", "peak up", "answer p95", "join p95", "audio p95"
+    );
+    for s in &report.steps {
+        let p95 = |m: Metric| s.metric(m).map_or("–".into(), |p| crate::time::human_ms(p.p95));
+        println!(
+            "{:<18} {:>6} {:>7.1}% {:>9} {:>11} {:>11} {:>11}",
+            s.label,
+            s.calls,
+            s.success_rate * 100.0,
+            s.peak_concurrent,
+            p95(Metric::Answer),
+            p95(Metric::AgentJoin),
+            p95(Metric::FirstAudio)
+        );
+        for f in s.failures.iter().take(3) {
+            println!("{:<18}   {} call(s): {}", "", f.calls, f.key);
+        }
+    }
+    match &report.knee {
+        Some(k) => {
+            let what: Vec<String> =
+                k.crossings.iter().map(|c| format!("{} (measured {})", c.rule, c.measured)).collect();
+            println!("knee     step {} ({}): {}", k.step + 1, k.step_label, what.join("; "));
+        }
+        None => println!("knee     none: no rule crossed"),
+    }
+    if report.tx_late_packets > 0 {
+        println!(
+            "warning  callprobe sent {} RTP packets late: the tester itself was overloaded",
+            report.tx_late_packets
+        );
+    }
+    if report.interrupted {
+        println!("interrupted: the calls under way were hung up; the report covers what ran");
+    }
+    for p in problems {
+        println!("problem  {p}");
+    }
+    println!("report   {}", page.display());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,7 @@ pub mod conversation;
 mod doc_links;
 pub mod exit;
 pub mod livekit;
+pub mod load;
 pub mod media;
 pub mod pipeline;
 pub mod report;

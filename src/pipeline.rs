@@ -11,12 +11,19 @@ use crate::livekit::observation::{self, LiveKitObservation};
 use crate::livekit::room_watch::{self, CallIdentity, RoomWatch, WatchSettings};
 use crate::livekit::{self as lk, LiveKitConfig, LiveKitOverrides, ServerApi};
 use crate::report::model::{Call, Conversation, LiveKit, Media};
-use crate::report::outputs::write_call_files;
+use crate::report::outputs::{write_call_files, KeepArtifacts};
 use crate::request::CallRequest;
 use crate::transcribe::{self, Stt, Transcript};
 use crate::verdict::checks;
 use crate::verdict::conversation::conversation_checks;
 use crate::verdict::diagnose::{self, Observation};
+
+/// Where a call's files go, and which calls keep them.
+#[derive(Clone, Copy)]
+pub struct CallFiles<'a> {
+    pub dir: &'a Path,
+    pub keep: &'a KeepArtifacts,
+}
 
 /// Why a call could not be run at all (the tester's problem: exit 2).
 #[derive(Debug, thiserror::Error)]
@@ -31,12 +38,13 @@ pub enum ExecuteError {
 
 /// Places `spec` (prepared from `request`), watching LiveKit alongside when
 /// it is configured, and judges it against the request's expectations. With
-/// `out_dir`, the call's files (rx.wav, tx.wav, call.pcap) are written there.
+/// `files`, the call's files (rx.wav, tx.wav, call.pcap) are written to its
+/// folder when its policy keeps them for the call's verdict.
 pub async fn execute(
     request: &CallRequest,
     spec: &PreparedCall,
     observer: &mut dyn CallObserver,
-    out_dir: Option<&Path>,
+    files: Option<CallFiles<'_>>,
     cancel: &Cancel,
     stt: &Stt,
 ) -> Result<Call, ExecuteError> {
@@ -93,16 +101,18 @@ pub async fn execute(
         (Vec::new(), diagnose::notes_for_passed_call(&observation))
     };
     record.notes.extend(passed_notes);
-    let recordings = match out_dir {
-        Some(dir) => write_call_files(dir, &record).map_err(ExecuteError::Output)?,
-        None => None,
-    };
     if let Some(code) = &expect.diagnosis {
         let check = checks::expected_diagnosis(code, &checks, &diagnosis);
         checks.push(check);
     }
-    let media = Media::new(&record, analysis.as_ref(), recordings);
+    let media = Media::new(&record, analysis.as_ref(), None);
     let mut call_report = Call::new(&record, media, checks, diagnosis, expect.diagnosis.clone());
+    // The verdict is known: the policy says whether this call keeps its files.
+    if let Some(files) = files {
+        if files.keep.keeps(call_report.verdict) {
+            call_report.media.recordings = write_call_files(files.dir, &record).map_err(ExecuteError::Output)?;
+        }
+    }
     call_report.name = request.name.clone();
     call_report.tags = request.tags.clone();
     call_report.livekit = observed.as_ref().map(LiveKit::from);

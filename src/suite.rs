@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, Mutex};
 use crate::call::{Cancel, PreparedCall};
 use crate::pipeline::{self, ExecuteError};
 use crate::report::model::Verdict;
+use crate::report::outputs::KeepArtifacts;
 use crate::report::{run_dir, Call, Report};
 use crate::request::CallRequest;
 
@@ -30,6 +31,8 @@ pub struct SuiteOptions {
     pub fail_fast: bool,
     /// Speech-to-text for the far end's turns.
     pub stt: crate::transcribe::Stt,
+    /// Which calls keep their recordings and capture.
+    pub keep: Arc<KeepArtifacts>,
 }
 
 /// What the runner tells whoever shows the suite's progress, from the one
@@ -116,6 +119,7 @@ pub async fn run(
             stop: stop.clone(),
             fail_fast: opts.fail_fast,
             stt: opts.stt.clone(),
+            keep: opts.keep.clone(),
             run_dir: run_dir.to_path_buf(),
             cancel: cancel.clone(),
             events: events_tx.clone(),
@@ -191,6 +195,7 @@ struct Worker {
     stop: Arc<AtomicBool>,
     fail_fast: bool,
     stt: crate::transcribe::Stt,
+    keep: Arc<KeepArtifacts>,
     run_dir: PathBuf,
     cancel: Cancel,
     events: mpsc::UnboundedSender<Event>,
@@ -202,7 +207,9 @@ impl Worker {
             // The suite's task outlives every worker: sending cannot fail.
             let _ = self.events.send(Event::Started(job.label.clone()));
             let dir = self.run_dir.join(&job.dir);
-            let result = pipeline::execute(&job.request, &job.spec, &mut (), Some(&dir), &self.cancel, &self.stt).await;
+            let files = pipeline::CallFiles { dir: &dir, keep: &self.keep };
+            let result =
+                pipeline::execute(&job.request, &job.spec, &mut (), Some(files), &self.cancel, &self.stt).await;
             let passed = matches!(&result, Ok(r) if r.verdict == Verdict::Pass);
             if !passed && self.fail_fast {
                 self.stop.store(true, Ordering::SeqCst);
@@ -283,6 +290,7 @@ mod tests {
             repeat: 1,
             fail_fast: false,
             stt: crate::transcribe::Stt::none("off in tests"),
+            keep: Arc::new(KeepArtifacts::all()),
         };
         let mut told = Told::default();
         let dir = std::env::temp_dir();

@@ -7,7 +7,7 @@
 //! the call goes through [`escape::text`].
 
 mod conversation;
-mod escape;
+pub(crate) mod escape;
 mod ladder;
 mod waveform;
 

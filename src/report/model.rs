@@ -62,7 +62,7 @@ pub struct Report {
 
 /// `pass`, `fail` or `error` (the tester could not do its job: the call
 /// could not be placed, or it was interrupted).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     Pass,

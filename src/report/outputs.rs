@@ -5,6 +5,7 @@
 //! webhook.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
 use super::model::{Recordings, Report};
@@ -13,6 +14,82 @@ use super::{html, junit, metrics, run_dir, webhook};
 use crate::call::CallOutcome;
 use crate::media::session::MediaOutcome;
 use crate::report::model::Verdict;
+
+/// Which calls keep their files (recordings and capture), `--keep-artifacts`:
+/// `all`, `failed` (calls that did not pass), or `sample:N` (those, plus
+/// the first N calls that passed). A load run of thousands of calls keeps
+/// what explains its failures and a few good calls to compare them with,
+/// not gigabytes. Shared by the calls of a run (the sample is counted
+/// across them).
+#[derive(Debug)]
+pub struct KeepArtifacts {
+    rule: KeepRule,
+    passed_kept: AtomicUsize,
+}
+
+/// The rule of a [`KeepArtifacts`], as written on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepRule {
+    All,
+    Failed,
+    Sample(usize),
+}
+
+impl std::str::FromStr for KeepRule {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<KeepRule, String> {
+        let text = text.trim();
+        match text {
+            "all" => Ok(KeepRule::All),
+            "failed" => Ok(KeepRule::Failed),
+            _ => match text.strip_prefix("sample:").map(|n| n.trim().parse::<usize>()) {
+                Some(Ok(n)) => Ok(KeepRule::Sample(n)),
+                _ => Err(format!(
+                    "'{text}': expected all, failed or sample:N (N passed calls kept besides the failed ones)"
+                )),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for KeepRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeepRule::All => f.write_str("all"),
+            KeepRule::Failed => f.write_str("failed"),
+            KeepRule::Sample(n) => write!(f, "sample:{n}"),
+        }
+    }
+}
+
+impl KeepArtifacts {
+    pub fn new(rule: KeepRule) -> KeepArtifacts {
+        KeepArtifacts { rule, passed_kept: AtomicUsize::new(0) }
+    }
+
+    /// Every call keeps its files.
+    pub fn all() -> KeepArtifacts {
+        KeepArtifacts::new(KeepRule::All)
+    }
+
+    pub fn rule(&self) -> KeepRule {
+        self.rule
+    }
+
+    /// Whether a call with this verdict keeps its files; a kept passed call
+    /// counts against the sample.
+    pub fn keeps(&self, verdict: Verdict) -> bool {
+        match (self.rule, verdict) {
+            (KeepRule::All, _) => true,
+            (_, Verdict::Fail | Verdict::Error) => true,
+            (KeepRule::Failed, Verdict::Pass) => false,
+            (KeepRule::Sample(n), Verdict::Pass) => {
+                self.passed_kept.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |k| (k < n).then_some(k + 1)).is_ok()
+            }
+        }
+    }
+}
 
 /// `DIR/rx.wav` (what the far end said), `DIR/tx.wav` (what we sent) — 16-bit
 /// mono 16 kHz, both starting at the first INVITE — and `DIR/call.pcap`
@@ -92,4 +169,24 @@ pub async fn write_suite_outputs(
         }
     }
     Ok(problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{KeepArtifacts, KeepRule};
+    use crate::report::model::Verdict;
+
+    #[test]
+    fn keep_rules_parse_and_keep_what_they_say() {
+        assert_eq!("sample:2".parse::<KeepRule>(), Ok(KeepRule::Sample(2)));
+        assert_eq!("failed".parse::<KeepRule>(), Ok(KeepRule::Failed));
+        assert!("sample:x".parse::<KeepRule>().unwrap_err().contains("sample:N"));
+        let keep = KeepArtifacts::new(KeepRule::Sample(2));
+        let passed: Vec<bool> = (0..4).map(|_| keep.keeps(Verdict::Pass)).collect();
+        assert_eq!(passed, [true, true, false, false]);
+        assert!(keep.keeps(Verdict::Fail) && keep.keeps(Verdict::Error));
+        let failed_only = KeepArtifacts::new(KeepRule::Failed);
+        assert!(!failed_only.keeps(Verdict::Pass) && failed_only.keeps(Verdict::Fail));
+        assert!(KeepArtifacts::all().keeps(Verdict::Pass));
+    }
 }
