@@ -196,7 +196,7 @@ pub fn prepare_script(conv: &Conversation) -> Result<Script, ConversationError> 
         let mut clip_of = |utterance: &Utterance| -> Result<usize, ConversationError> {
             let pcm_16k = utterance_pcm(utterance)
                 .map_err(|problem| ConversationError { origin: step.origin.clone(), problem })?;
-            clips.push(Clip { label: utterance.label(), pcm_16k });
+            clips.push(Clip::new(utterance.label(), pcm_16k));
             Ok(clips.len() - 1)
         };
         steps.push(match &step.action {

@@ -107,7 +107,7 @@ impl CallRequest {
             Some(p) => {
                 let pcm_16k = wav::load_mono(&p.wav, RECORDING_RATE)
                     .map_err(|e| PrepareError::Play { path: p.wav.clone(), error: e.to_string() })?;
-                Some(p.script(Clip { label: p.label(), pcm_16k }, self.conversation.end_of_turn))
+                Some(p.script(Clip::new(p.label(), pcm_16k), self.conversation.end_of_turn))
             }
         };
         let (test_id, call_id) = PreparedCall::new_ids();

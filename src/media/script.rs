@@ -33,6 +33,20 @@ pub struct Clip {
     /// How reports name it: the WAV's file name or the quoted text.
     pub label: String,
     pub pcm_16k: Vec<i16>,
+    /// Where the clip's speech starts and ends (its leading and trailing
+    /// silence not counted), found once when the clip is prepared rather
+    /// than in every call that says it.
+    pub speech: (Duration, Duration),
+}
+
+impl Clip {
+    pub fn new(label: String, pcm_16k: Vec<i16>) -> Clip {
+        let length = crate::audio::recording::duration_of(pcm_16k.len(), crate::audio::vad::VAD_SAMPLE_RATE);
+        let found = crate::audio::vad::detect_speech(&pcm_16k, crate::audio::vad::VadConfig::default());
+        let start = found.first().map_or(Duration::ZERO, |seg| seg.start);
+        let end = found.last().map_or(length, |seg| seg.end);
+        Clip { label, pcm_16k, speech: (start, end) }
+    }
 }
 
 /// One step of a conversation, ready to run (clips decoded).

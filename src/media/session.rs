@@ -14,15 +14,15 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::audio::recording::{duration_of, RtpTimeline, TimelineRecorder};
+use crate::audio::recording::{RtpTimeline, TimelineRecorder};
 use crate::audio::turns::{Turn, TurnTracker};
-use crate::audio::vad::{detect_speech, SpeechDetector, SpeechSegment, VadConfig, VAD_SAMPLE_RATE};
+use crate::audio::vad::{SpeechDetector, SpeechSegment, VadConfig, VAD_SAMPLE_RATE};
 use crate::media::codec::{AudioCodec, AudioDecoder, AudioEncoder, FRAME_DURATION};
 use crate::media::dtmf::{digit_to_event, key_press_packets, key_tone, DtmfReceiver};
 use crate::media::pacer::{EventFrame, Pacer, StreamIdentity, TxFrame};
 use crate::media::rtp::{looks_like_rtcp, parse_packet};
 use crate::media::rx_stats::{RxStats, RxStatsReport};
-use crate::media::script::{FarEnd, Script, ScriptAction, ScriptRunner, ScriptStep, StepRecord};
+use crate::media::script::{Clip, FarEnd, Script, ScriptAction, ScriptRunner, ScriptStep, StepRecord};
 use crate::media::sdp::NegotiatedAudio;
 use crate::time::CallTime;
 
@@ -43,6 +43,8 @@ const KEY_GAP: Duration = Duration::from_millis(100);
 /// No audio from the far end for this long counts as silence for the live
 /// speech watch (DTX, or a stream that stopped).
 const SILENT_AFTER: Duration = Duration::from_millis(300);
+/// One frame of silence at the highest rate (G.722: 320 samples).
+static SILENT_FRAME: [i16; 320] = [0; 320];
 /// Telephone-event volume, -dBm0 (RFC 4733 §2.3.4); 10 is what phones send.
 const EVENT_VOLUME: u8 = 10;
 
@@ -163,6 +165,11 @@ pub struct MediaSessionCore {
     rx_timeline: Option<RtpTimeline>,
     rx_timeline_resets: u64,
     live_vad: SpeechDetector,
+    /// Whether the script waits on the far end's speech (an agent turn, a
+    /// barge-in): only then does the live speech watch run. The checks use
+    /// the speech found in the recording after the call either way, so a
+    /// call without such a step does not pay for detecting speech twice.
+    live_watch: bool,
     /// Where on the call timeline the live VAD's first sample lies.
     vad_origin: Option<Duration>,
     other_payload: u64,
@@ -185,10 +192,13 @@ impl MediaSessionCore {
     ) -> MediaSessionCore {
         let codec = audio.codec;
         let mut encoder = codec.encoder();
+        let live_watch = script.as_ref().is_some_and(|s| {
+            s.steps.iter().any(|step| matches!(step, ScriptStep::AgentTurn { .. } | ScriptStep::BargeIn { .. }))
+        });
         let (clips, runner, end_of_turn) = match script {
             None => (Vec::new(), None, crate::audio::turns::DEFAULT_END_OF_TURN),
             Some(script) => {
-                let clips = script.clips.iter().map(|c| encode_clip(&mut encoder, &c.label, &c.pcm_16k)).collect();
+                let clips = script.clips.iter().map(|c| encode_clip(&mut encoder, c)).collect();
                 let runner = ScriptRunner::new(script.steps, script.hang_up_at_end);
                 (clips, Some(runner), script.end_of_turn)
             }
@@ -227,6 +237,7 @@ impl MediaSessionCore {
             rx_timeline: None,
             rx_timeline_resets: 0,
             live_vad: SpeechDetector::new(VadConfig::default()),
+            live_watch,
             vad_origin: None,
             other_payload: 0,
             wire: Vec::new(),
@@ -342,7 +353,11 @@ impl MediaSessionCore {
             }
         };
         let _ = self.rx_audio.place(offset, &decoded);
-        self.listen(offset, &interpolate_to_recording_rate(&decoded, codec.sample_rate()), now);
+        if self.live_watch {
+            self.listen(offset, &interpolate_to_recording_rate(&decoded, codec.sample_rate()), now);
+        } else {
+            self.on_time(now);
+        }
         self.plan_ahead();
     }
 
@@ -550,7 +565,7 @@ impl MediaSessionCore {
         while self.pacer.frames_left() < FRAMES_AHEAD {
             let (frame, pcm) = self.pending.pop_front().unwrap_or_else(|| {
                 let samples = self.encoder.codec().samples_per_frame();
-                (TxFrame::audio(self.encoder.encode(&vec![0i16; samples]), false), Vec::new())
+                (TxFrame::audio(self.encoder.encode(&SILENT_FRAME[..samples]), false), Vec::new())
             });
             self.planned_pcm.push(pcm);
             self.pacer.append([frame]);
@@ -565,7 +580,8 @@ impl MediaSessionCore {
 }
 
 /// A clip encoded for `encoder`'s codec, 20 ms per frame, and where its speech ends.
-fn encode_clip(encoder: &mut AudioEncoder, label: &str, pcm_16k: &[i16]) -> EncodedClip {
+fn encode_clip(encoder: &mut AudioEncoder, clip: &Clip) -> EncodedClip {
+    let (label, pcm_16k) = (clip.label.as_str(), clip.pcm_16k.as_slice());
     let codec = encoder.codec();
     let per_frame_codec = codec.samples_per_frame();
     let per_frame_16k = (RECORDING_RATE as usize) / 50;
@@ -580,10 +596,7 @@ fn encode_clip(encoder: &mut AudioEncoder, label: &str, pcm_16k: &[i16]) -> Enco
         })
         .collect();
     let pcm_16k_frames = pcm_16k.chunks(per_frame_16k).map(<[i16]>::to_vec).collect();
-    let clip_length = duration_of(pcm_16k.len(), RECORDING_RATE);
-    let speech = detect_speech(pcm_16k, VadConfig::default());
-    let speech_start = speech.first().map_or(Duration::ZERO, |seg| seg.start);
-    let speech_end = speech.last().map_or(clip_length, |seg| seg.end);
+    let (speech_start, speech_end) = clip.speech;
     EncodedClip { label: label.to_string(), frames, pcm_16k_frames, speech_start, speech_end }
 }
 
@@ -628,6 +641,7 @@ mod tests {
     use super::*;
     use crate::audio::recording::samples_in;
     use crate::audio::turns::DEFAULT_END_OF_TURN;
+    use crate::audio::vad::detect_speech;
     use crate::audio::wav;
     use crate::media::dtmf::key_press_packets;
     use crate::media::rtp::{build_packet, RtpHeader};
@@ -638,7 +652,7 @@ mod tests {
     /// `--play` as the request layer prepares it.
     fn play_plan(pcm_16k: Vec<i16>, start: PlayStart) -> Option<Script> {
         let request = PlayRequest { wav: "clip.wav".into(), start };
-        Some(request.script(Clip { label: "clip.wav".into(), pcm_16k }, DEFAULT_END_OF_TURN))
+        Some(request.script(Clip::new("clip.wav".into(), pcm_16k), DEFAULT_END_OF_TURN))
     }
 
     const FAR: &str = "127.0.0.1:40000";
@@ -860,7 +874,7 @@ mod tests {
                 ScriptStep::Say { clip: 0 },
                 ScriptStep::Dtmf { digits: keys.into() },
             ],
-            clips: vec![Clip { label: "hello.wav".into(), pcm_16k: clip }],
+            clips: vec![Clip::new("hello.wav".into(), clip)],
             end_of_turn: DEFAULT_END_OF_TURN,
             hang_up_at_end: true,
         })
