@@ -117,8 +117,8 @@ fn latest(base: &Path) -> PathBuf {
 /// What must be the same whether one process ran the suite or N shards did.
 #[derive(Debug, PartialEq)]
 struct RunSummary {
-    /// Per call in report order: name, position, verdict, final responses, diagnosis codes.
-    calls: Vec<(String, u64, String, Vec<u64>, Vec<String>)>,
+    /// Per call, in report order.
+    calls: Vec<CallSummary>,
     verdict: String,
     /// The call folders, sorted, each with the files in it.
     folders: BTreeMap<String, Vec<String>>,
@@ -126,6 +126,16 @@ struct RunSummary {
     junit: (String, String, String, String, Vec<String>),
     /// The run's and each scenario's pass/fail metrics lines.
     metrics: BTreeSet<String>,
+}
+
+/// A call as the comparison sees it.
+#[derive(Debug, PartialEq)]
+struct CallSummary {
+    name: String,
+    position: u64,
+    verdict: String,
+    final_responses: Vec<u64>,
+    diagnosis: Vec<String>,
 }
 
 /// The first `name="…"` in `tag` (the text after `<element `).
@@ -144,25 +154,23 @@ fn summarise(run_dir: &Path, metrics: &Path, trunk_port: u16) -> RunSummary {
         .as_array()
         .expect("calls")
         .iter()
-        .map(|c| {
-            (
-                c["name"].as_str().unwrap_or_default().to_string(),
-                c["position"].as_u64().expect("every call of a run has its queue position"),
-                c["verdict"].as_str().unwrap_or_default().to_string(),
-                c["sip"]["final_responses"]
-                    .as_array()
-                    .expect("finals")
-                    .iter()
-                    .filter_map(|f| f["status"].as_u64())
-                    .collect(),
-                c["diagnosis"]
-                    .as_array()
-                    .expect("diagnosis")
-                    .iter()
-                    .filter_map(|d| d["code"].as_str())
-                    .map(String::from)
-                    .collect(),
-            )
+        .map(|c| CallSummary {
+            name: c["name"].as_str().unwrap_or_default().to_string(),
+            position: c["position"].as_u64().expect("every call of a run has its queue position"),
+            verdict: c["verdict"].as_str().unwrap_or_default().to_string(),
+            final_responses: c["sip"]["final_responses"]
+                .as_array()
+                .expect("finals")
+                .iter()
+                .filter_map(|f| f["status"].as_u64())
+                .collect(),
+            diagnosis: c["diagnosis"]
+                .as_array()
+                .expect("diagnosis")
+                .iter()
+                .filter_map(|d| d["code"].as_str())
+                .map(String::from)
+                .collect(),
         })
         .collect();
     assert!(report.get("shard").is_none(), "a whole run's report names no shard: {}", run_dir.display());
