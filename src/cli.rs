@@ -101,7 +101,7 @@ pub struct MergeArgs {
     /// Write the merged run folder exactly here (a new or empty folder).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Else the merged run folder is `<base>/<UTC time>/` (and `<base>/latest`), as `run` writes.
+    /// Base folder for the merged run folder (`<base>/<UTC time>/`, and `<base>/latest`), as `run` writes; not with --out.
     #[arg(long, value_name = "DIR", default_value = "reports", conflicts_with = "out")]
     pub report_dir: PathBuf,
     /// The JUnit test suite's name [default: the suite's name the shards recorded].
