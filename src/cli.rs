@@ -920,10 +920,10 @@ fn run_merge(runtime: &tokio::runtime::Runtime, args: &MergeArgs) -> Exit {
         }
     };
     print!("{}", console::summary_table(&merged.report));
-    let passed = merged.report.calls.iter().filter(|c| c.verdict == crate::report::model::Verdict::Pass).count();
+    let calls_passed = merged.report.calls.iter().filter(|c| c.verdict == crate::report::model::Verdict::Pass).count();
     let not_run = merged.not_run.len();
     println!(
-        "{passed} of {} call(s) passed{}",
+        "{calls_passed} of {} call(s) passed{}",
         merged.report.calls.len(),
         if not_run == 0 { String::new() } else { format!(", {not_run} not run in their shard") }
     );
