@@ -4,6 +4,7 @@
 //! outputs written, and map the outcome to the exit code (0 pass, 1 the system under
 //! test failed a check, 2 the tester could not run). `doctor` audits the
 //! LiveKit SIP configuration (0 clean, 1 error-level finding, 2 no access).
+//! `merge` puts the run folders of `run --shard i/N` together (exit as `run`).
 
 use std::path::PathBuf;
 
@@ -24,8 +25,9 @@ use crate::request::{
     self, AgentExpectation, AuthRequest, CallRequest, Expectations, ExpectedAgent, FinalResponses, MediaExpectations,
     PlayRequest, PrepareError, SecretRef,
 };
+use crate::shard::Shard;
 use crate::sip::Transport;
-use crate::suite::{self, SuiteOptions};
+use crate::suite::{self, SuiteOptions, SuiteShard};
 use crate::transcribe::{EngineChoice, Stt, SttSettings};
 
 #[derive(Debug, Parser)]
@@ -53,6 +55,8 @@ pub enum Command {
     Run(RunArgs),
     /// Load: a scenario's calls at a rate or a ramp of concurrency levels; finds the knee.
     Load(LoadArgs),
+    /// Merge the run folders of `run --shard i/N` into one run folder, as if one machine had run the suite.
+    Merge(MergeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -131,6 +135,32 @@ pub struct RunArgs {
     pub verbose: bool,
     #[command(flatten)]
     pub stt: SttArgs,
+    /// Run only shard i of N of the calls (0-based: 0/3, 1/3, 2/3), e.g. one per machine;
+    /// auto/N takes i from $JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs). Then `callprobe merge`.
+    #[arg(long, value_name = "i/N")]
+    pub shard: Option<Shard>,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The shards' run folders (or each shard's --report-dir: its `latest` run folder is taken).
+    #[arg(required = true, value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+    /// Write the merged run folder exactly here (a new or empty folder).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Base folder for the merged run folder (`<base>/<UTC time>/`, and `<base>/latest`), as `run` writes; not with --out.
+    #[arg(long, value_name = "DIR", default_value = "reports", conflicts_with = "out")]
+    pub report_dir: PathBuf,
+    /// The JUnit test suite's name [default: the suite's name the shards recorded].
+    #[arg(long, value_name = "NAME")]
+    pub junit_name: Option<String>,
+    /// When the run did not pass, POST a short JSON summary (Slack-compatible `text`) here.
+    #[arg(long, value_name = "URL")]
+    pub notify_webhook: Option<String>,
+    /// Write Prometheus textfile-collector metrics of the whole run here.
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -323,6 +353,7 @@ pub fn main() -> Exit {
         Command::Check(args) => run_check(&args),
         Command::Run(args) => run_suite(&runtime, &args),
         Command::Load(args) => run_load(&runtime, &args),
+        Command::Merge(args) => run_merge(&runtime, &args),
     }
 }
 
@@ -843,13 +874,22 @@ fn run_suite(runtime: &tokio::runtime::Runtime, args: &RunArgs) -> Exit {
         fail_fast: args.fail_fast,
         stt,
         keep: std::sync::Arc::new(KeepArtifacts::new(args.keep_artifacts)),
+        shard: args.shard.map(|shard| SuiteShard { shard, suite_name: suite_name.clone() }),
     };
     let written = SuiteOutputs {
         suite_name,
         notify_webhook: args.notify_webhook.clone(),
         metrics_file: args.metrics_file.clone(),
     };
-    println!("running {} call(s) from {}", plans.len() * options.repeat, args.path.display());
+    let total = plans.len() * options.repeat;
+    match &args.shard {
+        Some(s) => println!(
+            "running shard {s}: {} of {total} call(s) from {}",
+            s.positions(total).count(),
+            args.path.display()
+        ),
+        None => println!("running {total} call(s) from {}", args.path.display()),
+    }
     let cancel = cancel_on_ctrl_c(runtime);
     let run_dir = match outputs::create_run_folder(&args.report_dir) {
         Ok(dir) => dir,
@@ -1012,6 +1052,68 @@ fn write_kept_calls(kept: &[(PathBuf, crate::report::model::Call)], run_dir: &st
     let html = crate::report::html::index_html(&calls, run_dir, &dirs);
     let path = run_dir.join("calls.html");
     std::fs::write(&path, html).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// `callprobe merge DIR…`: the shards' run folders as one run folder, and
+/// the exit code `run` would have given the whole suite.
+fn run_merge(runtime: &tokio::runtime::Runtime, args: &MergeArgs) -> Exit {
+    use crate::report::merge;
+    let merged = match merge::read_and_merge(&args.dirs) {
+        Ok(m) => m,
+        Err(e) => {
+            console::error(e);
+            return Exit::TesterError;
+        }
+    };
+    println!(
+        "merging {} shard(s) of {}: {} of {} call(s) ran",
+        merged.shard_count,
+        merged.suite_name,
+        merged.report.calls.len(),
+        merged.queue_length
+    );
+    let run_dir = match &args.out {
+        Some(dir) => merge::create_out_folder(dir).map_err(|e| e.to_string()),
+        None => outputs::create_run_folder(&args.report_dir),
+    };
+    let written = SuiteOutputs {
+        suite_name: args.junit_name.clone().unwrap_or_else(|| merged.suite_name.clone()),
+        notify_webhook: args.notify_webhook.clone(),
+        metrics_file: args.metrics_file.clone(),
+    };
+    let wrote = run_dir.and_then(|run_dir| {
+        merged.link_call_dirs(&run_dir).map_err(|e| e.to_string())?;
+        let problems =
+            runtime.block_on(outputs::write_suite_outputs(&merged.report, &run_dir, &merged.call_dirs, &written))?;
+        Ok((run_dir, problems))
+    });
+    let (run_dir, output_problems) = match wrote {
+        Ok(v) => v,
+        Err(e) => {
+            console::error(e);
+            return Exit::TesterError;
+        }
+    };
+    print!("{}", console::summary_table(&merged.report));
+    let calls_passed = merged.report.calls.iter().filter(|c| c.verdict == crate::report::model::Verdict::Pass).count();
+    let not_run = merged.not_run.len();
+    println!(
+        "{calls_passed} of {} call(s) passed{}",
+        merged.report.calls.len(),
+        if not_run == 0 { String::new() } else { format!(", {not_run} not run in their shard") }
+    );
+    for p in &output_problems {
+        console::error(p);
+    }
+    println!("report   {}", run_dir.join("index.html").display());
+    let passed = merged.report.verdict == crate::report::model::Verdict::Pass;
+    if !output_problems.is_empty() && passed {
+        Exit::TesterError
+    } else if not_run > 0 && passed {
+        Exit::SystemUnderTestFailed
+    } else {
+        Exit::from(merged.report.verdict)
+    }
 }
 
 /// A duration flag (`5s`, `1m30s`, `500ms`), at most a day.

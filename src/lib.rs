@@ -9,7 +9,10 @@
 //! the far end said) → `verdict` → `report` (`report::outputs` writes
 //! everything); `console` is what the terminal shows, `exit` how a run
 //! ends. `livekit::doctor` audits the LiveKit SIP configuration. `time`
-//! is how every part carries time on the call's timeline.
+//! is how every part carries time on the call's timeline. `shard` splits a
+//! suite's queue into stable slices (`run --shard i/N`), and
+//! `report::merge` puts the slices' run folders back together
+//! (`callprobe merge`).
 
 pub mod audio;
 pub mod call;
@@ -27,6 +30,7 @@ pub mod report;
 pub mod request;
 pub mod scenario;
 pub mod secret;
+pub mod shard;
 pub mod sip;
 pub mod suite;
 pub mod time;

@@ -1,7 +1,8 @@
 //! What a run leaves behind: the report of every call ([`model`], which is
 //! also the format of `report.json`, a contract later tooling reads), and
 //! the outputs written from it — `report.json`, `junit.xml`, `index.html`,
-//! metrics — and the verdict block on the console.
+//! metrics — and the verdict block on the console; `merge` puts the run
+//! folders of a suite's shards back together.
 
 use crate::report::model::LiveKit;
 
@@ -10,6 +11,7 @@ pub mod call_identity;
 pub(crate) mod fixtures;
 pub mod html;
 pub mod junit;
+pub mod merge;
 pub mod metrics;
 pub mod model;
 pub mod outputs;

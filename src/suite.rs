@@ -4,7 +4,9 @@
 //! call through [`pipeline::execute`], its files in its own folder of the
 //! run folder. What happens is told to a [`SuiteProgress`]; the runner knows
 //! no terminal and writes none of the run's outputs (see
-//! [`crate::report::outputs`]).
+//! [`crate::report::outputs`]). With `--shard i/N` the queue is built whole
+//! and only that shard's calls are kept, with their places in the whole
+//! queue (and so their folder names), for `callprobe merge`.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -15,10 +17,11 @@ use tokio::sync::{mpsc, Mutex};
 
 use crate::call::{Cancel, PreparedCall};
 use crate::pipeline::{self, ExecuteError};
-use crate::report::model::Verdict;
+use crate::report::model::{ShardRun, Verdict};
 use crate::report::outputs::KeepArtifacts;
 use crate::report::{run_dir, Call, Report};
 use crate::request::CallRequest;
+use crate::shard::Shard;
 
 /// How a suite runs.
 #[derive(Debug, Clone)]
@@ -33,6 +36,17 @@ pub struct SuiteOptions {
     pub stt: crate::transcribe::Stt,
     /// Which calls keep their recordings and capture.
     pub keep: Arc<KeepArtifacts>,
+    /// Run only one shard of the queue (`--shard i/N`); `--fail-fast` then
+    /// stops this shard only.
+    pub shard: Option<SuiteShard>,
+}
+
+/// `--shard i/N`: the slice of the queue to run, and the suite's name the
+/// shard's report records for `callprobe merge`.
+#[derive(Debug, Clone)]
+pub struct SuiteShard {
+    pub shard: Shard,
+    pub suite_name: String,
 }
 
 /// What the runner tells whoever shows the suite's progress, from the one
@@ -106,7 +120,11 @@ pub async fn run(
     progress: &mut dyn SuiteProgress,
     cancel: &Cancel,
 ) -> Result<SuiteOutcome, String> {
-    let jobs = queue(calls, opts.repeat);
+    let mut jobs = queue(calls, opts.repeat);
+    let queue_length = jobs.len();
+    if let Some(slice) = &opts.shard {
+        jobs.retain(|job| slice.shard.selects(job.index));
+    }
     progress.suite_started(jobs.len());
     let workers_wanted = opts.parallel.max(1).min(jobs.len());
     let queue = Arc::new(Mutex::new(VecDeque::from(jobs)));
@@ -136,7 +154,7 @@ pub async fn run(
             Event::Finished(finished_job) => {
                 let FinishedJob { job, result } = *finished_job;
                 progress.call_finished(&job.label, result.as_ref());
-                let call_report = match result {
+                let mut call_report = match result {
                     Ok(call_report) => call_report,
                     Err(e) => {
                         let (name, tags) = (job.request.name.clone(), job.request.tags.clone());
@@ -144,6 +162,7 @@ pub async fn run(
                         Call::not_run(name, tags, &job.spec, &e.to_string())
                     }
                 };
+                call_report.position = Some(job.index);
                 finished.push((job.index, call_report, job.dir));
             }
         }
@@ -162,7 +181,13 @@ pub async fn run(
     joined?;
     finished.sort_by_key(|(index, _, _)| *index);
     let call_dirs = finished.iter().map(|(_, _, dir)| dir.clone()).collect();
-    let report = Report::new(finished.into_iter().map(|(_, call_report, _)| call_report).collect());
+    let mut report = Report::new(finished.into_iter().map(|(_, call_report, _)| call_report).collect());
+    report.shard = opts.shard.as_ref().map(|slice| ShardRun {
+        index: slice.shard.index(),
+        count: slice.shard.count(),
+        queue_length,
+        suite: slice.suite_name.clone(),
+    });
     Ok(SuiteOutcome { report, call_dirs, skipped: not_started.len(), errors })
 }
 
@@ -291,6 +316,7 @@ mod tests {
             fail_fast: false,
             stt: crate::transcribe::Stt::none("off in tests"),
             keep: Arc::new(KeepArtifacts::all()),
+            shard: None,
         };
         let mut told = Told::default();
         let dir = std::env::temp_dir();
@@ -298,5 +324,32 @@ mod tests {
         assert_eq!(outcome.skipped, 2);
         assert!(outcome.report.calls.is_empty() && outcome.call_dirs.is_empty() && outcome.errors.is_empty());
         assert_eq!(told.0, ["suite 2", "skipped a", "skipped b", "done"]);
+    }
+
+    /// A shard keeps its slice of the whole queue (file order × rounds) and
+    /// its report says which slice of how long a queue.
+    #[tokio::test]
+    async fn a_shard_takes_its_slice_of_the_whole_queue() {
+        let cancel = Cancel::new();
+        cancel.cancel();
+        let calls = ["a", "b", "c"].map(|n| case(Some(n), "sip:1@127.0.0.1:9")).to_vec();
+        let shard = Shard::new(1, 2).expect("1/2");
+        let opts = SuiteOptions {
+            parallel: 1,
+            repeat: 2,
+            fail_fast: false,
+            stt: crate::transcribe::Stt::none("off in tests"),
+            keep: Arc::new(KeepArtifacts::all()),
+            shard: Some(SuiteShard { shard, suite_name: "smoke".into() }),
+        };
+        let mut told = Told::default();
+        let outcome = run(calls, &opts, &std::env::temp_dir(), &mut told, &cancel).await.expect("the suite runs");
+        // The queue: a #1, b #1, c #1, a #2, b #2, c #2; shard 1/2 takes positions 1, 3, 5.
+        assert_eq!(told.0, ["suite 3", "skipped b #1", "skipped a #2", "skipped c #2", "done"]);
+        assert_eq!(outcome.report.shard, Some(ShardRun { index: 1, count: 2, queue_length: 6, suite: "smoke".into() }));
+        let jobs: Vec<Job> = queue(vec![case(Some("a"), "sip:1@127.0.0.1:9")], 4);
+        let kept: Vec<(usize, PathBuf)> =
+            jobs.into_iter().filter(|j| shard.selects(j.index)).map(|j| (j.index, j.dir)).collect();
+        assert_eq!(kept, [(1, PathBuf::from("002-a-2")), (3, PathBuf::from("004-a-4"))]);
     }
 }

@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::audio::analysis::MediaAnalysis;
 use crate::call::{CallOutcome, LoggedMessage, PreparedCall};
@@ -43,7 +43,7 @@ use crate::time::{unix_ms, CallTime, Millis, Offset};
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// The whole file: one run of `callprobe call` or `callprobe run`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     /// The format's version, [`SCHEMA_VERSION`] (1). Tooling should refuse
     /// or warn on a version it does not know; fields added within a version
@@ -55,14 +55,34 @@ pub struct Report {
     pub version: String,
     /// The run's verdict: the worst of the calls' verdicts (`error` > `fail` > `pass`).
     pub verdict: Verdict,
+    /// Which slice of the run this report holds, when it is one shard of it
+    /// (`callprobe run --shard i/N`); absent otherwise (also in the report
+    /// `callprobe merge` makes of the shards: that is the whole run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardRun>,
     /// Every call of the run, in the order they were planned (a call that
     /// could not be placed is here too, with verdict `error`).
     pub calls: Vec<Call>,
 }
 
+/// `shard`: the slice of the run's queue of calls a shard ran: the calls
+/// whose `position` modulo `count` is `index`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardRun {
+    /// This shard, 0-based: below `count`.
+    pub index: usize,
+    /// How many shards the run was split into.
+    pub count: usize,
+    /// Calls in the whole run's queue, every shard's (so a merge can tell
+    /// which of a shard's calls were not run).
+    pub queue_length: usize,
+    /// The suite's name (the JUnit test suite's name).
+    pub suite: String,
+}
+
 /// `pass`, `fail` or `error` (the tester could not do its job: the call
 /// could not be placed, or it was interrupted).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     Pass,
@@ -71,7 +91,7 @@ pub enum Verdict {
 }
 
 /// `udp` or `tcp`: the SIP transport of the call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     Udp,
@@ -79,14 +99,20 @@ pub enum Transport {
 }
 
 /// `calls[]`: one call.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Call {
     /// The scenario case's name (`callprobe run`); absent for `callprobe call`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// The scenario's tags; absent when there are none.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// The call's place in the run's queue, 0-based: scenario files in
+    /// order, their cases in order, then `--repeat` round after round. The
+    /// same in every shard of a sharded run; the call's folder is numbered
+    /// `position + 1`. Absent for `callprobe call`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<usize>,
     /// The SIP Call-ID of the INVITE.
     pub call_id: String,
     /// The `X-Lk-Test-Id` header of the INVITE (LiveKit's participant attribute `lktest.id`).
@@ -126,7 +152,7 @@ pub struct Call {
 /// `calls[].conversation`: the call as turns. A far-end turn is its speech
 /// with pauses shorter than `end_of_turn_ms` inside it; our turns are the
 /// clips and DTMF we sent. Times are ms since the first INVITE.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Conversation {
     /// Silence that ends a far-end turn, ms.
     pub end_of_turn_ms: u64,
@@ -164,8 +190,35 @@ pub struct TurnReport {
     pub error: Option<String>,
 }
 
+/// A turn as read from a report.json, its speaker not yet checked.
+#[derive(Deserialize)]
+struct TurnRead {
+    speaker: String,
+    start_ms: f64,
+    end_ms: f64,
+    label: Option<String>,
+    text: Option<String>,
+    engine: Option<String>,
+    error: Option<String>,
+}
+
+/// By hand: a derived implementation would borrow `speaker` from the input.
+impl<'de> Deserialize<'de> for TurnReport {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<TurnReport, D::Error> {
+        let TurnRead { speaker, start_ms, end_ms, label, text, engine, error } = TurnRead::deserialize(deserializer)?;
+        let speaker = match speaker.as_str() {
+            "agent" => "agent",
+            "us" => "us",
+            other => {
+                return Err(serde::de::Error::custom(format!("turn speaker '{other}': expected \"agent\" or \"us\"")))
+            }
+        };
+        Ok(TurnReport { speaker, start_ms, end_ms, label, text, engine, error })
+    }
+}
+
 /// `calls[].conversation.overlaps[]`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Overlap {
     pub start_ms: f64,
     pub duration_ms: u64,
@@ -226,7 +279,7 @@ impl Conversation {
 }
 
 /// `calls[].sip`: the SIP side of the call.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sip {
     /// Final responses to our INVITEs, in order (e.g. 407 then 200).
     pub final_responses: Vec<FinalResponse>,
@@ -258,7 +311,7 @@ pub struct Sip {
 }
 
 /// `calls[].sip.final_responses[]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FinalResponse {
     /// SIP status code (200 … 699).
     pub status: u16,
@@ -267,7 +320,7 @@ pub struct FinalResponse {
 }
 
 /// `calls[].sip.messages[]`: one SIP message as sent or received.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     /// When it was sent or received, ms since the first INVITE left.
     pub t_ms: f64,
@@ -282,7 +335,7 @@ pub struct Message {
 }
 
 /// `out` (we sent it) or `in` (we received it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     Out,
@@ -291,7 +344,7 @@ pub enum Direction {
 
 /// `calls[].sip.ended`: how the call ended, an object whose `kind` names the
 /// case; some kinds carry more fields.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EndReason {
     /// `hung_up`: we hung up after the hold time and the far end answered our
@@ -333,7 +386,7 @@ pub enum EndReason {
 /// clock as `sip.messages[].t_ms`, except `first_audio_ms` (from the 200 OK)
 /// and `response_latency_ms` (from the end of our utterance), which are
 /// durations. Counters are 0 and the rest null when there was no media.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Media {
     /// The negotiated codec (`PCMU`, `PCMA`, `G722`); null without media.
     pub codec: Option<String>,
@@ -394,21 +447,21 @@ pub struct Media {
 
 /// `calls[].media.speech_segments[]`: a stretch of far-end speech, ms since
 /// the first INVITE (the start of `rx.wav`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SpeechSegment {
     pub start_ms: u64,
     pub end_ms: u64,
 }
 
 /// `calls[].media.played`: when our clip started and ended, ms since the first INVITE.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct PlayedSpan {
     pub start_ms: f64,
     pub end_ms: f64,
 }
 
 /// `calls[].media.tone`: the expected tone in the far end's audio.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tone {
     /// The frequency looked for, Hz.
     pub frequency_hz: f64,
@@ -419,7 +472,7 @@ pub struct Tone {
 
 /// `calls[].media.recordings`: WAV files (16-bit mono 16 kHz, t = 0 at the
 /// first INVITE), paths relative to the call's folder.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recordings {
     /// What the far end sent.
     pub rx: String,
@@ -428,7 +481,7 @@ pub struct Recordings {
 }
 
 /// `calls[].checks[]`: one expectation and its outcome.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Check {
     /// Stable identifier (`final_responses`, `agent_joined`, `speech_within`, `diagnosis` …).
     pub name: String,
@@ -438,7 +491,7 @@ pub struct Check {
 }
 
 /// `calls[].diagnosis[]`: a known failure mode the call looks like.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Diagnosis {
     /// Stable identifier of the failure mode (`no_trunk_found`, `dispatch_rule_without_agents` …).
     pub code: String,
@@ -455,7 +508,7 @@ pub struct Diagnosis {
 /// `calls[].livekit`: what LiveKit's API showed about the call. Times are ms
 /// after the INVITE that got through ([`TimeReference`]); fields are null
 /// when the API did not show them.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LiveKit {
     /// The LiveKit server URL watched.
     pub url: String,
@@ -501,7 +554,7 @@ pub struct LiveKit {
 }
 
 /// `calls[].livekit.reference`: t = 0 of the `livekit` times.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TimeReference {
     /// `invite_that_got_through` (the first transmission of the last INVITE
     /// transaction: the authenticated one after a challenge), or
@@ -517,7 +570,7 @@ pub struct TimeReference {
 
 /// `calls[].livekit.matched_by`: `lktest.id` (our test id) or
 /// `sip.callIDFull` (the SIP Call-ID, when a trunk dropped X- headers).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MatchedBy {
     #[serde(rename = "lktest.id")]
     TestId,
@@ -526,7 +579,7 @@ pub enum MatchedBy {
 }
 
 /// `calls[].livekit.sip_participant`: LiveKit's participant for our call.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SipParticipant {
     pub identity: String,
     /// The server's join time.
@@ -540,7 +593,7 @@ pub struct SipParticipant {
 }
 
 /// `calls[].livekit.sip_participant.call_status[]`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CallStatus {
     /// The `sip.callStatus` value.
     pub status: String,
@@ -549,7 +602,7 @@ pub struct CallStatus {
 }
 
 /// `calls[].livekit.agents[]`: an agent participant in the room.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Agent {
     pub identity: String,
     /// `lk.agent_name`; empty when it has none.
@@ -569,7 +622,7 @@ pub struct Agent {
 /// `calls[].livekit.agents[].joined_ms_source`: `server` (the server's
 /// `joined_at`) or `poll` (when a poll first saw it: the server's clock
 /// disagreed, or it gave no join time).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JoinSource {
     Server,
@@ -577,7 +630,7 @@ pub enum JoinSource {
 }
 
 /// `calls[].livekit.dispatches[]`: an agent dispatch of the room.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Dispatch {
     pub id: String,
     /// Empty: the server's default dispatch for a room without agents in its config.
@@ -587,7 +640,7 @@ pub struct Dispatch {
 }
 
 /// `calls[].livekit.dispatches[].jobs[]`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {
     pub id: String,
     /// The job's status: `pending`, `running`, `success`, `failed` (or `unknown`).
@@ -602,7 +655,7 @@ pub struct Job {
 
 /// `calls[].livekit.dispatch_rule`: a dispatch rule as read through the SIP
 /// API (only the fields the diagnoses use).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DispatchRule {
     pub id: String,
     pub name: String,
@@ -633,8 +686,28 @@ impl Report {
             tool: "callprobe".to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             verdict,
+            shard: None,
             calls,
         }
+    }
+
+    /// Reads a report.json written by [`Report::write_json`] (of this
+    /// [`SCHEMA_VERSION`]; fields it does not know are ignored).
+    pub fn read_json(path: &Path) -> Result<Report, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let head: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
+        match head.get("schema_version").and_then(serde_json::Value::as_u64) {
+            Some(v) if v == u64::from(SCHEMA_VERSION) => {}
+            Some(v) => {
+                return Err(format!(
+                    "{}: schema_version {v}, but this callprobe reads version {SCHEMA_VERSION}",
+                    path.display()
+                ))
+            }
+            None => return Err(format!("{}: no schema_version: not a callprobe report.json", path.display())),
+        }
+        serde_json::from_value(head).map_err(|e| format!("{} is not a callprobe report.json: {e}", path.display()))
     }
 
     /// Writes `dir/report.json`.
@@ -661,6 +734,7 @@ impl Call {
         Call {
             name: None,
             tags: Vec::new(),
+            position: None,
             call_id,
             test_id,
             target,
@@ -1117,6 +1191,37 @@ mod tests {
         assert_eq!(json["sip"]["ended_ms"], json!(6020.5));
         let times: Vec<f64> = call.sip.messages.iter().map(|m| m.t_ms).collect();
         assert_eq!(times, [0.2, 1.1]);
+    }
+
+    /// What report.json says is what reading it back gives (`callprobe
+    /// merge` rewrites the shards' reports from what it read): the golden
+    /// file, field for field.
+    #[test]
+    fn a_report_reads_back_as_written() {
+        let golden = include_str!("../../tests/golden/report.json");
+        let report: Report = serde_json::from_str(golden).expect("the golden report.json reads");
+        assert_eq!(report.calls.len(), 4);
+        let again = serde_json::to_string_pretty(&report).expect("serialise");
+        assert_eq!(again.trim_end(), golden.replace("\r\n", "\n").trim_end());
+        let bad = golden.replacen("\"speaker\": \"agent\"", "\"speaker\": \"robot\"", 1);
+        let e = serde_json::from_str::<Report>(&bad).expect_err("unknown speaker").to_string();
+        assert!(e.contains("\"agent\" or \"us\""), "{e}");
+    }
+
+    /// A shard's report names the shard and each call's queue position;
+    /// other reports have neither field.
+    #[test]
+    fn shard_and_position_are_written_only_when_known() {
+        let mut call = Call::bare("c@cp".into(), "cp-1".into(), "sip:1@h".into(), Transport::Udp, Verdict::Pass, 1);
+        let plain = serde_json::to_value(Report::new(vec![call.clone()])).expect("serialise");
+        assert!(plain.get("shard").is_none() && plain["calls"][0].get("position").is_none(), "{plain}");
+        call.position = Some(4);
+        let mut report = Report::new(vec![call]);
+        report.shard = Some(ShardRun { index: 1, count: 3, queue_length: 9, suite: "smoke".into() });
+        let json = serde_json::to_value(&report).expect("serialise");
+        assert_eq!(json["shard"], json!({"index": 1, "count": 3, "queue_length": 9, "suite": "smoke"}));
+        assert_eq!(json["calls"][0]["position"], json!(4));
+        assert_eq!(serde_json::from_value::<Report>(json).expect("reads back"), report);
     }
 
     /// The top level starts with `schema_version`, and an empty run is still a whole file.
