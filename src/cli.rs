@@ -99,6 +99,11 @@ pub struct LoadArgs {
     pub report_dir: PathBuf,
     #[command(flatten)]
     pub stt: SttArgs,
+    /// Run shard i of N of the load (0-based), e.g. one per machine: rates,
+    /// levels and call counts are divided by N; auto/N takes i from
+    /// $JOB_COMPLETION_INDEX. Then `callprobe merge` the shards' folders.
+    #[arg(long, value_name = "i/N")]
+    pub shard: Option<Shard>,
 }
 
 #[derive(Debug, Args)]
@@ -1003,9 +1008,12 @@ fn run_load(runtime: &tokio::runtime::Runtime, args: &LoadArgs) -> Exit {
     } else {
         Stt::none("no case checks the agent's words: not transcribed under load")
     };
+    // Labels and description are the whole plan's: shards merge into it.
     let step_labels: Vec<String> = plan.steps.iter().map(|s| s.label()).collect();
     let described = plan.describe();
-    let options = runner::LoadOptions { plan, caller_numbers, keep: args.keep_artifacts, stt, first_index: 0 };
+    let shard = args.shard.unwrap_or_else(Shard::whole);
+    let plan = if shard.count() > 1 { plan.shard(shard.index(), shard.count()) } else { plan };
+    let options = runner::LoadOptions { plan, caller_numbers, keep: args.keep_artifacts, stt, shard };
     let run_dir = match outputs::create_run_folder(&args.report_dir) {
         Ok(dir) => dir,
         Err(e) => {
@@ -1020,7 +1028,8 @@ fn run_load(runtime: &tokio::runtime::Runtime, args: &LoadArgs) -> Exit {
     let mut progress = console::LoadProgressLine::new();
     let outcome = runtime.block_on(runner::run(&cases, &options, &run_dir, &mut progress, &cancel));
     progress.finish();
-    let report = LoadReport::new(described, step_labels, rules, started_unix_ms, &outcome, None);
+    let shard_of = args.shard.map(|s| crate::load::report::ShardOf { index: s.index(), count: s.count() });
+    let report = LoadReport::new(described, step_labels, rules, started_unix_ms, &outcome, shard_of);
     let suite_name = args.path.file_stem().map_or("callprobe-load".into(), |s| s.to_string_lossy().into_owned());
     let mut problems = Vec::new();
     let page = match report.write(&run_dir, &suite_name) {
@@ -1054,10 +1063,38 @@ fn write_kept_calls(kept: &[(PathBuf, crate::report::model::Call)], run_dir: &st
     std::fs::write(&path, html).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
+/// `callprobe merge DIR…` of `load --shard` folders: one load run folder.
+fn run_load_merge(args: &MergeArgs) -> Exit {
+    let run_dir = match &args.out {
+        Some(dir) => crate::report::merge::create_out_folder(dir).map_err(|e| e.to_string()),
+        None => outputs::create_run_folder(&args.report_dir),
+    };
+    let name = args.junit_name.clone().unwrap_or_else(|| "callprobe-load".into());
+    let merged = run_dir.and_then(|dir| crate::load::merge::merge_into(&args.dirs, &dir, &name));
+    match merged {
+        Ok((report, page)) => {
+            println!("merged   {} load shard(s): {} call(s)", args.dirs.len(), report.calls.len());
+            console::load_summary(&report, &page, &[]);
+            match report.verdict {
+                crate::report::model::Verdict::Pass => Exit::Passed,
+                crate::report::model::Verdict::Fail => Exit::SystemUnderTestFailed,
+                crate::report::model::Verdict::Error => Exit::TesterError,
+            }
+        }
+        Err(e) => {
+            console::error(e);
+            Exit::TesterError
+        }
+    }
+}
+
 /// `callprobe merge DIR…`: the shards' run folders as one run folder, and
 /// the exit code `run` would have given the whole suite.
 fn run_merge(runtime: &tokio::runtime::Runtime, args: &MergeArgs) -> Exit {
     use crate::report::merge;
+    if args.dirs.iter().all(|d| crate::load::merge::load_folder(d).is_some()) {
+        return run_load_merge(args);
+    }
     let merged = match merge::read_and_merge(&args.dirs) {
         Ok(m) => m,
         Err(e) => {

@@ -6,9 +6,11 @@
 //!
 //! In the order a load run happens: [`plan`] (the steps), [`runner`] (the
 //! scheduler), [`sample`] (a finished call as a row), [`stats`] (a step's
-//! numbers), [`knee`] (the rules), [`report`] and [`page`] (what is written).
+//! numbers), [`knee`] (the rules), [`report`] and [`page`] (what is written),
+//! [`merge`] (shards of one load run as one).
 
 pub mod knee;
+pub mod merge;
 pub mod page;
 pub mod plan;
 pub mod report;

@@ -37,8 +37,10 @@ pub struct LoadOptions {
     /// Which calls keep their files; a `sample:N` is counted per step.
     pub keep: KeepRule,
     pub stt: Stt,
-    /// The first call's number (shards number their calls apart).
-    pub first_index: usize,
+    /// This process's shard of a load run spread over machines: call `k`
+    /// started here is numbered `k * count + index`, so the shards' calls
+    /// (folders, caller numbers) never collide.
+    pub shard: crate::shard::Shard,
 }
 
 /// Caller numbers counted up from a first one: `+15550200000`, `+15550200001` …
@@ -165,7 +167,7 @@ pub async fn run(
             if next_start.is_some_and(|at| at <= now) {
                 let (request, spec) = &cases[next_index % cases.len()];
                 let call = CallToStart {
-                    index: opts.first_index + next_index,
+                    index: next_index * opts.shard.count() + opts.shard.index(),
                     step: step_index,
                     request,
                     spec,

@@ -90,6 +90,9 @@ pub struct CallSample {
     pub step: usize,
     /// Its case's name, or target.
     pub label: String,
+    /// The SIP Call-ID (absent for a call that could not run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_id: Option<String>,
     pub verdict: Verdict,
     /// Diagnosis codes, or the tester's problem for a call that could not run.
     pub diagnosis: Vec<String>,
@@ -141,6 +144,7 @@ impl CallSample {
             index,
             step,
             label,
+            call_id: Some(call.call_id.clone()),
             verdict: call.verdict,
             diagnosis: call.diagnosis.iter().map(|d| d.code.clone()).collect(),
             failed_check: call.checks.iter().find(|c| !c.passed).map(|c| c.name.clone()),
@@ -165,6 +169,7 @@ impl CallSample {
             index,
             step,
             label,
+            call_id: None,
             verdict: Verdict::Error,
             diagnosis: vec![format!("tester: {why}")],
             failed_check: None,

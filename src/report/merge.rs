@@ -246,7 +246,7 @@ impl MergedRun {
 
 /// `source`'s files and folders under `target` (created; must not exist):
 /// hard links where possible, else copies.
-fn link_tree(source: &Path, target: &Path) -> io::Result<()> {
+pub(crate) fn link_tree(source: &Path, target: &Path) -> io::Result<()> {
     std::fs::create_dir(target)?;
     for entry in std::fs::read_dir(source)? {
         let entry = entry?;
