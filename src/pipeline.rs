@@ -94,6 +94,8 @@ pub async fn execute(
         sip_config: sip_config.as_ref(),
         expected_agent: expect.agent.as_ref(),
         far_end_speech: analysis.as_ref().map(|a| !a.speech_segments.is_empty()),
+        first_speech: analysis.as_ref().and_then(|a| a.first_audio),
+        speech_within: expect.media.speech_within,
     };
     let (diagnosis, passed_notes) = if failed {
         (diagnose::diagnose_observation(&observation), Vec::new())

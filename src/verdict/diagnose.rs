@@ -43,12 +43,24 @@ pub struct Observation<'a> {
     pub expected_agent: Option<&'a AgentExpectation>,
     /// Whether the far end spoke (media analysis); `None` while unknown.
     pub far_end_speech: Option<bool>,
+    /// When the far end first spoke, after the answer (media analysis).
+    pub first_speech: Option<std::time::Duration>,
+    /// The deadline for that (`--expect-speech-within`).
+    pub speech_within: Option<std::time::Duration>,
 }
 
 impl<'a> Observation<'a> {
     /// Only the SIP record.
     pub fn new(record: &'a CallOutcome) -> Observation<'a> {
-        Observation { record, livekit: None, sip_config: None, expected_agent: None, far_end_speech: None }
+        Observation {
+            record,
+            livekit: None,
+            sip_config: None,
+            expected_agent: None,
+            far_end_speech: None,
+            first_speech: None,
+            speech_within: None,
+        }
     }
 }
 
@@ -138,6 +150,14 @@ const RULES: &[Rule] = &[
         also_when_passed: false,
     },
     Rule {
+        code: "agent_not_dispatched",
+        applies: agent_not_dispatched,
+        summary: "LiveKit dispatched the right agent_name, but no worker took the job: every worker of that name is full (load above its threshold) or none is running",
+        fix: "Add agent capacity (more worker processes or machines, a higher load_threshold or job limit if the machine can take it) and check the workers' load; under load this is the deployment's capacity limit",
+        reference: "docs/failure-modes.md#20-no-worker-takes-the-job-the-agent-deployment-is-full",
+        also_when_passed: false,
+    },
+    Rule {
         code: "agent_name_mismatch",
         applies: agent_name_mismatch,
         summary: "The agent_name the dispatch asks for is not the agent that should answer, or no worker is registered under it",
@@ -159,6 +179,14 @@ const RULES: &[Rule] = &[
         summary: "The agent joined, but later than the deadline: slow start (cold start, prewarm, model loading) or an overloaded worker",
         fix: "Load models in prewarm, keep workers warm, check the worker's load; raise --agent-within only if callers may wait that long",
         reference: "docs/failure-modes.md#13-the-agent-joins-too-late (runbook item 13); docs/livekit-sip.md#call-progress-and-answer",
+        also_when_passed: false,
+    },
+    Rule {
+        code: "agent_spoke_late",
+        applies: agent_spoke_late,
+        summary: "The agent spoke, but later than the deadline after the answer: a slow first turn (LLM/TTS round trip, model loading) or an overloaded worker",
+        fix: "Send a fixed greeting first, prewarm TTS and models, keep the worker's load down; a load run's first-audio percentiles show at what concurrency it grows",
+        reference: "docs/failure-modes.md#21-the-agent-speaks-too-late",
         also_when_passed: false,
     },
     Rule {
@@ -339,6 +367,7 @@ const SUPERSEDED_BY: &[(&str, &[&str])] = &[
 const AGENT_CAUSES: &[&str] = &[
     "called_number_not_on_trunk",
     "dispatch_rule_without_agents",
+    "agent_not_dispatched",
     "agent_name_mismatch",
     "agent_crashed_at_start",
     "agent_joined_late",
@@ -383,6 +412,37 @@ fn dispatch_rule_without_agents(o: &Observation) -> Option<String> {
     Some(evidence)
 }
 
+/// The room's dispatch for the expected agent name got no job: the name is
+/// right (so it is not a mismatch), no worker took it.
+fn agent_not_dispatched(o: &Observation) -> Option<String> {
+    let (lk, room) = o.no_expected_agent()?;
+    let want = o.agent_name()?;
+    let rule_agrees = o.matched_rule().is_none_or(|r| r.agents.iter().any(|a| a == want));
+    let idle: Vec<String> = lk
+        .dispatches
+        .iter()
+        .filter(|d| d.agent_name == want && d.jobs.is_empty())
+        .map(|d| format!("dispatch {} for agent_name \"{want}\"", d.id))
+        .collect();
+    if !rule_agrees || idle.is_empty() || !lk.agents.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "room {room}: {} got no job in {:.1} s (no worker of that name took it); SIP: {}",
+        idle.join(", "),
+        o.watched_s(),
+        o.sip_outcome()
+    ))
+}
+
+fn agent_spoke_late(o: &Observation) -> Option<String> {
+    let (within, first) = (o.speech_within?, o.first_speech?);
+    if !o.answered() || first <= within {
+        return None;
+    }
+    Some(format!("the far end first spoke {:.0} ms after the 200 OK, deadline {:.0} ms", first.ms(), within.ms()))
+}
+
 fn agent_name_mismatch(o: &Observation) -> Option<String> {
     let (lk, room) = o.no_expected_agent()?;
     let want = o.agent_name();
@@ -401,7 +461,13 @@ fn agent_name_mismatch(o: &Observation) -> Option<String> {
             why.push(format!("agent \"{}\" ({}) joined at {:.0} ms instead", a.agent_name, a.identity, a.joined.ms()));
         }
     }
-    for d in lk.dispatches.iter().filter(|d| !d.agent_name.is_empty() && d.jobs.is_empty()) {
+    // A dispatch under the expected name that got no job is a capacity
+    // problem (`agent_not_dispatched`), not a mismatch.
+    for d in lk
+        .dispatches
+        .iter()
+        .filter(|d| !d.agent_name.is_empty() && d.jobs.is_empty() && Some(d.agent_name.as_str()) != want)
+    {
         why.push(format!(
             "dispatch {} for agent_name \"{}\" got no job in {:.1} s: no worker is registered under that name",
             d.id,
@@ -609,7 +675,7 @@ mod tests {
         cfg: Option<&SipConfig>,
         want: Option<&AgentExpectation>,
     ) -> Vec<&'static str> {
-        let obs = Observation { record, livekit: lk, sip_config: cfg, expected_agent: want, far_end_speech: None };
+        let obs = Observation { livekit: lk, sip_config: cfg, expected_agent: want, ..Observation::new(record) };
         diagnose_observation(&obs).into_iter().map(|d| d.code).collect()
     }
 
@@ -653,14 +719,18 @@ mod tests {
             sip_config: Some(&cfg),
             expected_agent: Some(&want),
             far_end_speech: None,
+            first_speech: None,
+            speech_within: None,
         };
         let d = diagnose_observation(&obs);
         assert_eq!(d.iter().map(|d| d.code).collect::<Vec<_>>(), ["agent_name_mismatch"]);
         assert!(d[0].evidence.contains("other-agent") && d[0].evidence.contains("no worker"), "{}", d[0].evidence);
-        // The rule is right but no worker runs under its name.
+        // The rule is right but no worker takes its dispatch: no name
+        // differs, so it is no mismatch but missing capacity (or no worker
+        // running), `agent_not_dispatched`.
         let cfg = config(&["probe-agent"]);
         lk.dispatches = vec![dispatch("probe-agent", 0)];
-        assert_eq!(codes(&rang_and_cancelled(), Some(&lk), Some(&cfg), Some(&want)), ["agent_name_mismatch"]);
+        assert_eq!(codes(&rang_and_cancelled(), Some(&lk), Some(&cfg), Some(&want)), ["agent_not_dispatched"]);
     }
 
     #[test]
@@ -733,7 +803,47 @@ mod tests {
             sip_config: None,
             expected_agent: None,
             far_end_speech: Some(true),
+            first_speech: None,
+            speech_within: None,
         };
         assert!(diagnose_observation(&obs).is_empty());
+    }
+
+    #[test]
+    fn a_dispatch_of_the_right_name_without_a_job_is_no_worker_capacity() {
+        let mut lk = room_without_agents();
+        lk.dispatches = vec![dispatch("probe-agent", 0)];
+        let cfg = config(&["probe-agent"]);
+        let want = probe_agent(5);
+        assert_eq!(codes(&rang_and_cancelled(), Some(&lk), Some(&cfg), Some(&want)), ["agent_not_dispatched"]);
+        let evidence = diagnose_observation(&Observation {
+            livekit: Some(&lk),
+            sip_config: Some(&cfg),
+            expected_agent: Some(&want),
+            ..Observation::new(&rang_and_cancelled())
+        });
+        assert!(evidence[0].evidence.contains("got no job"), "{evidence:?}");
+        // Another name in the dispatch is still a mismatch.
+        lk.dispatches = vec![dispatch("other-agent", 0)];
+        let other = config(&["other-agent"]);
+        assert_eq!(codes(&rang_and_cancelled(), Some(&lk), Some(&other), Some(&want)), ["agent_name_mismatch"]);
+    }
+
+    #[test]
+    fn speech_after_the_deadline_is_late_audio() {
+        let mut record = record_with_invites(Duration::ZERO, &[(0.0, 1)]);
+        record.sip.final_responses = vec![crate::sip::caller::FinalResponse { status: 200, reason: "OK".into() }];
+        record.sip.ended = Some(EndReason::HungUp { bye_status: 200 });
+        let late = Observation {
+            far_end_speech: Some(true),
+            first_speech: Some(Duration::from_millis(3400)),
+            speech_within: Some(Duration::from_secs(3)),
+            ..Observation::new(&record)
+        };
+        let found = diagnose_observation(&late);
+        assert_eq!(found.iter().map(|d| d.code).collect::<Vec<_>>(), ["agent_spoke_late"]);
+        assert!(found[0].evidence.contains("3400 ms after the 200 OK, deadline 3000 ms"), "{found:?}");
+        let in_time = Observation { first_speech: Some(Duration::from_millis(2900)), ..late };
+        assert!(diagnose_observation(&in_time).is_empty());
     }
 }
