@@ -55,7 +55,16 @@ pub async fn execute(
     let mut observed: Option<LiveKitObservation> =
         livekit.as_ref().zip(watched).map(|(api, w)| observation::relate(&w, &record, api.url()));
     let expect = &request.expect;
-    let analysis = analysis::analyse(&record, expect.media.tone_hz);
+    // The far end's speech found in the whole recording is CPU-bound (the
+    // VAD over the call): on a blocking thread, so that it never holds up
+    // the runtime that paces the RTP of the calls still under way.
+    let tone_hz = expect.media.tone_hz;
+    let (mut record, analysis) = tokio::task::spawn_blocking(move || {
+        let analysis = analysis::analyse(&record, tone_hz);
+        (record, analysis)
+    })
+    .await
+    .map_err(|e| ExecuteError::Output(format!("the media analysis task failed: {e}")))?;
     // After the call, off the call's path: what the far end said, per turn.
     let (transcripts, missing) = transcripts(&record, analysis.as_ref(), stt).await;
     let texts: Vec<Option<Transcript>> = transcripts.iter().map(|t| t.as_ref().ok().cloned()).collect();
@@ -109,12 +118,6 @@ pub async fn execute(
     }
     let media = Media::new(&record, analysis.as_ref(), None);
     let mut call_report = Call::new(&record, media, checks, diagnosis, expect.diagnosis.clone());
-    // The verdict is known: the policy says whether this call keeps its files.
-    if let Some(files) = files {
-        if files.keep.keeps(call_report.verdict) {
-            call_report.media.recordings = write_call_files(files.dir, &record).map_err(ExecuteError::Output)?;
-        }
-    }
     call_report.name = request.name.clone();
     call_report.tags = request.tags.clone();
     call_report.livekit = observed.as_ref().map(LiveKit::from);
@@ -122,6 +125,17 @@ pub async fn execute(
         .as_ref()
         .zip(record.media.as_ref())
         .map(|(a, m)| Conversation::new(a, m, &transcripts, missing.clone()));
+    // The verdict is known: the policy says whether this call keeps its
+    // files. Written on a blocking thread (encoding, disk), off the runtime.
+    if let Some(files) = files {
+        if files.keep.keeps(call_report.verdict) {
+            let dir = files.dir.to_path_buf();
+            let written = tokio::task::spawn_blocking(move || write_call_files(&dir, &record))
+                .await
+                .map_err(|e| ExecuteError::Output(format!("the task writing the call's files failed: {e}")))?;
+            call_report.media.recordings = written.map_err(ExecuteError::Output)?;
+        }
+    }
     Ok(call_report)
 }
 

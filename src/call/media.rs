@@ -93,5 +93,11 @@ async fn run(
             }
         }
     }
-    core.finish(Instant::now())
+    // Finishing resamples the whole recording: a blocking thread's work,
+    // not the runtime's (other calls' packets are paced there).
+    let ended = Instant::now();
+    match tokio::task::spawn_blocking(move || core.finish(ended)).await {
+        Ok(outcome) => outcome,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
 }
