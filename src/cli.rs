@@ -1013,7 +1013,22 @@ fn run_load(runtime: &tokio::runtime::Runtime, args: &LoadArgs) -> Exit {
     let described = plan.describe();
     let shard = args.shard.unwrap_or_else(Shard::whole);
     let plan = if shard.count() > 1 { plan.shard(shard.index(), shard.count()) } else { plan };
-    let options = runner::LoadOptions { plan, caller_numbers, keep: args.keep_artifacts, stt, shard };
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    let call_runtimes = match runner::CallRuntimes::start(cores) {
+        Ok(r) => r,
+        Err(e) => {
+            console::error(format!("cannot start the calls' runtimes: {e}"));
+            return Exit::TesterError;
+        }
+    };
+    let options = runner::LoadOptions {
+        plan,
+        caller_numbers,
+        keep: args.keep_artifacts,
+        stt,
+        call_runtimes: call_runtimes.handles(),
+        shard,
+    };
     let run_dir = match outputs::create_run_folder(&args.report_dir) {
         Ok(dir) => dir,
         Err(e) => {
