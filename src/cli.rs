@@ -140,6 +140,12 @@ pub struct RunArgs {
     pub verbose: bool,
     #[command(flatten)]
     pub stt: SttArgs,
+    /// Runs the history keeps (history.sqlite and index.html in --report-dir).
+    #[arg(long, value_name = "N", default_value_t = crate::history::DEFAULT_KEEP_RUNS)]
+    pub history_keep: usize,
+    /// Age beyond which the history forgets a run, e.g. 90d.
+    #[arg(long, value_name = "AGE", default_value = "90d", value_parser = humantime::parse_duration)]
+    pub history_max_age: std::time::Duration,
     /// Run only shard i of N of the calls (0-based: 0/3, 1/3, 2/3), e.g. one per machine;
     /// auto/N takes i from $JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs). Then `callprobe merge`.
     #[arg(long, value_name = "i/N")]
@@ -909,13 +915,18 @@ fn run_suite(runtime: &tokio::runtime::Runtime, args: &RunArgs) -> Exit {
         let problems = outputs::write_suite_outputs(&outcome.report, &run_dir, &outcome.call_dirs, &written).await?;
         Ok::<_, String>((outcome, problems))
     });
-    let (outcome, output_problems) = match ran {
+    let (outcome, mut output_problems) = match ran {
         Ok(v) => v,
         Err(e) => {
             console::error(e);
             return Exit::TesterError;
         }
     };
+    // The run joins the report folder's history and its index page.
+    let retention = crate::history::Retention { runs: args.history_keep, max_age: args.history_max_age };
+    if let Err(e) = record_history(&args.report_dir, &run_dir, &written.suite_name, &outcome, retention) {
+        output_problems.push(e);
+    }
     // Ctrl-C until the outputs are written counts: the run is incomplete.
     let interrupted = cancel.is_cancelled();
     console::suite_summary(
@@ -1166,6 +1177,22 @@ fn run_merge(runtime: &tokio::runtime::Runtime, args: &MergeArgs) -> Exit {
     } else {
         Exit::from(merged.report.verdict)
     }
+}
+
+/// Appends the run to `<report_dir>/history.sqlite`, applies the retention,
+/// and rewrites `<report_dir>/index.html`.
+fn record_history(
+    report_dir: &std::path::Path,
+    run_dir: &std::path::Path,
+    suite: &str,
+    outcome: &suite::SuiteOutcome,
+    retention: crate::history::Retention,
+) -> Result<(), String> {
+    let mut history = crate::history::History::open(report_dir)?;
+    history.record(run_dir, suite, &outcome.report, &outcome.call_dirs)?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    history.prune(retention, now)?;
+    history.write_index().map(|_| ())
 }
 
 /// A duration flag (`5s`, `1m30s`, `500ms`), at most a day.

@@ -22,6 +22,7 @@ pub mod conversation;
 #[cfg(test)]
 mod doc_links;
 pub mod exit;
+pub mod history;
 pub mod livekit;
 pub mod load;
 pub mod media;

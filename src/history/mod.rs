@@ -1,0 +1,364 @@
+//! The run history: every `callprobe run` appends a compact summary of its
+//! calls (verdict, diagnosis codes, key timings) to `history.sqlite` beside
+//! the run folders, keeps it within a number of runs and an age, and
+//! rewrites `index.html` there (see [`page`]): the runs newest first, and
+//! per scenario its last verdicts and the trend of its timings.
+//!
+//! An embedded SQLite database (rusqlite, SQLite built in): one file that
+//! concurrent runs in the same folder can share safely, queried by age and
+//! scenario without reading every run folder.
+
+pub mod page;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::load::sample::CallSample;
+use crate::report::model::{Call, Report};
+
+/// The store's file name in the report folder.
+pub const FILE_NAME: &str = "history.sqlite";
+/// Runs kept by default.
+pub const DEFAULT_KEEP_RUNS: usize = 500;
+/// Age kept by default.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(90 * 24 * 3600);
+
+/// How much history is kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub runs: usize,
+    pub max_age: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention { runs: DEFAULT_KEEP_RUNS, max_age: DEFAULT_MAX_AGE }
+    }
+}
+
+/// The timings kept per call, by name (the load report's names).
+pub const TIMINGS: [&str; 6] = ["post_dial_delay", "answer", "agent_join", "first_audio", "reply_latency", "mos"];
+
+/// One run as the history keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRow {
+    pub id: i64,
+    /// The run folder's name (relative to the report folder).
+    pub folder: String,
+    pub suite: String,
+    pub started_unix_ms: u64,
+    pub verdict: String,
+    pub calls: usize,
+    pub passed: usize,
+    pub flaky: usize,
+}
+
+/// One call of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallRow {
+    pub run_id: i64,
+    pub name: String,
+    pub verdict: String,
+    pub diagnosis: Vec<String>,
+    /// The call's folder, relative to the run folder, when it has one.
+    pub dir: Option<String>,
+    /// By [`TIMINGS`] order; `None`: not measured.
+    pub timings: [Option<f64>; 6],
+}
+
+/// The history store of one report folder.
+pub struct History {
+    db: Connection,
+    base: PathBuf,
+}
+
+impl History {
+    /// Opens (creating) `<base>/history.sqlite`.
+    pub fn open(base: &Path) -> Result<History, String> {
+        let path = base.join(FILE_NAME);
+        let db = Connection::open(&path).map_err(|e| format!("cannot open the history {}: {e}", path.display()))?;
+        db.busy_timeout(Duration::from_secs(10)).map_err(|e| format!("history {}: {e}", path.display()))?;
+        db.execute_batch(SCHEMA).map_err(|e| format!("cannot set up the history {}: {e}", path.display()))?;
+        Ok(History { db, base: base.to_path_buf() })
+    }
+
+    /// The base folder (where the run folders and the index are).
+    pub fn base(&self) -> &Path {
+        &self.base
+    }
+
+    /// Appends a finished run; `call_dirs[i]` is call `i`'s folder.
+    pub fn record(
+        &mut self,
+        run_dir: &Path,
+        suite: &str,
+        report: &Report,
+        call_dirs: &[PathBuf],
+    ) -> Result<i64, String> {
+        let folder = run_dir.strip_prefix(&self.base).unwrap_or(run_dir).to_string_lossy().into_owned();
+        let started = report.calls.iter().map(|c| c.started_unix_ms).filter(|&t| t > 0).min().unwrap_or_else(now_ms);
+        let verdict = word(&report.verdict);
+        let passed = report.calls.iter().filter(|c| word(&c.verdict) == "pass").count();
+        let flaky = report.calls.iter().filter(|c| word(&c.verdict) == "flaky").count();
+        let tx = self.db.transaction().map_err(db_error)?;
+        tx.execute(
+            "INSERT INTO runs (folder, suite, started_unix_ms, verdict, calls, passed, flaky) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT(folder) DO UPDATE SET suite = excluded.suite, started_unix_ms = excluded.started_unix_ms,
+               verdict = excluded.verdict, calls = excluded.calls, passed = excluded.passed, flaky = excluded.flaky",
+            params![folder, suite, started as i64, verdict, report.calls.len() as i64, passed as i64, flaky as i64],
+        )
+        .map_err(db_error)?;
+        let run_id: i64 =
+            tx.query_row("SELECT id FROM runs WHERE folder = ?1", params![folder], |r| r.get(0)).map_err(db_error)?;
+        tx.execute("DELETE FROM calls WHERE run_id = ?1", params![run_id]).map_err(db_error)?;
+        for (i, call) in report.calls.iter().enumerate() {
+            let t = timings(call);
+            let dir = call_dirs.get(i).map(|d| d.to_string_lossy().into_owned());
+            tx.execute(
+                "INSERT INTO calls (run_id, position, name, verdict, diagnosis, dir,
+                   post_dial_delay_ms, answer_ms, agent_join_ms, first_audio_ms, reply_latency_ms, mos)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                params![
+                    run_id,
+                    i as i64,
+                    display_name(call),
+                    word(&call.verdict),
+                    call.diagnosis.iter().map(|d| d.code.as_str()).collect::<Vec<_>>().join(","),
+                    dir,
+                    t[0],
+                    t[1],
+                    t[2],
+                    t[3],
+                    t[4],
+                    t[5]
+                ],
+            )
+            .map_err(db_error)?;
+        }
+        tx.commit().map_err(db_error)?;
+        Ok(run_id)
+    }
+
+    /// Drops runs beyond the newest `keep.runs` and older than `keep.max_age`.
+    pub fn prune(&mut self, keep: Retention, now_unix_ms: u64) -> Result<usize, String> {
+        let oldest = now_unix_ms.saturating_sub(keep.max_age.as_millis() as u64) as i64;
+        let tx = self.db.transaction().map_err(db_error)?;
+        let doomed = "SELECT id FROM runs WHERE started_unix_ms < ?1 OR id IN
+                        (SELECT id FROM runs ORDER BY started_unix_ms DESC, id DESC LIMIT -1 OFFSET ?2)";
+        let ids: Vec<i64> = {
+            let mut stmt = tx.prepare(doomed).map_err(db_error)?;
+            let rows = stmt.query_map(params![oldest, keep.runs as i64], |r| r.get(0)).map_err(db_error)?;
+            rows.collect::<Result<_, _>>().map_err(db_error)?
+        };
+        for id in &ids {
+            tx.execute("DELETE FROM calls WHERE run_id = ?1", params![id]).map_err(db_error)?;
+            tx.execute("DELETE FROM runs WHERE id = ?1", params![id]).map_err(db_error)?;
+        }
+        tx.commit().map_err(db_error)?;
+        Ok(ids.len())
+    }
+
+    /// Runs, newest first (at most `limit`).
+    pub fn runs(&self, limit: usize) -> Result<Vec<RunRow>, String> {
+        let mut stmt = self
+            .db
+            .prepare(
+                "SELECT id, folder, suite, started_unix_ms, verdict, calls, passed, flaky FROM runs
+                 ORDER BY started_unix_ms DESC, id DESC LIMIT ?1",
+            )
+            .map_err(db_error)?;
+        let rows = stmt
+            .query_map(params![limit as i64], |r| {
+                Ok(RunRow {
+                    id: r.get(0)?,
+                    folder: r.get(1)?,
+                    suite: r.get(2)?,
+                    started_unix_ms: r.get::<_, i64>(3)?.max(0) as u64,
+                    verdict: r.get(4)?,
+                    calls: r.get::<_, i64>(5)?.max(0) as usize,
+                    passed: r.get::<_, i64>(6)?.max(0) as usize,
+                    flaky: r.get::<_, i64>(7)?.max(0) as usize,
+                })
+            })
+            .map_err(db_error)?;
+        rows.collect::<Result<_, _>>().map_err(db_error)
+    }
+
+    /// Every call of the given runs, in run then queue order.
+    pub fn calls_of(&self, run_ids: &[i64]) -> Result<Vec<CallRow>, String> {
+        let mut out = Vec::new();
+        let mut stmt = self
+            .db
+            .prepare(
+                "SELECT run_id, name, verdict, diagnosis, dir, post_dial_delay_ms, answer_ms, agent_join_ms,
+                   first_audio_ms, reply_latency_ms, mos FROM calls WHERE run_id = ?1 ORDER BY position",
+            )
+            .map_err(db_error)?;
+        for id in run_ids {
+            let rows = stmt
+                .query_map(params![id], |r| {
+                    let diagnosis: String = r.get(3)?;
+                    Ok(CallRow {
+                        run_id: r.get(0)?,
+                        name: r.get(1)?,
+                        verdict: r.get(2)?,
+                        diagnosis: diagnosis.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+                        dir: r.get(4)?,
+                        timings: [r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?],
+                    })
+                })
+                .map_err(db_error)?;
+            for row in rows {
+                out.push(row.map_err(db_error)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The run recorded just before `run_id` for the same suite, if any.
+    pub fn previous_run(&self, run_id: i64) -> Result<Option<RunRow>, String> {
+        let id: Option<i64> = self
+            .db
+            .query_row(
+                "SELECT b.id FROM runs a JOIN runs b ON b.suite = a.suite
+                 WHERE a.id = ?1 AND (b.started_unix_ms, b.id) < (a.started_unix_ms, a.id)
+                 ORDER BY b.started_unix_ms DESC, b.id DESC LIMIT 1",
+                params![run_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_error)?;
+        match id {
+            Some(id) => Ok(self.runs(usize::MAX >> 1)?.into_iter().find(|r| r.id == id)),
+            None => Ok(None),
+        }
+    }
+
+    /// Rewrites `<base>/index.html`.
+    pub fn write_index(&self) -> Result<PathBuf, String> {
+        let html = page::render(self)?;
+        let path = self.base.join("index.html");
+        std::fs::write(&path, html).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Ok(path)
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS runs (
+  id INTEGER PRIMARY KEY,
+  folder TEXT NOT NULL UNIQUE,
+  suite TEXT NOT NULL,
+  started_unix_ms INTEGER NOT NULL,
+  verdict TEXT NOT NULL,
+  calls INTEGER NOT NULL,
+  passed INTEGER NOT NULL,
+  flaky INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS calls (
+  run_id INTEGER NOT NULL REFERENCES runs(id),
+  position INTEGER NOT NULL,
+  name TEXT NOT NULL,
+  verdict TEXT NOT NULL,
+  diagnosis TEXT NOT NULL,
+  dir TEXT,
+  post_dial_delay_ms REAL,
+  answer_ms REAL,
+  agent_join_ms REAL,
+  first_audio_ms REAL,
+  reply_latency_ms REAL,
+  mos REAL
+);
+CREATE INDEX IF NOT EXISTS calls_by_run ON calls(run_id);
+CREATE INDEX IF NOT EXISTS calls_by_name ON calls(name);
+";
+
+/// The key timings of a call, in [`TIMINGS`] order.
+fn timings(call: &Call) -> [Option<f64>; 6] {
+    let s = CallSample::from_call(0, 0, String::new(), call);
+    [s.post_dial_delay_ms, s.answer_ms, s.agent_join_ms, s.first_audio_ms, s.reply_latency_ms, mos_of(call)]
+}
+
+/// The call's received-direction MOS estimate, when the report has one.
+fn mos_of(call: &Call) -> Option<f64> {
+    let media = serde_json::to_value(&call.media).ok()?;
+    media.get("mos")?.get("received")?.get("mos")?.as_f64()
+}
+
+/// How reports name a call: its name, else its target.
+fn display_name(call: &Call) -> String {
+    call.name.clone().unwrap_or_else(|| call.target.clone())
+}
+
+/// A verdict as report.json writes it (`pass`, `fail`, …).
+fn word<T: serde::Serialize>(verdict: &T) -> String {
+    serde_json::to_value(verdict).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_else(|| "unknown".into())
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+fn db_error(e: rusqlite::Error) -> String {
+    format!("history: {e}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("callprobe-history-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        dir
+    }
+
+    fn report(verdicts: &[(&str, crate::report::model::Verdict, u64)]) -> Report {
+        let calls = verdicts
+            .iter()
+            .map(|(name, verdict, at)| {
+                let request = crate::request::CallRequest::new("sip:+1@127.0.0.1:9".into());
+                let spec = request.prepare().expect("prepares");
+                let mut call = Call::not_run(Some(name.to_string()), Vec::new(), &spec, "x");
+                call.verdict = *verdict;
+                call.started_unix_ms = *at;
+                call
+            })
+            .collect();
+        Report::new(calls)
+    }
+
+    #[test]
+    fn runs_are_recorded_listed_newest_first_and_pruned() {
+        use crate::report::model::Verdict::{Fail, Pass};
+        let base = scratch("record");
+        let mut h = History::open(&base).expect("opens");
+        for (i, v) in [Pass, Fail, Pass].into_iter().enumerate() {
+            let run = base.join(format!("run-{i}"));
+            h.record(&run, "smoke", &report(&[("a", v, 1_000 + i as u64), ("b", Pass, 1_000 + i as u64)]), &[])
+                .expect("records");
+        }
+        let runs = h.runs(10).expect("runs");
+        assert_eq!(runs.iter().map(|r| r.folder.as_str()).collect::<Vec<_>>(), ["run-2", "run-1", "run-0"]);
+        assert_eq!((runs[1].verdict.as_str(), runs[1].passed, runs[1].calls), ("fail", 1, 2));
+        let calls = h.calls_of(&[runs[1].id]).expect("calls");
+        assert_eq!(
+            calls.iter().map(|c| (c.name.as_str(), c.verdict.as_str())).collect::<Vec<_>>(),
+            [("a", "fail"), ("b", "pass")]
+        );
+        assert_eq!(h.previous_run(runs[0].id).expect("query").map(|r| r.folder), Some("run-1".into()));
+        // Recording the same folder again replaces it.
+        h.record(&base.join("run-2"), "smoke", &report(&[("a", Fail, 1_002)]), &[]).expect("records");
+        assert_eq!(h.runs(10).expect("runs").len(), 3);
+        assert_eq!(h.calls_of(&[runs[0].id]).expect("calls").len(), 1);
+        // Retention: two runs by count, then by age.
+        let dropped = h.prune(Retention { runs: 2, max_age: Duration::from_secs(3600) }, 2_000).expect("prunes");
+        assert_eq!(dropped, 1);
+        assert_eq!(h.runs(10).expect("runs").len(), 2);
+        let dropped = h.prune(Retention { runs: 10, max_age: Duration::from_millis(500) }, 1_502).expect("prunes");
+        assert_eq!(dropped, 1, "run-1 (1001) is older than 500 ms before 1502");
+        let _ = std::fs::remove_dir_all(&base);
+    }
+}
