@@ -196,6 +196,24 @@ fn echo_of_our_fixture_is_heard() {
         return;
     };
     assert!(m["tx_packets"].as_u64().unwrap() >= 150, "{m}");
+    assert_clean_loopback_mos(&m);
+}
+
+/// A loopback echo loses nothing and barely jitters: the estimated MOS of
+/// what we heard is G.711's best on the E-model's scale (R 92.24 with the
+/// 40 ms delay assumed, MOS 4.39), and the sent direction is unknown.
+fn assert_clean_loopback_mos(m: &Value) {
+    let mos = &m["mos"];
+    let received = &mos["received"];
+    eprintln!(
+        "loopback {}: MOS {} (R {}, loss {} %, jitter {} ms)",
+        m["codec"], received["mos"], received["r"], received["loss_percent"], received["jitter_ms"]
+    );
+    assert!(received["mos"].as_f64().unwrap() >= 4.35, "{mos}");
+    assert!(received["r"].as_f64().unwrap() >= 91.0, "{mos}");
+    assert_eq!(received["loss_percent"], 0.0, "{mos}");
+    assert_eq!(mos["sent"], Value::Null, "{mos}");
+    assert!(mos["sent_note"].as_str().unwrap().contains("RTCP"), "{mos}");
 }
 
 /// G.722 (LiveKit SIP's first choice): our encoder's frames echoed back
@@ -204,6 +222,8 @@ fn echo_of_our_fixture_is_heard() {
 fn g722_echo_is_heard() {
     let Some(m) = echo_is_heard_where_we_said_it("g722_echo_is_heard", ("9", "G722/8000"), &[]) else { return };
     assert_eq!(m["codec"], "G722");
+    assert_clean_loopback_mos(&m);
+    assert!(m["mos"]["model"].as_str().unwrap().contains("G.722 scored as G.711"), "{m}");
 }
 
 /// A peer that sends no audio, called with `args`: the call exits 1 with the
@@ -234,8 +254,9 @@ fn silent_peer_fails_expect_speech_within() {
 #[test]
 fn silent_peer_fails_rtp_quality() {
     let args = ["--hangup-after", "2s", "--max-loss-percent", "1"];
-    let Some((_, c)) = silent_peer_fails("silent_peer_fails_rtp_quality", &args, "rtp_quality") else { return };
+    let Some((run, c)) = silent_peer_fails("silent_peer_fails_rtp_quality", &args, "rtp_quality") else { return };
     assert!(c["detail"].as_str().unwrap().contains("no RTP received"), "{c}");
+    assert_eq!(run.media()["mos"], Value::Null, "nothing received, nothing to score");
 }
 
 #[test]

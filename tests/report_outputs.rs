@@ -20,11 +20,12 @@ use callprobe::livekit::observation::{
 };
 use callprobe::livekit::room_watch::MatchedBy;
 use callprobe::livekit::sip_config::DispatchRule;
+use callprobe::media::codec::AudioCodec;
 use callprobe::report::html::write_index;
 use callprobe::report::junit::write_junit;
 use callprobe::report::metrics::write_metrics;
 use callprobe::report::model::{
-    self, Call, Check, Diagnosis, Direction, FinalResponse, Media, Message, PlayedSpan, Recordings, Report, Sip,
+    self, Call, Check, Diagnosis, Direction, FinalResponse, Media, Message, Mos, PlayedSpan, Recordings, Report, Sip,
     SpeechSegment, Tone,
 };
 use callprobe::report::pcap::{write_call_pcap, CapturedPacket, CapturedProtocol};
@@ -353,6 +354,7 @@ fn sample_run(run_dir: &Path) -> (Report, Vec<PathBuf>) {
             lost: 0,
             jitter_ms: 0.42,
             max_gap_ms: 21.0,
+            mos: Mos::of_received(AudioCodec::Pcmu, (ended / 20.0) as u64 - 3, 0, 0.42),
             first_rtp_ms: Some(connected + 20.0),
             first_audio_ms: Some(first_audio),
             response_latency_ms: response_latency,
@@ -649,6 +651,22 @@ fn index_html_shows_the_conversation_of_the_golden_call() {
     }
 }
 
+/// Call 1 of the golden report shows its estimated MOS among the facts
+/// (2 of 286 packets lost, 0.42 ms of jitter: R 89.7, MOS 4.33); the calls
+/// without media show none.
+#[test]
+fn index_html_shows_the_mos_of_the_golden_call() {
+    let run = scratch("html-mos");
+    let page = write_index(&golden_report(), &run, &[]).expect("write index.html");
+    let html = std::fs::read_to_string(&page).expect("read index.html");
+    let sections = call_sections(&html);
+    let want = "<dt>MOS (E-model estimate)</dt><dd>4.33 received (R 89.7: loss 0.70 %, jitter 0.4 ms, delay 40 ms assumed) · sent unknown: no RTCP receiver report from the far end";
+    assert!(sections[0].contains(want), "{}", sections[0]);
+    for (i, section) in sections.iter().enumerate().skip(1) {
+        assert!(!section.contains("MOS"), "call {} has no media, so no MOS:\n{section}", i + 1);
+    }
+}
+
 fn assert_conversation_of_the_golden_call(section: &str) {
     let conversation = section.split("<h3>Conversation</h3>").nth(1).expect("a Conversation section in call 1");
     let rows: Vec<&str> = conversation.split("<tr class=\"turn ").skip(1).collect();
@@ -886,6 +904,11 @@ fn metrics_file_is_prometheus_text_written_atomically() {
     let first_audio = value_of(&s, "callprobe_first_audio_seconds", t1).expect("first audio");
     assert!(first_audio > 0.4 && first_audio < 2.5, "{first_audio}");
     assert!(value_of(&s, "callprobe_response_latency_seconds", t1).is_some(), "{text}");
+    // No loss, 0.42 ms of jitter: R 93.2 − 0.96 (40 ms assumed) = 92.24, MOS 4.39.
+    assert_eq!(value_of(&s, "callprobe_call_mos", t1), Some(4.39), "{text}");
+    assert!(text.contains(r#"callprobe_call_mos{scenario="sip:+14144007103@127.0.0.1:5070",target="sip:+14144007103@127.0.0.1:5070",direction="received"} 4.39"#), "{text}");
+    assert!(!text.contains(r#"direction="sent""#), "no RTCP, no sent direction: {text}");
+    assert_eq!(value_of(&s, "callprobe_call_mos", t2), None, "no media, no MOS");
     assert_eq!(value_of(&s, "callprobe_run_passed", ""), Some(0.0));
     assert_eq!(value_of(&s, "callprobe_run_failed_calls", ""), Some(2.0));
     assert_eq!(value_of(&s, "callprobe_run_timestamp_seconds", ""), Some(STARTED_UNIX_MS as f64 / 1000.0));
@@ -1057,6 +1080,7 @@ fn golden_report() -> Report {
             reordered: 3,
             jitter_ms: 0.42,
             max_gap_ms: 41.5,
+            mos: Mos::of_received(AudioCodec::Pcmu, 286, 2, 0.42),
             ignored_packets: 4,
             rx_stream_restarts: 1,
             first_rtp_ms: Some(325.6),

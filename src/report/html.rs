@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use self::escape::{is_safe_link, text, url_path};
 use self::waveform::{KeyTime, Marks, Track};
 use super::call_identity::{call_tags, display_name};
-use super::model::{Call, Report};
+use super::model::{Call, Mos, MosEstimate, Report};
 use super::utc::UtcDateTime;
 use crate::report::model::Direction;
 use crate::report::model::Verdict;
@@ -213,6 +213,9 @@ fn facts(page: &mut String, call: &Call) {
         (None, Some(error)) => items.push(("media", error.clone())),
         (None, None) => items.push(("media", "none".into())),
     }
+    if let Some(mos) = &media.mos {
+        items.push(("MOS (E-model estimate)", mos_fact(mos)));
+    }
     let optional = [
         ("first audio (after 200 OK)", media.first_audio_ms.map(|v| human_ms(v as f64))),
         ("response latency", media.response_latency_ms.map(|v| human_ms(v as f64))),
@@ -230,6 +233,21 @@ fn facts(page: &mut String, call: &Call) {
         let _ = write!(page, "<div><dt>{}</dt><dd>{}</dd></div>", text(k), text(&v));
     }
     page.push_str("</dl>");
+}
+
+/// `4.33 received (R 89.7: loss 0.70 %, jitter 0.4 ms, delay 40 ms assumed) · sent unknown: …`
+fn mos_fact(mos: &Mos) -> String {
+    let direction = |name: &str, e: &MosEstimate| {
+        format!(
+            "{:.2} {name} (R {:.1}: loss {:.2} %, jitter {:.1} ms, delay {:.0} ms assumed)",
+            e.mos, e.r, e.loss_percent, e.jitter_ms, e.delay_ms_assumed
+        )
+    };
+    let sent = match &mos.sent {
+        Some(e) => direction("sent", e),
+        None => format!("sent unknown: {}", mos.sent_note.as_deref().unwrap_or("no data")),
+    };
+    format!("{} · {sent}", direction("received", &mos.received))
 }
 
 fn diagnoses(page: &mut String, call: &Call) {

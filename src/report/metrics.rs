@@ -7,6 +7,8 @@
 //! name, or its target when it has none: never the per-call test id, which
 //! would start a new series on every run). A timing that was not measured
 //! (no answer, no speech, no LiveKit) is left out rather than written as 0.
+//! The estimated MOS has a `direction` label besides (`received`; `sent`
+//! only when the far end's RTCP reports were read).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -56,6 +58,9 @@ struct ScenarioValues {
     agent_join_seconds: Option<f64>,
     first_audio_seconds: Option<f64>,
     response_latency_seconds: Option<f64>,
+    /// Estimated MOS of what callprobe heard, and of what the far end heard.
+    mos_received: Option<f64>,
+    mos_sent: Option<f64>,
 }
 
 impl ScenarioValues {
@@ -66,6 +71,8 @@ impl ScenarioValues {
             agent_join_seconds: call.livekit.as_ref().and_then(|lk| lk.agents.first()).map(|a| seconds(a.joined_ms)),
             first_audio_seconds: call.media.first_audio_ms.map(|ms| seconds(ms as f64)),
             response_latency_seconds: call.media.response_latency_ms.map(|ms| seconds(ms as f64)),
+            mos_received: call.media.mos.as_ref().map(|m| m.received.mos),
+            mos_sent: call.media.mos.as_ref().and_then(|m| m.sent.map(|e| e.mos)),
         }
     }
 
@@ -77,6 +84,8 @@ impl ScenarioValues {
         self.agent_join_seconds = later.agent_join_seconds.or(self.agent_join_seconds);
         self.first_audio_seconds = later.first_audio_seconds.or(self.first_audio_seconds);
         self.response_latency_seconds = later.response_latency_seconds.or(self.response_latency_seconds);
+        self.mos_received = later.mos_received.or(self.mos_received);
+        self.mos_sent = later.mos_sent.or(self.mos_sent);
     }
 }
 
@@ -108,6 +117,11 @@ pub fn metrics_text(report: &Report) -> Result<String, String> {
     let first_audio = family("callprobe_first_audio_seconds", "From the 200 OK to the far end's first speech");
     let response =
         family("callprobe_response_latency_seconds", "From the end of our utterance to the far end's next speech");
+    let mos = family(
+        "callprobe_call_mos",
+        "Estimated MOS (ITU-T G.107 E-model from RTP loss, jitter and codec; 1 to 4.5) by direction: \
+         received = what callprobe heard, sent = what the far end heard (only with its RTCP reports)",
+    );
     for ((scenario, target), v) in &per_scenario {
         let labels: Labels = vec![("scenario".into(), scenario.clone()), ("target".into(), target.clone())];
         passed.get_or_create(&labels).set(if v.passed { 1.0 } else { 0.0 });
@@ -120,6 +134,13 @@ pub fn metrics_text(report: &Report) -> Result<String, String> {
         for (metric, value) in series {
             if let Some(value) = value.filter(|x| x.is_finite()) {
                 metric.get_or_create(&labels).set(value);
+            }
+        }
+        for (direction, value) in [("received", v.mos_received), ("sent", v.mos_sent)] {
+            if let Some(value) = value.filter(|x| x.is_finite()) {
+                let mut labels = labels.clone();
+                labels.push(("direction".into(), direction.into()));
+                mos.get_or_create(&labels).set(value);
             }
         }
     }

@@ -35,8 +35,10 @@ use crate::audio::analysis::MediaAnalysis;
 use crate::call::{CallOutcome, LoggedMessage, PreparedCall};
 use crate::livekit::observation as internal_lk;
 use crate::livekit::room_watch::MatchedBy as InternalMatchedBy;
+use crate::media::codec::AudioCodec;
 use crate::sip::caller::EndReason as InternalEndReason;
 use crate::time::{unix_ms, CallTime, Millis, Offset};
+use crate::verdict::mos;
 
 /// `schema_version` of the report.json this code writes. Bumped only on an
 /// incompatible change (see the module documentation); added fields keep it.
@@ -411,6 +413,11 @@ pub struct Media {
     pub jitter_ms: f64,
     /// Longest time between two received packets, ms.
     pub max_gap_ms: f64,
+    /// Estimated listening quality (E-model R and MOS) per direction; null
+    /// when there was no media or no RTP was received to score. Added within
+    /// schema version 1: older files do not have it.
+    #[serde(default)]
+    pub mos: Option<Mos>,
     /// Packets not counted in the statistics above: from another address or
     /// SSRC than the first stream (their audio is still recorded), or with a
     /// payload type that is neither the codec nor telephone-event.
@@ -443,6 +450,48 @@ pub struct Media {
     pub tone: Option<Tone>,
     /// The recordings, relative to the call's folder; null when none were written.
     pub recordings: Option<Recordings>,
+}
+
+/// `calls[].media.mos`: how the call's audio would sound, estimated per
+/// direction from RTP loss, jitter and the codec with the ITU-T G.107
+/// E-model as monitoring tools simplify it ([`crate::verdict::mos`] has the
+/// formulas, the constants and their sources). An estimate, not a
+/// measurement of the audio: `model` says what was assumed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mos {
+    /// The model and its assumptions in one line (codec values, loss
+    /// pattern, delay; for G.722 that it is scored on the narrowband scale).
+    pub model: String,
+    /// What callprobe heard: from our receive statistics of the far end's RTP.
+    pub received: MosEstimate,
+    /// What the far end heard: needs the far end's RTCP receiver reports;
+    /// null when there were none (`sent_note` says so).
+    pub sent: Option<MosEstimate>,
+    /// Why `sent` is null; null when it is not.
+    pub sent_note: Option<String>,
+}
+
+/// `calls[].media.mos.received` / `.sent`: one direction's estimate and
+/// what it was computed from.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MosEstimate {
+    /// Transmission rating factor R (one decimal; below 0 or above 100 possible).
+    pub r: f64,
+    /// Mean opinion score from R (G.107 Annex B), 1 to 4.5, two decimals.
+    pub mos: f64,
+    /// Packets lost, percent of those expected (two decimals).
+    pub loss_percent: f64,
+    /// The burst ratio used: 1 = loss taken as random (the loss pattern is not measured).
+    pub burst_ratio: f64,
+    /// Interarrival jitter, ms (two decimals).
+    pub jitter_ms: f64,
+    /// The one-way delay assumed (packetisation + jitter buffer; network
+    /// transit not measured, so not counted), ms.
+    pub delay_ms_assumed: f64,
+    /// The codec's equipment impairment factor Ie (G.113 Appendix I).
+    pub ie: f64,
+    /// The packet-loss robustness factor Bpl (G.113 Appendix I) for the listener assumed.
+    pub bpl: f64,
 }
 
 /// `calls[].media.speech_segments[]`: a stretch of far-end speech, ms since
@@ -864,6 +913,7 @@ impl Media {
             r.duplicates = m.rx.duplicates;
             r.reordered = m.rx.reordered;
             r.jitter_ms = (m.rx.jitter_ms * 100.0).round() / 100.0;
+            r.mos = Mos::of_received(m.codec, m.rx.expected, m.rx.lost, m.rx.jitter_ms);
             r.max_gap_ms = m.rx.max_arrival_gap.ms();
             r.ignored_packets = m.rx.other_source_packets + m.rx.other_ssrc_packets + m.other_payload_packets;
             r.rx_stream_restarts = m.rx_timeline_resets;
@@ -881,6 +931,55 @@ impl Media {
             r.tone = a.tone.as_ref().map(|t| Tone { frequency_hz: t.frequency_hz, present_ms: t.present.whole_ms() });
         }
         r
+    }
+}
+
+/// Why `mos.sent` is null: callprobe has no report from the far end of what it received.
+pub const MOS_SENT_NOTE: &str = "no RTCP receiver report from the far end: callprobe does not read RTCP \
+     (and LiveKit SIP v1.0.0 sends none), so what the far end heard is unknown";
+
+impl Mos {
+    /// The estimate for a call whose far end sent `codec` RTP: `expected`
+    /// packets (RFC 3550 A.3), `lost` of them, with `jitter_ms` of
+    /// interarrival jitter. `None` when nothing was received (`expected` 0).
+    /// The sent direction is left out ([`MOS_SENT_NOTE`]).
+    pub fn of_received(codec: AudioCodec, expected: u64, lost: u64, jitter_ms: f64) -> Option<Mos> {
+        if expected == 0 {
+            return None;
+        }
+        let path = mos::PathQuality {
+            loss_percent: lost.min(expected) as f64 * 100.0 / expected as f64,
+            burst_ratio: 1.0,
+            jitter_ms,
+            network_delay_ms: None,
+        };
+        Some(Mos {
+            model: mos::model_description(codec),
+            received: MosEstimate::new(codec, mos::Concealment::G711AppendixI, &path),
+            sent: None,
+            sent_note: Some(MOS_SENT_NOTE.to_string()),
+        })
+    }
+}
+
+impl MosEstimate {
+    fn new(codec: AudioCodec, concealment: mos::Concealment, path: &mos::PathQuality) -> MosEstimate {
+        let estimate = mos::estimate(codec, concealment, path);
+        let impairment = mos::codec_impairment(codec, concealment);
+        let round = |x: f64, decimals: i32| {
+            let scale = 10f64.powi(decimals);
+            (x * scale).round() / scale
+        };
+        MosEstimate {
+            r: round(estimate.r, 1),
+            mos: round(estimate.mos, 2),
+            loss_percent: round(path.loss_percent, 2),
+            burst_ratio: path.burst_ratio,
+            jitter_ms: round(path.jitter_ms, 2),
+            delay_ms_assumed: round(estimate.delay_ms, 1),
+            ie: impairment.ie,
+            bpl: impairment.bpl,
+        }
     }
 }
 
@@ -1222,6 +1321,37 @@ mod tests {
         assert_eq!(json["shard"], json!({"index": 1, "count": 3, "queue_length": 9, "suite": "smoke"}));
         assert_eq!(json["calls"][0]["position"], json!(4));
         assert_eq!(serde_json::from_value::<Report>(json).expect("reads back"), report);
+    }
+
+    /// `media.mos`: the received direction scored from the receive
+    /// statistics, the sent direction null with the reason. 2 of 286 lost
+    /// (0.699 %), 0.42 ms of jitter: Ie,eff = 95·0.699/(0.699 + 25.1) = 2.575,
+    /// Id(40 ms) = 0.96, R = 93.2 − 0.96 − 2.575 = 89.665, MOS 4.33.
+    #[test]
+    fn mos_scores_what_we_received_and_explains_the_missing_sent_direction() {
+        let mos = Mos::of_received(AudioCodec::Pcmu, 286, 2, 0.42).expect("packets were expected");
+        let json = serde_json::to_value(&mos).expect("serialise");
+        assert_eq!(
+            json["received"],
+            json!({"r": 89.7, "mos": 4.33, "loss_percent": 0.7, "burst_ratio": 1.0, "jitter_ms": 0.42,
+                   "delay_ms_assumed": 40.0, "ie": 0.0, "bpl": 25.1})
+        );
+        assert_eq!(json["sent"], serde_json::Value::Null);
+        assert!(json["sent_note"].as_str().is_some_and(|n| n.contains("RTCP receiver report")), "{json}");
+        assert!(json["model"].as_str().is_some_and(|m| m.starts_with("ITU-T G.107 E-model")), "{json}");
+        assert_eq!(serde_json::from_value::<Mos>(json).expect("reads back"), mos);
+        assert_eq!(Mos::of_received(AudioCodec::Pcmu, 0, 0, 0.0), None, "nothing received, nothing to score");
+        let g722 = Mos::of_received(AudioCodec::G722, 286, 2, 0.42).expect("packets were expected");
+        assert_eq!(g722.received, mos.received);
+        assert!(g722.model.contains("narrowband"), "{}", g722.model);
+    }
+
+    /// A report written before `media.mos` existed still reads (as null).
+    #[test]
+    fn media_without_mos_reads_as_null() {
+        let mut json = serde_json::to_value(Media::default()).expect("serialise");
+        json.as_object_mut().expect("an object").remove("mos");
+        assert_eq!(serde_json::from_value::<Media>(json).expect("reads").mos, None);
     }
 
     /// The top level starts with `schema_version`, and an empty run is still a whole file.

@@ -1,10 +1,12 @@
 //! Turning what a call did into a verdict: the checks the user asked for
 //! ([`checks`]) and, when one fails, which known failure it looks like
-//! ([`diagnose`]).
+//! ([`diagnose`]); how the call's audio would sound, estimated from its RTP
+//! statistics ([`mos`]).
 
 pub mod checks;
 pub mod conversation;
 pub mod diagnose;
+pub mod mos;
 
 use crate::sip::caller::EndReason;
 
