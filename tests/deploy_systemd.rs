@@ -21,7 +21,7 @@ fn unit(name: &str) -> String {
 
 /// The value of `key=` in a unit file (the last one).
 fn setting(unit: &str, key: &str) -> Option<String> {
-    unit.lines().filter_map(|l| l.strip_prefix(&format!("{key}="))).last().map(str::to_string)
+    unit.lines().rev().find_map(|l| l.strip_prefix(&format!("{key}="))).map(str::to_string)
 }
 
 /// ExecStart's words with the installed paths replaced by this test's.
