@@ -18,7 +18,9 @@ use crate::livekit::doctor::{self, AuditExpectations};
 use crate::livekit::{self as lk, LiveKitConfig, LiveKitOverrides, ServerApi};
 use crate::media::codec::AudioCodec;
 use crate::pipeline;
+use crate::report::changes::PreviousRun;
 use crate::report::outputs::{self, KeepArtifacts, KeepRule, SuiteOutputs};
+use crate::report::webhook::NotifyOn;
 use crate::report::{self, Report};
 use crate::request::PlayStart;
 use crate::request::{
@@ -119,15 +121,24 @@ pub struct RunArgs {
     /// Run every case this many times.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub repeat: u16,
+    /// Try a call that failed a check again, up to N more times (at most 5); one
+    /// that passes on a retry is reported as flaky (exit 0). Calls that could not
+    /// run (tester errors) are not retried.
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=i64::from(crate::retry::MAX_RETRIES)))]
+    pub retries: u16,
     /// Base folder for run folders (`<base>/<UTC time>/`, and `<base>/latest`).
     #[arg(long, value_name = "DIR", default_value = "reports")]
     pub report_dir: PathBuf,
     /// Start no new call after the first failure.
     #[arg(long)]
     pub fail_fast: bool,
-    /// On failure, POST a short JSON summary (Slack-compatible `text`) here.
+    /// POST a short JSON summary (Slack-compatible `text` and `blocks`) here; when: --notify-on.
     #[arg(long, value_name = "URL")]
     pub notify_webhook: Option<String>,
+    /// When to call --notify-webhook: fail (the run did not pass), change (a call's
+    /// state changed since the previous run in --report-dir), or always.
+    #[arg(long, value_name = "WHEN", default_value = "fail", requires = "notify_webhook")]
+    pub notify_on: NotifyOn,
     /// Write Prometheus textfile-collector metrics here.
     #[arg(long, value_name = "PATH")]
     pub metrics_file: Option<PathBuf>,
@@ -166,9 +177,13 @@ pub struct MergeArgs {
     /// The JUnit test suite's name [default: the suite's name the shards recorded].
     #[arg(long, value_name = "NAME")]
     pub junit_name: Option<String>,
-    /// When the run did not pass, POST a short JSON summary (Slack-compatible `text`) here.
+    /// POST a short JSON summary (Slack-compatible `text` and `blocks`) here; when: --notify-on.
     #[arg(long, value_name = "URL")]
     pub notify_webhook: Option<String>,
+    /// When to call --notify-webhook: fail (the run did not pass), change (a call's
+    /// state changed since the previous run in --report-dir; not with --out), or always.
+    #[arg(long, value_name = "WHEN", default_value = "fail", requires = "notify_webhook")]
+    pub notify_on: NotifyOn,
     /// Write Prometheus textfile-collector metrics of the whole run here.
     #[arg(long, value_name = "PATH")]
     pub metrics_file: Option<PathBuf>,
@@ -882,6 +897,7 @@ fn run_suite(runtime: &tokio::runtime::Runtime, args: &RunArgs) -> Exit {
     let options = SuiteOptions {
         parallel: usize::from(args.parallel),
         repeat: usize::from(args.repeat),
+        retries: usize::from(args.retries),
         fail_fast: args.fail_fast,
         stt,
         keep: std::sync::Arc::new(KeepArtifacts::new(args.keep_artifacts)),
@@ -890,6 +906,9 @@ fn run_suite(runtime: &tokio::runtime::Runtime, args: &RunArgs) -> Exit {
     let written = SuiteOutputs {
         suite_name,
         notify_webhook: args.notify_webhook.clone(),
+        notify_on: args.notify_on,
+        // Read before this run's folder becomes `latest`.
+        previous: previous_run(&args.report_dir, &args.notify_webhook, args.notify_on),
         metrics_file: args.metrics_file.clone(),
     };
     let total = plans.len() * options.repeat;
@@ -937,13 +956,29 @@ fn run_suite(runtime: &tokio::runtime::Runtime, args: &RunArgs) -> Exit {
         &output_problems,
         &run_dir.join("index.html"),
     );
-    let passed = outcome.report.verdict == crate::report::model::Verdict::Pass;
+    let passed = outcome.report.verdict.passed();
     if interrupted || (!output_problems.is_empty() && passed) {
         Exit::TesterError
     } else if outcome.skipped > 0 && passed {
         Exit::SystemUnderTestFailed
     } else {
         Exit::from(outcome.report.verdict)
+    }
+}
+
+/// The run `<report_dir>/latest` points at, to tell the webhook what
+/// changed; read only for a webhook. A first run has none; one that cannot
+/// be read is said (with `--notify-on change`) and left out.
+fn previous_run(report_dir: &std::path::Path, webhook: &Option<String>, notify_on: NotifyOn) -> Option<PreviousRun> {
+    webhook.as_ref()?;
+    match PreviousRun::read(report_dir) {
+        Ok(previous) => previous,
+        Err(e) => {
+            if notify_on == NotifyOn::Change {
+                console::error(format!("no previous run to compare with: {e}"));
+            }
+            None
+        }
     }
 }
 
@@ -1071,9 +1106,7 @@ fn run_load(runtime: &tokio::runtime::Runtime, args: &LoadArgs) -> Exit {
     console::load_summary(&report, &page, &problems);
     match report.verdict {
         _ if !problems.is_empty() => Exit::TesterError,
-        crate::report::model::Verdict::Pass => Exit::Passed,
-        crate::report::model::Verdict::Fail => Exit::SystemUnderTestFailed,
-        crate::report::model::Verdict::Error => Exit::TesterError,
+        v => Exit::from(v),
     }
 }
 
@@ -1101,11 +1134,7 @@ fn run_load_merge(args: &MergeArgs) -> Exit {
         Ok((report, page)) => {
             println!("merged   {} load shard(s): {} call(s)", args.dirs.len(), report.calls.len());
             console::load_summary(&report, &page, &[]);
-            match report.verdict {
-                crate::report::model::Verdict::Pass => Exit::Passed,
-                crate::report::model::Verdict::Fail => Exit::SystemUnderTestFailed,
-                crate::report::model::Verdict::Error => Exit::TesterError,
-            }
+            Exit::from(report.verdict)
         }
         Err(e) => {
             console::error(e);
@@ -1135,6 +1164,11 @@ fn run_merge(runtime: &tokio::runtime::Runtime, args: &MergeArgs) -> Exit {
         merged.report.calls.len(),
         merged.queue_length
     );
+    // Before the merged run's folder becomes `latest` (with --out there is none).
+    let previous = match &args.out {
+        Some(_) => None,
+        None => previous_run(&args.report_dir, &args.notify_webhook, args.notify_on),
+    };
     let run_dir = match &args.out {
         Some(dir) => merge::create_out_folder(dir).map_err(|e| e.to_string()),
         None => outputs::create_run_folder(&args.report_dir),
@@ -1142,6 +1176,8 @@ fn run_merge(runtime: &tokio::runtime::Runtime, args: &MergeArgs) -> Exit {
     let written = SuiteOutputs {
         suite_name: args.junit_name.clone().unwrap_or_else(|| merged.suite_name.clone()),
         notify_webhook: args.notify_webhook.clone(),
+        notify_on: args.notify_on,
+        previous,
         metrics_file: args.metrics_file.clone(),
     };
     let wrote = run_dir.and_then(|run_dir| {
@@ -1158,18 +1194,17 @@ fn run_merge(runtime: &tokio::runtime::Runtime, args: &MergeArgs) -> Exit {
         }
     };
     print!("{}", console::summary_table(&merged.report));
-    let calls_passed = merged.report.calls.iter().filter(|c| c.verdict == crate::report::model::Verdict::Pass).count();
     let not_run = merged.not_run.len();
     println!(
-        "{calls_passed} of {} call(s) passed{}",
-        merged.report.calls.len(),
+        "{}{}",
+        console::passed_line(&merged.report),
         if not_run == 0 { String::new() } else { format!(", {not_run} not run in their shard") }
     );
     for p in &output_problems {
         console::error(p);
     }
     println!("report   {}", run_dir.join("index.html").display());
-    let passed = merged.report.verdict == crate::report::model::Verdict::Pass;
+    let passed = merged.report.verdict.passed();
     if !output_problems.is_empty() && passed {
         Exit::TesterError
     } else if not_run > 0 && passed {

@@ -69,6 +69,16 @@ impl SuiteProgress for SuiteProgressBar {
 
     fn call_started(&mut self, _label: &str) {}
 
+    /// One line per retry, also in logs: a retry is news even when the call
+    /// passes in the end.
+    fn call_retried(&mut self, label: &str, attempt: usize, of: usize, why: &str) {
+        let line = format!("retry    {label}: try {} failed ({why}); try {attempt} of {of}", attempt - 1);
+        match &self.bar {
+            Some(bar) => bar.suspend(|| println!("{line}")),
+            None => println!("{line}"),
+        }
+    }
+
     fn call_finished(&mut self, label: &str, result: Result<&Call, &ExecuteError>) {
         let Some(bar) = &self.bar else { return };
         match result {
@@ -120,10 +130,9 @@ pub fn suite_summary(
     index: &Path,
 ) {
     print!("{}", summary_table(report));
-    let passed = report.calls.iter().filter(|c| c.verdict == Verdict::Pass).count();
     println!(
-        "{passed} of {} call(s) passed{}{}",
-        report.calls.len(),
+        "{}{}{}",
+        passed_line(report),
         match (skipped, interrupted) {
             (0, _) => String::new(),
             (n, true) => format!(", {n} not run (interrupted)"),
@@ -143,6 +152,24 @@ pub fn suite_summary(
     }
 }
 
+/// `3 of 4 call(s) passed, 1 flaky (passed on a retry), 1 failed every
+/// try`: the totals line of a suite (a flaky call passed, but is
+/// never counted silently).
+pub fn passed_line(report: &Report) -> String {
+    let count = |f: &dyn Fn(&Call) -> bool| report.calls.iter().filter(|c| f(c)).count();
+    let passed = count(&|c| c.verdict.passed());
+    let mut line = format!("{passed} of {} call(s) passed", report.calls.len());
+    match count(&|c| c.verdict == Verdict::Flaky) {
+        0 => {}
+        n => line.push_str(&format!(", {n} flaky (passed on a retry)")),
+    }
+    match count(&|c| c.verdict == Verdict::Fail && !c.attempts.is_empty()) {
+        0 => {}
+        n => line.push_str(&format!(", {n} failed every try")),
+    }
+    line
+}
+
 /// The summary table printed after a suite: one line per call.
 pub fn summary_table(report: &Report) -> String {
     let mut out =
@@ -152,10 +179,13 @@ pub fn summary_table(report: &Report) -> String {
         let finals: Vec<String> = c.sip.final_responses.iter().map(|f| f.status.to_string()).collect();
         let setup = c.sip.connected_ms.map_or("-".into(), |ms| format!("{ms:.0}"));
         let first_audio = c.media.first_audio_ms.map_or("-".into(), |ms| ms.to_string());
-        let why = c.diagnosis.first().map_or_else(
-            || c.checks.iter().find(|k| !k.passed).map_or(String::new(), |k| k.name.clone()),
-            |d| d.code.clone(),
-        );
+        let why = match crate::retry::why_it_was_flaky(c) {
+            Some(flaky) if c.verdict == Verdict::Flaky => flaky,
+            _ => c.diagnosis.first().map_or_else(
+                || c.checks.iter().find(|k| !k.passed).map_or(String::new(), |k| k.name.clone()),
+                |d| d.code.clone(),
+            ),
+        };
         out.push_str(&format!(
             "{:<6} {:<48} {:<14} {:>9} {:>11}  {}\n",
             format!("{:?}", c.verdict).to_uppercase(),
@@ -356,6 +386,28 @@ pub fn load_summary(report: &crate::load::report::LoadReport, page: &Path, probl
 mod tests {
     use super::*;
     use crate::report::fixtures::{conversation, failed, greeting, ours, turn};
+
+    /// Flaky calls passed, and the totals line says how many of them.
+    #[test]
+    fn the_totals_line_counts_flaky_calls() {
+        use crate::report::model::Transport;
+        let call = |v: Verdict| Call::bare("c@cp".into(), "cp".into(), "sip:1@h".into(), Transport::Udp, v, 1);
+        let mut failed_every_try = call(Verdict::Fail);
+        failed_every_try.attempts = crate::retry::combine(
+            vec![crate::retry::Tried { call: call(Verdict::Fail), folder: None }],
+            crate::retry::Tried { call: call(Verdict::Fail), folder: None },
+        )
+        .attempts;
+        let report =
+            Report::new(vec![call(Verdict::Pass), call(Verdict::Flaky), call(Verdict::Flaky), failed_every_try]);
+        assert_eq!(passed_line(&report), "3 of 4 call(s) passed, 2 flaky (passed on a retry), 1 failed every try");
+        assert_eq!(
+            passed_line(&Report::new(vec![call(Verdict::Flaky)])),
+            "1 of 1 call(s) passed, 1 flaky (passed on a retry)"
+        );
+        assert_eq!(passed_line(&Report::new(vec![call(Verdict::Pass)])), "1 of 1 call(s) passed");
+        assert!(summary_table(&Report::new(vec![call(Verdict::Flaky)])).contains("FLAKY "));
+    }
 
     #[test]
     fn conversation_lines_show_each_turn_after_a_summary() {

@@ -4,7 +4,8 @@
 //! Modules read in the order a call happens: `cli` and `scenario` → the
 //! `request` they build (with its scripted `conversation`, whose text the
 //! offline `tts` speaks) → `suite` (the job queue of `callprobe run`) →
-//! `pipeline` (one call end to end): `call` (with the sans-I/O `sip` and
+//! `pipeline` (one call end to end; a call that failed is tried again
+//! under `retry`): `call` (with the sans-I/O `sip` and
 //! `media` cores, and `livekit` watching the room alongside) → `audio` (what
 //! the far end said) → `verdict` → `report` (`report::outputs` writes
 //! everything); `console` is what the terminal shows, `exit` how a run
@@ -29,6 +30,7 @@ pub mod media;
 pub mod pipeline;
 pub mod report;
 pub mod request;
+pub mod retry;
 pub mod scenario;
 pub mod secret;
 pub mod shard;

@@ -1,12 +1,14 @@
 //! What a run leaves behind: the report of every call ([`model`], which is
 //! also the format of `report.json`, a contract later tooling reads), and
 //! the outputs written from it — `report.json`, `junit.xml`, `index.html`,
-//! metrics — and the verdict block on the console; `merge` puts the run
-//! folders of a suite's shards back together.
+//! metrics, the webhook — and the verdict block on the console; `merge`
+//! puts the run folders of a suite's shards back together; `changes` says
+//! what changed since the previous run.
 
 use crate::report::model::LiveKit;
 
 pub mod call_identity;
+pub mod changes;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod html;
@@ -58,6 +60,16 @@ pub fn verdict_block(call: &Call) -> String {
     }
     for n in &call.notes {
         line(&mut out, format!("  note   {n}"));
+    }
+    for a in &call.attempts {
+        let why = match (a.diagnosis.first(), a.failed_checks.first()) {
+            (Some(d), _) => format!("[{}] {}", d.code, d.summary),
+            (None, Some(c)) => format!("{}: {}", c.name, c.detail),
+            (None, None) => String::new(),
+        };
+        let folder = a.folder.as_deref().map_or(String::new(), |f| format!("  ({f})"));
+        let verdict = format!("{:?}", a.verdict).to_uppercase();
+        line(&mut out, format!("  try {}  {verdict:<5}  {why}{folder}", a.attempt));
     }
     line(&mut out, format!("verdict  {}", format!("{:?}", call.verdict).to_uppercase()));
     out

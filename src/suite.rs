@@ -2,12 +2,16 @@
 //! times, started in file order by `--parallel` workers, no new call after
 //! a failure with `--fail-fast` or once the cancellation token fires — each
 //! call through [`pipeline::execute`], its files in its own folder of the
-//! run folder. What happens is told to a [`SuiteProgress`]; the runner knows
+//! run folder. A call that failed is tried again at once by its worker
+//! under `--retries` ([`crate::retry`]: flaky calls), before the worker
+//! takes the next call; `--fail-fast` looks at the call's final verdict.
+//! What happens is told to a [`SuiteProgress`]; the runner knows
 //! no terminal and writes none of the run's outputs (see
 //! [`crate::report::outputs`]). With `--shard i/N` the queue is built whole
 //! and only that shard's calls are kept, with their places in the whole
 //! queue (and so their folder names), for `callprobe merge`.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,10 +21,11 @@ use tokio::sync::{mpsc, Mutex};
 
 use crate::call::{Cancel, PreparedCall};
 use crate::pipeline::{self, ExecuteError};
-use crate::report::model::{ShardRun, Verdict};
+use crate::report::model::ShardRun;
 use crate::report::outputs::KeepArtifacts;
 use crate::report::{run_dir, Call, Report};
 use crate::request::CallRequest;
+use crate::retry::{self, Tried, Tries};
 use crate::shard::Shard;
 
 /// How a suite runs.
@@ -30,6 +35,8 @@ pub struct SuiteOptions {
     pub parallel: usize,
     /// How many times every case runs.
     pub repeat: usize,
+    /// How many more times a call that failed is tried (`--retries`).
+    pub retries: usize,
     /// Start no new call after the first one that did not pass.
     pub fail_fast: bool,
     /// Speech-to-text for the far end's turns.
@@ -56,6 +63,9 @@ pub trait SuiteProgress {
     fn suite_started(&mut self, total: usize);
     /// A worker took the call from the queue and dials it.
     fn call_started(&mut self, label: &str);
+    /// Try `attempt - 1` of the call failed (`why`: its diagnosis code or
+    /// failed check) and it is tried again, at most `of` tries in all.
+    fn call_retried(&mut self, label: &str, attempt: usize, of: usize, why: &str);
     /// The call ended: its report, or why it could not run.
     fn call_finished(&mut self, label: &str, result: Result<&Call, &ExecuteError>);
     /// The call was never started (`--fail-fast`, or cancelled).
@@ -68,6 +78,7 @@ pub trait SuiteProgress {
 impl SuiteProgress for () {
     fn suite_started(&mut self, _: usize) {}
     fn call_started(&mut self, _: &str) {}
+    fn call_retried(&mut self, _: &str, _: usize, _: usize, _: &str) {}
     fn call_finished(&mut self, _: &str, _: Result<&Call, &ExecuteError>) {}
     fn call_skipped(&mut self, _: &str) {}
     fn suite_finished(&mut self) {}
@@ -101,13 +112,18 @@ struct Job {
 enum Event {
     /// The label of the call dialled.
     Started(String),
+    /// The call failed and is tried again: label, the next try's number, why.
+    Retrying(String, usize, String),
     /// A call ended (boxed: a report is large).
     Finished(Box<FinishedJob>),
 }
 
+/// A call after its last try: its report (every try in `attempts`), and
+/// why the tester could not run the last try, when it could not.
 struct FinishedJob {
     job: Job,
-    result: Result<Call, ExecuteError>,
+    call_report: Call,
+    error: Option<ExecuteError>,
 }
 
 /// Runs `calls` (each `opts.repeat` times) with at most `opts.parallel`
@@ -136,6 +152,7 @@ pub async fn run(
             queue: queue.clone(),
             stop: stop.clone(),
             fail_fast: opts.fail_fast,
+            retries: opts.retries,
             stt: opts.stt.clone(),
             keep: opts.keep.clone(),
             run_dir: run_dir.to_path_buf(),
@@ -151,17 +168,16 @@ pub async fn run(
     while let Some(event) = events.recv().await {
         match event {
             Event::Started(label) => progress.call_started(&label),
+            Event::Retrying(label, attempt, why) => progress.call_retried(&label, attempt, opts.retries + 1, &why),
             Event::Finished(finished_job) => {
-                let FinishedJob { job, result } = *finished_job;
-                progress.call_finished(&job.label, result.as_ref());
-                let mut call_report = match result {
-                    Ok(call_report) => call_report,
-                    Err(e) => {
-                        let (name, tags) = (job.request.name.clone(), job.request.tags.clone());
+                let FinishedJob { job, mut call_report, error } = *finished_job;
+                match &error {
+                    Some(e) => {
+                        progress.call_finished(&job.label, Err(e));
                         errors.push((job.label.clone(), e.to_string()));
-                        Call::not_run(name, tags, &job.spec, &e.to_string())
                     }
-                };
+                    None => progress.call_finished(&job.label, Ok(&call_report)),
+                }
                 call_report.position = Some(job.index);
                 finished.push((job.index, call_report, job.dir));
             }
@@ -213,12 +229,19 @@ fn queue(calls: Vec<(CallRequest, PreparedCall)>, repeat: usize) -> Vec<Job> {
     jobs
 }
 
+/// A try the tester could not run: the call's line in the report, and why.
+struct NotRun {
+    call_report: Call,
+    error: ExecuteError,
+}
+
 /// Takes calls from the queue, front first, one at a time, until it is
 /// empty, a call failed under `--fail-fast`, or the token is cancelled.
 struct Worker {
     queue: Arc<Mutex<VecDeque<Job>>>,
     stop: Arc<AtomicBool>,
     fail_fast: bool,
+    retries: usize,
     stt: crate::transcribe::Stt,
     keep: Arc<KeepArtifacts>,
     run_dir: PathBuf,
@@ -231,16 +254,57 @@ impl Worker {
         while let Some(job) = self.next_job().await {
             // The suite's task outlives every worker: sending cannot fail.
             let _ = self.events.send(Event::Started(job.label.clone()));
-            let dir = self.run_dir.join(&job.dir);
-            let files = pipeline::CallFiles { dir: &dir, keep: &self.keep };
-            let result =
-                pipeline::execute(&job.request, &job.spec, &mut (), Some(files), &self.cancel, &self.stt).await;
-            let passed = matches!(&result, Ok(r) if r.verdict == Verdict::Pass);
-            if !passed && self.fail_fast {
+            let Tries { earlier, last } = retry::run(
+                self.retries,
+                &self.cancel,
+                |number| self.attempt(&job, number),
+                |failed, next| self.before_retry(&job, failed, next),
+            )
+            .await;
+            let (last, error) = match last {
+                Ok(call_report) => (call_report, None),
+                Err(NotRun { call_report, error }) => (call_report, Some(error)),
+            };
+            let folder = if earlier.is_empty() { None } else { retry::last_try_folder(&self.run_dir, &job.dir) };
+            let call_report = retry::combine(earlier, Tried { call: last, folder });
+            if !call_report.verdict.passed() && self.fail_fast {
                 self.stop.store(true, Ordering::SeqCst);
             }
-            let _ = self.events.send(Event::Finished(Box::new(FinishedJob { job, result })));
+            let _ = self.events.send(Event::Finished(Box::new(FinishedJob { job, call_report, error })));
         }
+    }
+
+    /// Try `number` of the call (1 = the first); every retry gets its own
+    /// test id and Call-ID.
+    async fn attempt(&self, job: &Job, number: usize) -> Result<Call, NotRun> {
+        let spec = if number == 1 {
+            Cow::Borrowed(&job.spec)
+        } else {
+            let mut spec = job.spec.clone();
+            (spec.test_id, spec.call_id) = PreparedCall::new_ids();
+            Cow::Owned(spec)
+        };
+        let dir = self.run_dir.join(&job.dir);
+        let files = pipeline::CallFiles { dir: &dir, keep: &self.keep };
+        let result = pipeline::execute(&job.request, &spec, &mut (), Some(files), &self.cancel, &self.stt).await;
+        result.map_err(|error| {
+            let (name, tags) = (job.request.name.clone(), job.request.tags.clone());
+            NotRun { call_report: Call::not_run(name, tags, &spec, &error.to_string()), error }
+        })
+    }
+
+    /// Before try `next`: the failed try's files go to `attempt-<next - 1>/`
+    /// (a failure to move them is noted on that try), and the progress is told.
+    fn before_retry(&self, job: &Job, failed: &mut Call, next: usize) -> Option<String> {
+        let folder = match retry::set_aside(&self.run_dir, &job.dir, next - 1) {
+            Ok(folder) => folder,
+            Err(e) => {
+                failed.notes.push(format!("this try's files could not be set aside for the retry: {e}"));
+                None
+            }
+        };
+        let _ = self.events.send(Event::Retrying(job.label.clone(), next, retry::why_it_failed(failed)));
+        folder
     }
 
     async fn next_job(&self) -> Option<Job> {
@@ -266,6 +330,9 @@ mod tests {
         }
         fn call_started(&mut self, label: &str) {
             self.0.push(format!("started {label}"));
+        }
+        fn call_retried(&mut self, label: &str, attempt: usize, of: usize, why: &str) {
+            self.0.push(format!("retried {label} {attempt}/{of} {why}"));
         }
         fn call_finished(&mut self, label: &str, _: Result<&Call, &ExecuteError>) {
             self.0.push(format!("finished {label}"));
@@ -313,6 +380,7 @@ mod tests {
         let opts = SuiteOptions {
             parallel: 2,
             repeat: 1,
+            retries: 0,
             fail_fast: false,
             stt: crate::transcribe::Stt::none("off in tests"),
             keep: Arc::new(KeepArtifacts::all()),
@@ -337,6 +405,7 @@ mod tests {
         let opts = SuiteOptions {
             parallel: 1,
             repeat: 2,
+            retries: 0,
             fail_fast: false,
             stt: crate::transcribe::Stt::none("off in tests"),
             keep: Arc::new(KeepArtifacts::all()),

@@ -33,6 +33,7 @@ pub fn render(report: &LoadReport) -> String {
         Verdict::Pass => "pass",
         Verdict::Fail => "fail",
         Verdict::Error => "error",
+        Verdict::Flaky => "flaky",
     };
     let calls = report.calls.len();
     let passed = report.calls.iter().filter(|c| c.verdict == Verdict::Pass).count();

@@ -329,7 +329,7 @@ impl State {
         sample.concurrent_at_start = concurrent_at_start;
         sample.started_ms = started_ms;
         match sample.verdict {
-            Verdict::Pass => self.live.passed += 1,
+            Verdict::Pass | Verdict::Flaky => self.live.passed += 1,
             Verdict::Fail => self.live.failed += 1,
             Verdict::Error => self.live.errors += 1,
         }

@@ -3,8 +3,10 @@
 //! Per call: the verdict and checks, the diagnoses, a SIP ladder diagram, a
 //! waveform of both directions with speech, turns and key times marked,
 //! audio players, the conversation turn by turn (what the agent said, what
-//! we sent, reply latencies), what LiveKit showed, and the raw SIP messages. All text from
-//! the call goes through [`escape::text`].
+//! we sent, reply latencies), what LiveKit showed, and the raw SIP messages.
+//! A call tried more than once (`--retries`) lists its tries, each with its
+//! verdict, why it failed and its files; a flaky call has its own badge
+//! colour. All text from the call goes through [`escape::text`].
 
 mod conversation;
 pub(crate) mod escape;
@@ -41,7 +43,8 @@ pub fn index_html(report: &Report, run_dir: &Path, call_dirs: &[PathBuf]) -> Str
     let started = report.calls.iter().map(|c| c.started_unix_ms).filter(|&ms| ms > 0).min();
     let when = started.map(|ms| UtcDateTime::from_unix_seconds(ms / 1000).readable()).unwrap_or_default();
     let verdict = verdict_word(report.verdict);
-    let failed = report.calls.iter().filter(|c| c.verdict != Verdict::Pass).count();
+    let failed = report.calls.iter().filter(|c| !c.verdict.passed()).count();
+    let flaky = report.calls.iter().filter(|c| c.verdict == Verdict::Flaky).count();
 
     let mut page = String::new();
     let _ = write!(
@@ -52,7 +55,7 @@ pub fn index_html(report: &Report, run_dir: &Path, call_dirs: &[PathBuf]) -> Str
 <style>{STYLE}</style></head>
 <body>{defs}<main>
 <div class="run-header"><span class="badge big {class}" id="run-verdict">{verdict}</span><div><h1>callprobe run</h1>
-<div class="sub">{when} · {calls} call{s} · {passed} passed · {failed} failed · {tool} {version} · <a href="report.json">report.json</a> · <a href="junit.xml">junit.xml</a></div></div></div>
+<div class="sub">{when} · {calls} call{s} · {passed} passed{flaky} · {failed} failed · {tool} {version} · <a href="report.json">report.json</a> · <a href="junit.xml">junit.xml</a></div></div></div>
 "#,
         verdict = verdict,
         when = text(&when),
@@ -61,6 +64,7 @@ pub fn index_html(report: &Report, run_dir: &Path, call_dirs: &[PathBuf]) -> Str
         calls = report.calls.len(),
         s = if report.calls.len() == 1 { "" } else { "s" },
         passed = report.calls.len() - failed,
+        flaky = if flaky == 0 { String::new() } else { format!(" ({flaky} flaky)") },
         tool = text(&report.tool),
         version = text(&report.version),
     );
@@ -80,6 +84,7 @@ fn verdict_word(v: Verdict) -> &'static str {
         Verdict::Pass => "PASS",
         Verdict::Fail => "FAIL",
         Verdict::Error => "ERROR",
+        Verdict::Flaky => "FLAKY",
     }
 }
 
@@ -88,10 +93,12 @@ fn verdict_class(v: Verdict) -> &'static str {
         Verdict::Pass => "pass",
         Verdict::Fail => "fail",
         Verdict::Error => "error",
+        Verdict::Flaky => "flaky",
     }
 }
 
-fn call_anchor(index: usize) -> String {
+/// `call-3`: the id of call `index`'s section (0-based index).
+pub fn call_anchor(index: usize) -> String {
     format!("call-{}", index + 1)
 }
 
@@ -100,6 +107,13 @@ fn calls_index(page: &mut String, report: &Report) {
     page.push_str(r#"<table class="calls-index"><tr><th>#</th><th>verdict</th><th>call</th><th>why</th><th>setup</th><th>first audio</th></tr>"#);
     for (index, call) in report.calls.iter().enumerate() {
         let why = match call.diagnosis.first() {
+            _ if call.verdict == Verdict::Flaky => {
+                format!(
+                    "passed on try {}; {}",
+                    call.attempts.len(),
+                    crate::retry::why_it_was_flaky(call).unwrap_or_default()
+                )
+            }
             Some(d) if call.expected_diagnosis.is_some() => format!("expected: [{}] {}", d.code, d.summary),
             Some(d) => format!("[{}] {}", d.code, d.summary),
             None => call.checks.iter().find(|c| !c.passed).map(|c| c.name.clone()).unwrap_or_default(),
@@ -140,6 +154,9 @@ fn call_section(page: &mut String, index: usize, call: &Call, run_dir: &Path, ca
         tags = if tags.is_empty() { String::new() } else { format!(" · tags {}", text(&tags.join(", "))) },
     );
     facts(page, call);
+    if !call.attempts.is_empty() {
+        attempts(page, call, run_dir);
+    }
     if !call.diagnosis.is_empty() {
         page.push_str("<h3>Why</h3>");
         diagnoses(page, call);
@@ -248,6 +265,51 @@ fn mos_fact(mos: &Mos) -> String {
         None => format!("sent unknown: {}", mos.sent_note.as_deref().unwrap_or("no data")),
     };
     format!("{} · {sent}", direction("received", &mos.received))
+}
+
+/// The tries of a retried call: verdict, start, ids, why it failed, files.
+fn attempts(page: &mut String, call: &Call, run_dir: &Path) {
+    let _ = write!(
+        page,
+        "<h3>Tries</h3><p class=\"sub\">{}</p>",
+        text(&match call.verdict {
+            Verdict::Flaky =>
+                format!("Flaky: failed, then passed on try {}. The page shows that try.", call.attempts.len()),
+            _ => format!("Failed all {} tries. The page shows the last one.", call.attempts.len()),
+        })
+    );
+    page.push_str("<table class=\"attempts\"><tr><th>try</th><th>verdict</th><th>started</th><th>Call-ID</th><th>why</th><th>files</th></tr>");
+    for a in &call.attempts {
+        let why: Vec<String> = if a.diagnosis.is_empty() {
+            a.failed_checks.iter().map(|c| format!("{}: {}", c.name, c.detail)).collect()
+        } else {
+            a.diagnosis.iter().map(|d| format!("[{}] {} — fix: {}", d.code, d.summary, d.fix)).collect()
+        };
+        let files = match &a.folder {
+            Some(folder) => {
+                let mut links = format!(r#"<a href="{0}/">{1}</a>"#, text(&url_path(Path::new(folder))), text(folder));
+                for name in ["call.pcap", "rx.wav", "tx.wav"] {
+                    let file = Path::new(folder).join(name);
+                    if run_dir.join(&file).is_file() {
+                        let _ = write!(links, r#" · <a href="{}">{name}</a>"#, text(&url_path(&file)));
+                    }
+                }
+                links
+            }
+            None => "—".into(),
+        };
+        let _ = write!(
+            page,
+            r#"<tr><td>{n}</td><td><span class="badge {class}">{verdict}</span></td><td>{started}</td><td><code>{call_id}</code></td><td>{why}</td><td>{files}</td></tr>"#,
+            n = a.attempt,
+            class = verdict_class(a.verdict),
+            verdict = verdict_word(a.verdict),
+            started = text(&UtcDateTime::from_unix_seconds(a.started_unix_ms / 1000).readable()),
+            call_id = text(&a.call_id),
+            why = if why.is_empty() { "—".to_string() } else { text(&why.join("; ")) },
+        );
+    }
+    page.push_str("</table>");
 }
 
 fn diagnoses(page: &mut String, call: &Call) {

@@ -9,6 +9,8 @@
 //! (no answer, no speech, no LiveKit) is left out rather than written as 0.
 //! The estimated MOS has a `direction` label besides (`received`; `sent`
 //! only when the far end's RTCP reports were read).
+//! A flaky call (passed on a retry) counts as passed, and is counted again
+//! as flaky (`callprobe_call_flaky`, `callprobe_run_flaky_calls`).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -54,6 +56,7 @@ pub fn write_metrics(report: &Report, path: &Path) -> Result<(), String> {
 #[derive(Default)]
 struct ScenarioValues {
     passed: bool,
+    flaky: bool,
     setup_seconds: Option<f64>,
     agent_join_seconds: Option<f64>,
     first_audio_seconds: Option<f64>,
@@ -66,7 +69,8 @@ struct ScenarioValues {
 impl ScenarioValues {
     fn of(call: &Call) -> ScenarioValues {
         ScenarioValues {
-            passed: call.verdict == Verdict::Pass,
+            passed: call.verdict.passed(),
+            flaky: call.verdict == Verdict::Flaky,
             setup_seconds: call.sip.connected_ms.map(seconds),
             agent_join_seconds: call.livekit.as_ref().and_then(|lk| lk.agents.first()).map(|a| seconds(a.joined_ms)),
             first_audio_seconds: call.media.first_audio_ms.map(|ms| seconds(ms as f64)),
@@ -80,6 +84,7 @@ impl ScenarioValues {
     /// passed; the later call's timings win where it has them.
     fn merge(&mut self, later: ScenarioValues) {
         self.passed &= later.passed;
+        self.flaky |= later.flaky;
         self.setup_seconds = later.setup_seconds.or(self.setup_seconds);
         self.agent_join_seconds = later.agent_join_seconds.or(self.agent_join_seconds);
         self.first_audio_seconds = later.first_audio_seconds.or(self.first_audio_seconds);
@@ -108,7 +113,11 @@ pub fn metrics_text(report: &Report) -> Result<String, String> {
         registry.register(name, help, f.clone());
         f
     };
-    let passed = family("callprobe_call_passed", "1 when every check of the scenario's call passed, else 0");
+    let passed = family(
+        "callprobe_call_passed",
+        "1 when every check of the scenario's call passed (also on a retry: see callprobe_call_flaky), else 0",
+    );
+    let flaky = family("callprobe_call_flaky", "1 when the scenario's call failed and then passed on a retry, else 0");
     let setup = family("callprobe_call_setup_seconds", "From the first INVITE to the 2xx being ACKed");
     let agent_join = family(
         "callprobe_agent_join_seconds",
@@ -124,7 +133,8 @@ pub fn metrics_text(report: &Report) -> Result<String, String> {
     );
     for ((scenario, target), v) in &per_scenario {
         let labels: Labels = vec![("scenario".into(), scenario.clone()), ("target".into(), target.clone())];
-        passed.get_or_create(&labels).set(if v.passed { 1.0 } else { 0.0 });
+        passed.get_or_create(&labels).set(bool_value(v.passed));
+        flaky.get_or_create(&labels).set(bool_value(v.flaky));
         let series = [
             (&setup, v.setup_seconds),
             (&agent_join, v.agent_join_seconds),
@@ -150,15 +160,22 @@ pub fn metrics_text(report: &Report) -> Result<String, String> {
         g.set(value);
         registry.register(name, help, g);
     };
-    let failed = report.calls.iter().filter(|c| c.verdict != Verdict::Pass).count();
+    let failed = report.calls.iter().filter(|c| !c.verdict.passed()).count();
+    let flaky_calls = report.calls.iter().filter(|c| c.verdict == Verdict::Flaky).count();
     run_gauge(
         &mut registry,
         "callprobe_run_passed",
-        "1 when every call of the run passed, else 0",
-        bool_value(report.verdict == Verdict::Pass),
+        "1 when every call of the run passed (flaky calls too), else 0",
+        bool_value(report.verdict.passed()),
     );
     run_gauge(&mut registry, "callprobe_run_calls", "Calls placed in the run", report.calls.len() as f64);
     run_gauge(&mut registry, "callprobe_run_failed_calls", "Calls of the run that did not pass", failed as f64);
+    run_gauge(
+        &mut registry,
+        "callprobe_run_flaky_calls",
+        "Calls of the run that failed and then passed on a retry",
+        flaky_calls as f64,
+    );
     run_gauge(
         &mut registry,
         "callprobe_run_timestamp_seconds",

@@ -55,7 +55,9 @@ pub struct Report {
     pub tool: String,
     /// The callprobe version that wrote the file (its Cargo package version).
     pub version: String,
-    /// The run's verdict: the worst of the calls' verdicts (`error` > `fail` > `pass`).
+    /// The run's verdict: the worst of the calls' verdicts (`error`, then
+    /// `fail`, `flaky`, `pass`). A `flaky` run passed (exit code 0), but
+    /// some call needed a retry to pass.
     pub verdict: Verdict,
     /// Which slice of the run this report holds, when it is one shard of it
     /// (`callprobe run --shard i/N`); absent otherwise (also in the report
@@ -82,14 +84,45 @@ pub struct ShardRun {
     pub suite: String,
 }
 
-/// `pass`, `fail` or `error` (the tester could not do its job: the call
-/// could not be placed, or it was interrupted).
+/// `pass`, `fail`, `error` (the tester could not do its job: the call
+/// could not be placed, or it was interrupted) or `flaky` (`callprobe run
+/// --retries N`: the call failed, then passed when tried again; its
+/// `attempts` list every try).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     Pass,
     Fail,
     Error,
+    Flaky,
+}
+
+impl Verdict {
+    /// Whether the system under test passed in the end: `pass`, or `flaky`
+    /// (passed on a retry). A run whose calls all passed so exits 0.
+    pub fn passed(self) -> bool {
+        matches!(self, Verdict::Pass | Verdict::Flaky)
+    }
+
+    /// How bad it is, for the run's verdict (the worst of the calls'):
+    /// `pass` < `flaky` < `fail` < `error`.
+    fn severity(self) -> u8 {
+        match self {
+            Verdict::Pass => 0,
+            Verdict::Flaky => 1,
+            Verdict::Fail => 2,
+            Verdict::Error => 3,
+        }
+    }
+
+    /// The worse of two verdicts.
+    pub fn worst(self, other: Verdict) -> Verdict {
+        if other.severity() > self.severity() {
+            other
+        } else {
+            self
+        }
+    }
 }
 
 /// `udp` or `tcp`: the SIP transport of the call.
@@ -124,7 +157,10 @@ pub struct Call {
     pub transport: Transport,
     /// `pass` when every check that decides passed (with `expected_diagnosis`:
     /// the `diagnosis` check only), `error` when the call could not be placed
-    /// or was interrupted, else `fail`.
+    /// or was interrupted, else `fail`. `flaky` when it failed and then
+    /// passed on a retry (`--retries`); then everything else here is the
+    /// passing attempt's, and `attempts` has the failed ones. A call that
+    /// failed every attempt is `fail` with its last attempt's data.
     pub verdict: Verdict,
     /// When the call started, ms since the Unix epoch (for a call that was
     /// not placed: when that was found out).
@@ -149,6 +185,34 @@ pub struct Call {
     /// Who spoke when, what the far end said and how fast it replied; null
     /// when the call had no media.
     pub conversation: Option<Conversation>,
+    /// Every attempt at the call, in order, when it was tried more than once
+    /// (`callprobe run --retries N`: a call that failed is tried again);
+    /// the last one is the call reported above. Absent when the call was
+    /// tried once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
+}
+
+/// `calls[].attempts[]`: one try at a call that was retried.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// 1 for the first try, 2 for the first retry …
+    pub attempt: usize,
+    /// That try's own verdict: `pass`, `fail` or `error`.
+    pub verdict: Verdict,
+    /// When that try started, ms since the Unix epoch.
+    pub started_unix_ms: u64,
+    /// That try's SIP Call-ID and `X-Lk-Test-Id` (each try has its own).
+    pub call_id: String,
+    pub test_id: String,
+    /// Its diagnoses, as `calls[].diagnosis` (empty when it passed).
+    pub diagnosis: Vec<Diagnosis>,
+    /// Its checks that failed (empty when it passed).
+    pub failed_checks: Vec<Check>,
+    /// Its files (`rx.wav`, `tx.wav`, `call.pcap`), relative to the run
+    /// folder: `003-name/attempt-1` for an earlier try, the call's own
+    /// folder `003-name` for the last one; null when none were written.
+    pub folder: Option<String>,
 }
 
 /// `calls[].conversation`: the call as turns. A far-end turn is its speech
@@ -729,7 +793,7 @@ pub struct DispatchRule {
 impl Report {
     /// The run's report: its verdict is the worst of the calls'.
     pub fn new(calls: Vec<Call>) -> Report {
-        let verdict = calls.iter().fold(crate::verdict::Verdict::Pass, |v, c| v.worst(c.verdict.into())).into();
+        let verdict = calls.iter().fold(Verdict::Pass, |v, c| v.worst(c.verdict));
         Report {
             schema_version: SCHEMA_VERSION,
             tool: "callprobe".to_string(),
@@ -798,6 +862,7 @@ impl Call {
             notes: Vec::new(),
             livekit: None,
             conversation: None,
+            attempts: Vec::new(),
         }
     }
 
@@ -992,10 +1057,11 @@ impl Transport {
 
 // ------------------------------------------------------------ conversions
 
+/// `flaky` is a pass to the exit code: the system under test passed in the end.
 impl From<Verdict> for crate::verdict::Verdict {
     fn from(v: Verdict) -> crate::verdict::Verdict {
         match v {
-            Verdict::Pass => crate::verdict::Verdict::Pass,
+            Verdict::Pass | Verdict::Flaky => crate::verdict::Verdict::Pass,
             Verdict::Fail => crate::verdict::Verdict::Fail,
             Verdict::Error => crate::verdict::Verdict::Error,
         }
@@ -1258,8 +1324,8 @@ mod tests {
     #[test]
     fn enum_spellings_are_stable() {
         assert_eq!(
-            serde_json::to_value([Verdict::Pass, Verdict::Fail, Verdict::Error]).expect("serialise"),
-            json!(["pass", "fail", "error"])
+            serde_json::to_value([Verdict::Pass, Verdict::Fail, Verdict::Error, Verdict::Flaky]).expect("serialise"),
+            json!(["pass", "fail", "error", "flaky"])
         );
         assert_eq!(serde_json::to_value([Transport::Udp, Transport::Tcp]).expect("serialise"), json!(["udp", "tcp"]));
         assert_eq!(serde_json::to_value([Direction::Out, Direction::In]).expect("serialise"), json!(["out", "in"]));
@@ -1352,6 +1418,44 @@ mod tests {
         let mut json = serde_json::to_value(Media::default()).expect("serialise");
         json.as_object_mut().expect("an object").remove("mos");
         assert_eq!(serde_json::from_value::<Media>(json).expect("reads").mos, None);
+    }
+
+    /// A flaky call does not fail the run, but the run says so: `error` >
+    /// `fail` > `flaky` > `pass`, and a flaky run passed.
+    #[test]
+    fn the_run_verdict_ranks_flaky_between_pass_and_fail() {
+        let call = |v| Call::bare("c@cp".into(), "cp-1".into(), "sip:1@h".into(), Transport::Udp, v, 1);
+        let run = |vs: &[Verdict]| Report::new(vs.iter().map(|v| call(*v)).collect()).verdict;
+        assert_eq!(run(&[Verdict::Pass, Verdict::Flaky]), Verdict::Flaky);
+        assert_eq!(run(&[Verdict::Flaky, Verdict::Fail, Verdict::Pass]), Verdict::Fail);
+        assert_eq!(run(&[Verdict::Error, Verdict::Flaky]), Verdict::Error);
+        assert_eq!(run(&[Verdict::Pass]), Verdict::Pass);
+        assert!(Verdict::Flaky.passed() && Verdict::Pass.passed());
+        assert!(!Verdict::Fail.passed() && !Verdict::Error.passed());
+        assert_eq!(crate::verdict::Verdict::from(Verdict::Flaky), crate::verdict::Verdict::Pass);
+    }
+
+    /// `attempts` is written only for a call tried more than once, and reads back.
+    #[test]
+    fn attempts_are_written_only_for_retried_calls() {
+        let mut call = Call::bare("c@cp".into(), "cp-2".into(), "sip:1@h".into(), Transport::Udp, Verdict::Flaky, 2);
+        let once = serde_json::to_value(&Call { verdict: Verdict::Pass, ..call.clone() }).expect("serialise");
+        assert!(once.get("attempts").is_none(), "{once}");
+        call.attempts = vec![Attempt {
+            attempt: 1,
+            verdict: Verdict::Fail,
+            started_unix_ms: 1,
+            call_id: "b@cp".into(),
+            test_id: "cp-1".into(),
+            diagnosis: Vec::new(),
+            failed_checks: vec![Check { name: "final_responses".into(), passed: false, detail: "got 503".into() }],
+            folder: Some("001-x/attempt-1".into()),
+        }];
+        let json = serde_json::to_value(&call).expect("serialise");
+        assert_eq!(json["verdict"], json!("flaky"));
+        assert_eq!(json["attempts"][0]["folder"], json!("001-x/attempt-1"));
+        assert_eq!(json["attempts"][0]["failed_checks"][0]["name"], json!("final_responses"));
+        assert_eq!(serde_json::from_value::<Call>(json).expect("reads back"), call);
     }
 
     /// The top level starts with `schema_version`, and an empty run is still a whole file.

@@ -1,15 +1,17 @@
 //! Everything a run writes, in one place: the call's own files (recordings
 //! and packet capture, written as each call ends so a suite never holds every
 //! call's audio), and, once at the end of a suite, the run folder's
-//! report.json, junit.xml and index.html, the metrics file and the failure
-//! webhook.
+//! report.json, junit.xml and index.html, the metrics file and the webhook
+//! (when `--notify-on` says so, with what changed since the previous run).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
+use super::changes::{self, PreviousRun};
 use super::model::{Recordings, Report};
 use super::pcap::{sip_packets, write_call_pcap, CapturedPacket, CapturedProtocol};
+use super::webhook::NotifyOn;
 use super::{html, junit, metrics, run_dir, webhook};
 use crate::call::CallOutcome;
 use crate::media::session::MediaOutcome;
@@ -82,7 +84,7 @@ impl KeepArtifacts {
     pub fn keeps(&self, verdict: Verdict) -> bool {
         match (self.rule, verdict) {
             (KeepRule::All, _) => true,
-            (_, Verdict::Fail | Verdict::Error) => true,
+            (_, Verdict::Fail | Verdict::Error | Verdict::Flaky) => true,
             (KeepRule::Failed, Verdict::Pass) => false,
             (KeepRule::Sample(n), Verdict::Pass) => {
                 self.passed_kept.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |k| (k < n).then_some(k + 1)).is_ok()
@@ -133,6 +135,11 @@ pub struct SuiteOutputs {
     /// The JUnit test suite's name.
     pub suite_name: String,
     pub notify_webhook: Option<String>,
+    /// When the webhook is called.
+    pub notify_on: NotifyOn,
+    /// The run `latest` pointed at before this one (read before this run's
+    /// folder was created), to say what changed; `None` for a first run.
+    pub previous: Option<PreviousRun>,
     pub metrics_file: Option<PathBuf>,
 }
 
@@ -145,9 +152,10 @@ pub fn create_run_folder(report_base: &Path) -> Result<PathBuf, String> {
 
 /// After the last call: report.json, junit.xml and index.html in `run_dir`
 /// (`call_dirs` are the calls' folders, relative to it, in report order),
-/// then the metrics file and, when the run did not pass, the webhook. A run
-/// folder file that cannot be written is an error; the metrics file and the
-/// webhook only come back as problems (`metrics file: …`, `webhook: …`).
+/// then the metrics file and, when `notify_on` says so, the webhook (with the
+/// changes since `outputs.previous`). A run folder file that cannot be
+/// written is an error; the metrics file and the webhook only come back as
+/// problems (`metrics file: …`, `webhook: …`).
 pub async fn write_suite_outputs(
     report: &Report,
     run_dir: &Path,
@@ -163,9 +171,13 @@ pub async fn write_suite_outputs(
             problems.push(format!("metrics file: {e}"));
         }
     }
-    if let (Some(url), true) = (&outputs.notify_webhook, report.verdict != Verdict::Pass) {
-        if let Err(e) = webhook::notify_failure(url, report, Some(run_dir)).await {
-            problems.push(format!("webhook: {e}"));
+    if let Some(url) = &outputs.notify_webhook {
+        let changes = outputs.previous.as_ref().map(|previous| changes::between(previous, report, run_dir));
+        if outputs.notify_on.fires(report, changes.as_deref()) {
+            let body = webhook::body(report, Some(run_dir), changes.as_deref());
+            if let Err(e) = webhook::notify(url, &body).await {
+                problems.push(format!("webhook: {e}"));
+            }
         }
     }
     Ok(problems)
@@ -184,7 +196,7 @@ mod tests {
         let keep = KeepArtifacts::new(KeepRule::Sample(2));
         let passed: Vec<bool> = (0..4).map(|_| keep.keeps(Verdict::Pass)).collect();
         assert_eq!(passed, [true, true, false, false]);
-        assert!(keep.keeps(Verdict::Fail) && keep.keeps(Verdict::Error));
+        assert!(keep.keeps(Verdict::Fail) && keep.keeps(Verdict::Error) && keep.keeps(Verdict::Flaky));
         let failed_only = KeepArtifacts::new(KeepRule::Failed);
         assert!(!failed_only.keeps(Verdict::Pass) && failed_only.keeps(Verdict::Fail));
         assert!(KeepArtifacts::all().keeps(Verdict::Pass));
