@@ -67,6 +67,26 @@ fn the_units_say_what_the_readme_says() {
     assert!(setting(&timer, "OnCalendar").is_some());
 }
 
+/// systemd's own checker accepts both units (syntax, known settings,
+/// the timer's unit, ExecStart's program).
+#[test]
+fn systemd_analyze_verifies_the_units() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/systemd");
+    let units = [dir.join("callprobe-nightly.service"), dir.join("callprobe-nightly.timer")];
+    let out = match Command::new("systemd-analyze").arg("verify").args(&units).output() {
+        Ok(out) => out,
+        Err(e) => {
+            support::skip_or_fail(
+                "systemd_analyze_verifies_the_units",
+                &format!("needs systemd-analyze (systemd): {e}"),
+            );
+            return;
+        }
+    };
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && text.trim().is_empty(), "systemd-analyze verify:\n{text}");
+}
+
 #[test]
 fn the_service_command_line_runs_the_suite_and_never_twice_at_once() {
     if !require_tools("the_service_command_line_runs_the_suite_and_never_twice_at_once", &[Tool::Sipp, Tool::Kamailio])
