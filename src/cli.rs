@@ -546,6 +546,7 @@ pub fn call_request(args: &CallArgs) -> Result<CallRequest, UsageError> {
     }
     Ok(CallRequest {
         name: None,
+        scenario: None,
         tags: Vec::new(),
         target_uri,
         from: args.from.clone(),
@@ -867,6 +868,13 @@ fn run_suite(runtime: &tokio::runtime::Runtime, args: &RunArgs) -> Exit {
             return Exit::TesterError;
         }
     };
+    // Objectives are per scenario: its matrix cases and rounds share them.
+    let mut objectives = std::collections::BTreeMap::new();
+    for case in crate::scenario::cases(&files).filter(|c| crate::scenario::matches_tags(c, &args.tags)) {
+        if !case.slo.rules.is_empty() || case.slo.regression.is_some() {
+            objectives.insert(case.scenario.clone(), case.slo.clone());
+        }
+    }
     let mut plans = Vec::new();
     let mut problems = Vec::new();
     for case in crate::scenario::cases(&files).filter(|c| crate::scenario::matches_tags(c, &args.tags)) {
@@ -930,7 +938,10 @@ fn run_suite(runtime: &tokio::runtime::Runtime, args: &RunArgs) -> Exit {
     };
     let mut progress = console::SuiteProgressBar::new(args.verbose);
     let ran = runtime.block_on(async {
-        let outcome = suite::run(plans, &options, &run_dir, &mut progress, &cancel).await?;
+        let mut outcome = suite::run(plans, &options, &run_dir, &mut progress, &cancel).await?;
+        // The scenarios' objectives over the run, with the history's last runs.
+        let slo_results = evaluate_objectives(&objectives, &outcome.report, &args.report_dir, &run_dir);
+        outcome.report.add_slo(slo_results);
         let problems = outputs::write_suite_outputs(&outcome.report, &run_dir, &outcome.call_dirs, &written).await?;
         Ok::<_, String>((outcome, problems))
     });
@@ -1212,6 +1223,43 @@ fn run_merge(runtime: &tokio::runtime::Runtime, args: &MergeArgs) -> Exit {
     } else {
         Exit::from(merged.report.verdict)
     }
+}
+
+/// Each scenario's objectives (`slo`, `[regression]`) over this run's calls
+/// of it; the history of `report_dir` gives the last runs (a history that
+/// cannot be read only leaves the context out).
+fn evaluate_objectives(
+    objectives: &std::collections::BTreeMap<String, crate::verdict::slo::ScenarioSlo>,
+    report: &Report,
+    report_dir: &std::path::Path,
+    run_dir: &std::path::Path,
+) -> Vec<crate::verdict::slo::SloResult> {
+    use crate::verdict::slo::Observed;
+    if objectives.is_empty() {
+        return Vec::new();
+    }
+    let history = crate::history::History::open(report_dir).ok();
+    let mut results = Vec::new();
+    for (scenario, spec) in objectives {
+        let calls: Vec<Observed> = report
+            .calls
+            .iter()
+            .filter(|c| c.scenario.as_deref() == Some(scenario.as_str()))
+            .map(Observed::of)
+            .collect();
+        if calls.is_empty() {
+            continue;
+        }
+        let wanted = spec.regression.as_ref().map_or(7, |r| r.runs).max(7);
+        let past = history.as_ref().and_then(|h| h.past_runs(scenario, wanted, run_dir).ok()).unwrap_or_default();
+        for rule in &spec.rules {
+            results.push(rule.check(scenario, &calls, &past));
+        }
+        if let Some(regression) = &spec.regression {
+            results.extend(regression.check(scenario, &calls, &past));
+        }
+    }
+    results
 }
 
 /// Appends the run to `<report_dir>/history.sqlite`, applies the retention,

@@ -130,6 +130,16 @@ pub fn suite_summary(
     index: &Path,
 ) {
     print!("{}", summary_table(report));
+    for r in &report.slo {
+        println!(
+            "{:<8} {} {}: {} — {}",
+            if r.passed { "SLO ok" } else { "SLO FAIL" },
+            r.scenario,
+            r.kind,
+            r.rule,
+            r.detail
+        );
+    }
     println!(
         "{}{}{}",
         passed_line(report),

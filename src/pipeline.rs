@@ -119,6 +119,7 @@ pub async fn execute(
     let media = Media::new(&record, analysis.as_ref(), None);
     let mut call_report = Call::new(&record, media, checks, diagnosis, expect.diagnosis.clone());
     call_report.name = request.name.clone();
+    call_report.scenario = request.scenario.clone();
     call_report.tags = request.tags.clone();
     call_report.livekit = observed.as_ref().map(LiveKit::from);
     call_report.conversation = analysis

@@ -41,6 +41,9 @@ pub const DEFAULT_PLAY_AFTER: Duration = Duration::from_secs(1);
 pub struct CallRequest {
     /// The scenario case's name (`None` for a one-off `callprobe call`).
     pub name: Option<String>,
+    /// The scenario's name alone, for a call from a scenario file (its
+    /// objectives are computed over the calls that share it).
+    pub scenario: Option<String>,
     pub tags: Vec<String>,
     /// A `sip:` URI, checked by [`target_uri`].
     pub target_uri: String,
@@ -69,6 +72,7 @@ impl CallRequest {
     pub fn new(target_uri: String) -> Self {
         CallRequest {
             name: None,
+            scenario: None,
             tags: Vec::new(),
             target_uri,
             from: DEFAULT_FROM.to_string(),

@@ -70,3 +70,56 @@ fn three_runs_make_a_history_and_its_page() {
     assert!(strip.contains("no_trunk_found"), "the failed run's diagnosis is in the strip's title");
     assert!(page.contains("data-metric=\"answer\"") && page.contains("data-metric=\"mos\""), "timing trends: {page}");
 }
+
+#[test]
+fn objectives_are_checks_of_the_run_with_the_last_runs_for_context() {
+    if !require_tools("objectives_are_checks_of_the_run_with_the_last_runs_for_context", &[Tool::Sipp, Tool::Kamailio])
+    {
+        return;
+    }
+    let uas_port = free_port(false);
+    let echo = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/sipp/uas_echo.xml");
+    let opts = SippOptions {
+        timeout: Duration::from_secs(60),
+        extra_args: ["-m", "2", "-rtp_echo"].iter().map(|s| s.to_string()).collect(),
+        ..SippOptions::default()
+    };
+    let _uas = Sipp::start_with(echo.to_str().unwrap(), uas_port, opts).expect("SIPp");
+    let trunk = Kamailio::start(TrunkConfig::new(uas_port)).expect("Kamailio");
+    let suite = TempDir::new("callprobe-slo-suite").unwrap();
+    let reports = TempDir::new("callprobe-slo-reports").unwrap();
+    let write = |slo: &str| {
+        let text = format!(
+            "name = \"objective probe\"\nslo = [{slo}]\n[target]\nuri = \"{}\"\n[caller]\ncodecs = [\"pcmu\"]\n\
+             [auth]\nuser = \"callprobe\"\npassword_env = \"{PASSWORD_VAR}\"\n\
+             [timeline]\nhangup_after = \"1s\"\ntimeout = \"3s\"\n[expect]\nfinal_responses = [407, 200]\n",
+            trunk.uri("+14144007103")
+        );
+        std::fs::write(suite.path().join("probe.toml"), text).unwrap();
+    };
+    // Met: answered within 5 s, every call passed.
+    write(r#""answer.p95 <= 5s", "success >= 100%""#);
+    let (code, out) = run(suite.path(), reports.path());
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("SLO ok"), "{out}");
+    std::thread::sleep(Duration::from_millis(1100));
+    // Breached: no call is answered within a millisecond; the last run is the context.
+    write(r#""answer.p50 <= 1ms""#);
+    let (code, out) = run(suite.path(), reports.path());
+    assert_eq!(code, 1, "a breached objective fails the run\n{out}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(reports.path().join("latest/report.json")).unwrap()).unwrap();
+    assert_eq!(report["verdict"], "fail", "{report:#}");
+    assert_eq!(report["calls"][0]["verdict"], "pass", "the call itself passed");
+    let slo = &report["slo"][0];
+    assert_eq!(
+        (slo["scenario"].as_str(), slo["kind"].as_str(), slo["passed"].as_bool()),
+        (Some("objective probe"), Some("slo"), Some(false))
+    );
+    let detail = slo["detail"].as_str().unwrap();
+    assert!(detail.starts_with("answer p50 ") && detail.contains(" vs SLO 1 ms; last 1 run(s) "), "{detail}");
+    let junit = std::fs::read_to_string(reports.path().join("latest/junit.xml")).unwrap();
+    assert!(junit.contains("slo objective probe: answer.p50 &lt;= 1ms") && junit.contains("slo_breach"), "{junit}");
+    let page = std::fs::read_to_string(reports.path().join("latest/index.html")).unwrap();
+    assert!(page.contains("id=\"slo\"") && page.contains("breached"), "the page shows the objective");
+}

@@ -81,6 +81,8 @@ impl History {
         let db = Connection::open(&path).map_err(|e| format!("cannot open the history {}: {e}", path.display()))?;
         db.busy_timeout(Duration::from_secs(10)).map_err(|e| format!("history {}: {e}", path.display()))?;
         db.execute_batch(SCHEMA).map_err(|e| format!("cannot set up the history {}: {e}", path.display()))?;
+        // A history from before the scenario column: add it (already there: fine).
+        let _ = db.execute_batch("ALTER TABLE calls ADD COLUMN scenario TEXT");
         Ok(History { db, base: base.to_path_buf() })
     }
 
@@ -118,8 +120,8 @@ impl History {
             let dir = call_dirs.get(i).map(|d| d.to_string_lossy().into_owned());
             tx.execute(
                 "INSERT INTO calls (run_id, position, name, verdict, diagnosis, dir,
-                   post_dial_delay_ms, answer_ms, agent_join_ms, first_audio_ms, reply_latency_ms, mos)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                   post_dial_delay_ms, answer_ms, agent_join_ms, first_audio_ms, reply_latency_ms, mos, scenario)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 params![
                     run_id,
                     i as i64,
@@ -132,7 +134,8 @@ impl History {
                     t[2],
                     t[3],
                     t[4],
-                    t[5]
+                    t[5],
+                    call.scenario
                 ],
             )
             .map_err(db_error)?;
@@ -213,6 +216,54 @@ impl History {
             for row in rows {
                 out.push(row.map_err(db_error)?);
             }
+        }
+        Ok(out)
+    }
+
+    /// The calls of `scenario` in its last `runs` recorded runs (newest
+    /// first), `this_run` (the run being judged) left out, as the
+    /// objectives see them.
+    pub fn past_runs(
+        &self,
+        scenario: &str,
+        runs: usize,
+        this_run: &Path,
+    ) -> Result<Vec<Vec<crate::verdict::slo::Observed>>, String> {
+        let this = this_run.strip_prefix(&self.base).unwrap_or(this_run).to_string_lossy().into_owned();
+        let mut stmt = self
+            .db
+            .prepare(
+                "SELECT DISTINCT r.id FROM runs r JOIN calls c ON c.run_id = r.id
+                 WHERE c.scenario = ?1 AND r.folder != ?2 ORDER BY r.started_unix_ms DESC, r.id DESC LIMIT ?3",
+            )
+            .map_err(db_error)?;
+        let ids: Vec<i64> = stmt
+            .query_map(params![scenario, this, runs as i64], |r| r.get(0))
+            .map_err(db_error)?
+            .collect::<Result<_, _>>()
+            .map_err(db_error)?;
+        let mut out = Vec::new();
+        let mut calls = self
+            .db
+            .prepare(
+                "SELECT verdict, post_dial_delay_ms, answer_ms, agent_join_ms, first_audio_ms, reply_latency_ms, mos
+                 FROM calls WHERE run_id = ?1 AND scenario = ?2 ORDER BY position",
+            )
+            .map_err(db_error)?;
+        for id in ids {
+            let rows = calls
+                .query_map(params![id, scenario], |r| {
+                    let verdict: String = r.get(0)?;
+                    let mut values = Vec::new();
+                    for (i, name) in TIMINGS.iter().enumerate() {
+                        if let Some(v) = r.get::<_, Option<f64>>(i + 1)? {
+                            values.push((name.to_string(), v));
+                        }
+                    }
+                    Ok(crate::verdict::slo::Observed { passed: verdict == "pass" || verdict == "flaky", values })
+                })
+                .map_err(db_error)?;
+            out.push(rows.collect::<Result<_, _>>().map_err(db_error)?);
         }
         Ok(out)
     }

@@ -64,6 +64,11 @@ pub enum ChangeKind {
     Added,
     /// In the previous run, not in this one.
     Removed,
+    /// An objective of the scenario (`slo`, `[regression]`) met before (or
+    /// new) and breached now.
+    SloBreached,
+    /// An objective breached before and met now.
+    SloMet,
 }
 
 impl ChangeKind {
@@ -77,6 +82,8 @@ impl ChangeKind {
             ChangeKind::Changed => "fails differently",
             ChangeKind::Added => "new call",
             ChangeKind::Removed => "removed",
+            ChangeKind::SloBreached => "breached an objective",
+            ChangeKind::SloMet => "meets its objective again",
         }
     }
 }
@@ -131,7 +138,36 @@ pub fn between(previous: &PreviousRun, report: &Report, run_dir: &Path) -> Vec<C
             changes.push(describe(ChangeKind::Removed, label, Some(&previous.report.calls[index]), None, page));
         }
     }
+    changes.extend(objective_changes(previous, report, run_dir));
     changes
+}
+
+/// Objectives breached now and not before, and met now after a breach.
+fn objective_changes(previous: &PreviousRun, report: &Report, run_dir: &Path) -> Vec<Change> {
+    let breached_before = |scenario: &str, rule: &str| {
+        previous.report.slo.iter().any(|r| !r.passed && r.scenario == scenario && r.rule == rule)
+    };
+    let mut out = Vec::new();
+    for r in &report.slo {
+        let kind = match (r.passed, breached_before(&r.scenario, &r.rule)) {
+            (false, false) => ChangeKind::SloBreached,
+            (true, true) => ChangeKind::SloMet,
+            _ => continue,
+        };
+        out.push(Change {
+            call: r.scenario.clone(),
+            change: kind,
+            from: None,
+            to: None,
+            diagnosis: Some(format!("{}: {}", r.kind, r.rule)),
+            summary: Some(r.detail.clone()),
+            fix: (kind == ChangeKind::SloBreached).then(|| {
+                "Compare the run with the last good one in the report folder's index.html (trends per scenario); the calls' pages show where the time went".to_string()
+            }),
+            page: Some(format!("{}#slo", run_dir.join("index.html").display())),
+        });
+    }
+    out
 }
 
 /// Each call's key — its label and which call of that label it is — with its index.
@@ -372,5 +408,31 @@ mod tests {
         assert_eq!(found.dir, run);
         assert_eq!(found.report.calls.len(), 1);
         let _ = std::fs::remove_dir_all(&base);
+    }
+
+    #[test]
+    fn a_newly_breached_objective_is_a_change_and_so_is_meeting_it_again() {
+        use crate::verdict::slo::SloResult;
+        let slo = |passed| SloResult {
+            scenario: "a".into(),
+            kind: "slo".into(),
+            rule: "answer.p95 <= 2s".into(),
+            passed,
+            detail: "answer p95 2.40 s vs SLO 2.00 s".into(),
+        };
+        let mut before = Report::new(vec![call("a", Verdict::Pass, &[])]);
+        let mut now = before.clone();
+        now.add_slo(vec![slo(false)]);
+        let breached =
+            between(&PreviousRun { dir: PathBuf::from("r/1"), report: before.clone() }, &now, Path::new("r/2"));
+        assert_eq!(kinds(&breached), [("a", ChangeKind::SloBreached)]);
+        assert_eq!(breached[0].summary.as_deref(), Some("answer p95 2.40 s vs SLO 2.00 s"));
+        // Breached again: no news. Met again: a change.
+        assert!(
+            between(&PreviousRun { dir: PathBuf::from("r/2"), report: now.clone() }, &now, Path::new("r/3")).is_empty()
+        );
+        before.add_slo(vec![slo(true)]);
+        let met = between(&PreviousRun { dir: PathBuf::from("r/3"), report: now }, &before, Path::new("r/4"));
+        assert_eq!(kinds(&met), [("a", ChangeKind::SloMet)]);
     }
 }

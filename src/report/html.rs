@@ -68,6 +68,7 @@ pub fn index_html(report: &Report, run_dir: &Path, call_dirs: &[PathBuf]) -> Str
         tool = text(&report.tool),
         version = text(&report.version),
     );
+    objectives(&mut page, report);
     calls_index(&mut page, report);
     for (index, call) in report.calls.iter().enumerate() {
         call_section(&mut page, index, call, run_dir, call_dirs.get(index).map(PathBuf::as_path));
@@ -77,6 +78,26 @@ pub fn index_html(report: &Report, run_dir: &Path, call_dirs: &[PathBuf]) -> Str
         "<footer>Times are ms since the first INVITE left, except first audio (from the 200 OK) and response latency (from the end of our clip). Dates are UTC.</footer>\n</main><script>{SCRIPT}</script></body></html>\n"
     );
     page
+}
+
+/// The run's objectives (`slo`, `[regression]`), when any is declared.
+fn objectives(page: &mut String, report: &Report) {
+    if report.slo.is_empty() {
+        return;
+    }
+    page.push_str(r#"<section id="slo"><h2>Objectives</h2><table class="checks"><tr><th></th><th>scenario</th><th>rule</th><th>measured</th></tr>"#);
+    for r in &report.slo {
+        let (class, word) = if r.passed { ("pass", "met") } else { ("fail", "breached") };
+        let _ = write!(
+            page,
+            r#"<tr><td><span class="badge {class}">{word}</span></td><td>{}</td><td>{}: {}</td><td>{}</td></tr>"#,
+            text(&r.scenario),
+            text(&r.kind),
+            text(&r.rule),
+            text(&r.detail)
+        );
+    }
+    page.push_str("</table></section>");
 }
 
 fn verdict_word(v: Verdict) -> &'static str {

@@ -30,6 +30,21 @@ pub fn junit_xml(report: &Report, suite_name: &str) -> Result<String, String> {
         total += call_duration(call);
         suite.add_test_case(case);
     }
+    // The run's objectives: one test case each.
+    for slo in &report.slo {
+        let status = if slo.passed {
+            TestCaseStatus::success()
+        } else {
+            let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            status.set_message(slo.detail.as_str());
+            status.set_type(if slo.kind == "regression" { "regression" } else { "slo_breach" });
+            status
+        };
+        let mut case = TestCase::new(format!("{} {}: {}", slo.kind, slo.scenario, slo.rule), status);
+        case.set_classname(suite_name);
+        case.set_system_out(slo.detail.as_str());
+        suite.add_test_case(case);
+    }
     suite.set_time(total);
     let mut junit = quick_junit::Report::new(suite_name);
     junit.set_time(total);

@@ -67,6 +67,10 @@ pub struct Report {
     /// Every call of the run, in the order they were planned (a call that
     /// could not be placed is here too, with verdict `error`).
     pub calls: Vec<Call>,
+    /// The scenario files' objectives over the run's calls (`slo = [...]`,
+    /// `[regression]`), each a check of the run; absent when none is declared.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slo: Vec<crate::verdict::slo::SloResult>,
 }
 
 /// `shard`: the slice of the run's queue of calls a shard ran: the calls
@@ -139,6 +143,10 @@ pub struct Call {
     /// The scenario case's name (`callprobe run`); absent for `callprobe call`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The scenario's name alone (its matrix cases and `--repeat` rounds
+    /// share it: what its objectives are computed over); absent for `callprobe call`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<String>,
     /// The scenario's tags; absent when there are none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
@@ -801,7 +809,16 @@ impl Report {
             verdict,
             shard: None,
             calls,
+            slo: Vec::new(),
         }
+    }
+
+    /// Adds the run's objective checks; a breached one fails the run.
+    pub fn add_slo(&mut self, results: Vec<crate::verdict::slo::SloResult>) {
+        if results.iter().any(|r| !r.passed) {
+            self.verdict = self.verdict.worst(Verdict::Fail);
+        }
+        self.slo.extend(results);
     }
 
     /// Reads a report.json written by [`Report::write_json`] (of this
@@ -846,6 +863,7 @@ impl Call {
     ) -> Call {
         Call {
             name: None,
+            scenario: None,
             tags: Vec::new(),
             position: None,
             call_id,

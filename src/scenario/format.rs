@@ -42,6 +42,21 @@ pub struct RawScenario {
     /// `[[case]]`: overrides for the matrix cases they match.
     #[serde(default, rename = "case")]
     pub cases: Vec<RawCase>,
+    /// Objectives over the run's calls of this scenario, e.g.
+    /// `"first_audio.p95 <= 2.5s"`.
+    #[serde(default)]
+    pub slo: Vec<Text>,
+    /// Fail when a timing's p50 is this much worse than the last runs'.
+    pub regression: Option<Spanned<RawRegression>>,
+}
+
+/// `[regression]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegression {
+    pub worse_than_median_percent: f64,
+    pub runs: Option<usize>,
+    pub metrics: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -132,6 +132,8 @@ pub struct ScenarioFile {
 pub struct ScenarioCase {
     /// The scenario's name alone (shared by the cases of a matrix).
     pub scenario: String,
+    /// Its objectives over the run (`slo = [...]`, `[regression]`).
+    pub slo: crate::verdict::slo::ScenarioSlo,
     pub description: Option<String>,
     pub file: PathBuf,
     /// This case's axis values (substituted), in file order.

@@ -6,6 +6,8 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+
+use crate::verdict::slo::{Regression, ScenarioSlo, SloRule};
 use std::time::Duration;
 
 use crate::livekit::LiveKitOverrides;
@@ -251,6 +253,7 @@ impl CaseScope<'_, '_> {
         let name = self.case_name(&scenario);
         let call = CallRequest {
             name: Some(name),
+            scenario: Some(scenario.clone()),
             tags,
             target_uri: target,
             from,
@@ -268,13 +271,63 @@ impl CaseScope<'_, '_> {
             expect: expectations,
             livekit,
         };
+        let slo = self.slo()?;
         Some(ScenarioCase {
+            slo,
             scenario,
             description,
             file: self.r.src.path.to_path_buf(),
             matrix: self.vars.clone(),
             call,
         })
+    }
+
+    /// `slo = [...]` and `[regression]`: the scenario's objectives.
+    fn slo(&mut self) -> Option<ScenarioSlo> {
+        let raw = self.r.raw;
+        let mut out = ScenarioSlo::default();
+        let mut ok = true;
+        for text in &raw.slo {
+            match SloRule::parse(text.get_ref()) {
+                Ok(rule) => out.rules.push(rule),
+                Err(e) => {
+                    self.r.error(text.span(), format!("bad objective '{}'", text.get_ref()), Some(&e));
+                    ok = false;
+                }
+            }
+        }
+        if let Some(reg) = &raw.regression {
+            let r = reg.get_ref();
+            let worse = r.worse_than_median_percent;
+            if !(worse > 0.0 && worse <= 1000.0) {
+                self.r.error(
+                    reg.span(),
+                    "worse_than_median_percent must be more than 0",
+                    Some("e.g. 30 (fail when p50 is 30 % worse)"),
+                );
+                ok = false;
+            }
+            let runs = r.runs.unwrap_or(7);
+            if runs == 0 {
+                self.r.error(
+                    reg.span(),
+                    "runs must be at least 1",
+                    Some("how many earlier runs to compare with, e.g. 7"),
+                );
+                ok = false;
+            }
+            for m in r.metrics.iter().flatten() {
+                if SloRule::parse(&format!("{m}.p50 <= 1s")).is_err()
+                    && SloRule::parse(&format!("{m}.p50 >= 1")).is_err()
+                {
+                    self.r.error(reg.span(), format!("unknown metric '{m}' in [regression] metrics"), Some("post_dial_delay, answer, auth_rtt, first_audio, agent_join, reply_latency, loss, jitter or mos"));
+                    ok = false;
+                }
+            }
+            out.regression =
+                Some(Regression { worse_percent: worse, runs, metrics: r.metrics.clone().unwrap_or_default() });
+        }
+        ok.then_some(out)
     }
 
     /// The scenario name, plus `[AXIS=value, …]` for each axis the name

@@ -796,3 +796,18 @@ fn the_documented_step_examples_load() {
         assert_eq!(files[0].cases[0].call.conversation.steps.len(), 7, "{doc}");
     }
 }
+
+#[test]
+fn objectives_parse_and_a_bad_one_is_pointed_at() {
+    let case = one(&format!(
+        "slo = [\"first_audio.p95 <= 2.5s\", \"success >= 99%\"]\n{MINIMAL}[regression]\nworse_than_median_percent = 30\n"
+    ));
+    assert_eq!(case.slo.rules.len(), 2);
+    let regression = case.slo.regression.as_ref().expect("[regression]");
+    assert_eq!((regression.worse_percent, regression.runs), (30.0, 7));
+    assert_eq!(case.call.scenario.as_deref(), Some("minimal"));
+    let e = single_error(&format!("slo = [\"latency.p95 <= 2s\"]\n{MINIMAL}"));
+    assert!(e.contains(":1:") && e.contains("bad objective 'latency.p95 <= 2s'") && e.contains("METRIC.pNN"), "{e}");
+    let e = single_error(&format!("{MINIMAL}[regression]\nworse_than_median_percent = 30\nmetrics = [\"latency\"]\n"));
+    assert!(e.contains("unknown metric 'latency'"), "{e}");
+}

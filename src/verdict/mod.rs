@@ -7,6 +7,7 @@ pub mod checks;
 pub mod conversation;
 pub mod diagnose;
 pub mod mos;
+pub mod slo;
 
 use crate::sip::caller::EndReason;
 
