@@ -13,7 +13,7 @@ pub mod page;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 
 use crate::load::sample::CallSample;
 use crate::report::model::{Call, Report};
@@ -84,11 +84,6 @@ impl History {
         // A history from before the scenario column: add it (already there: fine).
         let _ = db.execute_batch("ALTER TABLE calls ADD COLUMN scenario TEXT");
         Ok(History { db, base: base.to_path_buf() })
-    }
-
-    /// The base folder (where the run folders and the index are).
-    pub fn base(&self) -> &Path {
-        &self.base
     }
 
     /// Appends a finished run; `call_dirs[i]` is call `i`'s folder.
@@ -268,25 +263,6 @@ impl History {
         Ok(out)
     }
 
-    /// The run recorded just before `run_id` for the same suite, if any.
-    pub fn previous_run(&self, run_id: i64) -> Result<Option<RunRow>, String> {
-        let id: Option<i64> = self
-            .db
-            .query_row(
-                "SELECT b.id FROM runs a JOIN runs b ON b.suite = a.suite
-                 WHERE a.id = ?1 AND (b.started_unix_ms, b.id) < (a.started_unix_ms, a.id)
-                 ORDER BY b.started_unix_ms DESC, b.id DESC LIMIT 1",
-                params![run_id],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(db_error)?;
-        match id {
-            Some(id) => Ok(self.runs(usize::MAX >> 1)?.into_iter().find(|r| r.id == id)),
-            None => Ok(None),
-        }
-    }
-
     /// Rewrites `<base>/index.html`.
     pub fn write_index(&self) -> Result<PathBuf, String> {
         let html = page::render(self)?;
@@ -399,7 +375,6 @@ mod tests {
             calls.iter().map(|c| (c.name.as_str(), c.verdict.as_str())).collect::<Vec<_>>(),
             [("a", "fail"), ("b", "pass")]
         );
-        assert_eq!(h.previous_run(runs[0].id).expect("query").map(|r| r.folder), Some("run-1".into()));
         // Recording the same folder again replaces it.
         h.record(&base.join("run-2"), "smoke", &report(&[("a", Fail, 1_002)]), &[]).expect("records");
         assert_eq!(h.runs(10).expect("runs").len(), 3);
