@@ -16,6 +16,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection};
 
 use crate::load::sample::CallSample;
+use crate::report::call_identity::scenario_label;
 use crate::report::model::{Call, Report};
 
 /// The store's file name in the report folder.
@@ -120,7 +121,7 @@ impl History {
                 params![
                     run_id,
                     i as i64,
-                    display_name(call),
+                    scenario_label(call),
                     word(&call.verdict),
                     call.diagnosis.iter().map(|d| d.code.as_str()).collect::<Vec<_>>().join(","),
                     dir,
@@ -304,18 +305,14 @@ CREATE INDEX IF NOT EXISTS calls_by_name ON calls(name);
 /// The key timings of a call, in [`TIMINGS`] order.
 fn timings(call: &Call) -> [Option<f64>; 6] {
     let s = CallSample::from_call(0, 0, String::new(), call);
-    [s.post_dial_delay_ms, s.answer_ms, s.agent_join_ms, s.first_audio_ms, s.reply_latency_ms, mos_of(call)]
-}
-
-/// The call's received-direction MOS estimate, when the report has one.
-fn mos_of(call: &Call) -> Option<f64> {
-    let media = serde_json::to_value(&call.media).ok()?;
-    media.get("mos")?.get("received")?.get("mos")?.as_f64()
-}
-
-/// How reports name a call: its name, else its target.
-fn display_name(call: &Call) -> String {
-    call.name.clone().unwrap_or_else(|| call.target.clone())
+    [
+        s.post_dial_delay_ms,
+        s.answer_ms,
+        s.agent_join_ms,
+        s.first_audio_ms,
+        s.reply_latency_ms,
+        call.media.mos.as_ref().map(|m| m.received.mos),
+    ]
 }
 
 /// A verdict as report.json writes it (`pass`, `fail`, …).

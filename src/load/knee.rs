@@ -59,7 +59,7 @@ impl KneeRule {
             KneeRule::Above { metric, quantile, limit } => {
                 format!("{}.{} > {}", metric.name(), quantile.name(), show(*limit, metric.unit()))
             }
-            KneeRule::SuccessBelow { floor } => format!("success < {}%", trim(floor * 100.0)),
+            KneeRule::SuccessBelow { floor } => format!("success < {}%", super::plan::trim_float(floor * 100.0)),
         }
     }
 
@@ -119,15 +119,10 @@ fn parse_percent(text: &str) -> Option<f64> {
 
 fn show(value: f64, unit: &str) -> String {
     if unit == "%" {
-        format!("{}%", trim(value))
+        format!("{}%", super::plan::trim_float(value))
     } else {
         crate::time::human_ms(value)
     }
-}
-
-fn trim(x: f64) -> String {
-    let text = format!("{x:.2}");
-    text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 #[cfg(test)]

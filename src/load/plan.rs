@@ -147,7 +147,8 @@ fn end_text(duration: Option<Duration>, calls: Option<usize>) -> String {
     }
 }
 
-fn trim_float(x: f64) -> String {
+/// A number with at most two decimals and no trailing zeros (`2`, `0.5`, `99.25`).
+pub(crate) fn trim_float(x: f64) -> String {
     let text = format!("{x:.2}");
     text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
