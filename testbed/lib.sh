@@ -223,7 +223,7 @@ tb_agent_start() {
   local before=0
   [[ -f "$log" ]] && before="$(wc -l <"$log")"
   tb_start "$svc" env PROBE_AGENT_NAME="$name" PROBE_AGENT_MODE="$mode" PROBE_AGENT_INTERRUPTIBLE="$interruptible" \
-    PROBE_FIXTURES_DIR="$TB_RUN/fixtures" PYTHONUNBUFFERED=1 PYTHONWARNINGS="ignore:The HMAC key" \
+    PROBE_FIXTURES_DIR="$TB_RUN/fixtures" PROBE_STATE_DIR="$TB_RUN" PYTHONUNBUFFERED=1 PYTHONWARNINGS="ignore:The HMAC key" \
     "$TB_PY" "$TB_DIR/agent/agent.py" start
   echo "$mode" >"$TB_PIDS/$svc.mode"
   echo "$interruptible" >"$TB_PIDS/$svc.interruptible"

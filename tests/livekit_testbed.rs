@@ -953,3 +953,223 @@ fn barge_in_is_measured_against_both_agent_modes() {
     assert!(detail.1.contains("kept talking") || detail.1.contains("later than"), "{}", detail.1);
     println!("not interruptible: {}", detail.1);
 }
+
+// ------------------------------------------------------------------ nightly operations
+
+/// One night's scenario file: `from` the caller number, with the
+/// objectives when `objectives`.
+fn nightly_scenario(tb: &Testbed, name: &str, from: &str, objectives: bool) -> String {
+    let mut text = format!("name = \"{name}\"\n");
+    if objectives {
+        text.push_str("slo = [\"agent_join.p95 <= 3s\"]\n");
+    }
+    text.push_str(&format!(
+        "[target]\nuri = \"sip:{number}@127.0.0.1:{port}\"\n[caller]\nfrom = \"{from}\"\n\
+         [auth]\nuser = \"{user}\"\npassword_env = \"{PASSWORD_VAR}\"\n\
+         [timeline]\nhangup_after = \"3s\"\ntimeout = \"12s\"\n\
+         [expect]\nfinal_responses = [407, 200]\nagent = \"{agent}\"\nagent_within = \"8s\"\nspeech_within = \"3s\"\n",
+        number = tb.get("LK_SIP_CALL_NUMBER"),
+        port = tb.get("LK_SIP_PORT"),
+        user = tb.get("LK_SIP_USER"),
+        agent = tb.get("PROBE_AGENT_NAME"),
+    ));
+    if objectives {
+        text.push_str("[regression]\nworse_than_median_percent = 50\nruns = 5\nmetrics = [\"agent_join\"]\n");
+    }
+    text
+}
+
+/// The verdict words of the squares of the strip in `row` (one table row).
+fn strip_squares(row: &str) -> Vec<&str> {
+    let strip = &row[row.find("class=\"strip\"").unwrap_or(0)..];
+    let strip = &strip[..strip.find("</td>").unwrap_or(strip.len())];
+    strip.split("class=\"").skip(2).filter_map(|s| s.split('"').next()).collect()
+}
+
+/// The row of `table` (its id) whose first cell starts with `first`.
+fn table_row<'a>(page: &'a str, table: &str, first: &str) -> &'a str {
+    let t = &page[page.find(&format!("id=\"{table}\"")).unwrap_or_else(|| panic!("no table {table}"))..];
+    let t = &t[..t.find("</table>").unwrap_or(t.len())];
+    t.split("<tr>")
+        .find(|r| r.starts_with(&format!("<td>{first}")))
+        .unwrap_or_else(|| panic!("no row {first} in table {table}:\n{t}"))
+}
+
+/// The issue's acceptance run of the nightly operations: ten `callprobe run`s
+/// into one report folder against the testbed's LiveKit SIP, with faults
+/// planted in between (a slow-joining agent for the objectives, a crashing
+/// agent), a scenario whose caller the agent ignores every other time
+/// (flaky: passes on the retry), and `--notify-on change`. The webhook must
+/// fire exactly on the runs where something changed, and the history page
+/// (checked in headless Chromium at 1200 px) must show the strip, the
+/// objectives, the trends and the flaky scenario.
+#[test]
+fn ten_nightly_runs_make_a_history_and_alert_only_on_changes() {
+    const TEST: &str = "ten_nightly_runs_make_a_history_and_alert_only_on_changes";
+    let Some(tb) = testbed(TEST, Needs::Sip) else { return };
+    let Some(chromium) = support::browser::chromium_for(TEST, "the history page") else { return };
+    let _restore = Restore { tb: &tb, provisioning: false, agent: true };
+    let state = std::env::var("CALLPROBE_TESTBED_RUN").map_or_else(|_| testbed_dir().join(".run"), PathBuf::from);
+    let _ = std::fs::remove_file(state.join("flaky-caller.count"));
+    let suite = support::peers::TempDir::new("callprobe-nightly-suite").expect("temp dir");
+    let reports = support::peers::TempDir::new("callprobe-nightly-reports").expect("temp dir");
+    let write = |file: &str, text: String| std::fs::write(suite.path().join(file), text).expect("scenario file");
+    write("greets.toml", nightly_scenario(&tb, "nightly greets", tb.get("LK_SIP_CALLER_NUMBER"), true));
+    write("flaky.toml", nightly_scenario(&tb, "nightly flaky caller", tb.get("PROBE_FLAKY_CALLER"), false));
+    let (url, hooks) = support::webhook::webhook_server();
+
+    // (agent mode, exit code, webhook expected)
+    let plan = [
+        ("normal", 0, false), // first run, passing: nothing to compare with, no alert
+        ("normal", 0, false),
+        ("slow-join", 1, true), // agent_join objective and regression breached
+        ("slow-join", 1, false),
+        ("normal", 0, true), // objectives met again
+        ("normal", 0, false),
+        ("crash", 1, true), // both scenarios broke
+        ("crash", 1, false),
+        ("normal", 0, true), // fixed
+        ("normal", 0, false),
+    ];
+    let mut mode = "";
+    let mut fired = Vec::new();
+    for (i, (want_mode, want_code, _)) in plan.iter().enumerate() {
+        if mode != *want_mode {
+            let ok = tb.script(
+                &format!("agent-ctl restart --mode {want_mode}"),
+                Command::new(testbed_dir().join("agent-ctl"))
+                    .args(["restart", "--mode", want_mode])
+                    .env("PROBE_SLOW_JOIN_SECONDS", "4"),
+            );
+            assert!(ok.status.success(), "could not restart the agent in mode {want_mode}");
+            mode = want_mode;
+        }
+        let args = [
+            "run",
+            suite.path().to_str().expect("utf-8 path"),
+            "--report-dir",
+            reports.path().to_str().expect("utf-8 path"),
+            "--retries",
+            "1",
+            "--stt",
+            "off",
+            "--notify-webhook",
+            url.as_str(),
+            "--notify-on",
+            "change",
+        ];
+        let run = tb.callprobe(&args, Some(tb.get("LK_SIP_PASSWORD")));
+        assert_eq!(run.code, *want_code, "run {} (agent {want_mode}): {}", i + 1, run.explain());
+        let body = hooks.try_recv().ok();
+        eprintln!("run {} (agent {want_mode}): exit {}, webhook {}", i + 1, run.code, body.is_some());
+        fired.push(body);
+        std::thread::sleep(Duration::from_millis(1100)); // one run folder per second
+    }
+    let expected: Vec<bool> = plan.iter().map(|p| p.2).collect();
+    let got: Vec<bool> = fired.iter().map(Option::is_some).collect();
+    assert_eq!(got, expected, "the webhook fires on the changes only: {fired:#?}");
+    let changes = |i: usize| -> Vec<(String, String)> {
+        let body: Value = serde_json::from_str(fired[i].as_deref().unwrap_or("{}")).expect("webhook JSON");
+        body["changes"].as_array().map_or(vec![], |a| {
+            a.iter()
+                .map(|c| (c["call"].as_str().unwrap_or("").to_string(), c["change"].as_str().unwrap_or("").to_string()))
+                .collect()
+        })
+    };
+    let has = |i: usize, call: &str, change: &str| changes(i).iter().any(|(c, k)| c == call && k == change);
+    assert!(has(2, "nightly greets", "slo_breached"), "run 3: {:?}", changes(2));
+    assert!(has(4, "nightly greets", "slo_met"), "run 5: {:?}", changes(4));
+    assert!(has(6, "nightly greets", "broke") && has(6, "nightly flaky caller", "broke"), "run 7: {:?}", changes(6));
+    let body7: Value = serde_json::from_str(fired[6].as_deref().unwrap_or("{}")).expect("webhook JSON");
+    let broke = body7["changes"].as_array().and_then(|a| a.iter().find(|c| c["change"] == "broke")).cloned();
+    let broke = broke.unwrap_or_default();
+    assert_eq!(broke["diagnosis"], "agent_crashed_at_start", "{body7:#}");
+    assert!(broke["fix"].as_str().is_some_and(|f| !f.is_empty()), "the fix line: {body7:#}");
+    assert!(broke["page"].as_str().is_some_and(|p| p.contains("index.html#call-")), "{body7:#}");
+    assert!(has(8, "nightly greets", "fixed") && has(8, "nightly flaky caller", "fixed"), "run 9: {:?}", changes(8));
+
+    // The page, as written.
+    let index = reports.path().join("index.html");
+    let page = std::fs::read_to_string(&index).expect("the history page");
+    let runs = &page[page.find("id=\"runs\"").expect("runs table")..];
+    let runs = &runs[..runs.find("</table>").unwrap_or(runs.len())];
+    let verdicts: Vec<&str> = runs.split("class=\"badge ").skip(1).filter_map(|s| s.split('"').next()).collect();
+    // Newest first; a run with a flaky call (and no failure) is flaky.
+    let flaky_run = ["flaky", "flaky", "fail", "fail", "flaky", "flaky", "fail", "fail", "flaky", "flaky"];
+    assert_eq!(verdicts, flaky_run, "{page}");
+    let greets = table_row(&page, "scenarios", "nightly greets");
+    assert_eq!(
+        strip_squares(greets),
+        ["pass", "pass", "pass", "pass", "pass", "pass", "fail", "fail", "pass", "pass"],
+        "a breached objective is the run's failure, not the call's: {greets}"
+    );
+    let flaky = table_row(&page, "scenarios", "nightly flaky caller");
+    assert_eq!(
+        strip_squares(flaky),
+        ["flaky", "flaky", "flaky", "flaky", "flaky", "flaky", "fail", "fail", "flaky", "flaky"],
+        "{flaky}"
+    );
+    assert!(flaky.contains(">80%<"), "flake rate 8 of 10: {flaky}");
+    let objective = table_row(&page, "objectives", "nightly greets</td><td>slo: agent_join.p95");
+    assert_eq!(
+        strip_squares(objective),
+        ["pass", "pass", "fail", "fail", "pass", "pass", "fail", "fail", "pass", "pass"],
+        "{objective}"
+    );
+    let regression = table_row(&page, "objectives", "nightly greets</td><td>regression: agent_join");
+    assert_eq!(strip_squares(regression)[2..4], ["fail", "fail"], "slow joins are a regression: {regression}");
+    let trends = table_row(&page, "trends", "nightly greets");
+    // No reply latency: these calls have no conversation.
+    for metric in ["post_dial_delay", "answer", "agent_join", "first_audio", "mos"] {
+        let at =
+            trends.find(&format!("data-metric=\"{metric}\"")).unwrap_or_else(|| panic!("no {metric} trend: {trends}"));
+        assert!(trends[at..].starts_with(&format!("data-metric=\"{metric}\"><polyline")), "{metric}: {trends}");
+    }
+
+    // The page, as Chromium renders it at 1200 px: no sideways scrolling,
+    // every strip square and trend line drawn.
+    let probe = index.with_file_name("rendered.html");
+    let script = "<script>document.body.insertAdjacentHTML('beforeend','<pre id=\"probe\">'+JSON.stringify({\
+        width:document.documentElement.scrollWidth,\
+        squares:[...document.querySelectorAll('.strip a')].filter(e=>e.getBoundingClientRect().width>0).length,\
+        lines:[...document.querySelectorAll('polyline')].filter(e=>e.getBoundingClientRect().width>0).length,\
+        flaky:[...document.querySelectorAll('#scenarios .strip a.flaky')].length})+'</pre>')</script>";
+    std::fs::write(&probe, page.replace("</body>", &format!("{script}</body>"))).expect("probe page");
+    let profile = reports.path().join("chromium-profile");
+    let url = format!("file://{}", probe.display());
+    let dom = support::browser::run_chromium(&chromium, &profile, &["--window-size=1200,2400", "--dump-dom", &url]);
+    assert!(dom.status.success(), "chromium --dump-dom: {}", String::from_utf8_lossy(&dom.stderr));
+    let dump = String::from_utf8_lossy(&dom.stdout);
+    let json = dump.split("<pre id=\"probe\">").nth(1).and_then(|s| s.split("</pre>").next()).unwrap_or("{}");
+    let rendered: Value = serde_json::from_str(&json.replace("&quot;", "\"")).expect("probe JSON");
+    eprintln!("rendered: {rendered}");
+    assert!(rendered["width"].as_u64().is_some_and(|w| w <= 1200), "the page scrolls sideways at 1200 px: {rendered}");
+    let drawn_squares: usize = ["scenarios", "objectives"]
+        .iter()
+        .map(|t| {
+            let table = &page[page.find(&format!("id=\"{t}\"")).unwrap_or(0)..];
+            let table = &table[..table.find("</table>").unwrap_or(table.len())];
+            table
+                .split("class=\"strip\">")
+                .skip(1)
+                .map(|cell| cell[..cell.find("</td>").unwrap_or(0)].matches("<a ").count())
+                .sum::<usize>()
+        })
+        .sum();
+    assert!(drawn_squares >= 38, "2 scenarios and the SLO × 10 runs, the regression × 8: {drawn_squares}");
+    assert_eq!(rendered["squares"], drawn_squares, "every strip square is drawn: {rendered}");
+    assert!(rendered["lines"].as_u64().is_some_and(|n| n >= 11), "trend lines drawn: {rendered}");
+    assert_eq!(rendered["flaky"], 8, "{rendered}");
+    let shot = std::env::temp_dir().join("callprobe-nightly-history.png");
+    let out = support::browser::run_chromium(
+        &chromium,
+        &profile,
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1200,1400",
+            &format!("file://{}", index.display()),
+        ],
+    );
+    assert!(out.status.success(), "chromium --screenshot: {}", String::from_utf8_lossy(&out.stderr));
+    eprintln!("history page screenshot: {}", shot.display());
+}

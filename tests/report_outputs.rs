@@ -36,6 +36,7 @@ use callprobe::sip::transaction::TimerConfig;
 use callprobe::sip::Transport;
 use callprobe::time::{duration_from_ms, CallTime, Millis, Offset};
 use callprobe::verdict::{describe_end, Verdict};
+use support::browser::{chromium_for, run_chromium};
 use support::peers::{require_tools, Tool};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -710,38 +711,6 @@ fn which(name: &str) -> Option<PathBuf> {
 
 /// Chromium's path, or `None` (`test` skipped) when CALLPROBE_SKIP_BROWSER=1
 /// or it is not installed; `what` the test would have checked.
-fn chromium_for(test: &str, what: &str) -> Option<PathBuf> {
-    if std::env::var("CALLPROBE_SKIP_BROWSER").as_deref() == Ok("1") {
-        eprintln!("CALLPROBE_SKIP_BROWSER=1: NOT checking {what} in Chromium");
-        return None;
-    }
-    if !require_tools(test, &[Tool::Chromium]) {
-        return None;
-    }
-    Some(Tool::Chromium.find().expect("chromium, found just now"))
-}
-
-fn run_chromium(chromium: &Path, profile: &Path, args: &[&str]) -> std::process::Output {
-    Command::new("timeout")
-        .arg("120")
-        .arg(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--allow-file-access-from-files",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", chromium.display()))
-}
-
 // ---------------------------------------------------------------- pcap
 
 const RTP_PORT: u16 = 16_000;

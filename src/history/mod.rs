@@ -4,6 +4,10 @@
 //! rewrites `index.html` there (see [`page`]): the runs newest first, and
 //! per scenario its last verdicts and the trend of its timings.
 //!
+//! The objectives' results (`slo = [...]`, `[regression]`) are kept per
+//! run and scenario too, so the page can say when an objective was last
+//! breached.
+//!
 //! An embedded SQLite database (rusqlite, SQLite built in): one file that
 //! concurrent runs in the same folder can share safely, queried by age and
 //! scenario without reading every run folder.
@@ -67,6 +71,18 @@ pub struct CallRow {
     pub dir: Option<String>,
     /// By [`TIMINGS`] order; `None`: not measured.
     pub timings: [Option<f64>; 6],
+}
+
+/// One objective's result in a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectiveRow {
+    pub run_id: i64,
+    pub scenario: String,
+    /// `slo` or `regression`.
+    pub kind: String,
+    pub rule: String,
+    pub passed: bool,
+    pub detail: String,
 }
 
 /// The history store of one report folder.
@@ -136,6 +152,14 @@ impl History {
             )
             .map_err(db_error)?;
         }
+        tx.execute("DELETE FROM objectives WHERE run_id = ?1", params![run_id]).map_err(db_error)?;
+        for o in &report.slo {
+            tx.execute(
+                "INSERT INTO objectives (run_id, scenario, kind, rule, passed, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![run_id, o.scenario, o.kind, o.rule, o.passed, o.detail],
+            )
+            .map_err(db_error)?;
+        }
         tx.commit().map_err(db_error)?;
         Ok(run_id)
     }
@@ -153,6 +177,7 @@ impl History {
         };
         for id in &ids {
             tx.execute("DELETE FROM calls WHERE run_id = ?1", params![id]).map_err(db_error)?;
+            tx.execute("DELETE FROM objectives WHERE run_id = ?1", params![id]).map_err(db_error)?;
             tx.execute("DELETE FROM runs WHERE id = ?1", params![id]).map_err(db_error)?;
         }
         tx.commit().map_err(db_error)?;
@@ -206,6 +231,35 @@ impl History {
                         diagnosis: diagnosis.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
                         dir: r.get(4)?,
                         timings: [r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?],
+                    })
+                })
+                .map_err(db_error)?;
+            for row in rows {
+                out.push(row.map_err(db_error)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every objective result of the given runs, in run order then as the run listed them.
+    pub fn objectives_of(&self, run_ids: &[i64]) -> Result<Vec<ObjectiveRow>, String> {
+        let mut out = Vec::new();
+        let mut stmt = self
+            .db
+            .prepare(
+                "SELECT run_id, scenario, kind, rule, passed, detail FROM objectives WHERE run_id = ?1 ORDER BY rowid",
+            )
+            .map_err(db_error)?;
+        for id in run_ids {
+            let rows = stmt
+                .query_map(params![id], |r| {
+                    Ok(ObjectiveRow {
+                        run_id: r.get(0)?,
+                        scenario: r.get(1)?,
+                        kind: r.get(2)?,
+                        rule: r.get(3)?,
+                        passed: r.get(4)?,
+                        detail: r.get(5)?,
                     })
                 })
                 .map_err(db_error)?;
@@ -298,7 +352,16 @@ CREATE TABLE IF NOT EXISTS calls (
   reply_latency_ms REAL,
   mos REAL
 );
+CREATE TABLE IF NOT EXISTS objectives (
+  run_id INTEGER NOT NULL REFERENCES runs(id),
+  scenario TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  rule TEXT NOT NULL,
+  passed INTEGER NOT NULL,
+  detail TEXT NOT NULL
+);
 CREATE INDEX IF NOT EXISTS calls_by_run ON calls(run_id);
+CREATE INDEX IF NOT EXISTS objectives_by_run ON objectives(run_id);
 CREATE INDEX IF NOT EXISTS calls_by_name ON calls(name);
 ";
 
@@ -382,6 +445,35 @@ mod tests {
         assert_eq!(h.runs(10).expect("runs").len(), 2);
         let dropped = h.prune(Retention { runs: 10, max_age: Duration::from_millis(500) }, 1_502).expect("prunes");
         assert_eq!(dropped, 1, "run-1 (1001) is older than 500 ms before 1502");
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    #[test]
+    fn objectives_are_kept_per_run_and_pruned_with_it() {
+        use crate::report::model::Verdict::Pass;
+        use crate::verdict::slo::SloResult;
+        let base = scratch("objectives");
+        let mut h = History::open(&base).expect("opens");
+        for (i, met) in [true, false].into_iter().enumerate() {
+            let mut r = report(&[("a", Pass, 1_000 + i as u64)]);
+            r.slo.push(SloResult {
+                scenario: "greets".into(),
+                kind: "slo".into(),
+                rule: "agent_join.p95 <= 3s".into(),
+                passed: met,
+                detail: format!("agent_join p95 run {i}"),
+            });
+            h.record(&base.join(format!("run-{i}")), "smoke", &r, &[]).expect("records");
+        }
+        let runs = h.runs(10).expect("runs");
+        let ids: Vec<i64> = runs.iter().rev().map(|r| r.id).collect();
+        let rows = h.objectives_of(&ids).expect("objectives");
+        assert_eq!(
+            rows.iter().map(|o| (o.passed, o.detail.as_str())).collect::<Vec<_>>(),
+            [(true, "agent_join p95 run 0"), (false, "agent_join p95 run 1")]
+        );
+        assert_eq!(h.prune(Retention { runs: 1, max_age: Duration::from_secs(3600) }, 2_000).expect("prunes"), 1);
+        assert_eq!(h.objectives_of(&ids).expect("objectives").len(), 1);
         let _ = std::fs::remove_dir_all(&base);
     }
 }

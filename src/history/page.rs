@@ -1,14 +1,16 @@
 //! The report folder's `index.html`: the run history as one static page
 //! (inline CSS and SVG, opens from disk, no server). The runs newest first
 //! with their pass rate; per scenario a strip of its last verdicts (each a
-//! link to that run's page), its flake rate, and the trend of its key
-//! timings (post-dial delay, answer, agent join, first audio, reply
-//! latency, MOS) as small charts with the latest value.
+//! link to that run's page) and its flake rate; per objective of a scenario
+//! file (`slo`, `[regression]`) a strip of met/breached with the latest
+//! detail; and per scenario the trend of its key timings (post-dial delay,
+//! answer, agent join, first audio, reply latency, MOS) as small charts
+//! with the latest value. Each table fits a 1200 px window.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use super::{History, RunRow, TIMINGS};
+use super::{History, ObjectiveRow, RunRow, TIMINGS};
 use crate::report::html::escape::text;
 use crate::report::utc::UtcDateTime;
 
@@ -18,8 +20,8 @@ const RECENT_RUNS: usize = 30;
 const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d232b}
 main{max-width:1150px;margin:0 auto;padding:20px}h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:26px 0 8px}
 .sub{color:#5a6470}table{border-collapse:collapse;background:#fff;width:100%}
-td,th{border-bottom:1px solid #e3e6ea;padding:5px 8px;text-align:left;white-space:nowrap}
-.badge{display:inline-block;padding:1px 8px;border-radius:5px;color:#fff;font-weight:600}
+td,th{border-bottom:1px solid #e3e6ea;padding:5px 8px;text-align:left;white-space:nowrap}td.detail{white-space:normal}
+.wrap{overflow-x:auto}.badge{display:inline-block;padding:1px 8px;border-radius:5px;color:#fff;font-weight:600}
 .pass{background:#2f8f46}.fail{background:#c4352b}.error{background:#8a6d1d}.flaky{background:#d08a1c}.none{background:#c9ced6}
 .strip a,.strip span{display:inline-block;width:12px;height:18px;margin-right:2px;border-radius:2px}
 svg text{font-size:10px;fill:#5a6470}.num{text-align:right}";
@@ -40,7 +42,9 @@ pub fn render(history: &History) -> Result<String, String> {
         runs.len()
     );
     scenarios(&mut page, &chronological, &calls);
-    page.push_str(r#"<h2>Runs</h2><table id="runs"><tr><th>started (UTC)</th><th>suite</th><th>verdict</th><th class="num">passed</th><th class="num">flaky</th><th class="num">pass rate</th><th>report</th></tr>"#);
+    objectives(&mut page, &chronological, &history.objectives_of(&ids)?);
+    trends(&mut page, &chronological, &calls);
+    page.push_str(r#"<h2>Runs</h2><div class="wrap"><table id="runs"><tr><th>started (UTC)</th><th>suite</th><th>verdict</th><th class="num">passed</th><th class="num">flaky</th><th class="num">pass rate</th><th>report</th></tr>"#);
     for r in &runs {
         let rate = if r.calls == 0 { 0.0 } else { 100.0 * (r.passed + r.flaky) as f64 / r.calls as f64 };
         let _ = write!(
@@ -55,7 +59,7 @@ pub fn render(history: &History) -> Result<String, String> {
             folder = text(&r.folder),
         );
     }
-    page.push_str("</table></main></body></html>\n");
+    page.push_str("</table></div></main></body></html>\n");
     Ok(page)
 }
 
@@ -78,13 +82,9 @@ fn scenarios(page: &mut String, runs: &[&RunRow], calls: &[super::CallRow]) {
     let folder_of = |run_id: i64| runs.iter().find(|r| r.id == run_id).map(|r| r.folder.as_str()).unwrap_or("");
     let _ = write!(
         page,
-        r#"<h2>Scenarios</h2><table id="scenarios"><tr><th>scenario</th><th>last {} runs (oldest → newest)</th><th class="num">flaky</th>"#,
+        r#"<h2>Scenarios</h2><div class="wrap"><table id="scenarios"><tr><th>scenario</th><th>last {} runs (oldest → newest)</th><th class="num">flaky</th></tr>"#,
         runs.len()
     );
-    for t in TIMINGS {
-        let _ = write!(page, "<th>{}</th>", text(t));
-    }
-    page.push_str("</tr>");
     for (name, rows) in &by_name {
         let _ = write!(page, r#"<tr><td>{}</td><td class="strip">"#, text(name));
         for run in runs {
@@ -107,7 +107,69 @@ fn scenarios(page: &mut String, runs: &[&RunRow], calls: &[super::CallRow]) {
             }
         }
         let flaky = rows.iter().filter(|c| c.verdict == "flaky").count();
-        let _ = write!(page, r#"</td><td class="num">{:.0}%</td>"#, 100.0 * flaky as f64 / rows.len().max(1) as f64);
+        let _ =
+            write!(page, r#"</td><td class="num">{:.0}%</td></tr>"#, 100.0 * flaky as f64 / rows.len().max(1) as f64);
+    }
+    page.push_str("</table></div>");
+}
+
+/// Per objective (scenario + rule): met/breached per run, and the latest detail.
+fn objectives(page: &mut String, runs: &[&RunRow], results: &[ObjectiveRow]) {
+    if results.is_empty() {
+        return;
+    }
+    let mut by_rule: BTreeMap<(&str, &str, &str), Vec<&ObjectiveRow>> = BTreeMap::new();
+    for o in results {
+        by_rule.entry((o.scenario.as_str(), o.kind.as_str(), o.rule.as_str())).or_default().push(o);
+    }
+    page.push_str(
+        r#"<h2>Objectives</h2><div class="wrap"><table id="objectives"><tr><th>scenario</th><th>rule</th><th>met / breached (oldest → newest)</th><th>latest</th></tr>"#,
+    );
+    for ((scenario, kind, rule), rows) in &by_rule {
+        let _ =
+            write!(page, r#"<tr><td>{}</td><td>{}: {}</td><td class="strip">"#, text(scenario), text(kind), text(rule));
+        for run in runs {
+            match rows.iter().find(|o| o.run_id == run.id) {
+                Some(o) => {
+                    let (class, word) = if o.passed { ("pass", "met") } else { ("fail", "breached") };
+                    let _ = write!(
+                        page,
+                        r#"<a class="{class}" href="{}/index.html" title="{}"></a>"#,
+                        text(&run.folder),
+                        text(&format!("{}: {word}; {}", run.folder, o.detail))
+                    );
+                }
+                None => page.push_str(r#"<span class="none" title="not checked in this run"></span>"#),
+            }
+        }
+        let latest = rows.last().map(|o| (o.passed, o.detail.as_str()));
+        let (class, word, detail) = match latest {
+            Some((true, d)) => ("pass", "met", d),
+            Some((false, d)) => ("fail", "breached", d),
+            None => ("none", "–", ""),
+        };
+        let _ = write!(
+            page,
+            r#"</td><td class="detail"><span class="badge {class}">{word}</span> {}</td></tr>"#,
+            text(detail)
+        );
+    }
+    page.push_str("</table></div>");
+}
+
+/// Per scenario: the trend of each key timing over the runs.
+fn trends(page: &mut String, runs: &[&RunRow], calls: &[super::CallRow]) {
+    let mut by_name: BTreeMap<&str, Vec<&super::CallRow>> = BTreeMap::new();
+    for c in calls {
+        by_name.entry(c.name.as_str()).or_default().push(c);
+    }
+    page.push_str(r#"<h2>Trends</h2><div class="wrap"><table id="trends"><tr><th>scenario</th>"#);
+    for t in TIMINGS {
+        let _ = write!(page, "<th>{}</th>", text(t));
+    }
+    page.push_str("</tr>");
+    for (name, rows) in &by_name {
+        let _ = write!(page, r#"<tr><td>{}</td>"#, text(name));
         for (i, metric) in TIMINGS.iter().enumerate() {
             let values: Vec<Option<f64>> =
                 runs.iter().map(|run| rows.iter().find(|c| c.run_id == run.id).and_then(|c| c.timings[i])).collect();
@@ -117,7 +179,7 @@ fn scenarios(page: &mut String, runs: &[&RunRow], calls: &[super::CallRow]) {
         }
         page.push_str("</tr>");
     }
-    page.push_str("</table>");
+    page.push_str("</table></div>");
 }
 
 /// A small trend chart with its latest value (ms, or MOS).
@@ -127,7 +189,7 @@ fn sparkline(page: &mut String, values: &[Option<f64>], metric: &str) {
         page.push('–');
         return;
     };
-    let (w, h) = (90.0, 22.0);
+    let (w, h) = (70.0, 22.0);
     let max = known.iter().map(|(_, v)| *v).fold(f64::MIN, f64::max);
     let min = known.iter().map(|(_, v)| *v).fold(f64::MAX, f64::min);
     let span = (max - min).max(if metric == "mos" { 0.1 } else { 1.0 });

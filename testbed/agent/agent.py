@@ -39,6 +39,11 @@ Environment:
                           written there (ROOM-N-KEY.wav, 16 kHz): what the agent heard
   PROBE_MAX_CALL_SECONDS  the agent leaves a call after this long (default 600)
   PROBE_AGENT_MAX_JOBS    concurrent calls before the worker reports full (default 8)
+  PROBE_FLAKY_CALLER      calls from this caller number (sip.phoneNumber) are
+                          flaky on purpose, in any mode that gets that far: the
+                          1st, 3rd, 5th ... stay silent (as in mode silent), the
+                          others are normal (PROBE_EVENT "flaky_caller")
+  PROBE_STATE_DIR         where the flaky caller's count is kept (flaky-caller.count)
 
 Run: python agent.py start
 
@@ -283,6 +288,23 @@ def _load(srv: AgentServer) -> float:
     return min(1.0, len(srv.active_jobs) / max(1.0, _env_float("PROBE_AGENT_MAX_JOBS", 8)))
 
 
+def _flaky_turn_is_silent(participant: rtc.RemoteParticipant) -> bool:
+    """Counts the flaky caller's calls (jobs run in their own processes: the
+    count lives in a file) and says whether this one stays silent."""
+    flaky = os.environ.get("PROBE_FLAKY_CALLER", "")
+    if not flaky or participant.attributes.get("sip.phoneNumber") != flaky:
+        return False
+    path = Path(os.environ.get("PROBE_STATE_DIR", ".")) / "flaky-caller.count"
+    try:
+        count = int(path.read_text().strip() or "0") + 1
+    except (FileNotFoundError, ValueError):
+        count = 1
+    path.write_text(f"{count}\n")
+    silent = count % 2 == 1
+    event("flaky_caller", caller=flaky, count=count, silent=silent)
+    return silent
+
+
 def _interruptible() -> bool:
     raw = os.environ.get("PROBE_AGENT_INTERRUPTIBLE", "1") or "1"
     if raw not in ("0", "1"):
@@ -377,6 +399,9 @@ async def entrypoint(ctx: JobContext) -> None:
         ctx.shutdown("caller never became active")
         return
     event("caller_active", identity=participant.identity)
+
+    if _flaky_turn_is_silent(participant):
+        mode = "silent"
 
     if mode == "silent":
         await set_state("silent")

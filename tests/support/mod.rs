@@ -26,7 +26,11 @@
 //!
 //! Items here carry `#[allow(dead_code)]`: not every test file uses each.
 
+#[allow(dead_code)]
+pub mod browser;
 pub mod peers;
+#[allow(dead_code)]
+pub mod webhook;
 
 use std::io::Write as _;
 
