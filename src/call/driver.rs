@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::media::codec::AudioCodec;
-use crate::media::sdp::{self, NegotiatedAudio};
+use crate::media::sdp::{self, NegotiatedAudio, SdpError};
 use crate::sip::caller::{CallEvent, Caller, Transmit};
 use crate::sip::message::ParseError;
 
@@ -112,7 +112,8 @@ impl CallDriver {
                 _ => {}
             }
         }
-        if self.caller.is_ended() {
+        // Ended, and the linger (late answers, retransmitted finals) is over.
+        if self.caller.is_done() {
             return Output::Done;
         }
         match self.caller.poll_timeout() {
@@ -121,12 +122,41 @@ impl CallDriver {
         }
     }
 
-    fn negotiate(&self) -> Result<NegotiatedAudio, String> {
-        match &self.caller.outcome().answer_sdp {
-            None => Err("the 200 OK carried no SDP answer".to_string()),
-            Some(body) => sdp::parse_answer(&String::from_utf8_lossy(body), &self.codecs)
-                .map_err(|e| format!("unusable SDP answer: {e}")),
+    /// Reads the 2xx's SDP answer against our offer, and names what the far
+    /// end got wrong: no answer at all, one that does not parse, or one that
+    /// differs from the SDP of its 18x (early media went elsewhere).
+    fn negotiate(&mut self) -> Result<NegotiatedAudio, String> {
+        let outcome = self.caller.outcome();
+        let early = outcome.early_sdp.clone();
+        let Some(body) = outcome.answer_sdp.clone() else {
+            self.caller.record_finding(
+                "answer_without_sdp",
+                true,
+                "the 200 OK to our INVITE (which carried the SDP offer) has no SDP answer (RFC 3264 section 5)",
+            );
+            return Err("the 200 OK carried no SDP answer".to_string());
+        };
+        let answer = sdp::parse_answer(&String::from_utf8_lossy(&body), &self.codecs);
+        match &answer {
+            Err(e @ (SdpError::Malformed { .. } | SdpError::MissingConnectionAddress | SdpError::NoAudio)) => {
+                self.caller.record_finding("unparseable_sdp_answer", true, format!("peer sent unparseable SDP in 200 OK: {e}"));
+            }
+            Ok(now) => {
+                let before = early.and_then(|b| sdp::parse_answer(&String::from_utf8_lossy(&b), &self.codecs).ok());
+                if let Some(before) = before.filter(|b| (b.remote_rtp, b.codec) != (now.remote_rtp, now.codec)) {
+                    self.caller.record_finding(
+                        "answer_sdp_changed",
+                        false,
+                        format!(
+                            "the 18x's SDP said {} at {}, the 200 OK's says {} at {}: media follows the 200 OK",
+                            before.codec, before.remote_rtp, now.codec, now.remote_rtp
+                        ),
+                    );
+                }
+            }
+            Err(_) => {}
         }
+        answer.map_err(|e| format!("unusable SDP answer: {e}"))
     }
 }
 
