@@ -139,7 +139,11 @@ impl CallDriver {
         let answer = sdp::parse_answer(&String::from_utf8_lossy(&body), &self.codecs);
         match &answer {
             Err(e @ (SdpError::Malformed { .. } | SdpError::MissingConnectionAddress | SdpError::NoAudio)) => {
-                self.caller.record_finding("unparseable_sdp_answer", true, format!("peer sent unparseable SDP in 200 OK: {e}"));
+                self.caller.record_finding(
+                    "unparseable_sdp_answer",
+                    true,
+                    format!("peer sent unparseable SDP in 200 OK: {e}"),
+                );
             }
             Ok(now) => {
                 let before = early.and_then(|b| sdp::parse_answer(&String::from_utf8_lossy(&b), &self.codecs).ok());

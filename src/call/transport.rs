@@ -143,8 +143,7 @@ impl SipSockets {
                 };
                 let listener = listen(SocketAddr::new(local_ip, 0)).map_err(OpenError::Bind)?;
                 let port = listener.local_addr().map_err(OpenError::Bind)?.port();
-                sockets.local_addr =
-                    sockets.connect_from(first_hop, Some(port)).await.map_err(OpenError::Connect)?;
+                sockets.local_addr = sockets.connect_from(first_hop, Some(port)).await.map_err(OpenError::Connect)?;
                 sockets.listening = true;
                 sockets.accept_on(listener);
                 Ok(sockets)
@@ -268,6 +267,10 @@ async fn read_stream(
                         }
                         Ok(None) => break,
                         Err(e) => {
+                            // Named as unframeable, not as a stalled message.
+                            if let Ok(mut held) = unfinished.lock() {
+                                held.remove(&peer);
+                            }
                             let garbage = Incoming::Garbage { from: peer, detail: e.to_string() };
                             let _ = sink.send(Event::Incoming(garbage)).await;
                             return;

@@ -1033,13 +1033,17 @@ impl Media {
             r.rx_stream_restarts = m.rx_timeline_resets;
             r.rx_ssrc_changes = m.rx.ssrc_changes;
             r.rx_unexpected_source_packets = m.rx.unexpected_source_packets;
-            r.rx_streams = m
-                .rx
-                .streams
-                .iter()
-                .enumerate()
-                .map(|(i, s)| RxStream { ssrc: s.ssrc, source: s.source.to_string(), packets: s.packets, tracked: i == 0 })
-                .collect();
+            r.rx_streams =
+                m.rx.streams
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| RxStream {
+                        ssrc: s.ssrc,
+                        source: s.source.to_string(),
+                        packets: s.packets,
+                        tracked: i == 0,
+                    })
+                    .collect();
             r.played = m.played.map(|(start, end)| PlayedSpan { start_ms: start.ms(), end_ms: end.ms() });
             r.play_cut_short = m.play_started.is_some() && m.played.is_none();
             r.utterance_end_ms = m.utterance_end.map(CallTime::ms);

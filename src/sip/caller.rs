@@ -568,10 +568,11 @@ impl Caller {
             from_tag.as_deref() == Some(d.remote_tag.as_str()) && to_tag.as_deref() == Some(self.local_tag.as_str())
         });
         let from_tag = req.common.first("From").and_then(|v| message::param(&v, "tag"));
-        let to_us = req.common.first("To").and_then(|v| message::param(&v, "tag")).as_deref()
-            == Some(self.local_tag.as_str());
+        let to_us =
+            req.common.first("To").and_then(|v| message::param(&v, "tag")).as_deref() == Some(self.local_tag.as_str());
         // A retransmitted BYE for the dialog that ended: answer it again.
-        let ended_dialog = self.ended_dialog.as_ref().is_some_and(|d| from_tag.as_deref() == Some(d.remote_tag.as_str()));
+        let ended_dialog =
+            self.ended_dialog.as_ref().is_some_and(|d| from_tag.as_deref() == Some(d.remote_tag.as_str()));
         if self.is_ended() && ended_dialog && to_us && req.method == "BYE" {
             self.respond(&req, from, 200, "OK", false);
             return;
@@ -586,7 +587,9 @@ impl Caller {
                 self.outcome.findings.add(
                     "bye_before_ack",
                     true,
-                    format!("the far end sent BYE (From tag {tag}) at {at_ms} ms, before its 2xx was ACKed; answered 481"),
+                    format!(
+                        "the far end sent BYE (From tag {tag}) at {at_ms} ms, before its 2xx was ACKed; answered 481"
+                    ),
                 );
                 self.early_bye_tag = Some(tag);
             }
@@ -693,9 +696,9 @@ impl Caller {
         let unanswered = matches!(last, Some(InviteState::Calling | InviteState::Proceeding | InviteState::Terminated))
             && self.dialog().is_none();
         let linger = match reason {
-            EndReason::PortUnreachable { .. } | EndReason::TransportClosed { .. } | EndReason::TransportError { .. } => {
-                Duration::ZERO
-            }
+            EndReason::PortUnreachable { .. }
+            | EndReason::TransportClosed { .. }
+            | EndReason::TransportError { .. } => Duration::ZERO,
             _ if unanswered => LINGER,
             EndReason::FarEndHungUp if udp => timer_d,
             _ if udp && last == Some(InviteState::Completed) => timer_d,

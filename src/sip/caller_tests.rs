@@ -838,7 +838,8 @@ fn a_retransmitted_bye_of_the_far_end_is_answered_again_after_the_end() {
 fn a_bye_before_the_2xx_is_refused_and_the_2xx_hung_up() {
     let t0 = Instant::now();
     let (mut c, inv) = started(config(false), t0);
-    let bye = String::from_utf8(with_local_tag(&mut c, &inv, far_request("BYE", 2))).unwrap().replace("tag=uas", "tag=r");
+    let bye =
+        String::from_utf8(with_local_tag(&mut c, &inv, far_request("BYE", 2))).unwrap().replace("tag=uas", "tag=r");
     c.handle_message(bye.as_bytes(), far(), t0 + ms(5)).unwrap();
     assert!(text(&drain(&mut c)[0]).starts_with("SIP/2.0 481"));
     assert!(c.outcome().findings.has("bye_before_ack") && !c.is_ended());

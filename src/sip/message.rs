@@ -45,7 +45,8 @@ pub fn check_length(bytes: &[u8]) -> LengthCheck {
     let announced = head.split("\r\n").skip(1).find_map(|line| {
         let (name, value) = line.split_once(':')?;
         let name = name.trim();
-        (name.eq_ignore_ascii_case("Content-Length") || name.eq_ignore_ascii_case("l")).then(|| value.trim().to_string())
+        (name.eq_ignore_ascii_case("Content-Length") || name.eq_ignore_ascii_case("l"))
+            .then(|| value.trim().to_string())
     });
     let Some(Ok(announced)) = announced.map(|v| v.parse::<usize>()) else { return LengthCheck::Absent };
     let body_start = head_end + 4;

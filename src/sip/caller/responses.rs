@@ -215,7 +215,8 @@ impl Caller {
     /// retransmitted 2xx of the dialog that ended gets that dialog's ACK.
     fn on_late_answer(&mut self, resp: &InResponse, idx: usize, now: Instant) {
         let Some(tag) = resp.to_tag() else { return };
-        let old_ack = self.ended_dialog.as_ref().filter(|d| d.remote_tag == tag).map(|d| (d.ack_to.clone(), d.ack.clone()));
+        let old_ack =
+            self.ended_dialog.as_ref().filter(|d| d.remote_tag == tag).map(|d| (d.ack_to.clone(), d.ack.clone()));
         if let Some((to, bytes)) = old_ack {
             self.outbox.push_back(Transmit { to, bytes });
             return;
