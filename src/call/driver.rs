@@ -301,4 +301,32 @@ mod tests {
         let Some(Output::Wait(next)) = out.last() else { panic!("{out:?}") };
         assert_eq!(*next, at + Duration::from_secs(5));
     }
+
+    /// The findings the driver recorded after the 2xx `ok` (with an 18x `early` before it).
+    fn findings_after(early: Option<&str>, ok: impl Fn(&Transmit) -> Vec<u8>) -> Vec<(String, bool)> {
+        let t0 = Instant::now();
+        let mut d = driver(t0);
+        let inv = invite(&mut d);
+        if let Some(sdp) = early {
+            let ringing = String::from_utf8(ok_with_sdp(&inv, sdp)).unwrap().replace("200 OK", "183 Session Progress");
+            d.handle_message(ringing.as_bytes(), far(), t0).unwrap();
+        }
+        d.handle_message(&ok(&inv), far(), t0 + Duration::from_millis(20)).unwrap();
+        drain(&mut d);
+        d.caller().outcome().findings.to_vec().into_iter().map(|f| (f.code, f.violation)).collect()
+    }
+
+    #[test]
+    fn a_missing_or_unparseable_answer_is_a_violation_a_changed_one_is_not() {
+        let no_sdp = |inv: &Transmit| String::from_utf8(ok_with_sdp(inv, "")).unwrap().into_bytes();
+        assert_eq!(findings_after(None, no_sdp), [("answer_without_sdp".to_string(), true)]);
+        let garbled = |inv: &Transmit| ok_with_sdp(inv, "v=0\r\nnot sdp\r\n");
+        assert_eq!(findings_after(None, garbled), [("unparseable_sdp_answer".to_string(), true)]);
+        let moved = PCMU.replace("6000", "6002");
+        let changed = move |inv: &Transmit| ok_with_sdp(inv, &moved);
+        assert_eq!(findings_after(Some(PCMU), changed), [("answer_sdp_changed".to_string(), false)]);
+        // The same SDP in the 183 and the 200: nothing to say; no common codec is no violation.
+        assert!(findings_after(Some(PCMU), |inv| ok_with_sdp(inv, PCMU)).is_empty());
+        assert!(findings_after(None, |inv| ok_with_sdp(inv, G729_ONLY)).is_empty());
+    }
 }

@@ -72,6 +72,7 @@ pub fn evaluate(record: &CallOutcome, expect: &Expectations) -> Vec<Check> {
         record.findings.to_vec().into_iter().filter(|f| f.violation).map(|f| f.code).collect();
     if !violations.is_empty() {
         let mut codes = violations.clone();
+        codes.sort();
         codes.dedup();
         checks.push(Check {
             name: "peer_conduct".into(),
