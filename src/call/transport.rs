@@ -360,3 +360,57 @@ pub enum OpenError {
     #[error("cannot open a TCP connection: {0}")]
     Connect(io::Error),
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+
+    const BYE: &[u8] = b"BYE sip:a@127.0.0.1 SIP/2.0\r\nCall-ID: x\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n";
+
+    /// Our Contact's port accepts a new connection from the far end; what it
+    /// sends arrives like the rest, and the answer goes back on it.
+    #[tokio::test]
+    async fn the_far_end_can_open_a_new_connection_to_our_contact() {
+        let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        let mut sockets = SipSockets::open(Transport::Tcp, ip, proxy.local_addr().unwrap()).await.unwrap();
+        assert!(sockets.listening);
+        let (_ours, from) = proxy.accept().unwrap();
+        assert_eq!(from, sockets.local_addr(), "the connection comes from the port our Contact names");
+
+        let contact = sockets.local_addr();
+        let far = std::thread::spawn(move || {
+            let mut conn = std::net::TcpStream::connect(contact).unwrap();
+            conn.write_all(BYE).unwrap();
+            conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut buf = [0u8; 64];
+            let n = conn.read(&mut buf).unwrap();
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        });
+        let got = tokio::time::timeout(Duration::from_secs(5), sockets.recv()).await.unwrap();
+        let Some(Incoming::Message { bytes, from }) = got else { panic!("{got:?}") };
+        assert_eq!(bytes, BYE);
+        sockets.send(from, b"SIP/2.0 200 OK\r\n\r\n").await.unwrap();
+        assert_eq!(far.join().unwrap(), "SIP/2.0 200 OK\r\n\r\n");
+    }
+
+    /// Half a message, then silence: held, and said so.
+    #[tokio::test]
+    async fn a_stalled_message_is_reported_as_unfinished() {
+        let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let sockets =
+            SipSockets::open(Transport::Tcp, [127, 0, 0, 1].into(), proxy.local_addr().unwrap()).await.unwrap();
+        let (mut conn, _) = proxy.accept().unwrap();
+        conn.write_all(&BYE[..20]).unwrap();
+        let peer = proxy.local_addr().unwrap();
+        for _ in 0..100 {
+            if !sockets.unfinished_messages().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(sockets.unfinished_messages(), vec![(peer, 20)]);
+    }
+}
