@@ -25,7 +25,16 @@
 //! CANCEL's transaction (a 2xx can beat the CANCEL; we ACK and BYE it while
 //! the CANCEL transaction runs to its end) and the user's "abandon", which
 //! decides how the call ends whatever phase it is in. Ended is final: later
-//! input reaches the transactions but reopens nothing.
+//! input reaches the transactions but reopens nothing. The caller still
+//! listens for a bounded linger after the end ([`LINGER`]): a retransmitted
+//! non-2xx final is re-ACKed (Timer D), a retransmitted BYE answered again,
+//! and a 2xx that comes too late (after Timer B, or after we gave up on our
+//! CANCEL) is ACKed and hung up with its own BYE, so the far end keeps no
+//! ghost call; [`Caller::is_done`] says when the shell may stop.
+//!
+//! What the far end does wrong along the way (a BYE before our ACK, a
+//! Content-Length that lies, bytes that are not SIP, a late 2xx) is recorded
+//! as findings in the outcome ([`crate::finding`]).
 //!
 //! This file owns the call's state (the [`Caller`] and its phase), its
 //! public inputs and outputs, the timers and the far end's requests; the
