@@ -23,6 +23,7 @@ pub mod conversation;
 #[cfg(test)]
 mod doc_links;
 pub mod exit;
+pub mod finding;
 pub mod history;
 pub mod livekit;
 pub mod load;

@@ -1052,6 +1052,12 @@ fn golden_report() -> Report {
             mos: Mos::of_received(AudioCodec::Pcmu, 286, 2, 0.42),
             ignored_packets: 4,
             rx_stream_restarts: 1,
+            rx_ssrc_changes: 1,
+            rx_unexpected_source_packets: 0,
+            rx_streams: vec![
+                model::RxStream { ssrc: 0x1234, source: "127.0.0.1:20000".into(), packets: 284, tracked: true },
+                model::RxStream { ssrc: 0x5678, source: "127.0.0.1:20000".into(), packets: 4, tracked: false },
+            ],
             first_rtp_ms: Some(325.6),
             first_audio_ms: Some(560),
             response_latency_ms: Some(700),

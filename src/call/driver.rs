@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::media::codec::AudioCodec;
-use crate::media::sdp::{self, NegotiatedAudio};
+use crate::media::sdp::{self, NegotiatedAudio, SdpError};
 use crate::sip::caller::{CallEvent, Caller, Transmit};
 use crate::sip::message::ParseError;
 
@@ -112,7 +112,8 @@ impl CallDriver {
                 _ => {}
             }
         }
-        if self.caller.is_ended() {
+        // Ended, and the linger (late answers, retransmitted finals) is over.
+        if self.caller.is_done() {
             return Output::Done;
         }
         match self.caller.poll_timeout() {
@@ -121,12 +122,45 @@ impl CallDriver {
         }
     }
 
-    fn negotiate(&self) -> Result<NegotiatedAudio, String> {
-        match &self.caller.outcome().answer_sdp {
-            None => Err("the 200 OK carried no SDP answer".to_string()),
-            Some(body) => sdp::parse_answer(&String::from_utf8_lossy(body), &self.codecs)
-                .map_err(|e| format!("unusable SDP answer: {e}")),
+    /// Reads the 2xx's SDP answer against our offer, and names what the far
+    /// end got wrong: no answer at all, one that does not parse, or one that
+    /// differs from the SDP of its 18x (early media went elsewhere).
+    fn negotiate(&mut self) -> Result<NegotiatedAudio, String> {
+        let outcome = self.caller.outcome();
+        let early = outcome.early_sdp.clone();
+        let Some(body) = outcome.answer_sdp.clone() else {
+            self.caller.record_finding(
+                "answer_without_sdp",
+                true,
+                "the 200 OK to our INVITE (which carried the SDP offer) has no SDP answer (RFC 3264 section 5)",
+            );
+            return Err("the 200 OK carried no SDP answer".to_string());
+        };
+        let answer = sdp::parse_answer(&String::from_utf8_lossy(&body), &self.codecs);
+        match &answer {
+            Err(e @ (SdpError::Malformed { .. } | SdpError::MissingConnectionAddress | SdpError::NoAudio)) => {
+                self.caller.record_finding(
+                    "unparseable_sdp_answer",
+                    true,
+                    format!("peer sent unparseable SDP in 200 OK: {e}"),
+                );
+            }
+            Ok(now) => {
+                let before = early.and_then(|b| sdp::parse_answer(&String::from_utf8_lossy(&b), &self.codecs).ok());
+                if let Some(before) = before.filter(|b| (b.remote_rtp, b.codec) != (now.remote_rtp, now.codec)) {
+                    self.caller.record_finding(
+                        "answer_sdp_changed",
+                        false,
+                        format!(
+                            "the 18x's SDP said {} at {}, the 200 OK's says {} at {}: media follows the 200 OK",
+                            before.codec, before.remote_rtp, now.codec, now.remote_rtp
+                        ),
+                    );
+                }
+            }
+            Err(_) => {}
         }
+        answer.map_err(|e| format!("unusable SDP answer: {e}"))
     }
 }
 
@@ -266,5 +300,33 @@ mod tests {
         assert!(out.iter().any(|o| matches!(o, Output::Connected { media: Ok(_), .. })), "{out:?}");
         let Some(Output::Wait(next)) = out.last() else { panic!("{out:?}") };
         assert_eq!(*next, at + Duration::from_secs(5));
+    }
+
+    /// The findings the driver recorded after the 2xx `ok` (with an 18x `early` before it).
+    fn findings_after(early: Option<&str>, ok: impl Fn(&Transmit) -> Vec<u8>) -> Vec<(String, bool)> {
+        let t0 = Instant::now();
+        let mut d = driver(t0);
+        let inv = invite(&mut d);
+        if let Some(sdp) = early {
+            let ringing = String::from_utf8(ok_with_sdp(&inv, sdp)).unwrap().replace("200 OK", "183 Session Progress");
+            d.handle_message(ringing.as_bytes(), far(), t0).unwrap();
+        }
+        d.handle_message(&ok(&inv), far(), t0 + Duration::from_millis(20)).unwrap();
+        drain(&mut d);
+        d.caller().outcome().findings.to_vec().into_iter().map(|f| (f.code, f.violation)).collect()
+    }
+
+    #[test]
+    fn a_missing_or_unparseable_answer_is_a_violation_a_changed_one_is_not() {
+        let no_sdp = |inv: &Transmit| String::from_utf8(ok_with_sdp(inv, "")).unwrap().into_bytes();
+        assert_eq!(findings_after(None, no_sdp), [("answer_without_sdp".to_string(), true)]);
+        let garbled = |inv: &Transmit| ok_with_sdp(inv, "v=0\r\nnot sdp\r\n");
+        assert_eq!(findings_after(None, garbled), [("unparseable_sdp_answer".to_string(), true)]);
+        let moved = PCMU.replace("6000", "6002");
+        let changed = move |inv: &Transmit| ok_with_sdp(inv, &moved);
+        assert_eq!(findings_after(Some(PCMU), changed), [("answer_sdp_changed".to_string(), false)]);
+        // The same SDP in the 183 and the 200: nothing to say; no common codec is no violation.
+        assert!(findings_after(Some(PCMU), |inv| ok_with_sdp(inv, PCMU)).is_empty());
+        assert!(findings_after(None, |inv| ok_with_sdp(inv, G729_ONLY)).is_empty());
     }
 }

@@ -56,6 +56,13 @@ impl MediaSession {
         MediaSession { stop: Some(stop_tx), task }
     }
 
+    /// Stops sending and receiving now; [`MediaSession::stop`] collects the outcome.
+    pub fn halt(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+
     pub async fn stop(mut self) -> Option<MediaOutcome> {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());

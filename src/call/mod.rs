@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rand::Rng;
 
+use crate::finding::Findings;
 use crate::media::codec::AudioCodec;
 use crate::media::script::Script;
 use crate::media::sdp::{self, OfferParams};
@@ -108,6 +109,9 @@ pub struct CallOutcome {
     pub media_error: Option<String>,
     /// Things that went wrong on our side without ending the call (unparseable input …).
     pub notes: Vec<String>,
+    /// What the far end did that callprobe names (the SIP core's, the
+    /// transport's and the media statistics').
+    pub findings: Findings,
 }
 
 /// The tester itself could not run the call (exit code 2).
@@ -161,6 +165,7 @@ pub async fn run(
         media: None,
         media_error: None,
         notes: Vec::new(),
+        findings: Findings::default(),
     };
 
     let media_port =
@@ -268,6 +273,10 @@ pub async fn run(
             }
             Output::Ended => {
                 record.ended = Some(since_t0(Instant::now()));
+                // The call is over: no more RTP, even while SIP lingers.
+                if let Some(session) = &mut media_session {
+                    session.halt();
+                }
                 continue;
             }
             Output::Done => break,
@@ -299,6 +308,11 @@ pub async fn run(
                     }
                     Some(Incoming::Garbage { from, detail }) => {
                         record.notes.push(format!("bad bytes from {from}: {detail}"));
+                        record.findings.add(
+                            "unframeable_stream",
+                            true,
+                            format!("the TCP stream from {from} cannot be cut into SIP messages at {:.1} ms: {detail}", at.ms()),
+                        );
                         call.handle_transport_closed();
                     }
                     Some(Incoming::Unreachable { to }) => {
@@ -318,14 +332,82 @@ pub async fn run(
         }
     }
     record.sip = call.caller().outcome().clone();
+    record.findings.extend(&record.sip.findings.clone());
+    for (peer, held) in sockets.unfinished_messages() {
+        record.findings.add(
+            "tcp_stalled_mid_message",
+            true,
+            format!("{held} bytes of an unfinished SIP message from {peer} were still waiting for the rest when the call ended"),
+        );
+    }
     if let Some(session) = media_session {
         record.media = session.stop().await;
     }
     if let Some(m) = &record.media {
         record.rtp_packets_received = m.rx.received;
         record.first_rtp = m.rx.first_arrival.map(since_t0);
+        media_findings(m, &mut record.findings);
     }
     Ok(record)
+}
+
+/// A far end sending this many times the codec's packet rate is flooding us.
+const FLOOD_FACTOR: f64 = 5.0;
+
+/// What the receive statistics show about the far end's RTP: other
+/// addresses than its SDP named, SSRC changes, a packet rate far above the
+/// codec's (none of them breaks the protocol: they are context).
+fn media_findings(m: &MediaOutcome, findings: &mut Findings) {
+    let rx = &m.rx;
+    if rx.unexpected_source_packets > 0 {
+        let sources: Vec<String> = rx
+            .streams
+            .iter()
+            .filter(|s| s.source != m.remote_rtp)
+            .map(|s| format!("{} ({} packets)", s.source, s.packets))
+            .collect();
+        findings.add(
+            "rtp_from_unexpected_address",
+            false,
+            format!(
+                "{} RTP packets came from {} instead of {}, the address in the far end's SDP (they are not in the loss/jitter figures)",
+                rx.unexpected_source_packets,
+                sources.join(", "),
+                m.remote_rtp
+            ),
+        );
+    }
+    if rx.ssrc_changes > 0 {
+        findings.add(
+            "rtp_ssrc_changed",
+            false,
+            format!(
+                "the far end's RTP changed SSRC {} times ({} streams{})",
+                rx.ssrc_changes,
+                rx.streams.len(),
+                if rx.untracked_stream_packets > 0 {
+                    format!(", and {} packets of further streams", rx.untracked_stream_packets)
+                } else {
+                    String::new()
+                }
+            ),
+        );
+    }
+    let total: u64 = rx.streams.iter().map(|s| s.packets).sum::<u64>() + rx.untracked_stream_packets;
+    let first = rx.streams.iter().map(|s| s.first_arrival).min();
+    let last = rx.streams.iter().map(|s| s.last_arrival).max();
+    if let (Some(first), Some(last)) = (first, last) {
+        let secs = (last - first).as_secs_f64().max(0.1);
+        let rate = total as f64 / secs;
+        let nominal = 1.0 / crate::media::codec::FRAME_DURATION.as_secs_f64();
+        if total > 1000 && rate > FLOOD_FACTOR * nominal {
+            findings.add(
+                "rtp_flood",
+                false,
+                format!("{total} RTP packets in {secs:.1} s ({rate:.0} packets/s; the codec sends {nominal:.0}/s)"),
+            );
+        }
+    }
 }
 
 fn log_message(at: CallTime, dir: Direction, peer: SocketAddr, bytes: &[u8]) -> LoggedMessage {

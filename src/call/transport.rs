@@ -9,16 +9,22 @@
 //! TCP: one connection per next hop,
 //! opened on first use; incoming bytes are cut into messages by
 //! [`crate::sip::framing::StreamFramer`]; a closed connection is reported.
+//! Our Contact must be reachable over TCP too (the far end may open a new
+//! connection for its BYE or re-INVITE, RFC 3261 18.2.2): a listener is bound
+//! first, and the connection to the first hop is made *from* the listener's
+//! port (`SO_REUSEPORT` on both), so Via and Contact name one address where
+//! we both send from and accept. What arrives on an accepted connection goes
+//! to the same caller, and responses to it go back on it.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpSocket, UdpSocket};
 use tokio::sync::mpsc;
 
 use crate::sip::framing::StreamFramer;
@@ -52,13 +58,28 @@ pub enum Incoming {
 /// transport counts as failed (a silent host must not stall the call's timers).
 const TCP_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What the socket tasks hand the call: network input, or (internal) a
+/// connection the far end opened to our Contact.
+#[derive(Debug)]
+enum Event {
+    Incoming(Incoming),
+    Accepted { peer: SocketAddr, write: OwnedWriteHalf },
+}
+
+/// Connections the far end may open to us at once; more wait in the backlog.
+const LISTEN_BACKLOG: u32 = 16;
+
 pub struct SipSockets {
     kind: Transport,
     udp: Option<Arc<UdpSocket>>,
     tcp: HashMap<SocketAddr, OwnedWriteHalf>,
     local_addr: SocketAddr,
-    tx: mpsc::Sender<Incoming>,
-    rx: mpsc::Receiver<Incoming>,
+    /// Bytes of an unfinished message held per TCP connection.
+    unfinished: Arc<Mutex<HashMap<SocketAddr, usize>>>,
+    /// TCP: whether our Contact accepts connections (the listener is up).
+    pub listening: bool,
+    tx: mpsc::Sender<Event>,
+    rx: mpsc::Receiver<Event>,
 }
 
 impl SipSockets {
@@ -81,7 +102,7 @@ impl SipSockets {
                         match reader.recv_from(&mut buf).await {
                             Ok((n, from)) => {
                                 let msg = Incoming::Message { bytes: buf[..n].to_vec(), from };
-                                if sink.send(msg).await.is_err() {
+                                if sink.send(Event::Incoming(msg)).await.is_err() {
                                     return;
                                 }
                             }
@@ -89,7 +110,7 @@ impl SipSockets {
                             // where to (when the system tells), keep listening.
                             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
                                 for to in icmp::unreachable_destinations(&reader) {
-                                    if sink.send(Incoming::Unreachable { to }).await.is_err() {
+                                    if sink.send(Event::Incoming(Incoming::Unreachable { to })).await.is_err() {
                                         return;
                                     }
                                 }
@@ -98,7 +119,16 @@ impl SipSockets {
                         }
                     }
                 });
-                Ok(SipSockets { kind, udp: Some(socket), tcp: HashMap::new(), local_addr, tx, rx })
+                Ok(SipSockets {
+                    kind,
+                    udp: Some(socket),
+                    tcp: HashMap::new(),
+                    local_addr,
+                    unfinished: Arc::default(),
+                    listening: false,
+                    tx,
+                    rx,
+                })
             }
             Transport::Tcp => {
                 let mut sockets = SipSockets {
@@ -106,13 +136,43 @@ impl SipSockets {
                     udp: None,
                     tcp: HashMap::new(),
                     local_addr: SocketAddr::new(local_ip, 0),
+                    unfinished: Arc::default(),
+                    listening: false,
                     tx,
                     rx,
                 };
-                sockets.local_addr = sockets.connect(first_hop).await.map_err(OpenError::Connect)?;
+                let listener = listen(SocketAddr::new(local_ip, 0)).map_err(OpenError::Bind)?;
+                let port = listener.local_addr().map_err(OpenError::Bind)?.port();
+                sockets.local_addr = sockets.connect_from(first_hop, Some(port)).await.map_err(OpenError::Connect)?;
+                sockets.listening = true;
+                sockets.accept_on(listener);
                 Ok(sockets)
             }
         }
+    }
+
+    /// Accepts the far end's connections to our Contact; each is read like
+    /// ours, and its write half is handed over for the responses.
+    fn accept_on(&self, listener: TcpListener) {
+        let sink = self.tx.clone();
+        let unfinished = self.unfinished.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, peer)) = listener.accept().await else { return };
+                let _ = stream.set_nodelay(true);
+                let (read, write) = stream.into_split();
+                if sink.send(Event::Accepted { peer, write }).await.is_err() {
+                    return;
+                }
+                tokio::spawn(read_stream(read, peer, sink.clone(), unfinished.clone()));
+            }
+        });
+    }
+
+    /// TCP connections holding part of a message: (peer, bytes held).
+    pub fn unfinished_messages(&self) -> Vec<(SocketAddr, usize)> {
+        let held = self.unfinished.lock().map(|m| m.clone()).unwrap_or_default();
+        held.into_iter().filter(|(_, n)| *n > 0).collect()
     }
 
     /// Our address as the far end sees it (for Via and Contact).
@@ -120,45 +180,24 @@ impl SipSockets {
         self.local_addr
     }
 
-    async fn connect(&mut self, peer: SocketAddr) -> io::Result<SocketAddr> {
-        let stream = tokio::time::timeout(TCP_TIMEOUT, TcpStream::connect(peer)).await.map_err(|_| {
+    /// Connects to `peer` (from `local_port` when given, sharing it with the
+    /// listener) and starts reading; returns our end's address.
+    async fn connect_from(&mut self, peer: SocketAddr, local_port: Option<u16>) -> io::Result<SocketAddr> {
+        let socket = if peer.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        if let Some(port) = local_port {
+            socket.set_reuseaddr(true)?;
+            #[cfg(unix)]
+            socket.set_reuseport(true)?;
+            socket.bind(SocketAddr::new(self.local_addr.ip(), port))?;
+        }
+        let stream = tokio::time::timeout(TCP_TIMEOUT, socket.connect(peer)).await.map_err(|_| {
             io::Error::new(io::ErrorKind::TimedOut, format!("no TCP connection within {TCP_TIMEOUT:?}"))
         })??;
         stream.set_nodelay(true)?;
         let local = stream.local_addr()?;
-        let (mut read, write) = stream.into_split();
+        let (read, write) = stream.into_split();
         self.tcp.insert(peer, write);
-        let sink = self.tx.clone();
-        tokio::spawn(async move {
-            let mut framer = StreamFramer::default();
-            let mut buf = vec![0u8; 16 * 1024];
-            loop {
-                let detail = match read.read(&mut buf).await {
-                    Ok(0) => "closed by the peer".to_string(),
-                    Ok(n) => {
-                        framer.push(&buf[..n]);
-                        loop {
-                            match framer.next_message() {
-                                Ok(Some(bytes)) => {
-                                    if sink.send(Incoming::Message { bytes, from: peer }).await.is_err() {
-                                        return;
-                                    }
-                                }
-                                Ok(None) => break,
-                                Err(e) => {
-                                    let _ = sink.send(Incoming::Garbage { from: peer, detail: e.to_string() }).await;
-                                    return;
-                                }
-                            }
-                        }
-                        continue;
-                    }
-                    Err(e) => e.to_string(),
-                };
-                let _ = sink.send(Incoming::Closed { peer, detail }).await;
-                return;
-            }
-        });
+        tokio::spawn(read_stream(read, peer, self.tx.clone(), self.unfinished.clone()));
         Ok(local)
     }
 
@@ -170,7 +209,8 @@ impl SipSockets {
             }
             Transport::Tcp => {
                 if !self.tcp.contains_key(&to) {
-                    self.connect(to).await?;
+                    // Another hop (a Contact elsewhere): from any port.
+                    self.connect_from(to, None).await?;
                 }
                 let stream = self.tcp.get_mut(&to).ok_or_else(|| io::Error::other("no TCP connection"))?;
                 tokio::time::timeout(TCP_TIMEOUT, stream.write_all(bytes)).await.map_err(|_| {
@@ -181,7 +221,71 @@ impl SipSockets {
     }
 
     pub async fn recv(&mut self) -> Option<Incoming> {
-        self.rx.recv().await
+        loop {
+            match self.rx.recv().await? {
+                Event::Incoming(incoming) => return Some(incoming),
+                // Responses to what arrives on it go back on it.
+                Event::Accepted { peer, write } => {
+                    self.tcp.insert(peer, write);
+                }
+            }
+        }
+    }
+}
+
+/// A TCP listener on `addr` that lets our outgoing connection share its port.
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    #[cfg(unix)]
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Reads one TCP connection until it closes, cutting it into messages; how
+/// much of an unfinished message it holds is kept in `unfinished`.
+async fn read_stream(
+    mut read: OwnedReadHalf,
+    peer: SocketAddr,
+    sink: mpsc::Sender<Event>,
+    unfinished: Arc<Mutex<HashMap<SocketAddr, usize>>>,
+) {
+    let mut framer = StreamFramer::default();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let detail = match read.read(&mut buf).await {
+            Ok(0) => "closed by the peer".to_string(),
+            Ok(n) => {
+                framer.push(&buf[..n]);
+                loop {
+                    match framer.next_message() {
+                        Ok(Some(bytes)) => {
+                            if sink.send(Event::Incoming(Incoming::Message { bytes, from: peer })).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            // Named as unframeable, not as a stalled message.
+                            if let Ok(mut held) = unfinished.lock() {
+                                held.remove(&peer);
+                            }
+                            let garbage = Incoming::Garbage { from: peer, detail: e.to_string() };
+                            let _ = sink.send(Event::Incoming(garbage)).await;
+                            return;
+                        }
+                    }
+                }
+                if let Ok(mut held) = unfinished.lock() {
+                    held.insert(peer, framer.buffered());
+                }
+                continue;
+            }
+            Err(e) => e.to_string(),
+        };
+        let _ = sink.send(Event::Incoming(Incoming::Closed { peer, detail })).await;
+        return;
     }
 }
 
@@ -255,4 +359,58 @@ pub enum OpenError {
     Bind(io::Error),
     #[error("cannot open a TCP connection: {0}")]
     Connect(io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+
+    const BYE: &[u8] = b"BYE sip:a@127.0.0.1 SIP/2.0\r\nCall-ID: x\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n";
+
+    /// Our Contact's port accepts a new connection from the far end; what it
+    /// sends arrives like the rest, and the answer goes back on it.
+    #[tokio::test]
+    async fn the_far_end_can_open_a_new_connection_to_our_contact() {
+        let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        let mut sockets = SipSockets::open(Transport::Tcp, ip, proxy.local_addr().unwrap()).await.unwrap();
+        assert!(sockets.listening);
+        let (_ours, from) = proxy.accept().unwrap();
+        assert_eq!(from, sockets.local_addr(), "the connection comes from the port our Contact names");
+
+        let contact = sockets.local_addr();
+        let far = std::thread::spawn(move || {
+            let mut conn = std::net::TcpStream::connect(contact).unwrap();
+            conn.write_all(BYE).unwrap();
+            conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut buf = [0u8; 64];
+            let n = conn.read(&mut buf).unwrap();
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        });
+        let got = tokio::time::timeout(Duration::from_secs(5), sockets.recv()).await.unwrap();
+        let Some(Incoming::Message { bytes, from }) = got else { panic!("{got:?}") };
+        assert_eq!(bytes, BYE);
+        sockets.send(from, b"SIP/2.0 200 OK\r\n\r\n").await.unwrap();
+        assert_eq!(far.join().unwrap(), "SIP/2.0 200 OK\r\n\r\n");
+    }
+
+    /// Half a message, then silence: held, and said so.
+    #[tokio::test]
+    async fn a_stalled_message_is_reported_as_unfinished() {
+        let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let sockets =
+            SipSockets::open(Transport::Tcp, [127, 0, 0, 1].into(), proxy.local_addr().unwrap()).await.unwrap();
+        let (mut conn, _) = proxy.accept().unwrap();
+        conn.write_all(&BYE[..20]).unwrap();
+        let peer = proxy.local_addr().unwrap();
+        for _ in 0..100 {
+            if !sockets.unfinished_messages().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(sockets.unfinished_messages(), vec![(peer, 20)]);
+    }
 }

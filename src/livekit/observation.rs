@@ -322,6 +322,7 @@ pub(crate) mod tests {
             media: None,
             media_error: None,
             notes: Vec::new(),
+            findings: Default::default(),
         }
     }
 

@@ -13,6 +13,14 @@
 //! believed (as a restart of the sender) when the next packet follows it.
 //! Duplicates are found with a window of the last [`DUPLICATE_WINDOW`] sequence
 //! numbers and are left out of the received count and the jitter.
+//!
+//! Every packet, tracked or not, is also counted per (SSRC, source address)
+//! in [`RxStatsReport::streams`] (at most [`MAX_STREAMS`] entries; packets of
+//! further streams are only counted in `untracked_stream_packets`), with the
+//! number of SSRC changes between consecutive packets and the packets from
+//! another address than the one the far end's SDP announced
+//! ([`RxStats::expect_source`]): a new SSRC or a new source is reported as
+//! such, never merged into the tracked stream.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -25,9 +33,21 @@ pub const MAX_DROPOUT: u16 = 3000;
 pub const MAX_MISORDER: u16 = 100;
 /// How many recent sequence numbers are remembered for duplicate detection.
 pub const DUPLICATE_WINDOW: usize = 1024;
+/// How many distinct (SSRC, source) streams are counted one by one.
+pub const MAX_STREAMS: usize = 16;
+
+/// Packets received from one (SSRC, source address) pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamCount {
+    pub ssrc: u32,
+    pub source: SocketAddr,
+    pub packets: u64,
+    pub first_arrival: Instant,
+    pub last_arrival: Instant,
+}
 
 /// Summary of the received stream at one moment.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RxStatsReport {
     /// SSRC of the tracked stream, `None` before the first packet.
     pub ssrc: Option<u32>,
@@ -54,6 +74,14 @@ pub struct RxStatsReport {
     pub other_ssrc_packets: u64,
     /// Packets from any other source address.
     pub other_source_packets: u64,
+    /// Every (SSRC, source) seen, in order of first arrival (at most [`MAX_STREAMS`]).
+    pub streams: Vec<StreamCount>,
+    /// Packets of streams past [`MAX_STREAMS`].
+    pub untracked_stream_packets: u64,
+    /// Times a packet's SSRC differed from the previous packet's.
+    pub ssrc_changes: u64,
+    /// Packets from another address than the SDP announced (0 when none was set).
+    pub unexpected_source_packets: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -88,9 +116,49 @@ pub struct RxStats {
     max_arrival_gap: Duration,
     other_ssrc_packets: u64,
     other_source_packets: u64,
+    streams: Vec<StreamCount>,
+    untracked_stream_packets: u64,
+    last_ssrc: Option<u32>,
+    ssrc_changes: u64,
+    expected_source: Option<SocketAddr>,
+    unexpected_source_packets: u64,
 }
 
 impl RxStats {
+    /// Packets from another address than `source` (the far end's SDP) are
+    /// counted as unexpected.
+    pub fn expect_source(mut self, source: SocketAddr) -> RxStats {
+        self.expected_source = Some(source);
+        self
+    }
+
+    /// Counts the packet under its (SSRC, source) and notes SSRC changes.
+    fn count_stream(&mut self, header: &RtpHeader, source: SocketAddr, arrival: Instant) {
+        if self.last_ssrc.is_some_and(|s| s != header.ssrc) {
+            self.ssrc_changes += 1;
+        }
+        self.last_ssrc = Some(header.ssrc);
+        if self.expected_source.is_some_and(|e| e != source) {
+            self.unexpected_source_packets += 1;
+        }
+        let known = self.streams.iter().position(|s| s.ssrc == header.ssrc && s.source == source);
+        match known {
+            Some(i) => {
+                let s = &mut self.streams[i];
+                s.packets += 1;
+                s.last_arrival = s.last_arrival.max(arrival);
+            }
+            None if self.streams.len() < MAX_STREAMS => self.streams.push(StreamCount {
+                ssrc: header.ssrc,
+                source,
+                packets: 1,
+                first_arrival: arrival,
+                last_arrival: arrival,
+            }),
+            None => self.untracked_stream_packets += 1,
+        }
+    }
+
     /// Statistics for a stream with this RTP clock rate (8000 for our codecs).
     pub fn new(clock_rate: u32) -> RxStats {
         RxStats {
@@ -102,11 +170,18 @@ impl RxStats {
             max_arrival_gap: Duration::ZERO,
             other_ssrc_packets: 0,
             other_source_packets: 0,
+            streams: Vec::new(),
+            untracked_stream_packets: 0,
+            last_ssrc: None,
+            ssrc_changes: 0,
+            expected_source: None,
+            unexpected_source_packets: 0,
         }
     }
 
     /// Accounts one received packet.
     pub fn on_packet(&mut self, header: &RtpHeader, source: SocketAddr, arrival: Instant) {
+        self.count_stream(header, source, arrival);
         let Some(stream) = self.stream.as_mut() else {
             self.stream = Some(TrackedStream::starting_with(header, source, arrival, self.clock_rate));
             return;
@@ -180,6 +255,10 @@ impl RxStats {
             last_arrival: None,
             other_ssrc_packets: self.other_ssrc_packets,
             other_source_packets: self.other_source_packets,
+            streams: self.streams.clone(),
+            untracked_stream_packets: self.untracked_stream_packets,
+            ssrc_changes: self.ssrc_changes,
+            unexpected_source_packets: self.unexpected_source_packets,
         };
         if let Some(stream) = &self.stream {
             report.ssrc = Some(stream.ssrc);
@@ -351,6 +430,31 @@ mod tests {
         let report = stats.report();
         assert_eq!((report.other_ssrc_packets, report.other_source_packets), (1, 1));
         assert_eq!((report.received, report.expected), (2, 2));
+    }
+
+    #[test]
+    fn every_stream_is_counted_with_ssrc_changes_and_unexpected_sources() {
+        let t0 = Instant::now();
+        let stranger: SocketAddr = "198.51.100.1:4000".parse().unwrap();
+        let mut stats = RxStats::new(8000).expect_source(source());
+        stats.on_packet(&header(1, 0), source(), t0);
+        stats.on_packet(&RtpHeader { ssrc: 99, ..header(500, 0) }, source(), t0);
+        stats.on_packet(&header(2, 160), source(), t0);
+        stats.on_packet(&header(3, 320), stranger, t0);
+        stats.on_packet(&header(4, 480), stranger, t0);
+        let r = stats.report();
+        assert_eq!(r.ssrc_changes, 2, "SSRC -> 99 -> SSRC");
+        assert_eq!(r.unexpected_source_packets, 2);
+        let counts: Vec<(u32, SocketAddr, u64)> = r.streams.iter().map(|s| (s.ssrc, s.source, s.packets)).collect();
+        assert_eq!(counts, vec![(SSRC, source(), 2), (99, source(), 1), (SSRC, stranger, 2)]);
+        // A flood of fresh SSRCs stays bounded.
+        for i in 0..10_000u32 {
+            stats.on_packet(&RtpHeader { ssrc: 1000 + i, ..header(7, 0) }, source(), t0);
+        }
+        let r = stats.report();
+        assert_eq!(r.streams.len(), MAX_STREAMS);
+        assert_eq!(r.untracked_stream_packets, 10_000 - (MAX_STREAMS as u64 - 3));
+        assert_eq!(r.received, 2, "none of it merged into the tracked stream");
     }
 
     #[test]

@@ -226,7 +226,7 @@ impl MediaSessionCore {
             pending: VecDeque::new(),
             our_turns: Vec::new(),
             hang_up_requested: false,
-            rx_stats: RxStats::new(codec.rtp_clock_rate()),
+            rx_stats: RxStats::new(codec.rtp_clock_rate()).expect_source(audio.remote_rtp),
             dtmf: audio.telephone_event_payload_type.map(|_| DtmfReceiver::new(8000)),
             digits: Vec::new(),
             // Received audio is kept at the codec's rate and resampled once

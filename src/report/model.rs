@@ -188,6 +188,12 @@ pub struct Call {
     /// Things that went wrong on callprobe's side without ending the call
     /// (unparseable input …), or why the call could not be placed.
     pub notes: Vec<String>,
+    /// What the far end did that callprobe names (docs/failure-modes.md,
+    /// items 22–24): `code`, `detail`, and `violation` (it broke the
+    /// protocol: the call fails the `peer_conduct` check). Absent when there
+    /// were none; added within schema version 1.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<crate::finding::Finding>,
     /// What LiveKit's API showed about the call; null when LiveKit was not configured.
     pub livekit: Option<LiveKit>,
     /// Who spoke when, what the far end said and how fast it replied; null
@@ -496,6 +502,18 @@ pub struct Media {
     pub ignored_packets: u64,
     /// Times the far end's RTP timestamps jumped away from real time (stream restarts).
     pub rx_stream_restarts: u64,
+    /// Times a received packet's SSRC differed from the previous one's.
+    /// Added within schema version 1.
+    #[serde(default)]
+    pub rx_ssrc_changes: u64,
+    /// Packets from another address than the far end's SDP announced.
+    /// Added within schema version 1.
+    #[serde(default)]
+    pub rx_unexpected_source_packets: u64,
+    /// Every stream received, per (SSRC, source address), in order of first
+    /// arrival (at most 16). Added within schema version 1.
+    #[serde(default)]
+    pub rx_streams: Vec<RxStream>,
     /// When the first RTP packet of the codec arrived, ms since the first INVITE.
     pub first_rtp_ms: Option<f64>,
     /// From the 200 OK to the far end's first speech, ms; null without speech or analysis.
@@ -522,6 +540,17 @@ pub struct Media {
     pub tone: Option<Tone>,
     /// The recordings, relative to the call's folder; null when none were written.
     pub recordings: Option<Recordings>,
+}
+
+/// `calls[].media.rx_streams[]`: the packets of one (SSRC, source) pair.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RxStream {
+    pub ssrc: u32,
+    /// `ip:port` the packets came from.
+    pub source: String,
+    pub packets: u64,
+    /// Whether this is the stream the statistics above describe (the first one).
+    pub tracked: bool,
 }
 
 /// `calls[].media.mos`: how the call's audio would sound, estimated per
@@ -878,6 +907,7 @@ impl Call {
             diagnosis: Vec::new(),
             expected_diagnosis: None,
             notes: Vec::new(),
+            findings: Vec::new(),
             livekit: None,
             conversation: None,
             attempts: Vec::new(),
@@ -930,6 +960,7 @@ impl Call {
             diagnosis: diagnosis.iter().map(Diagnosis::from).collect(),
             expected_diagnosis,
             notes: record.notes.clone(),
+            findings: record.findings.to_vec(),
             ..Call::bare(
                 record.call_id.clone(),
                 record.test_id.clone(),
@@ -1000,6 +1031,19 @@ impl Media {
             r.max_gap_ms = m.rx.max_arrival_gap.ms();
             r.ignored_packets = m.rx.other_source_packets + m.rx.other_ssrc_packets + m.other_payload_packets;
             r.rx_stream_restarts = m.rx_timeline_resets;
+            r.rx_ssrc_changes = m.rx.ssrc_changes;
+            r.rx_unexpected_source_packets = m.rx.unexpected_source_packets;
+            r.rx_streams =
+                m.rx.streams
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| RxStream {
+                        ssrc: s.ssrc,
+                        source: s.source.to_string(),
+                        packets: s.packets,
+                        tracked: i == 0,
+                    })
+                    .collect();
             r.played = m.played.map(|(start, end)| PlayedSpan { start_ms: start.ms(), end_ms: end.ms() });
             r.play_cut_short = m.play_started.is_some() && m.played.is_none();
             r.utterance_end_ms = m.utterance_end.map(CallTime::ms);

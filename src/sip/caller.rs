@@ -25,7 +25,16 @@
 //! CANCEL's transaction (a 2xx can beat the CANCEL; we ACK and BYE it while
 //! the CANCEL transaction runs to its end) and the user's "abandon", which
 //! decides how the call ends whatever phase it is in. Ended is final: later
-//! input reaches the transactions but reopens nothing.
+//! input reaches the transactions but reopens nothing. The caller still
+//! listens for a bounded linger after the end ([`LINGER`]): a retransmitted
+//! non-2xx final is re-ACKed (Timer D), a retransmitted BYE answered again,
+//! and a 2xx that comes too late (after Timer B, or after we gave up on our
+//! CANCEL) is ACKed and hung up with its own BYE, so the far end keeps no
+//! ghost call; [`Caller::is_done`] says when the shell may stop.
+//!
+//! What the far end does wrong along the way (a BYE before our ACK, a
+//! Content-Length that lies, bytes that are not SIP, a late 2xx) is recorded
+//! as findings in the outcome ([`crate::finding`]).
 //!
 //! This file owns the call's state (the [`Caller`] and its phase), its
 //! public inputs and outputs, the timers and the far end's requests; the
@@ -38,15 +47,36 @@ use std::time::{Duration, Instant};
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
-use super::message::{self, InRequest, Inbound, ParseError};
+use super::message::{self, InRequest, Inbound, LengthCheck, ParseError};
 use super::transaction::{InviteClient, InviteState, NonInviteClient, TimerConfig};
 use super::{HostPort, Peer, Transport};
+use crate::finding::Findings;
 use crate::secret::Secret;
 use auth::DigestAuth;
 
 mod auth;
 mod outgoing;
 mod responses;
+
+/// How long the caller keeps listening after the call ended while an answer
+/// may still come (Timer B fired, or we gave up waiting for the 487 after our
+/// CANCEL): a late 2xx gets its ACK and a BYE, so the far end keeps no ghost
+/// call. Over UDP it is also how long a retransmitted non-2xx final is
+/// re-ACKed (RFC 3261 Timer D, 64·T1 = 32 s, capped here: the far end
+/// retransmits at T1, 2·T1, 4·T1 …, so 4 s sees the first three) and a
+/// retransmitted BYE of the far end is answered again. Nothing pending
+/// (our BYE answered, TCP after a final, a broken transport): no linger.
+pub const LINGER: Duration = Duration::from_secs(4);
+/// The linger after the user pressed Ctrl-C: they want out.
+pub const ABANDONED_LINGER: Duration = Duration::from_secs(1);
+/// However many late 2xx arrive, the caller is done this long after the end.
+pub const MAX_LINGER: Duration = Duration::from_secs(8);
+/// How long, at most, we wait for the 487 after our CANCEL (RFC 3261 9.1
+/// says 64·T1 = 32 s; a far end that has not answered in 4 s is not going to,
+/// and a tester owes its user a verdict).
+pub const CANCEL_WAIT: Duration = Duration::from_secs(4);
+/// Late answers (other To tags) released after the end, at most; more are ignored.
+const MAX_LATE_RELEASES: usize = 4;
 
 /// Digest credentials for the trunk.
 #[derive(Debug, Clone)]
@@ -161,9 +191,18 @@ pub struct SipOutcome {
     pub answered_after_deadline: bool,
     /// 2xx from other branches of a forked INVITE, ACKed and hung up at once.
     pub forked_answers_released: u32,
+    /// 2xx that arrived after the call had ended (Timer B fired, or we had
+    /// given up after our CANCEL): each was ACKed and hung up with a BYE.
+    pub late_answers_released: u32,
+    /// What the far end did that is worth naming (see [`crate::finding`]).
+    #[serde(skip)]
+    pub findings: Findings,
     /// SDP body of the 2xx, when there was one.
     #[serde(skip)]
     pub answer_sdp: Option<Vec<u8>>,
+    /// SDP body of the last provisional response that carried one (early media).
+    #[serde(skip)]
+    pub early_sdp: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -251,6 +290,21 @@ pub struct Caller {
     abandoned: bool,
     auth: DigestAuth,
     started_at: Instant,
+    /// The time of the latest input (what `end` stamps the end with).
+    last_now: Instant,
+    /// After the end: listen until then (see [`LINGER`]); `None`: done.
+    linger_until: Option<Instant>,
+    ended_at: Option<Instant>,
+    /// The dialog the call had, kept after the end to re-ACK its 2xx and
+    /// answer a retransmitted BYE.
+    ended_dialog: Option<Dialog>,
+    /// BYEs for late answers (after the end), each with its transaction.
+    releases: Vec<NonInviteRequest>,
+    /// The ACK sent for each late answer, by its To tag (re-sent on retransmission).
+    late_acks: Vec<(String, Transmit)>,
+    /// The far end sent BYE (with this From tag) before its 2xx: when the
+    /// 2xx comes, it is ACKed and hung up at once.
+    early_bye_tag: Option<String>,
     outbox: VecDeque<Transmit>,
     events: VecDeque<CallEvent>,
     outcome: SipOutcome,
@@ -289,6 +343,13 @@ impl Caller {
             abandoned: false,
             auth: DigestAuth::default(),
             started_at: now,
+            last_now: now,
+            linger_until: None,
+            ended_at: None,
+            ended_dialog: None,
+            releases: Vec::new(),
+            late_acks: Vec::new(),
+            early_bye_tag: None,
             outbox: VecDeque::new(),
             events: VecDeque::new(),
             outcome: SipOutcome::default(),
@@ -302,8 +363,20 @@ impl Caller {
         &self.outcome
     }
 
+    /// The call is over (its end reason is known); it may still linger.
     pub fn is_ended(&self) -> bool {
         matches!(self.phase, Phase::Ended)
+    }
+
+    /// Ended and no longer listening (the linger is over): the shell may stop.
+    pub fn is_done(&self) -> bool {
+        self.is_ended() && self.linger_until.is_none()
+    }
+
+    /// Records something the far end did that the shell or the driver saw
+    /// (e.g. an unusable SDP answer).
+    pub fn record_finding(&mut self, code: &str, violation: bool, detail: impl Into<String>) {
+        self.outcome.findings.add(code, violation, detail);
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -322,10 +395,12 @@ impl Caller {
             Phase::Cancelling { give_up } => Some(*give_up),
             Phase::Confirmed { hangup_at, .. } => Some(*hangup_at),
             Phase::Terminating { bye, .. } => bye.tx.next_timeout(),
-            Phase::Ended => return None,
+            // Lingering: the transactions' timers until the linger ends.
+            Phase::Ended => Some(self.linger_until?),
         };
         let invites = self.invites.iter().filter_map(|a| a.tx.next_timeout());
-        invites.chain(self.cancel.as_ref().and_then(|c| c.tx.next_timeout())).chain(phase_timer).min()
+        let requests = self.cancel.iter().chain(&self.releases).filter_map(|r| r.tx.next_timeout());
+        invites.chain(requests).chain(phase_timer).min()
     }
 
     // ----- inputs -------------------------------------------------------
@@ -333,7 +408,37 @@ impl Caller {
     /// A complete message arrived from `from`. Unparseable input is an error
     /// for the caller to record; it does not change the call.
     pub fn handle_message(&mut self, bytes: &[u8], from: SocketAddr, now: Instant) -> Result<(), ParseError> {
-        let inbound = message::parse(bytes)?;
+        self.last_now = now;
+        let at_ms = (now - self.started_at).as_millis();
+        // RFC 3261 18.3: a datagram shorter than its Content-Length is
+        // discarded; bytes past it are dropped.
+        let bytes = match message::check_length(bytes) {
+            LengthCheck::Exact | LengthCheck::Absent => bytes,
+            LengthCheck::TooLong { announced, carried } => {
+                let e = ParseError::ContentLength { announced, carried };
+                let detail = format!("{} from {from} at {at_ms} ms: {e}; discarded", message::first_line(bytes));
+                self.outcome.findings.add("content_length_mismatch", true, detail);
+                return Err(e);
+            }
+            LengthCheck::TooShort { announced, carried, end } => {
+                let detail = format!(
+                    "{} from {from} at {at_ms} ms: Content-Length {announced} but {carried} body bytes; \
+                     the {} bytes past it were dropped",
+                    message::first_line(bytes),
+                    carried - announced
+                );
+                self.outcome.findings.add("content_length_mismatch", true, detail);
+                &bytes[..end]
+            }
+        };
+        let inbound = match message::parse(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                let detail = format!("{} bytes from {from} at {at_ms} ms: {e}", bytes.len());
+                self.outcome.findings.add("unparseable_message", true, detail);
+                return Err(e);
+            }
+        };
         if inbound.common().call_id != self.cfg.call_id {
             if let Inbound::Request(req) = &inbound {
                 if req.method != "ACK" {
@@ -352,11 +457,12 @@ impl Caller {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_now = now;
         for a in &mut self.invites {
             a.tx.on_timeout(now);
         }
-        if let Some(cancel) = &mut self.cancel {
-            cancel.tx.on_timeout(now);
+        for request in self.cancel.iter_mut().chain(&mut self.releases) {
+            request.tx.on_timeout(now);
         }
         if let Phase::Terminating { bye, .. } = &mut self.phase {
             bye.tx.on_timeout(now);
@@ -391,13 +497,22 @@ impl Caller {
                     self.end(EndReason::ByeTimedOut);
                 }
             }
-            Phase::Ended => {}
+            Phase::Ended => {
+                if self.linger_until.is_some_and(|until| now >= until) {
+                    self.linger_until = None;
+                }
+            }
         }
     }
 
     /// The user wants to stop (Ctrl-C): CANCEL before a final, BYE after.
     pub fn abandon(&mut self, now: Instant) {
+        self.last_now = now;
         self.abandoned = true;
+        // Lingering: the user wants out now.
+        if let (Some(until), Some(ended)) = (self.linger_until, self.ended_at) {
+            self.linger_until = Some(until.min((ended + ABANDONED_LINGER).max(now)));
+        }
         match self.phase {
             // CANCEL needs a provisional response first (RFC 3261 9.1); with
             // none yet there is nothing to cancel, so the call just ends.
@@ -414,6 +529,7 @@ impl Caller {
     /// callprobe itself ends a connected call early (e.g. the answer's SDP is
     /// unusable): BYE now. Unlike [`Caller::abandon`] this is part of the test.
     pub fn hang_up(&mut self, now: Instant) {
+        self.last_now = now;
         if matches!(self.phase, Phase::Confirmed { .. }) {
             self.send_bye(now);
         }
@@ -460,6 +576,33 @@ impl Caller {
             let to_tag = req.common.first("To").and_then(|v| message::param(&v, "tag"));
             from_tag.as_deref() == Some(d.remote_tag.as_str()) && to_tag.as_deref() == Some(self.local_tag.as_str())
         });
+        let from_tag = req.common.first("From").and_then(|v| message::param(&v, "tag"));
+        let to_us =
+            req.common.first("To").and_then(|v| message::param(&v, "tag")).as_deref() == Some(self.local_tag.as_str());
+        // A retransmitted BYE for the dialog that ended: answer it again.
+        let ended_dialog =
+            self.ended_dialog.as_ref().is_some_and(|d| from_tag.as_deref() == Some(d.remote_tag.as_str()));
+        if self.is_ended() && ended_dialog && to_us && req.method == "BYE" {
+            self.respond(&req, from, 200, "OK", false);
+            return;
+        }
+        // A BYE for the dialog its 2xx has not set up yet: the far end hangs
+        // up before our ACK (RFC 3261 15: not before the ACK). There is no
+        // dialog to end (481); its 2xx, when it comes, is ACKed and hung up.
+        let answering = matches!(self.phase, Phase::Inviting { .. } | Phase::Cancelling { .. });
+        if req.method == "BYE" && answering && to_us && !in_this_dialog {
+            if let Some(tag) = from_tag {
+                let at_ms = (now - self.started_at).as_millis();
+                self.outcome.findings.add(
+                    "bye_before_ack",
+                    true,
+                    format!(
+                        "the far end sent BYE (From tag {tag}) at {at_ms} ms, before its 2xx was ACKed; answered 481"
+                    ),
+                );
+                self.early_bye_tag = Some(tag);
+            }
+        }
         if !in_this_dialog {
             let answered = if req.method == "OPTIONS" { 200 } else { 481 };
             let reason = if answered == 200 { "OK" } else { "Call/Transaction Does Not Exist" };
@@ -476,7 +619,6 @@ impl Caller {
         self.respond(&req, from, status, reason, with_sdp);
         self.events.push_back(CallEvent::FarEndRequest { method: req.method.clone(), answered: status });
         if req.method == "BYE" {
-            let _ = now;
             self.end(EndReason::FarEndHungUp);
         }
     }
@@ -528,7 +670,7 @@ impl Caller {
             Phase::Terminating { bye, .. } => Some(bye),
             _ => None,
         };
-        for request in self.cancel.iter_mut().chain(bye) {
+        for request in self.cancel.iter_mut().chain(&mut self.releases).chain(bye) {
             while let Some(bytes) = request.tx.poll_transmit() {
                 self.outbox.push_back(Transmit { to: request.to.clone(), bytes });
             }
@@ -541,9 +683,41 @@ impl Caller {
         }
         // Flush what the transactions hold before the phase (and a BYE's) goes.
         self.drain_transactions();
+        let linger = self.linger_for(&reason);
+        for a in &mut self.invites {
+            a.tx.stop_retransmitting();
+        }
+        let now = self.last_now;
+        self.ended_dialog = self.dialog().cloned();
         self.phase = Phase::Ended;
+        self.ended_at = Some(now);
+        self.linger_until = (!linger.is_zero()).then(|| now + linger);
         self.outcome.ended = Some(reason.clone());
         self.events.push_back(CallEvent::Ended(reason));
+    }
+
+    /// How long to keep listening after the call ended with `reason` (see [`LINGER`]).
+    fn linger_for(&self, reason: &EndReason) -> Duration {
+        let udp = !self.cfg.transport.is_reliable();
+        let timer_d = (64 * self.cfg.timers.t1).min(LINGER);
+        let last = self.invites.last().map(|a| a.tx.state());
+        // The INVITE has no final response: its 2xx may still come.
+        let unanswered = matches!(last, Some(InviteState::Calling | InviteState::Proceeding | InviteState::Terminated))
+            && self.dialog().is_none();
+        let linger = match reason {
+            EndReason::PortUnreachable { .. }
+            | EndReason::TransportClosed { .. }
+            | EndReason::TransportError { .. } => Duration::ZERO,
+            _ if unanswered => LINGER,
+            EndReason::FarEndHungUp if udp => timer_d,
+            _ if udp && last == Some(InviteState::Completed) => timer_d,
+            _ => Duration::ZERO,
+        };
+        if self.abandoned {
+            linger.min(ABANDONED_LINGER)
+        } else {
+            linger
+        }
     }
 }
 

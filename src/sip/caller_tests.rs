@@ -571,8 +571,8 @@ fn abandoning_while_ringing_with_a_silent_far_end_gives_up_without_spinning() {
     c.abandon(t0 + ms(2000));
     // The INVITE's own deadline (3 s) no longer matters: the CANCEL runs.
     let (end, sent) = run_until_ended(&mut c, t0 + ms(2000));
-    assert_eq!(end - t0, ms(2000 + 32_000));
-    assert_eq!(count(&sent, "CANCEL"), 11);
+    assert_eq!(end - t0, ms(2000) + CANCEL_WAIT, "64·T1, capped at CANCEL_WAIT");
+    assert_eq!(count(&sent, "CANCEL"), 4, "0, 0.5, 1.5, 3.5 s");
     assert_eq!(c.outcome().ended, Some(EndReason::Abandoned));
 }
 
@@ -626,7 +626,8 @@ fn abandoning_an_ended_call_changes_nothing() {
     drain(&mut c);
     events(&mut c);
     c.abandon(t0 + ms(10));
-    assert!(drain(&mut c).is_empty() && events(&mut c).is_empty() && c.poll_timeout().is_none());
+    assert!(drain(&mut c).is_empty() && events(&mut c).is_empty());
+    assert_eq!(c.poll_timeout(), Some(t0 + ABANDONED_LINGER), "Ctrl-C shortens the linger (Timer D, capped) to 1 s");
     assert_eq!(c.outcome().ended, Some(EndReason::Rejected { status: 486, reason: "Busy Here".into() }));
 }
 
@@ -677,13 +678,191 @@ fn transport_closed_says_what_the_call_was_doing() {
 }
 
 #[test]
-fn an_ended_call_stays_ended_when_a_late_2xx_arrives() {
+fn an_ended_call_stays_ended_when_a_late_2xx_arrives_but_acks_and_hangs_it_up() {
     let t0 = Instant::now();
     let (mut c, inv) = started(config(false), t0);
     c.abandon(t0 + ms(10));
     events(&mut c);
+    assert_eq!(c.poll_timeout(), Some(t0 + ms(10) + ABANDONED_LINGER), "abandoned: a short linger");
     c.handle_message(&ok_for(&inv), far(), t0 + ms(20)).unwrap();
-    assert!(c.is_ended() && c.poll_timeout().is_none());
-    assert!(drain(&mut c).is_empty() && events(&mut c).is_empty());
+    let out = drain(&mut c);
+    assert_eq!(out.len(), 2, "ACK and BYE for the late answer");
+    assert!(text(&out[0]).starts_with("ACK sip:uas@127.0.0.1:5080") && text(&out[1]).starts_with("BYE "));
+    assert!(c.is_ended() && events(&mut c).is_empty());
     assert_eq!(c.outcome().ended, Some(EndReason::Abandoned));
+    assert_eq!(c.outcome().late_answers_released, 1);
+}
+
+// ----- after the end: the linger ------------------------------------------
+
+/// Runs timers (answering nothing) until the caller is done; returns when
+/// and everything sent meanwhile.
+fn run_until_done(c: &mut Caller, mut now: Instant) -> (Instant, Vec<Transmit>) {
+    let mut sent = drain(c);
+    while !c.is_done() {
+        let next = c.poll_timeout().expect("lingering waits for something");
+        assert!(next >= now, "asked to wake in the past");
+        now = next;
+        c.handle_timeout(now);
+        sent.extend(drain(c));
+    }
+    assert!(c.poll_timeout().is_none());
+    (now, sent)
+}
+
+#[test]
+fn a_retransmitted_non_2xx_final_is_re_acked_during_the_linger() {
+    let t0 = Instant::now();
+    let (mut c, inv) = started(config(false), t0);
+    let busy = respond(&inv, 486, "Busy Here", &[], Some("b"));
+    c.handle_message(&busy, far(), t0 + ms(10)).unwrap();
+    let ack = drain(&mut c).remove(0);
+    assert!(c.is_ended() && !c.is_done());
+    // Timer D is 64·T1 = 32 s over UDP; callprobe caps it at LINGER.
+    assert_eq!(c.poll_timeout(), Some(t0 + ms(10) + LINGER));
+    // The far end did not see our ACK and sends the 486 again: same ACK.
+    c.handle_message(&busy, far(), t0 + ms(510)).unwrap();
+    assert_eq!(drain(&mut c).iter().map(text).collect::<Vec<_>>(), vec![text(&ack)]);
+    let (done, sent) = run_until_done(&mut c, t0 + ms(510));
+    assert_eq!(done - t0, ms(10) + LINGER);
+    assert!(sent.is_empty());
+    assert_eq!(c.outcome().ended, Some(EndReason::Rejected { status: 486, reason: "Busy Here".into() }));
+}
+
+#[test]
+fn without_anything_pending_the_caller_is_done_at_once() {
+    // Our BYE answered.
+    let (mut c, t0) = connected_now();
+    c.handle_timeout(t0 + ms(5000));
+    let bye = sent_bye(&mut c);
+    answer_200(&mut c, &bye, t0 + ms(5010));
+    assert!(c.is_done() && c.poll_timeout().is_none());
+    // A final over TCP: no retransmission can come.
+    let (mut c, inv) = started(CallerConfig { transport: Transport::Tcp, ..config(false) }, t0);
+    c.handle_message(&respond(&inv, 404, "Not Found", &[], Some("n")), far(), t0).unwrap();
+    assert!(c.is_done());
+    // A transport that broke.
+    let mut c = Caller::start(config(false), t0).unwrap();
+    c.handle_transport_error("refused".into());
+    assert!(c.is_done());
+}
+
+#[test]
+fn a_2xx_after_timer_b_is_acked_and_hung_up_within_the_linger() {
+    let t0 = Instant::now();
+    let (mut c, inv) = started(config_until(false, ms(4000)), t0);
+    let (ended, _) = run_until_ended(&mut c, t0);
+    assert_eq!(c.outcome().ended, Some(EndReason::NoResponse { waited_ms: 4000 }));
+    assert!(!c.is_done(), "an answer may still come");
+    assert_eq!(c.poll_timeout(), Some(ended + LINGER));
+    let ok = ok_for(&inv);
+    c.handle_message(&ok, far(), ended + ms(700)).unwrap();
+    let out = drain(&mut c);
+    assert_eq!(out.len(), 2, "{:?}", out.iter().map(text).collect::<Vec<_>>());
+    let (ack, bye) = (text(&out[0]), out[1].clone());
+    assert!(ack.starts_with("ACK sip:uas@127.0.0.1:5080") && ack.contains("CSeq: 1 ACK") && ack.contains("tag=r"));
+    assert!(text(&bye).starts_with("BYE sip:uas@127.0.0.1:5080") && text(&bye).contains("CSeq: 2 BYE"));
+    // A retransmission of that 2xx gets the same ACK, no second BYE.
+    c.handle_message(&ok, far(), ended + ms(800)).unwrap();
+    assert_eq!(drain(&mut c).iter().map(text).collect::<Vec<_>>(), vec![ack]);
+    assert_eq!(c.outcome().late_answers_released, 1);
+    assert!(c.outcome().findings.has("late_2xx_answered_and_hung_up"));
+    assert!(events(&mut c).iter().all(|e| !matches!(e, CallEvent::Connected)), "the call does not come back");
+    // The BYE is retransmitted (Timer E) until answered.
+    assert_eq!(c.poll_timeout(), Some(ended + ms(700) + TimerConfig::default().t1));
+    c.handle_timeout(ended + ms(1200));
+    assert_eq!(drain(&mut c).iter().map(text).collect::<Vec<_>>(), vec![text(&bye)]);
+    answer_200(&mut c, &bye, ended + ms(1210));
+    let (done, sent) = run_until_done(&mut c, ended + ms(1210));
+    assert!(sent.is_empty(), "answered: no more BYEs");
+    assert_eq!(done, ended + ms(700) + LINGER, "the linger is extended for the BYE's answer");
+    assert_eq!(c.outcome().ended, Some(EndReason::NoResponse { waited_ms: 4000 }));
+    assert!(c.outcome().final_responses.is_empty(), "the late answer is not the call's answer");
+}
+
+#[test]
+fn a_2xx_after_we_gave_up_on_the_487_is_released() {
+    let t0 = Instant::now();
+    let (mut c, inv, _) = cancelling(t0);
+    let (ended, _) = run_until_ended(&mut c, t0 + ms(1000));
+    assert!(matches!(c.outcome().ended, Some(EndReason::Cancelled { .. })));
+    c.handle_message(&ok_for(&inv), far(), ended + ms(100)).unwrap();
+    let out = drain(&mut c);
+    assert!(text(&out[0]).starts_with("ACK") && text(&out[1]).starts_with("BYE"));
+    assert!(c.outcome().findings.has("late_2xx_answered_and_hung_up"));
+}
+
+#[test]
+fn late_answers_are_bounded_in_number_and_time() {
+    let t0 = Instant::now();
+    let (mut c, inv) = started(config_until(false, ms(4000)), t0);
+    let (ended, _) = run_until_ended(&mut c, t0);
+    // Advances the timers to `until` (while the caller still listens).
+    let advance = |c: &mut Caller, until: Instant| {
+        while let Some(t) = c.poll_timeout().filter(|t| *t <= until) {
+            c.handle_timeout(t);
+            drain(c);
+        }
+    };
+    let mut acks = 0;
+    // Four answers 1.9 s apart, each extending the linger, and a fifth.
+    for i in 0..5u64 {
+        let at = ended + ms(1900 * (i + 1).min(4) + i / 4);
+        advance(&mut c, at);
+        assert!(!c.is_done());
+        let ok = respond(&inv, 200, "OK", &["Contact: <sip:uas@127.0.0.1:5080>"], Some(&format!("t{i}")));
+        c.handle_message(&ok, far(), at).unwrap();
+        acks += count(&drain(&mut c), "ACK");
+    }
+    assert_eq!(acks, 4, "at most four late answers are released");
+    assert_eq!(c.outcome().late_answers_released, 4);
+    let (done, _) = run_until_done(&mut c, ended + ms(7601));
+    assert_eq!(done, ended + MAX_LINGER, "however many come, the linger ends at the cap");
+}
+
+#[test]
+fn a_retransmitted_bye_of_the_far_end_is_answered_again_after_the_end() {
+    let t0 = Instant::now();
+    let (mut c, inv) = connected(t0);
+    let bye = with_local_tag(&mut c, &inv, far_request("BYE", 11));
+    let src: SocketAddr = "127.0.0.1:5080".parse().unwrap();
+    c.handle_message(&bye, src, t0 + ms(100)).unwrap();
+    assert!(text(&drain(&mut c)[0]).starts_with("SIP/2.0 200 OK"));
+    assert!(c.is_ended() && !c.is_done(), "over UDP our 200 may be lost");
+    c.handle_message(&bye, src, t0 + ms(600)).unwrap();
+    assert!(text(&drain(&mut c)[0]).starts_with("SIP/2.0 200 OK"), "not 481");
+    assert_eq!(run_until_done(&mut c, t0 + ms(600)).0, t0 + ms(100) + LINGER);
+}
+
+#[test]
+fn a_bye_before_the_2xx_is_refused_and_the_2xx_hung_up() {
+    let t0 = Instant::now();
+    let (mut c, inv) = started(config(false), t0);
+    let bye =
+        String::from_utf8(with_local_tag(&mut c, &inv, far_request("BYE", 2))).unwrap().replace("tag=uas", "tag=r");
+    c.handle_message(bye.as_bytes(), far(), t0 + ms(5)).unwrap();
+    assert!(text(&drain(&mut c)[0]).starts_with("SIP/2.0 481"));
+    assert!(c.outcome().findings.has("bye_before_ack") && !c.is_ended());
+    c.handle_message(&ok_for(&inv), far(), t0 + ms(6)).unwrap();
+    let out = drain(&mut c);
+    assert!(text(&out[0]).starts_with("ACK") && text(&out[1]).starts_with("BYE"), "hung up at once");
+    answer_200(&mut c, &out[1], t0 + ms(10));
+    assert_eq!(c.outcome().ended, Some(EndReason::HungUp { bye_status: 200 }));
+}
+
+#[test]
+fn a_content_length_that_lies_is_a_finding() {
+    let t0 = Instant::now();
+    let (mut c, inv) = started(config(false), t0);
+    let ringing = String::from_utf8(respond(&inv, 180, "Ringing", &[], Some("r"))).unwrap();
+    let too_long = ringing.replace("Content-Length: 0", "Content-Length: 500");
+    assert!(matches!(c.handle_message(too_long.as_bytes(), far(), t0), Err(message::ParseError::ContentLength { .. })));
+    assert!(c.outcome().provisional.is_empty(), "discarded");
+    let too_short = format!("{ringing}trailing junk");
+    c.handle_message(too_short.as_bytes(), far(), t0).unwrap();
+    assert_eq!(c.outcome().provisional, vec![180], "the message up to its Content-Length counts");
+    let found = c.outcome().findings.to_vec();
+    assert_eq!(found.iter().filter(|f| f.code == "content_length_mismatch" && f.violation).count(), 2, "{found:?}");
+    assert!(c.handle_message(b"\x00\x01 garbage", far(), t0).is_err());
+    assert!(c.outcome().findings.has("unparseable_message"));
 }

@@ -27,6 +27,12 @@ impl StreamFramer {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// Bytes held that do not make a whole message yet (a peer that stalls
+    /// mid-message leaves them here).
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
     /// The next complete message, if the buffer holds one.
     pub fn next_message(&mut self) -> Result<Option<Vec<u8>>, FramingError> {
         let skip = self.buf.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
@@ -37,6 +43,9 @@ impl StreamFramer {
             }
             return Ok(None);
         };
+        if end > MAX_HEADER_BYTES {
+            return Err(FramingError::TooLarge(MAX_HEADER_BYTES));
+        }
         let head = String::from_utf8_lossy(&self.buf[..end]);
         let length = head
             .split("\r\n")
@@ -91,6 +100,28 @@ mod tests {
         let mut f = StreamFramer::default();
         f.push(b"SIP/2.0 200 OK\r\nContent-Length: 18446744073709551615\r\n\r\n");
         assert_eq!(f.next_message(), Err(FramingError::BodyTooLarge(usize::MAX)));
+    }
+
+    #[test]
+    fn a_header_block_over_64_kb_is_an_error_whether_or_not_it_ends() {
+        let mut huge = b"SIP/2.0 200 OK\r\nX-Pad: ".to_vec();
+        huge.extend(std::iter::repeat_n(b'a', 70_000));
+        let mut f = StreamFramer::default();
+        f.push(&huge);
+        assert_eq!(f.next_message(), Err(FramingError::TooLarge(MAX_HEADER_BYTES)));
+        huge.extend(b"\r\nContent-Length: 0\r\n\r\n");
+        let mut f = StreamFramer::default();
+        f.push(&huge);
+        assert_eq!(f.next_message(), Err(FramingError::TooLarge(MAX_HEADER_BYTES)));
+    }
+
+    #[test]
+    fn a_stalled_message_stays_buffered() {
+        let half = b"SIP/2.0 200 OK\r\nContent-Length: 10\r\n\r\nv=0";
+        let mut f = StreamFramer::default();
+        f.push(half);
+        assert_eq!(f.next_message(), Ok(None));
+        assert_eq!(f.buffered(), half.len());
     }
 
     #[test]

@@ -19,6 +19,43 @@ pub enum ParseError {
     MissingHeader(&'static str),
     #[error("bad CSeq header: {0}")]
     BadCSeq(String),
+    #[error("Content-Length {announced} but only {carried} body bytes")]
+    ContentLength { announced: usize, carried: usize },
+}
+
+/// How a whole message's body compares with its Content-Length (RFC 3261 18.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LengthCheck {
+    /// The body is exactly as long as announced.
+    Exact,
+    /// No Content-Length (allowed over UDP), or no header/body separator to
+    /// measure against (the parser will say what is wrong).
+    Absent,
+    /// Fewer body bytes than announced: over UDP, the message is discarded.
+    TooLong { announced: usize, carried: usize },
+    /// More body bytes than announced: the message ends at `end`; the rest is dropped.
+    TooShort { announced: usize, carried: usize, end: usize },
+}
+
+/// Compares the body of `bytes` (one datagram or one frame) with its
+/// Content-Length header (`l:` too).
+pub fn check_length(bytes: &[u8]) -> LengthCheck {
+    let Some(head_end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else { return LengthCheck::Absent };
+    let head = String::from_utf8_lossy(&bytes[..head_end]);
+    let announced = head.split("\r\n").skip(1).find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        let name = name.trim();
+        (name.eq_ignore_ascii_case("Content-Length") || name.eq_ignore_ascii_case("l"))
+            .then(|| value.trim().to_string())
+    });
+    let Some(Ok(announced)) = announced.map(|v| v.parse::<usize>()) else { return LengthCheck::Absent };
+    let body_start = head_end + 4;
+    let carried = bytes.len() - body_start;
+    match announced.cmp(&carried) {
+        std::cmp::Ordering::Equal => LengthCheck::Exact,
+        std::cmp::Ordering::Greater => LengthCheck::TooLong { announced, carried },
+        std::cmp::Ordering::Less => LengthCheck::TooShort { announced, carried, end: body_start + announced },
+    }
 }
 
 /// A header as it appeared: canonical name (compact forms expanded) and raw value.
@@ -353,6 +390,18 @@ From: <sip:c@d>;tag=2\r\nTo: <sip:a@b>;tag=1\r\nCall-ID: x@y\r\nCSeq: 7 BYE\r\nC
     fn rejects_garbage_and_missing_headers() {
         assert!(parse(b"hello").is_err());
         assert_eq!(parse(b"SIP/2.0 200 OK\r\nCSeq: 1 INVITE\r\n\r\n"), Err(ParseError::MissingHeader("Call-ID")));
+    }
+
+    #[test]
+    fn content_length_is_checked_against_the_body() {
+        let with = |cl: &str, body: &str| format!("SIP/2.0 200 OK\r\nCall-ID: a\r\nl: {cl}\r\n\r\n{body}");
+        assert_eq!(check_length(with("3", "v=0").as_bytes()), LengthCheck::Exact);
+        assert_eq!(check_length(with("30", "v=0").as_bytes()), LengthCheck::TooLong { announced: 30, carried: 3 });
+        let short = with("1", "v=0");
+        let LengthCheck::TooShort { announced: 1, carried: 3, end } = check_length(short.as_bytes()) else { panic!() };
+        assert_eq!(&short[end - 1..end], "v");
+        assert_eq!(check_length(b"SIP/2.0 200 OK\r\nCall-ID: a\r\n\r\n"), LengthCheck::Absent);
+        assert_eq!(check_length(b"garbage"), LengthCheck::Absent);
     }
 
     #[test]

@@ -168,6 +168,13 @@ impl InviteClient {
         }
     }
 
+    /// The call is over: stop re-sending the INVITE and drop Timer B. A
+    /// transaction that has a final keeps re-ACKing its retransmissions.
+    pub fn stop_retransmitting(&mut self) {
+        self.send.retransmit = None;
+        self.timer_b = None;
+    }
+
     /// The transport reported an error: the transaction is over (RFC 3261 17.1.4).
     pub fn on_transport_error(&mut self) {
         self.state = InviteState::Terminated;

@@ -68,6 +68,18 @@ pub fn evaluate(record: &CallOutcome, expect: &Expectations) -> Vec<Check> {
             detail: "the 2xx arrived only after --timeout, when our CANCEL was already on its way".into(),
         });
     }
+    let violations: Vec<String> =
+        record.findings.to_vec().into_iter().filter(|f| f.violation).map(|f| f.code).collect();
+    if !violations.is_empty() {
+        let mut codes = violations.clone();
+        codes.sort();
+        codes.dedup();
+        checks.push(Check {
+            name: "peer_conduct".into(),
+            passed: false,
+            detail: format!("the far end broke the SIP protocol: {} (see findings)", codes.join(", ")),
+        });
+    }
     if answered {
         let (passed, detail) = match ended {
             Some(EndReason::HungUp { bye_status }) if (200..300).contains(bye_status) => (true, how.clone()),

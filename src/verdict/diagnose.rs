@@ -345,6 +345,42 @@ const RULES: &[Rule] = &[
         reference: "docs/failure-modes.md#19-bye-unanswered (runbook item 19); RFC 3261 sections 12.2 and 16.12",
         also_when_passed: false,
     },
+    Rule {
+        code: "peer_protocol_violation",
+        applies: |o| {
+            let found: Vec<String> = o
+                .record
+                .findings
+                .to_vec()
+                .into_iter()
+                .filter(|f| f.violation)
+                .map(|f| format!("{}: {}", f.code, f.detail))
+                .collect();
+            (!found.is_empty()).then(|| found.join("; "))
+        },
+        summary: "The far end broke the SIP protocol: garbage or truncated messages, a Content-Length that lies, an unusable SDP answer, a BYE before our ACK, or a TCP stream that stalls mid-message",
+        fix: "Read the findings and the raw messages in the report's ladder; fix the far end's SIP stack or the proxy/SBC in front of it that mangles messages",
+        reference: "docs/failure-modes.md#22-the-far-end-breaks-the-sip-protocol (runbook item 22); RFC 3261 sections 7, 15 and 18.3; RFC 3264",
+        also_when_passed: false,
+    },
+    Rule {
+        code: "late_answer",
+        applies: |o| {
+            let late: Vec<String> = o
+                .record
+                .findings
+                .to_vec()
+                .into_iter()
+                .filter(|f| f.code == "late_2xx_answered_and_hung_up")
+                .map(|f| f.detail)
+                .collect();
+            (!late.is_empty()).then(|| late.join("; "))
+        },
+        summary: "The far end answered after callprobe had stopped waiting: the 2xx was ACKed and hung up at once, so it keeps no ghost call",
+        fix: "The answer is too slow for --timeout: make the agent answer sooner (LiveKit answers once the agent publishes audio), or raise --timeout if callers may wait that long",
+        reference: "docs/failure-modes.md#23-the-answer-comes-after-callprobe-gave-up (runbook item 23); RFC 3261 sections 13.2.2.4 and 17.1.1.2",
+        also_when_passed: false,
+    },
     // Context: may explain lookups that fail later in the agent.
     Rule {
         code: "number_format",

@@ -69,8 +69,10 @@ impl Caller {
         let branch = attempt.branch.clone();
         let tx = NonInviteClient::start(bytes, self.cfg.transport.is_reliable(), self.cfg.timers, now);
         self.cancel = Some(NonInviteRequest { branch, to: Peer::Hop(self.first_hop.clone()), tx });
-        // Give the far end 64·T1 to answer the INVITE with 487.
-        self.phase = Phase::Cancelling { give_up: now + 64 * self.cfg.timers.t1 };
+        // Give the far end 64·T1 to answer the INVITE with 487 (RFC 3261
+        // 9.1), capped: one that has not answered in CANCEL_WAIT will not, and
+        // the linger after the end still catches a late 2xx.
+        self.phase = Phase::Cancelling { give_up: now + (64 * self.cfg.timers.t1).min(super::CANCEL_WAIT) };
     }
 
     /// BYE for the confirmed dialog: Confirmed → Terminating (nothing in other phases).

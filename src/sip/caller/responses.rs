@@ -7,9 +7,9 @@
 
 use std::time::Instant;
 
-use super::{auth, CallEvent, Caller, Dialog, EndReason, FinalResponse, Phase, Transmit};
+use super::{auth, CallEvent, Caller, Dialog, EndReason, FinalResponse, NonInviteRequest, Phase, Transmit};
 use crate::sip::message::InResponse;
-use crate::sip::transaction::Disposition;
+use crate::sip::transaction::{Disposition, NonInviteClient};
 use crate::sip::Peer;
 
 impl Caller {
@@ -26,6 +26,11 @@ impl Caller {
                 }
             }
             "BYE" => {
+                // A BYE that released a late answer: its transaction takes it.
+                if let Some(release) = self.releases.iter_mut().find(|r| r.branch == branch) {
+                    release.tx.on_response(resp.status, now);
+                    return;
+                }
                 let Phase::Terminating { bye, .. } = &mut self.phase else { return };
                 if bye.branch != branch || bye.tx.on_response(resp.status, now) == Disposition::Absorbed {
                     return;
@@ -45,6 +50,13 @@ impl Caller {
 
     fn on_invite_response(&mut self, branch: &str, resp: InResponse, now: Instant) {
         let Some(idx) = self.invites.iter().position(|a| a.branch == branch) else { return };
+        if self.is_ended() && (200..300).contains(&resp.status) {
+            // After the end (and after the transaction may have ended too):
+            // the UA core still owes this 2xx an ACK, and the call a BYE.
+            self.invites[idx].tx.on_response(resp.status, Vec::new, now);
+            self.on_late_answer(&resp, idx, now);
+            return;
+        }
         let is_current = idx + 1 == self.invites.len();
         // Only a non-2xx final is ACKed by the transaction itself.
         let ack = if resp.status >= 300 { self.ack_for_non_2xx(&self.invites[idx], &resp) } else { Vec::new() };
@@ -97,6 +109,9 @@ impl Caller {
     fn record_response(&mut self, resp: &InResponse, authenticated: bool) {
         if resp.status < 200 {
             self.outcome.provisional.push(resp.status);
+            if !resp.common.body.is_empty() {
+                self.outcome.early_sdp = Some(resp.common.body.clone());
+            }
         } else {
             self.outcome.final_responses.push(FinalResponse { status: resp.status, reason: resp.reason.clone() });
         }
@@ -126,6 +141,21 @@ impl Caller {
         // and the checks do not count it as answered in time.
         let beat_our_cancel = matches!(self.phase, Phase::Cancelling { .. });
         self.outcome.answered_after_deadline = beat_our_cancel && !self.abandoned;
+        if self.outcome.answered_after_deadline {
+            let at_ms = (now - self.started_at).as_millis();
+            self.outcome.findings.add(
+                "late_2xx_answered_and_hung_up",
+                false,
+                format!(
+                    "{} {} arrived at {at_ms} ms, after our CANCEL (--timeout {} ms): ACKed and hung up with BYE",
+                    resp.status,
+                    resp.reason,
+                    self.cfg.invite_timeout.as_millis()
+                ),
+            );
+        }
+        // The far end already sent BYE for this dialog (before our ACK).
+        let bye_came_first = self.early_bye_tag.as_deref() == Some(remote_tag.as_str());
         let mut dialog =
             Dialog { remote_tag, remote_target, route_set, ack: Vec::new(), ack_to: Peer::Hop(self.first_hop.clone()) };
         let branch = self.new_branch();
@@ -144,7 +174,7 @@ impl Caller {
         self.events.push_back(CallEvent::Connected);
         // CANCEL lost the race with the 2xx (or the user stopped): hang up at once.
         // Our CANCEL's transaction (`self.cancel`) runs on beside the new phase.
-        let hang_up_now = beat_our_cancel || self.abandoned;
+        let hang_up_now = beat_our_cancel || self.abandoned || bye_came_first;
         let hangup_at = if hang_up_now { now } else { now + self.cfg.hangup_after };
         self.phase = Phase::Confirmed { dialog, hangup_at };
         if hang_up_now {
@@ -176,6 +206,67 @@ impl Caller {
             self.outbox.push_back(Transmit { to, bytes });
         }
         self.outcome.forked_answers_released += 1;
+    }
+
+    /// A 2xx after the call ended (Timer B fired, we gave up after our
+    /// CANCEL, or the call ended otherwise): the far end now holds a dialog
+    /// we do not want. It gets an ACK and a BYE (with its own transaction,
+    /// run during the linger); a retransmission of it gets the same ACK. A
+    /// retransmitted 2xx of the dialog that ended gets that dialog's ACK.
+    fn on_late_answer(&mut self, resp: &InResponse, idx: usize, now: Instant) {
+        let Some(tag) = resp.to_tag() else { return };
+        let old_ack =
+            self.ended_dialog.as_ref().filter(|d| d.remote_tag == tag).map(|d| (d.ack_to.clone(), d.ack.clone()));
+        if let Some((to, bytes)) = old_ack {
+            self.outbox.push_back(Transmit { to, bytes });
+            return;
+        }
+        if let Some((_, ack)) = self.late_acks.iter().find(|(t, _)| *t == tag) {
+            self.outbox.push_back(ack.clone());
+            return;
+        }
+        if self.late_acks.len() >= super::MAX_LATE_RELEASES {
+            return;
+        }
+        let mut route_set = resp.record_route();
+        route_set.reverse();
+        let late = Dialog {
+            remote_tag: tag.clone(),
+            remote_target: resp.contact_uri().unwrap_or_else(|| self.request_uri.clone()),
+            route_set,
+            ack: Vec::new(),
+            ack_to: Peer::Hop(self.first_hop.clone()),
+        };
+        let cseq = self.invites[idx].cseq;
+        let credentials = self.invites[idx].credentials.clone();
+        let (ack_branch, bye_branch) = (self.new_branch(), self.new_branch());
+        let Ok((bytes, to)) = self.in_dialog_request(&late, "ACK", cseq, &ack_branch, credentials, b"") else { return };
+        let ack = Transmit { to, bytes };
+        self.outbox.push_back(ack.clone());
+        self.late_acks.push((tag.clone(), ack));
+        self.local_cseq += 1;
+        if let Ok((bytes, to)) = self.in_dialog_request(&late, "BYE", self.local_cseq, &bye_branch, Vec::new(), b"") {
+            let tx = NonInviteClient::start(bytes, self.cfg.transport.is_reliable(), self.cfg.timers, now);
+            self.releases.push(NonInviteRequest { branch: bye_branch, to, tx });
+        }
+        self.outcome.late_answers_released += 1;
+        let ended_ms = self.ended_at.map_or(0, |e| (e - self.started_at).as_millis());
+        let why = self.outcome.ended.as_ref().map_or("ended".to_string(), crate::verdict::describe_end);
+        self.outcome.findings.add(
+            "late_2xx_answered_and_hung_up",
+            false,
+            format!(
+                "{} {} (To tag {tag}) arrived at {} ms, after the call had ended at {ended_ms} ms ({why}): ACKed and hung up with BYE",
+                resp.status,
+                resp.reason,
+                (now - self.started_at).as_millis()
+            ),
+        );
+        // Listen long enough for the BYE's answer, within the overall cap.
+        if let Some(ended) = self.ended_at {
+            let until = (now + super::LINGER).min(ended + super::MAX_LINGER);
+            self.linger_until = Some(self.linger_until.map_or(until, |u| u.max(until)));
+        }
     }
 
     /// A final non-2xx to the current INVITE: answer a challenge with one
