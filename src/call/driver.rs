@@ -14,7 +14,9 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::media::codec::AudioCodec;
+use crate::media::sdes::SdesOffer;
 use crate::media::sdp::{self, NegotiatedAudio};
+use crate::media::srtp::SrtpSession;
 use crate::sip::caller::{CallEvent, Caller, Transmit};
 use crate::sip::message::ParseError;
 
@@ -42,6 +44,7 @@ pub struct CallDriver {
     caller: Caller,
     /// What we offered, to read the answer against.
     codecs: Vec<AudioCodec>,
+    srtp: SdesOffer,
     /// When the last message arrived: "connected" is when the 2xx arrived,
     /// not when its event is handled (after the ACK went out).
     last_message_at: Instant,
@@ -49,8 +52,8 @@ pub struct CallDriver {
 
 impl CallDriver {
     /// `now`: when the caller was started (its first INVITE is pending).
-    pub fn new(caller: Caller, codecs: Vec<AudioCodec>, now: Instant) -> CallDriver {
-        CallDriver { caller, codecs, last_message_at: now }
+    pub fn new(caller: Caller, codecs: Vec<AudioCodec>, srtp: SdesOffer, now: Instant) -> CallDriver {
+        CallDriver { caller, codecs, srtp, last_message_at: now }
     }
 
     pub fn caller(&self) -> &Caller {
@@ -124,8 +127,15 @@ impl CallDriver {
     fn negotiate(&self) -> Result<NegotiatedAudio, String> {
         match &self.caller.outcome().answer_sdp {
             None => Err("the 200 OK carried no SDP answer".to_string()),
-            Some(body) => sdp::parse_answer(&String::from_utf8_lossy(body), &self.codecs)
-                .map_err(|e| format!("unusable SDP answer: {e}")),
+            Some(body) => {
+                let audio = sdp::parse_answer(&String::from_utf8_lossy(body), &self.codecs, &self.srtp)
+                    .map_err(|e| format!("unusable SDP answer: {e}"))?;
+                // The media session must be able to run what was agreed.
+                if let Some(params) = &audio.srtp {
+                    SrtpSession::new(params).map_err(|e| format!("cannot set up the negotiated SRTP: {e}"))?;
+                }
+                Ok(audio)
+            }
         }
     }
 }
@@ -160,7 +170,7 @@ mod tests {
             hangup_after: Duration::from_secs(5),
             seed: 1,
         };
-        CallDriver::new(Caller::start(cfg, t0).unwrap(), vec![AudioCodec::Pcmu], t0)
+        CallDriver::new(Caller::start(cfg, t0).unwrap(), vec![AudioCodec::Pcmu], SdesOffer::off(), t0)
     }
 
     /// Every output until the driver says wait (or done).

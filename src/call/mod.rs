@@ -15,6 +15,7 @@ use rand::Rng;
 
 use crate::media::codec::AudioCodec;
 use crate::media::script::Script;
+use crate::media::sdes::{self, SdesOffer, SrtpMode};
 use crate::media::sdp::{self, OfferParams};
 use crate::media::session::MediaOutcome;
 use crate::sip::caller::{Caller, CallerConfig, Credentials, EndReason, SipOutcome};
@@ -45,6 +46,8 @@ pub struct PreparedCall {
     pub call_id: String,
     /// Codecs to offer, in order of preference.
     pub codecs: Vec<AudioCodec>,
+    /// Whether to offer SRTP (keys are drawn per call, when it is placed).
+    pub srtp: SrtpMode,
     /// What to say and do once connected (`--play` is a one-clip script).
     pub script: Option<Script>,
 }
@@ -69,7 +72,9 @@ pub enum Direction {
 /// Logged message times are kept to this resolution (0.1 ms).
 pub const MESSAGE_TIME_RESOLUTION: Duration = Duration::from_micros(100);
 
-/// One SIP message as sent or received.
+/// One SIP message as sent or received; SDES keys (`a=crypto` `inline:`)
+/// are starred out in this copy, which is what logs, reports and call.pcap
+/// show (the wire bytes keep them).
 #[derive(Debug, Clone)]
 pub struct LoggedMessage {
     /// When it was sent or received, to [`MESSAGE_TIME_RESOLUTION`].
@@ -169,12 +174,15 @@ pub async fn run(
     let std::net::IpAddr::V4(offer_ip) = local_ip else {
         return Err(RunError::Socket(format!("IPv6 media is not supported yet (local address {local_ip})")));
     };
+    // Fresh SRTP master keys per call, straight from the OS's CSPRNG.
+    let srtp_offer = SdesOffer::new(spec.srtp, &mut rand::rngs::OsRng);
     let offer = sdp::build_offer(&OfferParams {
         local_ip: offer_ip,
         rtp_port: media_port.local_addr().port(),
         codecs: spec.codecs.clone(),
         session_id: rng.gen::<u32>() as u64,
         session_version: 1,
+        srtp: srtp_offer.clone(),
     });
     let mut media_port = Some(media_port);
     let mut media_session: Option<MediaSession> = None;
@@ -213,7 +221,7 @@ pub async fn run(
         seed: rng.gen(),
     };
     let caller = Caller::start(cfg, t0).map_err(|e| RunError::Target(e.to_string()))?;
-    let mut call = CallDriver::new(caller, spec.codecs.clone(), t0);
+    let mut call = CallDriver::new(caller, spec.codecs.clone(), srtp_offer, t0);
     let since_t0 = |at: Instant| CallTime::between(t0, at);
     let mut hops: HashMap<HostPort, SocketAddr> =
         HashMap::from([(HostPort { host: target.host.clone(), port: target.port }, first_hop)]);
@@ -318,6 +326,10 @@ pub async fn run(
         }
     }
     record.sip = call.caller().outcome().clone();
+    // The answer's SDES key is the far end's: the record keeps it starred out.
+    if let Some(body) = &mut record.sip.answer_sdp {
+        *body = sdes::redact_inline_keys_bytes(body).into_owned();
+    }
     if let Some(session) = media_session {
         record.media = session.stop().await;
     }
@@ -334,7 +346,7 @@ fn log_message(at: CallTime, dir: Direction, peer: SocketAddr, bytes: &[u8]) -> 
         dir,
         peer: peer.to_string(),
         first_line: message::first_line(bytes),
-        raw: String::from_utf8_lossy(bytes).into_owned(),
+        raw: sdes::redact_inline_keys(&String::from_utf8_lossy(bytes)).into_owned(),
     }
 }
 

@@ -468,9 +468,11 @@ mod tests {
     #[test]
     fn parses_other_rfc_4568_forms() {
         // Lifetime alone, MKI alone, several keys, session parameters, an unknown suite (§9.1's example).
-        let lifetime = parse_crypto("2 AES_CM_128_HMAC_SHA1_32 inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj|2^31").unwrap();
+        let lifetime =
+            parse_crypto("2 AES_CM_128_HMAC_SHA1_32 inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj|2^31").unwrap();
         assert_eq!((lifetime.lifetime.as_deref(), lifetime.mki), (Some("2^31"), None));
-        let mki = parse_crypto("1 AES_CM_128_HMAC_SHA1_32 inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj|1:4").unwrap();
+        let mki =
+            parse_crypto("1 AES_CM_128_HMAC_SHA1_32 inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj|1:4").unwrap();
         assert_eq!((mki.lifetime, mki.mki), (None, Some(Mki { value: 1, length: 4 })));
         let two = parse_crypto(
             "1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|2^20|1:4;inline:QUJjZGVmMTIzNDU2Nzg5QUJDREUwMTIzNDU2Nzg5|2^20|2:4 FEC_ORDER=FEC_SRTP",
@@ -544,7 +546,10 @@ mod tests {
         let crypto = [answer_line(1, "AES_CM_128_HMAC_SHA1_80", &theirs, "")];
         let required = offer(SrtpMode::Required);
         assert_eq!(required.negotiate("RTP/AVP", &[]), Err(SdesError::NoCrypto { protocol: "RTP/AVP".into() }));
-        assert_eq!(required.negotiate("RTP/AVP", &crypto), Err(SdesError::PlainProtocol { protocol: "RTP/AVP".into() }));
+        assert_eq!(
+            required.negotiate("RTP/AVP", &crypto),
+            Err(SdesError::PlainProtocol { protocol: "RTP/AVP".into() })
+        );
         let optional = offer(SrtpMode::Optional);
         assert_eq!(optional.negotiate("RTP/AVP", &[]), Ok(None));
         assert!(optional.negotiate("RTP/AVP", &crypto).unwrap().is_some(), "best effort: SRTP when answered");
@@ -590,8 +595,7 @@ mod tests {
 
     #[test]
     fn keylog_lines_name_call_direction_suite_and_key() {
-        let params =
-            SrtpParams { suite: CryptoSuite::AesCm128HmacSha1_80, tag: 1, local: key(0), remote: key(0xff) };
+        let params = SrtpParams { suite: CryptoSuite::AesCm128HmacSha1_80, tag: 1, local: key(0), remote: key(0xff) };
         assert_eq!(
             keylog_lines("abc@callprobe", &params),
             vec![

@@ -157,8 +157,13 @@ mod tests {
             let mut them = SrtpSession::new(&params(suite, b, a)).unwrap();
             let mut sent = Vec::new();
             for seq in 0..50u16 {
-                let header =
-                    RtpHeader { marker: seq == 0, payload_type: 0, sequence_number: seq, timestamp: 160 * u32::from(seq), ssrc: 42 };
+                let header = RtpHeader {
+                    marker: seq == 0,
+                    payload_type: 0,
+                    sequence_number: seq,
+                    timestamp: 160 * u32::from(seq),
+                    ssrc: 42,
+                };
                 let rtp = build_packet(&header, &[seq as u8; 160]);
                 let protected = us.protect(&rtp).unwrap();
                 assert_ne!(protected[12..172], rtp[12..], "the payload is encrypted");
