@@ -599,6 +599,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn srtp_modes() {
+        assert_eq!(parse_srtp("Required"), Ok(SrtpMode::Required));
+        assert_eq!(parse_srtp("optional"), Ok(SrtpMode::Optional));
+        assert_eq!(parse_srtp("sdes"), Err("'sdes' is not an SRTP mode (required, optional, off)".to_string()));
+        let cli = Cli::try_parse_from(["callprobe", "call", "sip:1@127.0.0.1", "--srtp", "optional"]).unwrap();
+        let Command::Call(args) = cli.command else { panic!("not a call") };
+        assert_eq!(call_request(&args).unwrap().srtp, SrtpMode::Optional);
+        let cli = Cli::try_parse_from(["callprobe", "call", "sip:1@127.0.0.1"]).unwrap();
+        let Command::Call(args) = cli.command else { panic!("not a call") };
+        assert_eq!(call_request(&args).unwrap().srtp, SrtpMode::Off, "off by default");
+    }
+
+    #[test]
     fn expect_lists() {
         assert_eq!(parse_expect("407,200").unwrap(), vec![407, 200]);
         assert_eq!(parse_expect(" 404 ").unwrap(), vec![404]);

@@ -155,7 +155,11 @@ mod tests {
     }
 
     fn driver(t0: Instant) -> CallDriver {
-        let cfg = CallerConfig {
+        CallDriver::new(Caller::start(config(), t0).unwrap(), vec![AudioCodec::Pcmu], SdesOffer::off(), t0)
+    }
+
+    fn config() -> CallerConfig {
+        CallerConfig {
             target_uri: "sip:+14144007103@127.0.0.1:5060".into(),
             from_uri: "sip:probe@127.0.0.1".into(),
             transport: Transport::Udp,
@@ -169,8 +173,7 @@ mod tests {
             invite_timeout: Duration::from_secs(32),
             hangup_after: Duration::from_secs(5),
             seed: 1,
-        };
-        CallDriver::new(Caller::start(cfg, t0).unwrap(), vec![AudioCodec::Pcmu], SdesOffer::off(), t0)
+        }
     }
 
     /// Every output until the driver says wait (or done).
@@ -221,6 +224,22 @@ mod tests {
             Output::Transmit(t) => t,
             other => panic!("expected the INVITE, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn debug_output_of_the_config_and_the_invite_hides_srtp_keys() {
+        let key = "PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR";
+        let t0 = Instant::now();
+        let mut cfg = config();
+        cfg.sdp = format!("v=0\r\nm=audio 4000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{key}\r\n")
+            .into_bytes();
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains(key) && shown.contains("inline:****"), "{shown}");
+        let mut with_key = Caller::start(cfg, t0).unwrap();
+        let invite = with_key.poll_transmit().expect("the INVITE");
+        assert!(String::from_utf8_lossy(&invite.bytes).contains(key), "the wire bytes keep the key");
+        let shown = format!("{invite:?}");
+        assert!(!shown.contains(key) && shown.contains("inline:****"), "{shown}");
     }
 
     #[test]
