@@ -15,7 +15,7 @@ use rand::Rng;
 
 use crate::media::codec::AudioCodec;
 use crate::media::script::Script;
-use crate::media::sdes::{self, SdesOffer, SrtpMode};
+use crate::media::sdes::{self, SdesOffer, SrtpMode, SrtpParams};
 use crate::media::sdp::{self, OfferParams};
 use crate::media::session::MediaOutcome;
 use crate::sip::caller::{Caller, CallerConfig, Credentials, EndReason, SipOutcome};
@@ -111,8 +111,21 @@ pub struct CallOutcome {
     pub media: Option<MediaOutcome>,
     /// Why there is no media (no SDP in the 200, no common codec …).
     pub media_error: Option<String>,
+    /// The SRTP suite and both keys, when the answer settled SRTP: only for
+    /// [`CallOutcome::srtp_keylog_lines`] (`Debug` hides the keys; never serialised).
+    pub srtp_keys: Option<SrtpParams>,
     /// Things that went wrong on our side without ending the call (unparseable input …).
     pub notes: Vec<String>,
+}
+
+impl CallOutcome {
+    /// The lines a keylog file gets for this call's SRTP (empty for plain
+    /// RTP): `SRTP <call-id> <out|in> <suite> <base64 key||salt>`, see
+    /// [`sdes::keylog_lines`]. The only way the keys leave the process
+    /// besides the SDP on the wire: write them only where the user asked.
+    pub fn srtp_keylog_lines(&self) -> Vec<String> {
+        self.srtp_keys.as_ref().map(|p| sdes::keylog_lines(&self.call_id, p)).unwrap_or_default()
+    }
 }
 
 /// The tester itself could not run the call (exit code 2).
@@ -165,6 +178,7 @@ pub async fn run(
         first_rtp: None,
         media: None,
         media_error: None,
+        srtp_keys: None,
         notes: Vec::new(),
     };
 
@@ -265,6 +279,7 @@ pub async fn run(
                 record.connected = Some(since_t0(at));
                 match (media, media_port.take()) {
                     (Ok(audio), Some(port)) => {
+                        record.srtp_keys = audio.srtp.clone();
                         media_session =
                             Some(MediaSession::start(port, audio, spec.script.clone(), t0, at, hang_up_tx.clone()));
                     }
@@ -374,4 +389,30 @@ fn local_ip_towards(peer: SocketAddr) -> Result<IpAddr, RunError> {
         .and_then(|_| probe.local_addr())
         .map(|a| a.ip())
         .map_err(|e| RunError::Socket(format!("no route to {peer}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::livekit::observation::tests::record_with_invites;
+    use crate::media::sdes::{CryptoSuite, MasterKey, SrtpParams};
+
+    #[test]
+    fn keylog_lines_of_a_call() {
+        let mut record = record_with_invites(Duration::ZERO, &[(0.0, 1)]);
+        assert!(record.srtp_keylog_lines().is_empty(), "plain RTP: nothing to log");
+        record.srtp_keys = Some(SrtpParams {
+            suite: CryptoSuite::AesCm128HmacSha1_32,
+            tag: 2,
+            local: MasterKey::from_bytes([0; 30]),
+            remote: MasterKey::from_bytes([0xff; 30]),
+        });
+        let lines = record.srtp_keylog_lines();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0], format!("SRTP abc@callprobe out AES_CM_128_HMAC_SHA1_32 {}", "A".repeat(40)));
+        assert_eq!(lines[1], format!("SRTP abc@callprobe in AES_CM_128_HMAC_SHA1_32 {}", "/".repeat(40)));
+        let shown = format!("{record:?}");
+        assert!(!shown.contains(&"A".repeat(40)) && !shown.contains(&"/".repeat(40)), "Debug hides the keys");
+    }
 }

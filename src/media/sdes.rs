@@ -198,7 +198,8 @@ pub fn parse_crypto(value: &str) -> Result<CryptoAttribute, CryptoParseError> {
     let tag: u32 = tag.parse().map_err(|_| CryptoParseError::Tag(tag.to_string()))?;
     let first = key_params.split(';').next().unwrap_or(key_params);
     let Some((method, info)) = first.split_once(':') else {
-        return Err(CryptoParseError::KeyMethod(first.chars().take(16).collect()));
+        // Not echoed: without a method, the field may be a bare key.
+        return Err(CryptoParseError::KeyMethod("(none)".into()));
     };
     if method != "inline" {
         return Err(CryptoParseError::KeyMethod(method.to_string()));
@@ -491,6 +492,7 @@ mod tests {
             ("1 AES_CM_128_HMAC_SHA1_80", CryptoParseError::Shape),
             (&format!("x AES_CM_128_HMAC_SHA1_80 inline:{secret}"), CryptoParseError::Tag("x".into())),
             (&format!("1 AES_CM_128_HMAC_SHA1_80 uri:{secret}"), CryptoParseError::KeyMethod("uri".into())),
+            (&format!("1 AES_CM_128_HMAC_SHA1_80 {secret}"), CryptoParseError::KeyMethod("(none)".into())),
             ("1 AES_CM_128_HMAC_SHA1_80 inline:not*base64", CryptoParseError::Base64),
             (
                 "1 AES_CM_128_HMAC_SHA1_80 inline:c2hvcnQ=",
