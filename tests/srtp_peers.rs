@@ -242,6 +242,8 @@ fn srtp_call_to_an_echo_is_heard_and_counts_what_fails_to_authenticate() {
     let m = run.media();
     let srtp = &m["srtp"];
     assert_eq!(srtp["suite"], "AES_CM_128_HMAC_SHA1_80", "{m}");
+    assert!(run.output.contains("PASS media_negotiated: PCMU with 127.0.0.1:"), "{}", run.output);
+    assert!(run.output.contains(", SRTP AES_CM_128_HMAC_SHA1_80\n"), "{}", run.output);
     // Everything we sent authenticated at the far end (the first packets may
     // come before SIPp wrote our key down: those the echo could not read yet).
     assert_eq!(counts.rejected, 0, "{counts:?}");
@@ -304,4 +306,25 @@ fn optional_srtp_falls_back_to_plain_rtp() {
     assert!(run.media()["rx_packets"].as_u64().unwrap() > 100);
     let invite = run.report["calls"][0]["sip"]["messages"][0]["raw"].as_str().unwrap();
     assert!(invite.contains(" RTP/AVP 0 101\r\n") && invite.contains("a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:****"));
+}
+
+#[test]
+fn optional_srtp_is_used_when_the_answer_takes_it() {
+    if !require_tools("optional_srtp_is_used_when_the_answer_takes_it", &[Tool::Sipp]) {
+        return;
+    }
+    let dir = TempDir::new("callprobe-srtp-optional-taken").unwrap();
+    let key_file = dir.path().join("offer_key");
+    let echo = SrtpEcho::start(key_file.clone());
+    let sipp = srtp_uas(&dir, echo.port, &key_file);
+    let wav = fixture("hello_can_you_hear_me_16k.wav");
+    let args = ["--srtp", "optional", "--codecs", "pcmu", "--play", wav.to_str().unwrap(), "--play-after", "300ms"];
+    let run = call(&sipp, &[&args[..], &["--hangup-after", "3s", "--expect-speech-within", "3s"]].concat());
+    sipp.wait(Duration::from_secs(15));
+    let counts = echo.finish();
+    assert_eq!(run.code, 0, "{}\n{counts:?}", run.output);
+    let invite = run.report["calls"][0]["sip"]["messages"][0]["raw"].as_str().unwrap();
+    assert!(invite.contains(" RTP/AVP 0 101\r\n"), "an optional offer is RTP/AVP: {invite}");
+    assert_eq!(run.media()["srtp"]["suite"], "AES_CM_128_HMAC_SHA1_80");
+    assert_eq!((counts.rejected, run.media()["srtp"]["auth_failures"].as_u64()), (0, Some(counts.tampered_sent)));
 }
