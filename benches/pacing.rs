@@ -98,6 +98,7 @@ fn run_callprobe(streams: usize, seconds: u64) -> Summary {
                 ptime_ms: Some(20),
                 direction: MediaDirection::SendRecv,
                 protocol: "RTP/AVP".into(),
+                srtp: None,
             };
             let now = Instant::now();
             let (hang_up, _) = tokio::sync::mpsc::unbounded_channel();

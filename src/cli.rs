@@ -17,6 +17,7 @@ use crate::exit::Exit;
 use crate::livekit::doctor::{self, AuditExpectations};
 use crate::livekit::{self as lk, LiveKitConfig, LiveKitOverrides, ServerApi};
 use crate::media::codec::AudioCodec;
+use crate::media::sdes::SrtpMode;
 use crate::pipeline;
 use crate::report::changes::PreviousRun;
 use crate::report::outputs::{self, KeepArtifacts, KeepRule, SuiteOutputs};
@@ -554,6 +555,7 @@ pub fn call_request(args: &CallArgs) -> Result<CallRequest, UsageError> {
         auth,
         headers,
         codecs,
+        srtp: args.media.srtp,
         play,
         conversation,
         hangup_after,
@@ -595,6 +597,19 @@ pub fn parse_expect(text: &str) -> Result<Vec<u16>, UsageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn srtp_modes() {
+        assert_eq!(parse_srtp("Required"), Ok(SrtpMode::Required));
+        assert_eq!(parse_srtp("optional"), Ok(SrtpMode::Optional));
+        assert_eq!(parse_srtp("sdes"), Err("'sdes' is not an SRTP mode (required, optional, off)".to_string()));
+        let cli = Cli::try_parse_from(["callprobe", "call", "sip:1@127.0.0.1", "--srtp", "optional"]).unwrap();
+        let Command::Call(args) = cli.command else { panic!("not a call") };
+        assert_eq!(call_request(&args).unwrap().srtp, SrtpMode::Optional);
+        let cli = Cli::try_parse_from(["callprobe", "call", "sip:1@127.0.0.1"]).unwrap();
+        let Command::Call(args) = cli.command else { panic!("not a call") };
+        assert_eq!(call_request(&args).unwrap().srtp, SrtpMode::Off, "off by default");
+    }
 
     #[test]
     fn expect_lists() {
@@ -682,6 +697,11 @@ pub struct MediaArgs {
     /// Codecs to offer, in order (g722, pcmu, pcma); telephone-event is always offered.
     #[arg(long, value_delimiter = ',', default_value = default_codecs())]
     pub codecs: Vec<String>,
+    /// SRTP with SDES keys (RFC 4568): required (RTP/SAVP offer; an answer
+    /// without a=crypto fails the call), optional (RTP/AVP offer with
+    /// a=crypto lines: SRTP when the answer takes it), or off.
+    #[arg(long, value_name = "MODE", default_value = "off", value_parser = parse_srtp)]
+    pub srtp: SrtpMode,
     /// WAV file to say to the far end once connected (any rate, bit depth, channels).
     #[arg(long, value_name = "WAV")]
     pub play: Option<PathBuf>,
@@ -706,6 +726,10 @@ pub struct MediaArgs {
     /// Most RFC 3550 interarrival jitter from the far end allowed, in ms.
     #[arg(long, value_name = "MS")]
     pub max_jitter_ms: Option<f64>,
+}
+
+fn parse_srtp(text: &str) -> Result<SrtpMode, String> {
+    SrtpMode::parse(text).ok_or_else(|| format!("'{text}' is not an SRTP mode ({})", SrtpMode::NAMES))
 }
 
 fn media_request(args: &MediaArgs) -> Result<(Vec<AudioCodec>, Option<PlayRequest>, MediaExpectations), UsageError> {

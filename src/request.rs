@@ -13,6 +13,7 @@ use crate::conversation::Conversation;
 use crate::livekit::LiveKitOverrides;
 use crate::media::codec::AudioCodec;
 use crate::media::script::{Clip, Script, ScriptStep};
+use crate::media::sdes::SrtpMode;
 use crate::media::session::RECORDING_RATE;
 use crate::secret::{Secret, SecretError};
 use crate::sip::caller::Credentials;
@@ -56,6 +57,8 @@ pub struct CallRequest {
     pub headers: Vec<(String, String)>,
     /// Codecs to offer, in order of preference, without repeats.
     pub codecs: Vec<AudioCodec>,
+    /// Whether to offer SDES-SRTP (`--srtp`, `caller.srtp`).
+    pub srtp: SrtpMode,
     pub play: Option<PlayRequest>,
     /// A scripted conversation (empty: none). Not together with `play`.
     pub conversation: Conversation,
@@ -80,6 +83,7 @@ impl CallRequest {
             auth: None,
             headers: Vec::new(),
             codecs: DEFAULT_CODECS.to_vec(),
+            srtp: SrtpMode::Off,
             play: None,
             conversation: Conversation::default(),
             hangup_after: DEFAULT_HANGUP_AFTER,
@@ -127,6 +131,7 @@ impl CallRequest {
             test_id,
             call_id,
             codecs: self.codecs.clone(),
+            srtp: self.srtp,
             script,
         })
     }

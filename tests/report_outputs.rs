@@ -668,6 +668,19 @@ fn index_html_shows_the_mos_of_the_golden_call() {
     }
 }
 
+/// Call 1 of the golden report ran SRTP: its page names the suite and what
+/// failed to authenticate; the calls without media show no SRTP line.
+#[test]
+fn index_html_shows_the_srtp_suite_of_the_golden_call() {
+    let run = scratch("html-srtp");
+    let page = write_index(&golden_report(), &run, &[]).expect("write index.html");
+    let html = std::fs::read_to_string(&page).expect("read index.html");
+    let sections = call_sections(&html);
+    let want = "<dt>SRTP</dt><dd>AES_CM_128_HMAC_SHA1_80 (SDES) · 1 auth failures · 0 replayed</dd>";
+    assert!(sections[0].contains(want), "{}", sections[0]);
+    assert!(sections.iter().skip(1).all(|s| !s.contains("<dt>SRTP</dt>")));
+}
+
 fn assert_conversation_of_the_golden_call(section: &str) {
     let conversation = section.split("<h3>Conversation</h3>").nth(1).expect("a Conversation section in call 1");
     let rows: Vec<&str> = conversation.split("<tr class=\"turn ").skip(1).collect();
@@ -1041,6 +1054,14 @@ fn golden_report() -> Report {
             local_rtp: Some("127.0.0.1:16000".into()),
             remote_rtp: Some("127.0.0.1:20000".into()),
             error: None,
+            srtp: Some(callprobe::report::model::Srtp {
+                suite: "AES_CM_128_HMAC_SHA1_80".into(),
+                protected_packets: 286,
+                unprotected_packets: 284,
+                auth_failures: 1,
+                replayed: 0,
+                malformed: 0,
+            }),
             tx_packets: 286,
             tx_late_packets: 1,
             rx_packets: 284,
@@ -1195,6 +1216,7 @@ fn golden_report() -> Report {
         test_id: "cp-4444deadbeef".into(),
         call_id: "4444deadbeef0000@callprobe".into(),
         codecs: Vec::new(),
+        srtp: Default::default(),
         script: None,
     };
     let mut call4 = Call::not_run(

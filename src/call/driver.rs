@@ -14,7 +14,9 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::media::codec::AudioCodec;
+use crate::media::sdes::SdesOffer;
 use crate::media::sdp::{self, NegotiatedAudio, SdpError};
+use crate::media::srtp::SrtpSession;
 use crate::sip::caller::{CallEvent, Caller, Transmit};
 use crate::sip::message::ParseError;
 
@@ -42,6 +44,7 @@ pub struct CallDriver {
     caller: Caller,
     /// What we offered, to read the answer against.
     codecs: Vec<AudioCodec>,
+    srtp: SdesOffer,
     /// When the last message arrived: "connected" is when the 2xx arrived,
     /// not when its event is handled (after the ACK went out).
     last_message_at: Instant,
@@ -49,8 +52,8 @@ pub struct CallDriver {
 
 impl CallDriver {
     /// `now`: when the caller was started (its first INVITE is pending).
-    pub fn new(caller: Caller, codecs: Vec<AudioCodec>, now: Instant) -> CallDriver {
-        CallDriver { caller, codecs, last_message_at: now }
+    pub fn new(caller: Caller, codecs: Vec<AudioCodec>, srtp: SdesOffer, now: Instant) -> CallDriver {
+        CallDriver { caller, codecs, srtp, last_message_at: now }
     }
 
     pub fn caller(&self) -> &Caller {
@@ -136,7 +139,7 @@ impl CallDriver {
             );
             return Err("the 200 OK carried no SDP answer".to_string());
         };
-        let answer = sdp::parse_answer(&String::from_utf8_lossy(&body), &self.codecs);
+        let answer = sdp::parse_answer(&String::from_utf8_lossy(&body), &self.codecs, &self.srtp);
         match &answer {
             Err(e @ (SdpError::Malformed { .. } | SdpError::MissingConnectionAddress | SdpError::NoAudio)) => {
                 self.caller.record_finding(
@@ -146,7 +149,7 @@ impl CallDriver {
                 );
             }
             Ok(now) => {
-                let before = early.and_then(|b| sdp::parse_answer(&String::from_utf8_lossy(&b), &self.codecs).ok());
+                let before = early.and_then(|b| sdp::parse_answer(&String::from_utf8_lossy(&b), &self.codecs, &self.srtp).ok());
                 if let Some(before) = before.filter(|b| (b.remote_rtp, b.codec) != (now.remote_rtp, now.codec)) {
                     self.caller.record_finding(
                         "answer_sdp_changed",
@@ -160,7 +163,12 @@ impl CallDriver {
             }
             Err(_) => {}
         }
-        answer.map_err(|e| format!("unusable SDP answer: {e}"))
+        let audio = answer.map_err(|e| format!("unusable SDP answer: {e}"))?;
+        // The media session must be able to run what was agreed.
+        if let Some(params) = &audio.srtp {
+            SrtpSession::new(params).map_err(|e| format!("cannot set up the negotiated SRTP: {e}"))?;
+        }
+        Ok(audio)
     }
 }
 
@@ -179,7 +187,11 @@ mod tests {
     }
 
     fn driver(t0: Instant) -> CallDriver {
-        let cfg = CallerConfig {
+        CallDriver::new(Caller::start(config(), t0).unwrap(), vec![AudioCodec::Pcmu], SdesOffer::off(), t0)
+    }
+
+    fn config() -> CallerConfig {
+        CallerConfig {
             target_uri: "sip:+14144007103@127.0.0.1:5060".into(),
             from_uri: "sip:probe@127.0.0.1".into(),
             transport: Transport::Udp,
@@ -193,8 +205,7 @@ mod tests {
             invite_timeout: Duration::from_secs(32),
             hangup_after: Duration::from_secs(5),
             seed: 1,
-        };
-        CallDriver::new(Caller::start(cfg, t0).unwrap(), vec![AudioCodec::Pcmu], t0)
+        }
     }
 
     /// Every output until the driver says wait (or done).
@@ -245,6 +256,22 @@ mod tests {
             Output::Transmit(t) => t,
             other => panic!("expected the INVITE, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn debug_output_of_the_config_and_the_invite_hides_srtp_keys() {
+        let key = "PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR";
+        let t0 = Instant::now();
+        let mut cfg = config();
+        cfg.sdp = format!("v=0\r\nm=audio 4000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{key}\r\n")
+            .into_bytes();
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains(key) && shown.contains("inline:****"), "{shown}");
+        let mut with_key = Caller::start(cfg, t0).unwrap();
+        let invite = with_key.poll_transmit().expect("the INVITE");
+        assert!(String::from_utf8_lossy(&invite.bytes).contains(key), "the wire bytes keep the key");
+        let shown = format!("{invite:?}");
+        assert!(!shown.contains(key) && shown.contains("inline:****"), "{shown}");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use rand::Rng;
 use crate::finding::Findings;
 use crate::media::codec::AudioCodec;
 use crate::media::script::Script;
+use crate::media::sdes::{self, SdesOffer, SrtpMode, SrtpParams};
 use crate::media::sdp::{self, OfferParams};
 use crate::media::session::MediaOutcome;
 use crate::sip::caller::{Caller, CallerConfig, Credentials, EndReason, SipOutcome};
@@ -46,6 +47,8 @@ pub struct PreparedCall {
     pub call_id: String,
     /// Codecs to offer, in order of preference.
     pub codecs: Vec<AudioCodec>,
+    /// Whether to offer SRTP (keys are drawn per call, when it is placed).
+    pub srtp: SrtpMode,
     /// What to say and do once connected (`--play` is a one-clip script).
     pub script: Option<Script>,
 }
@@ -70,7 +73,9 @@ pub enum Direction {
 /// Logged message times are kept to this resolution (0.1 ms).
 pub const MESSAGE_TIME_RESOLUTION: Duration = Duration::from_micros(100);
 
-/// One SIP message as sent or received.
+/// One SIP message as sent or received; SDES keys (`a=crypto` `inline:`)
+/// are starred out in this copy, which is what logs, reports and call.pcap
+/// show (the wire bytes keep them).
 #[derive(Debug, Clone)]
 pub struct LoggedMessage {
     /// When it was sent or received, to [`MESSAGE_TIME_RESOLUTION`].
@@ -107,11 +112,24 @@ pub struct CallOutcome {
     pub media: Option<MediaOutcome>,
     /// Why there is no media (no SDP in the 200, no common codec …).
     pub media_error: Option<String>,
+    /// The SRTP suite and both keys, when the answer settled SRTP: only for
+    /// [`CallOutcome::srtp_keylog_lines`] (`Debug` hides the keys; never serialised).
+    pub srtp_keys: Option<SrtpParams>,
     /// Things that went wrong on our side without ending the call (unparseable input …).
     pub notes: Vec<String>,
     /// What the far end did that callprobe names (the SIP core's, the
     /// transport's and the media statistics').
     pub findings: Findings,
+}
+
+impl CallOutcome {
+    /// The lines a keylog file gets for this call's SRTP (empty for plain
+    /// RTP): `SRTP <call-id> <out|in> <suite> <base64 key||salt>`, see
+    /// [`sdes::keylog_lines`]. The only way the keys leave the process
+    /// besides the SDP on the wire: write them only where the user asked.
+    pub fn srtp_keylog_lines(&self) -> Vec<String> {
+        self.srtp_keys.as_ref().map(|p| sdes::keylog_lines(&self.call_id, p)).unwrap_or_default()
+    }
 }
 
 /// The tester itself could not run the call (exit code 2).
@@ -164,6 +182,7 @@ pub async fn run(
         first_rtp: None,
         media: None,
         media_error: None,
+        srtp_keys: None,
         notes: Vec::new(),
         findings: Findings::default(),
     };
@@ -174,12 +193,15 @@ pub async fn run(
     let std::net::IpAddr::V4(offer_ip) = local_ip else {
         return Err(RunError::Socket(format!("IPv6 media is not supported yet (local address {local_ip})")));
     };
+    // Fresh SRTP master keys per call, straight from the OS's CSPRNG.
+    let srtp_offer = SdesOffer::new(spec.srtp, &mut rand::rngs::OsRng);
     let offer = sdp::build_offer(&OfferParams {
         local_ip: offer_ip,
         rtp_port: media_port.local_addr().port(),
         codecs: spec.codecs.clone(),
         session_id: rng.gen::<u32>() as u64,
         session_version: 1,
+        srtp: srtp_offer.clone(),
     });
     let mut media_port = Some(media_port);
     let mut media_session: Option<MediaSession> = None;
@@ -218,7 +240,7 @@ pub async fn run(
         seed: rng.gen(),
     };
     let caller = Caller::start(cfg, t0).map_err(|e| RunError::Target(e.to_string()))?;
-    let mut call = CallDriver::new(caller, spec.codecs.clone(), t0);
+    let mut call = CallDriver::new(caller, spec.codecs.clone(), srtp_offer, t0);
     let since_t0 = |at: Instant| CallTime::between(t0, at);
     let mut hops: HashMap<HostPort, SocketAddr> =
         HashMap::from([(HostPort { host: target.host.clone(), port: target.port }, first_hop)]);
@@ -262,6 +284,7 @@ pub async fn run(
                 record.connected = Some(since_t0(at));
                 match (media, media_port.take()) {
                     (Ok(audio), Some(port)) => {
+                        record.srtp_keys = audio.srtp.clone();
                         media_session =
                             Some(MediaSession::start(port, audio, spec.script.clone(), t0, at, hang_up_tx.clone()));
                     }
@@ -340,6 +363,10 @@ pub async fn run(
             format!("{held} bytes of an unfinished SIP message from {peer} were still waiting for the rest when the call ended"),
         );
     }
+    // The answer's SDES key is the far end's: the record keeps it starred out.
+    for body in [&mut record.sip.answer_sdp, &mut record.sip.early_sdp].into_iter().flatten() {
+        *body = sdes::redact_inline_keys_bytes(body).into_owned();
+    }
     if let Some(session) = media_session {
         record.media = session.stop().await;
     }
@@ -416,7 +443,7 @@ fn log_message(at: CallTime, dir: Direction, peer: SocketAddr, bytes: &[u8]) -> 
         dir,
         peer: peer.to_string(),
         first_line: message::first_line(bytes),
-        raw: String::from_utf8_lossy(bytes).into_owned(),
+        raw: sdes::redact_inline_keys(&String::from_utf8_lossy(bytes)).into_owned(),
     }
 }
 
@@ -444,4 +471,30 @@ fn local_ip_towards(peer: SocketAddr) -> Result<IpAddr, RunError> {
         .and_then(|_| probe.local_addr())
         .map(|a| a.ip())
         .map_err(|e| RunError::Socket(format!("no route to {peer}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::livekit::observation::tests::record_with_invites;
+    use crate::media::sdes::{CryptoSuite, MasterKey, SrtpParams};
+
+    #[test]
+    fn keylog_lines_of_a_call() {
+        let mut record = record_with_invites(Duration::ZERO, &[(0.0, 1)]);
+        assert!(record.srtp_keylog_lines().is_empty(), "plain RTP: nothing to log");
+        record.srtp_keys = Some(SrtpParams {
+            suite: CryptoSuite::AesCm128HmacSha1_32,
+            tag: 2,
+            local: MasterKey::from_bytes([0; 30]),
+            remote: MasterKey::from_bytes([0xff; 30]),
+        });
+        let lines = record.srtp_keylog_lines();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0], format!("SRTP abc@callprobe out AES_CM_128_HMAC_SHA1_32 {}", "A".repeat(40)));
+        assert_eq!(lines[1], format!("SRTP abc@callprobe in AES_CM_128_HMAC_SHA1_32 {}", "/".repeat(40)));
+        let shown = format!("{record:?}");
+        assert!(!shown.contains(&"A".repeat(40)) && !shown.contains(&"/".repeat(40)), "Debug hides the keys");
+    }
 }

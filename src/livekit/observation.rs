@@ -321,6 +321,7 @@ pub(crate) mod tests {
             first_rtp: None,
             media: None,
             media_error: None,
+            srtp_keys: None,
             notes: Vec::new(),
             findings: Default::default(),
         }

@@ -12,5 +12,7 @@ pub mod pacer;
 pub mod rtp;
 pub mod rx_stats;
 pub mod script;
+pub mod sdes;
 pub mod sdp;
 pub mod session;
+pub mod srtp;

@@ -8,7 +8,10 @@
 //! schedule), the live speech watch and end-of-turn rule that tell the
 //! script when the far end has finished a turn, receive statistics, received
 //! DTMF, the recordings of both directions on the call timeline (t0 = first
-//! INVITE), and the RTP capture. `--play` is a one-clip script.
+//! INVITE), and the RTP capture. `--play` is a one-clip script. With SRTP
+//! negotiated, every packet is protected right after packetisation and
+//! unprotected before anything reads it; the capture keeps the packets as
+//! they crossed the socket (encrypted).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -24,6 +27,7 @@ use crate::media::rtp::{looks_like_rtcp, parse_packet};
 use crate::media::rx_stats::{RxStats, RxStatsReport};
 use crate::media::script::{Clip, FarEnd, Script, ScriptAction, ScriptRunner, ScriptStep, StepRecord};
 use crate::media::sdp::NegotiatedAudio;
+use crate::media::srtp::{SrtpSession, SrtpStats};
 use crate::time::CallTime;
 
 /// Recordings and analysis run at 16 kHz whatever the codec.
@@ -113,9 +117,12 @@ pub struct MediaOutcome {
     /// Both at [`RECORDING_RATE`], starting at t0.
     pub rx_audio: TimelineRecorder,
     pub tx_audio: TimelineRecorder,
-    /// Our RTP address, and every RTP datagram sent or received (for call.pcap).
+    /// Our RTP address, and every RTP datagram sent or received (for call.pcap),
+    /// as it crossed the socket (SRTP stays encrypted).
     pub local_rtp: SocketAddr,
     pub wire: Vec<RtpDatagram>,
+    /// What SRTP did; `None` for plain RTP.
+    pub srtp: Option<SrtpStats>,
 }
 
 /// A clip, encoded for the negotiated codec, with its PCM per frame for the tx recording.
@@ -175,6 +182,10 @@ pub struct MediaSessionCore {
     other_payload: u64,
     wire: Vec<RtpDatagram>,
     seed: u64,
+    /// The SRTP contexts when the answer settled SRTP. If they could not be
+    /// made (the driver checks they can before media starts), nothing is
+    /// sent or decoded: never plain RTP where SRTP was agreed.
+    srtp: Option<SrtpSession>,
 }
 
 impl MediaSessionCore {
@@ -210,7 +221,9 @@ impl MediaSessionCore {
             connected_at,
             Vec::new(),
         );
+        let srtp = audio.srtp.as_ref().and_then(|params| SrtpSession::new(params).ok());
         MediaSessionCore {
+            srtp,
             local,
             t0,
             connected_at,
@@ -309,9 +322,15 @@ impl MediaSessionCore {
                 }
             }
         }
-        self.capture(now, true, self.audio.remote_rtp, &pkt.datagram);
+        let datagram = match (&mut self.srtp, &self.audio.srtp) {
+            (Some(srtp), _) => srtp.protect(&pkt.datagram).ok(),
+            (None, Some(_)) => None,
+            (None, None) => Some(pkt.datagram),
+        };
         self.plan_ahead();
-        Some((pkt.datagram, self.audio.remote_rtp))
+        let datagram = datagram?;
+        self.capture(now, true, self.audio.remote_rtp, &datagram);
+        Some((datagram, self.audio.remote_rtp))
     }
 
     /// A datagram arrived on our RTP port.
@@ -320,6 +339,19 @@ impl MediaSessionCore {
         if looks_like_rtcp(datagram) {
             return;
         }
+        let decrypted;
+        let datagram = match (&mut self.srtp, &self.audio.srtp) {
+            (Some(srtp), _) => match srtp.unprotect(datagram) {
+                Some(rtp) => {
+                    decrypted = rtp;
+                    &decrypted[..]
+                }
+                // Counted (auth failure, replay); never fed to the decoder.
+                None => return,
+            },
+            (None, Some(_)) => return,
+            (None, None) => datagram,
+        };
         let Ok(packet) = parse_packet(datagram) else { return };
         if Some(packet.header.payload_type) == self.audio.telephone_event_payload_type {
             if let Some(rx) = &mut self.dtmf {
@@ -403,6 +435,7 @@ impl MediaSessionCore {
             tx_audio,
             local_rtp: self.local,
             wire: self.wire,
+            srtp: self.srtp.as_ref().map(SrtpSession::stats),
         }
     }
 
@@ -667,6 +700,7 @@ mod tests {
             ptime_ms: Some(20),
             direction: MediaDirection::SendRecv,
             protocol: "RTP/AVP".into(),
+            srtp: None,
         }
     }
 
@@ -1043,5 +1077,45 @@ mod tests {
         assert_eq!(out.other_payload_packets, 1);
         assert_eq!(out.dtmf, vec!["5".to_string()]);
         assert_eq!(out.rx.received, 0, "neither counts as audio");
+    }
+
+    #[test]
+    fn srtp_protects_what_we_send_and_drops_what_does_not_authenticate() {
+        use crate::media::sdes::{CryptoSuite, MasterKey, SrtpParams};
+        let (ours, theirs) = (MasterKey::from_bytes([5; 30]), MasterKey::from_bytes([6; 30]));
+        let suite = CryptoSuite::AesCm128HmacSha1_80;
+        let mut srtp_audio = audio();
+        srtp_audio.srtp = Some(SrtpParams { suite, tag: 1, local: ours.clone(), remote: theirs.clone() });
+        let mut far_end = SrtpSession::new(&SrtpParams { suite, tag: 1, local: theirs, remote: ours }).unwrap();
+        let t0 = Instant::now();
+        let tone: Vec<i16> = (0..RECORDING_RATE as usize / 2)
+            .map(|n| ((n as f64 * 2.0 * std::f64::consts::PI * 1000.0 / 16000.0).sin() * 8000.0) as i16)
+            .collect();
+        let protected: Vec<Vec<u8>> =
+            far_end_packets(&tone, 1, 1000).iter().map(|p| far_end.protect(p).unwrap()).collect();
+        let count = protected.len() as u64;
+        let mut incoming: Vec<_> =
+            protected.iter().cloned().enumerate().map(|(i, d)| (ms(100 + 20 * i as u64), d)).collect();
+        // A tampered copy of a packet not yet delivered, then a replay of a delivered one.
+        let mut tampered = protected[10].clone();
+        tampered[20] ^= 0x55;
+        incoming.insert(10, (ms(299), tampered));
+        incoming.push((ms(100 + 20 * count + 5), protected[3].clone()));
+        let mut core = MediaSessionCore::new(srtp_audio, LOCAL.parse().unwrap(), None, 12, t0, t0).started(t0);
+        drive(&mut core, t0, ms(1000), incoming);
+        let out = core.finish(t0 + ms(1000));
+        let stats = out.srtp.expect("SRTP stats");
+        assert_eq!((stats.unprotected, stats.auth_failures, stats.replayed), (count, 1, 1));
+        assert_eq!(out.rx.received, count, "only authenticated packets reach the statistics");
+        assert!(out.rx_audio.samples().iter().any(|s| s.unsigned_abs() > 4000), "the tone was decoded");
+        // What we sent is SRTP the far end can read; the capture holds it encrypted.
+        let sent: Vec<_> = out.wire.iter().filter(|d| d.outbound).collect();
+        assert_eq!(stats.protected, sent.len() as u64);
+        assert!(sent.len() > 40);
+        for d in &sent {
+            assert_eq!(d.bytes.len(), 12 + 160 + 10, "PCMU frame plus the 80-bit tag");
+            let rtp = far_end.unprotect(&d.bytes).expect("authenticates with our key");
+            assert_ne!(rtp[12..], d.bytes[12..172]);
+        }
     }
 }

@@ -247,6 +247,19 @@ fn facts(page: &mut String, call: &Call) {
                     media.tx_packets, media.tx_late_packets, media.rx_packets, media.lost, media.jitter_ms
                 ),
             ));
+            items.push((
+                "SRTP",
+                match &media.srtp {
+                    None => "off (plain RTP)".to_string(),
+                    Some(s) => format!(
+                        "{} (SDES) · {} auth failures · {} replayed{}",
+                        s.suite,
+                        s.auth_failures,
+                        s.replayed,
+                        if s.malformed > 0 { format!(" · {} malformed", s.malformed) } else { String::new() }
+                    ),
+                },
+            ));
         }
         (None, Some(error)) => items.push(("media", error.clone())),
         (None, None) => items.push(("media", "none".into())),

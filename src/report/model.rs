@@ -476,6 +476,10 @@ pub struct Media {
     pub remote_rtp: Option<String>,
     /// Why the call had no media (no SDP in the 200, no common codec …); null otherwise.
     pub error: Option<String>,
+    /// SRTP (SDES) when the answer settled it; null for plain RTP. Added
+    /// within schema version 1: older files do not have it.
+    #[serde(default)]
+    pub srtp: Option<Srtp>,
     /// RTP packets we sent.
     pub tx_packets: u64,
     /// Of those, packets sent one frame (20 ms) or more after their slot (a stalled sender).
@@ -551,6 +555,25 @@ pub struct RxStream {
     pub packets: u64,
     /// Whether this is the stream the statistics above describe (the first one).
     pub tracked: bool,
+}
+
+/// `calls[].media.srtp`: the SRTP suite the SDP answer chose and what
+/// protecting and unprotecting counted. Never the keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Srtp {
+    /// `AES_CM_128_HMAC_SHA1_80` or `AES_CM_128_HMAC_SHA1_32`.
+    pub suite: String,
+    /// Packets we protected and sent.
+    pub protected_packets: u64,
+    /// Received packets that authenticated and were decrypted.
+    pub unprotected_packets: u64,
+    /// Received packets that failed authentication (tampered, or another
+    /// key): dropped, never decoded.
+    pub auth_failures: u64,
+    /// Received packets replayed (a sequence number seen before): dropped.
+    pub replayed: u64,
+    /// Received packets too short or malformed for SRTP: dropped.
+    pub malformed: u64,
 }
 
 /// `calls[].media.mos`: how the call's audio would sound, estimated per
@@ -1048,6 +1071,14 @@ impl Media {
             r.play_cut_short = m.play_started.is_some() && m.played.is_none();
             r.utterance_end_ms = m.utterance_end.map(CallTime::ms);
             r.dtmf = m.dtmf.clone();
+            r.srtp = m.srtp.map(|s| Srtp {
+                suite: s.suite.name().to_string(),
+                protected_packets: s.protected,
+                unprotected_packets: s.unprotected,
+                auth_failures: s.auth_failures,
+                replayed: s.replayed,
+                malformed: s.malformed,
+            });
         }
         if let Some(a) = analysis {
             r.first_audio_ms = a.first_audio.map(|d| d.whole_ms());

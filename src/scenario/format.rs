@@ -73,6 +73,7 @@ pub struct RawCaller {
     #[serde(default)]
     pub headers: Vec<Text>,
     pub codecs: Option<Spanned<Vec<Text>>>,
+    pub srtp: Option<Text>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -18,6 +18,8 @@
 //! from = "+15550100123"                   # number/user or sip: URI; default "callprobe"
 //! headers = ["X-Customer: acme"]          # extra INVITE headers, "Name: value"
 //! codecs = ["g722", "pcmu", "pcma"]       # offer order; also "ulaw", "alaw"
+//! srtp = "required"                       # SDES-SRTP: "required" (RTP/SAVP), "optional"
+//!                                         # (RTP/AVP + a=crypto), "off" (default)
 //!
 //! [auth]                                  # no [auth]: call without credentials
 //! user = "${LK_SIP_USER}"

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::livekit::LiveKitOverrides;
 use crate::media::codec::AudioCodec;
+use crate::media::sdes::SrtpMode;
 use crate::request::PlayStart;
 use crate::request::{
     self, AgentExpectation, AuthRequest, CallRequest, Expectations, ExpectedAgent, FinalResponses, MediaExpectations,
@@ -232,6 +233,10 @@ impl CaseScope<'_, '_> {
         };
         let headers: Vec<(String, String)> = raw.caller.headers.iter().filter_map(|h| self.header(h)).collect();
         let codecs = self.codecs();
+        let srtp = match &raw.caller.srtp {
+            Some(mode) => self.srtp(mode),
+            None => Some(SrtpMode::Off),
+        };
 
         let auth = match matching.iter().rev().find_map(|c| c.auth.as_ref()) {
             Some(over) => match over.get_ref() {
@@ -248,8 +253,8 @@ impl CaseScope<'_, '_> {
         let livekit = raw.livekit.as_ref().map(|l| self.livekit(l)).unwrap_or_default();
         let conversation = self.conversation();
 
-        let (scenario, target, from, codecs, timeline, expectations, conversation) =
-            (scenario?, target?, from?, codecs?, timeline?, expectations?, conversation?);
+        let (scenario, target, from, codecs, srtp, timeline, expectations, conversation) =
+            (scenario?, target?, from?, codecs?, srtp?, timeline?, expectations?, conversation?);
         let name = self.case_name(&scenario);
         let call = CallRequest {
             name: Some(name),
@@ -261,6 +266,7 @@ impl CaseScope<'_, '_> {
             auth,
             headers,
             codecs,
+            srtp,
             play: timeline.play,
             hangup_after: match &raw.timeline.hangup_after {
                 None if !conversation.steps.is_empty() => request::CONVERSATION_HANGUP_CAP,
@@ -423,6 +429,20 @@ impl CaseScope<'_, '_> {
                 None
             }
         }
+    }
+
+    /// `caller.srtp`: required, optional or off.
+    fn srtp(&mut self, mode: &Text) -> Option<SrtpMode> {
+        let value = self.text(mode)?;
+        let parsed = SrtpMode::parse(&value);
+        if parsed.is_none() {
+            self.r.error(
+                mode.span(),
+                format!("srtp '{value}' is not an SRTP mode"),
+                Some("\"required\", \"optional\" or \"off\""),
+            );
+        }
+        parsed
     }
 
     /// The codecs to offer, in order, without repeats.

@@ -140,6 +140,7 @@ transport = "TCP"
 from = "+15550100123"
 headers = ["X-Customer: acme", "X-Note: a: b"]
 codecs = ["PCMU", "g722"]
+srtp = "Required"
 [auth]
 user = "${LK_SIP_USER}"
 password_env = "LK_SIP_PASSWORD"
@@ -174,6 +175,7 @@ api_secret_env = "LIVEKIT_API_SECRET"
     let header = |n: &str, v: &str| (n.to_string(), v.to_string());
     assert_eq!(c.headers, [header("X-Customer", "acme"), header("X-Note", "a: b")]);
     assert_eq!(c.codecs, [AudioCodec::Pcmu, AudioCodec::G722]);
+    assert_eq!(c.srtp, crate::media::sdes::SrtpMode::Required);
     assert_eq!(
         c.auth,
         Some(AuthRequest { user: "callprobe".into(), password: SecretRef::Env("LK_SIP_PASSWORD".into()) })
@@ -277,6 +279,7 @@ fn each_semantic_error_has_its_exact_line_and_column() {
         ("[timeline]\ntimeout = \"0s\"", "s/a.toml:6:11: timeout must be more than zero"),
         ("[caller]\ncodecs = [\"pcmu\", \"opus\"]", "s/a.toml:6:19: unknown codec 'opus' (expected g722, pcmu (or ulaw), pcma (or alaw))"),
         ("[caller]\ncodecs = []", "s/a.toml:6:10: codecs is empty"),
+        ("[caller]\nsrtp = \"sdes\"", "s/a.toml:6:8: srtp 'sdes' is not an SRTP mode (expected \"required\", \"optional\" or \"off\")"),
         ("[expect]\nfinal_responses = [407, 180]", "s/a.toml:6:25: 180 is not a final response (provisional responses are recorded, not expected) (expected a SIP status code from 200 to 699)"),
         ("[expect]\nfinal_responses = \"some\"", "s/a.toml:6:19: invalid value: string \"some\", expected a list of final status codes like [407, 200], or \"any\""),
         ("[expect]\nfinal_responses = []", "s/a.toml:6:19: final_responses is empty"),

@@ -51,6 +51,7 @@ use super::message::{self, InRequest, Inbound, LengthCheck, ParseError};
 use super::transaction::{InviteClient, InviteState, NonInviteClient, TimerConfig};
 use super::{HostPort, Peer, Transport};
 use crate::finding::Findings;
+use crate::media::sdes::redact_inline_keys;
 use crate::secret::Secret;
 use auth::DigestAuth;
 
@@ -87,7 +88,8 @@ pub struct Credentials {
 
 /// The configuration of the [`Caller`] core: everything it needs to know
 /// before the first INVITE (built from a `PreparedCall` by `call::run`).
-#[derive(Debug, Clone)]
+/// `Debug` stars out the SDP's SRTP keys.
+#[derive(Clone)]
 pub struct CallerConfig {
     /// Request-URI and To of the INVITE, e.g. `sip:+14144007103@127.0.0.1:5060`.
     pub target_uri: String,
@@ -113,10 +115,39 @@ pub struct CallerConfig {
     pub seed: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A message to send. `Debug` shows it as text with SRTP keys starred out.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Transmit {
     pub to: Peer,
     pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for Transmit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = String::from_utf8_lossy(&self.bytes);
+        f.debug_struct("Transmit").field("to", &self.to).field("bytes", &redact_inline_keys(&text)).finish()
+    }
+}
+
+impl std::fmt::Debug for CallerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sdp = String::from_utf8_lossy(&self.sdp);
+        f.debug_struct("CallerConfig")
+            .field("target_uri", &self.target_uri)
+            .field("from_uri", &self.from_uri)
+            .field("transport", &self.transport)
+            .field("local_addr", &self.local_addr)
+            .field("credentials", &self.credentials)
+            .field("extra_headers", &self.extra_headers)
+            .field("test_id", &self.test_id)
+            .field("call_id", &self.call_id)
+            .field("sdp", &redact_inline_keys(&sdp))
+            .field("timers", &self.timers)
+            .field("invite_timeout", &self.invite_timeout)
+            .field("hangup_after", &self.hangup_after)
+            .field("seed", &self.seed)
+            .finish()
+    }
 }
 
 /// How the call ended.
@@ -197,10 +228,12 @@ pub struct SipOutcome {
     /// What the far end did that is worth naming (see [`crate::finding`]).
     #[serde(skip)]
     pub findings: Findings,
-    /// SDP body of the 2xx, when there was one.
+    /// SDP body of the 2xx, when there was one (holds the far end's SRTP
+    /// key until `call::run` stars it out of the record).
     #[serde(skip)]
     pub answer_sdp: Option<Vec<u8>>,
-    /// SDP body of the last provisional response that carried one (early media).
+    /// SDP body of the last provisional response that carried one (early
+    /// media; starred out of the record like the 2xx's).
     #[serde(skip)]
     pub early_sdp: Option<Vec<u8>>,
 }

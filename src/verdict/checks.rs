@@ -181,7 +181,10 @@ pub fn media_checks(record: &CallOutcome, analysis: Option<&MediaAnalysis>, want
         (None, Some(m)) => checks.push(Check {
             name: "media_negotiated".into(),
             passed: true,
-            detail: format!("{} with {}", m.codec, m.remote_rtp),
+            detail: match &m.srtp {
+                None => format!("{} with {}", m.codec, m.remote_rtp),
+                Some(srtp) => format!("{} with {}, SRTP {}", m.codec, m.remote_rtp, srtp.suite),
+            },
         }),
         (None, None) => {}
     }

@@ -327,6 +327,17 @@ const RULES: &[Rule] = &[
         also_when_passed: false,
     },
     Rule {
+        code: "srtp_not_negotiated",
+        applies: |o| {
+            let why = o.record.media_error.as_deref()?;
+            why.contains("SRTP").then(|| why.to_string())
+        },
+        summary: "The call was answered but SRTP could not be agreed: the answer had no usable a=crypto line for our offer (or asked for SRTP we did not offer)",
+        fix: "Match the trunk's media_encryption to --srtp: required/allowed on the trunk for --srtp required; disabled on the trunk for --srtp off; --srtp optional works with both",
+        reference: "docs/failure-modes.md#18-sdp-rejected-400-415-488 (runbook item 18); docs/livekit-sip.md#srtp",
+        also_when_passed: false,
+    },
+    Rule {
         code: "media_negotiation_failed",
         applies: |o| o.invite_answered(&[400, 415, 488]),
         summary: "The endpoint rejected our SDP: no common codec or a media/encryption mismatch",

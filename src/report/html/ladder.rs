@@ -184,12 +184,14 @@ fn arrow_word(dir: Direction) -> &'static str {
     }
 }
 
-/// `RTP PCMU ⇄ 10.0.0.2:16000 · sent 250 · received 248`, when media was negotiated.
+/// `RTP PCMU ⇄ 10.0.0.2:16000 · sent 250 · received 248` (`SRTP PCMU …`
+/// when SRTP was negotiated), when media was negotiated.
 fn rtp_label(call: &Call) -> Option<String> {
     let media = &call.media;
     let codec = media.codec.as_deref()?;
     Some(format!(
-        "RTP {codec} ⇄ {} · sent {} · received {}",
+        "{} {codec} ⇄ {} · sent {} · received {}",
+        if media.srtp.is_some() { "SRTP" } else { "RTP" },
         media.remote_rtp.as_deref().unwrap_or("?"),
         media.tx_packets,
         media.rx_packets
