@@ -24,6 +24,7 @@ pub mod conversation;
 mod doc_links;
 pub mod exit;
 pub mod history;
+pub mod keylog;
 pub mod livekit;
 pub mod load;
 pub mod media;

@@ -9,6 +9,8 @@
 //! TCP: one connection per next hop,
 //! opened on first use; incoming bytes are cut into messages by
 //! [`crate::sip::framing::StreamFramer`]; a closed connection is reported.
+//! TLS: the same over a TLS session ([`super::tls`]) on each connection; the
+//! server name checked is the next hop's host.
 
 use std::collections::HashMap;
 use std::io;
@@ -16,13 +18,16 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
+use super::tls::{self, TlsClient};
 use crate::sip::framing::StreamFramer;
-use crate::sip::Transport;
+use crate::sip::{TlsProblem, Transport};
+
+/// The sending half of a TCP or TLS connection.
+type StreamWriter = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// What the network delivered.
 #[derive(Debug)]
@@ -51,20 +56,31 @@ pub enum Incoming {
 /// How long opening a TCP connection or writing to it may take before the
 /// transport counts as failed (a silent host must not stall the call's timers).
 const TCP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the TLS handshake may take once TCP is connected.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct SipSockets {
     kind: Transport,
     udp: Option<Arc<UdpSocket>>,
-    tcp: HashMap<SocketAddr, OwnedWriteHalf>,
+    tcp: HashMap<SocketAddr, StreamWriter>,
+    /// For [`Transport::Tls`].
+    tls: Option<TlsClient>,
     local_addr: SocketAddr,
     tx: mpsc::Sender<Incoming>,
     rx: mpsc::Receiver<Incoming>,
 }
 
 impl SipSockets {
-    /// Opens the transport towards `first_hop`. UDP binds `local_ip:0`; TCP
-    /// connects at once so that our Via/Contact can name the real local port.
-    pub async fn open(kind: Transport, local_ip: IpAddr, first_hop: SocketAddr) -> Result<SipSockets, OpenError> {
+    /// Opens the transport towards `first_hop` (whose host, for TLS, is
+    /// `host`). UDP binds `local_ip:0`; TCP and TLS connect at once so that
+    /// our Via/Contact can name the real local port.
+    pub async fn open(
+        kind: Transport,
+        local_ip: IpAddr,
+        first_hop: SocketAddr,
+        host: &str,
+        tls: Option<TlsClient>,
+    ) -> Result<SipSockets, OpenError> {
         let (tx, rx) = mpsc::channel(256);
         match kind {
             Transport::Udp => {
@@ -98,18 +114,22 @@ impl SipSockets {
                         }
                     }
                 });
-                Ok(SipSockets { kind, udp: Some(socket), tcp: HashMap::new(), local_addr, tx, rx })
+                Ok(SipSockets { kind, udp: Some(socket), tcp: HashMap::new(), tls: None, local_addr, tx, rx })
             }
-            Transport::Tcp => {
+            Transport::Tcp | Transport::Tls => {
+                if kind == Transport::Tls && tls.is_none() {
+                    return Err(OpenError::Connect(io::Error::other("TLS transport without a TLS client")));
+                }
                 let mut sockets = SipSockets {
                     kind,
                     udp: None,
                     tcp: HashMap::new(),
+                    tls,
                     local_addr: SocketAddr::new(local_ip, 0),
                     tx,
                     rx,
                 };
-                sockets.local_addr = sockets.connect(first_hop).await.map_err(OpenError::Connect)?;
+                sockets.local_addr = sockets.connect(first_hop, host).await?;
                 Ok(sockets)
             }
         }
@@ -120,57 +140,61 @@ impl SipSockets {
         self.local_addr
     }
 
-    async fn connect(&mut self, peer: SocketAddr) -> io::Result<SocketAddr> {
-        let stream = tokio::time::timeout(TCP_TIMEOUT, TcpStream::connect(peer)).await.map_err(|_| {
-            io::Error::new(io::ErrorKind::TimedOut, format!("no TCP connection within {TCP_TIMEOUT:?}"))
-        })??;
-        stream.set_nodelay(true)?;
-        let local = stream.local_addr()?;
-        let (mut read, write) = stream.into_split();
-        self.tcp.insert(peer, write);
-        let sink = self.tx.clone();
-        tokio::spawn(async move {
-            let mut framer = StreamFramer::default();
-            let mut buf = vec![0u8; 16 * 1024];
-            loop {
-                let detail = match read.read(&mut buf).await {
-                    Ok(0) => "closed by the peer".to_string(),
-                    Ok(n) => {
-                        framer.push(&buf[..n]);
-                        loop {
-                            match framer.next_message() {
-                                Ok(Some(bytes)) => {
-                                    if sink.send(Incoming::Message { bytes, from: peer }).await.is_err() {
-                                        return;
-                                    }
-                                }
-                                Ok(None) => break,
-                                Err(e) => {
-                                    let _ = sink.send(Incoming::Garbage { from: peer, detail: e.to_string() }).await;
-                                    return;
-                                }
-                            }
-                        }
-                        continue;
-                    }
-                    Err(e) => e.to_string(),
-                };
-                let _ = sink.send(Incoming::Closed { peer, detail }).await;
-                return;
+    /// Opens a TCP (and, for TLS, a TLS) connection to `peer`, whose host
+    /// name is `host`; starts its reader. Returns our local address.
+    async fn connect(&mut self, peer: SocketAddr, host: &str) -> Result<SocketAddr, OpenError> {
+        let stream = tokio::time::timeout(TCP_TIMEOUT, TcpStream::connect(peer))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("no TCP connection within {TCP_TIMEOUT:?}")))
+            .and_then(|r| r)
+            .map_err(OpenError::Connect)?;
+        stream.set_nodelay(true).map_err(OpenError::Connect)?;
+        let local = stream.local_addr().map_err(OpenError::Connect)?;
+        let Some(client) = self.tls.as_ref().filter(|_| self.kind == Transport::Tls) else {
+            let (read, write) = stream.into_split();
+            self.tcp.insert(peer, Box::new(write));
+            spawn_reader(read, peer, self.tx.clone());
+            return Ok(local);
+        };
+        let server = format!("{host}:{}", peer.port());
+        let name = tls::server_name(host)
+            .map_err(|detail| OpenError::Tls { problem: TlsProblem::HandshakeFailed, detail })?;
+        let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, client.connector().connect(name, stream)).await;
+        let session = match handshake {
+            Ok(Ok(session)) => session,
+            Ok(Err(e)) => {
+                let (problem, detail) = tls::classify(&e, &server);
+                return Err(OpenError::Tls { problem, detail });
             }
-        });
+            Err(_) => {
+                let e = io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no TLS handshake within {TLS_HANDSHAKE_TIMEOUT:?} after TCP connected"),
+                );
+                let (problem, detail) = tls::classify(&e, &server);
+                return Err(OpenError::Tls { problem, detail });
+            }
+        };
+        let (read, write) = tokio::io::split(session);
+        self.tcp.insert(peer, Box::new(write));
+        spawn_reader(read, peer, self.tx.clone());
         Ok(local)
     }
 
-    pub async fn send(&mut self, to: SocketAddr, bytes: &[u8]) -> io::Result<()> {
+    /// Sends `bytes` to `to`; a new TCP/TLS connection there checks `host`
+    /// (the next hop's host; for a response, its address).
+    pub async fn send(&mut self, to: SocketAddr, host: &str, bytes: &[u8]) -> io::Result<()> {
         match self.kind {
             Transport::Udp => {
                 let socket = self.udp.as_ref().ok_or_else(|| io::Error::other("UDP socket not open"))?;
                 socket.send_to(bytes, to).await.map(|_| ())
             }
-            Transport::Tcp => {
+            Transport::Tcp | Transport::Tls => {
                 if !self.tcp.contains_key(&to) {
-                    self.connect(to).await?;
+                    self.connect(to, host).await.map_err(|e| match e {
+                        OpenError::Bind(e) | OpenError::Connect(e) => e,
+                        tls @ OpenError::Tls { .. } => io::Error::other(tls.to_string()),
+                    })?;
                 }
                 let stream = self.tcp.get_mut(&to).ok_or_else(|| io::Error::other("no TCP connection"))?;
                 tokio::time::timeout(TCP_TIMEOUT, stream.write_all(bytes)).await.map_err(|_| {
@@ -183,6 +207,41 @@ impl SipSockets {
     pub async fn recv(&mut self) -> Option<Incoming> {
         self.rx.recv().await
     }
+}
+
+/// Reads a TCP or TLS connection: cuts its bytes into messages and reports
+/// them, then how the connection ended.
+fn spawn_reader<R: AsyncRead + Send + Unpin + 'static>(mut read: R, peer: SocketAddr, sink: mpsc::Sender<Incoming>) {
+    tokio::spawn(async move {
+        let mut framer = StreamFramer::default();
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let detail = match read.read(&mut buf).await {
+                Ok(0) => "closed by the peer".to_string(),
+                Ok(n) => {
+                    framer.push(&buf[..n]);
+                    loop {
+                        match framer.next_message() {
+                            Ok(Some(bytes)) => {
+                                if sink.send(Incoming::Message { bytes, from: peer }).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Ok(None) => break,
+                            Err(e) => {
+                                let _ = sink.send(Incoming::Garbage { from: peer, detail: e.to_string() }).await;
+                                return;
+                            }
+                        }
+                    }
+                    continue;
+                }
+                Err(e) => e.to_string(),
+            };
+            let _ = sink.send(Incoming::Closed { peer, detail }).await;
+            return;
+        }
+    });
 }
 
 /// ICMP errors on the unconnected UDP socket (Linux).
@@ -255,4 +314,6 @@ pub enum OpenError {
     Bind(io::Error),
     #[error("cannot open a TCP connection: {0}")]
     Connect(io::Error),
+    #[error("{detail}")]
+    Tls { problem: TlsProblem, detail: String },
 }

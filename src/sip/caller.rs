@@ -120,6 +120,9 @@ pub enum EndReason {
     TransportClosed { during: String },
     /// Sending failed (connection refused, unreachable …).
     TransportError { detail: String },
+    /// The TLS connection to the far end could not be set up (a bad
+    /// certificate, the handshake timed out or failed).
+    TlsFailed { problem: super::TlsProblem, detail: String },
     /// The 2xx could not be used (no To tag, unusable Contact …).
     ProtocolError { detail: String },
 }
