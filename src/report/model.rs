@@ -1002,6 +1002,17 @@ impl Call {
         self.tls.as_ref().is_some_and(|t| !t.verified)
     }
 
+    /// How TLS was checked, in one line (console and page); `None` without TLS.
+    pub fn tls_line(&self) -> Option<String> {
+        let t = self.tls.as_ref()?;
+        Some(if t.verified {
+            let roots = if t.roots == "system" { "the system's trusted roots".to_string() } else { t.roots.clone() };
+            format!("TLS certificate of {} verified against {roots}", t.server_name)
+        } else {
+            format!("TLS certificate NOT verified (--tls-insecure): the server {} was not authenticated", t.server_name)
+        })
+    }
+
     /// PASS, FAIL, or XFAIL for a failed check that shows the failure the
     /// call was expected to have (`expect.diagnosis`).
     pub fn check_label(&self, c: &Check) -> &'static str {
