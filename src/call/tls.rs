@@ -133,6 +133,11 @@ pub fn classify(error: &io::Error, server: &str) -> (TlsProblem, String) {
         TlsProblem::CertificateExpired => format!("the certificate {server} presented has expired (or is not valid yet)"),
         TlsProblem::WrongHost => format!("the certificate presented is not valid for {server}"),
         TlsProblem::UnknownCa => format!("the certificate {server} presented is not signed by a trusted CA"),
+        // A self-signed certificate made with `openssl req -x509` says CA:TRUE.
+        TlsProblem::BadCertificate if format!("{error:?}").contains("CaUsedAsEndEntity") => format!(
+            "the certificate {server} presented is a CA certificate (CA:TRUE, e.g. self-signed with openssl req -x509): \
+             the server needs a server certificate issued by a CA, and that CA given with --tls-ca"
+        ),
         TlsProblem::BadCertificate => format!("the certificate {server} presented was refused"),
         TlsProblem::HandshakeTimeout => format!("the TLS handshake with {server} did not finish"),
         TlsProblem::HandshakeFailed => format!("the TLS handshake with {server} failed"),

@@ -1007,7 +1007,7 @@ impl Call {
         let t = self.tls.as_ref()?;
         Some(if t.verified {
             let roots = if t.roots == "system" { "the system's trusted roots".to_string() } else { t.roots.clone() };
-            format!("TLS certificate of {} verified against {roots}", t.server_name)
+            format!("TLS certificate of {} checked against {roots}", t.server_name)
         } else {
             format!("TLS certificate NOT verified (--tls-insecure): the server {} was not authenticated", t.server_name)
         })
