@@ -157,6 +157,7 @@ fn sip_report(
     let local = match transport {
         Transport::Udp => "127.0.0.1:40123",
         Transport::Tcp => "127.0.0.1:40124",
+        Transport::Tls => "127.0.0.1:40125",
     };
     Sip {
         final_responses: finals
