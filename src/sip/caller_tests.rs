@@ -687,3 +687,27 @@ fn an_ended_call_stays_ended_when_a_late_2xx_arrives() {
     assert!(drain(&mut c).is_empty() && events(&mut c).is_empty());
     assert_eq!(c.outcome().ended, Some(EndReason::Abandoned));
 }
+
+/// Over TLS: Via says TLS, the INVITE goes to the URI's host on 5061 when
+/// no port is given, and the Contact is sips: for a sips: Request-URI
+/// (RFC 5630 section 3.1.3), else sip: with ;transport=tls.
+#[test]
+fn tls_via_contact_and_default_port() {
+    let t0 = Instant::now();
+    for (target, contact) in [
+        ("sips:+14144007103@sip.example.com", "Contact: <sips:+15550100@127.0.0.1:40000>"),
+        ("sip:+14144007103@sip.example.com;transport=tls", "Contact: <sip:+15550100@127.0.0.1:40000;transport=tls>"),
+    ] {
+        let cfg = CallerConfig { target_uri: target.into(), transport: Transport::Tls, ..config(false) };
+        let mut c = Caller::start(cfg, t0).unwrap();
+        let out = drain(&mut c);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].to, Peer::Hop(HostPort { host: "sip.example.com".into(), port: 5061 }));
+        let invite = text(&out[0]);
+        assert!(invite.contains("Via: SIP/2.0/TLS 127.0.0.1:40000;branch=z9hG4bK"), "{invite}");
+        assert!(invite.contains(contact), "{invite}");
+        // Reliable transport: no INVITE retransmissions (Timer A off).
+        c.handle_timeout(t0 + Duration::from_secs(2));
+        assert!(drain(&mut c).is_empty());
+    }
+}
