@@ -596,9 +596,7 @@ pub fn prepare(request: &CallRequest) -> Result<PreparedCall, UsageError> {
             PrepareError::Password { secret: SecretRef::File(_), error } => format!("--auth-password-file: {error}"),
             PrepareError::Play { .. } => format!("--play {e}"),
             PrepareError::Conversation(_) => e.to_string(),
-            PrepareError::Target(_) | PrepareError::TargetTransport(_) | PrepareError::SipsNeedsTls(_) => {
-                e.to_string()
-            }
+            PrepareError::Target(_) | PrepareError::TargetTransport(_) | PrepareError::SipsNeedsTls(_) => e.to_string(),
             PrepareError::Tls(_) => format!("--tls-ca: {e}"),
         })
     })

@@ -67,7 +67,8 @@ impl Pki {
         let other = Issuer::new(other_params, other_key);
         let local = vec!["127.0.0.1".to_string(), "localhost".to_string()];
         for cert in [ServerCert::Good, ServerCert::Expired, ServerCert::WrongHost, ServerCert::OtherCa] {
-            let names = if matches!(cert, ServerCert::WrongHost) { vec!["sip.other.test".into()] } else { local.clone() };
+            let names =
+                if matches!(cert, ServerCert::WrongHost) { vec!["sip.other.test".into()] } else { local.clone() };
             let mut params = CertificateParams::new(names).unwrap();
             params.distinguished_name.push(DnType::CommonName, format!("callprobe test trunk ({})", cert.name()));
             if matches!(cert, ServerCert::Expired) {

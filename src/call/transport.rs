@@ -157,8 +157,8 @@ impl SipSockets {
             return Ok(local);
         };
         let server = format!("{host}:{}", peer.port());
-        let name = tls::server_name(host)
-            .map_err(|detail| OpenError::Tls { problem: TlsProblem::HandshakeFailed, detail })?;
+        let name =
+            tls::server_name(host).map_err(|detail| OpenError::Tls { problem: TlsProblem::HandshakeFailed, detail })?;
         let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, client.connector().connect(name, stream)).await;
         let session = match handshake {
             Ok(Ok(session)) => session,

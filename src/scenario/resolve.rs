@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::verdict::slo::{Regression, ScenarioSlo, SloRule};
 use std::time::Duration;
 
+use crate::call::tls::TlsOptions;
 use crate::livekit::LiveKitOverrides;
 use crate::media::codec::AudioCodec;
 use crate::request::PlayStart;
@@ -18,7 +19,6 @@ use crate::request::{
     PlayRequest, SecretRef, DEFAULT_AGENT_WITHIN, DEFAULT_CODECS, DEFAULT_FROM, DEFAULT_HANGUP_AFTER,
     DEFAULT_INVITE_TIMEOUT, DEFAULT_PLAY_AFTER,
 };
-use crate::call::tls::TlsOptions;
 use crate::sip::Transport;
 
 use super::env::{is_variable_name, substitute};

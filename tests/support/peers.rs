@@ -641,8 +641,15 @@ impl Kamailio {
         cmd.stdout(log.try_clone()?).stderr(log);
         let started = Instant::now();
         let child = spawn_in_group(&mut cmd)?;
-        let mut k =
-            Kamailio { port, tls_port, config: cfg.clone(), child: Some(child), startup: Duration::ZERO, log_path, dir };
+        let mut k = Kamailio {
+            port,
+            tls_port,
+            config: cfg.clone(),
+            child: Some(child),
+            startup: Duration::ZERO,
+            log_path,
+            dir,
+        };
         k.wait_ready(started).map_err(|e| {
             io::Error::new(
                 e.kind(),
