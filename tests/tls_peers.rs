@@ -379,8 +379,10 @@ fn scenario_file_gives_the_ca() {
     );
     std::fs::write(dir.path().join("tls.toml"), scenario).unwrap();
     let reports = TempDir::new("tls-scenario-reports").unwrap();
+    let keylog = reports.path().join("keys.log");
     let out = Command::new(env!("CARGO_BIN_EXE_callprobe"))
         .args(["run", path_str(&dir.path().join("tls.toml")), "--report-dir", path_str(reports.path())])
+        .args(["--keylog", path_str(&keylog)])
         .env(PASSWORD_VAR, "callprobe-secret")
         .env_remove("LIVEKIT_URL")
         .output()
@@ -389,4 +391,6 @@ fn scenario_file_gives_the_ca() {
     let text = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(0), "{text}\nkamailio:\n{}", trunk.log());
     assert!(outcome.success, "{}", outcome.log);
+    let keys = std::fs::read_to_string(&keylog).unwrap_or_default();
+    assert!(keys.lines().count() >= 1, "callprobe run --keylog wrote nothing");
 }
