@@ -409,7 +409,18 @@ impl CaseScope<'_, '_> {
         let insecure = target.tls_insecure.as_ref().is_some_and(|i| *i.get_ref());
         let ca = match &target.tls_ca {
             None => None,
-            Some(text) => Some(self.path(text)?),
+            Some(text) => {
+                let path = self.path(text)?;
+                if !path.is_file() {
+                    self.r.error(
+                        text.span(),
+                        format!("{} is not a file", path.display()),
+                        Some("a PEM file of CA certificates, relative to this scenario file"),
+                    );
+                    return None;
+                }
+                Some(path)
+            }
         };
         if let (Some(_), Some(flag)) = (&ca, target.tls_insecure.as_ref().filter(|_| insecure)) {
             self.r.error(
