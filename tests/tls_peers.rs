@@ -393,4 +393,24 @@ fn scenario_file_gives_the_ca() {
     assert!(outcome.success, "{}", outcome.log);
     let keys = std::fs::read_to_string(&keylog).unwrap_or_default();
     assert!(keys.lines().count() >= 1, "callprobe run --keylog wrote nothing");
+    let pages = html_files(reports.path());
+    assert!(
+        pages.iter().any(|p| std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .contains("TLS certificate of localhost checked against")),
+        "no page shows how TLS was checked: {pages:?}"
+    );
+}
+
+fn html_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(html_files(&path));
+        } else if path.extension().is_some_and(|e| e == "html") {
+            found.push(path);
+        }
+    }
+    found
 }
