@@ -338,11 +338,17 @@ fn tls_handshake_timeout_fails_with_its_diagnosis() {
     // Accepts TCP, never speaks TLS.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let holder = std::thread::spawn(move || listener.accept().map(|(s, _)| s));
+    // Holds the connection open past callprobe's deadline; never joined, so
+    // a callprobe that does not connect cannot hang the test.
+    std::thread::spawn(move || {
+        if let Ok((stream, _)) = listener.accept() {
+            std::thread::sleep(Duration::from_secs(20));
+            drop(stream);
+        }
+    });
     let started = Instant::now();
     let run = callprobe(&["call", &format!("sips:{NUMBER}@127.0.0.1:{port}")]);
     let took = started.elapsed();
-    drop(holder.join());
     assert_eq!(run.code, 1, "{}", run.explain());
     assert_eq!(run.call()["sip"]["ended"]["problem"], "handshake_timeout", "{}", run.explain());
     assert_eq!(run.diagnosis_codes(), vec!["tls_handshake_timeout".to_string()]);

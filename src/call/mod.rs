@@ -207,7 +207,7 @@ pub async fn run(
     let mut sockets = match SipSockets::open(spec.transport, local_ip, first_hop, &target.host, tls).await {
         Ok(s) => s,
         Err(OpenError::Bind(e)) => return Err(RunError::Socket(format!("cannot bind a SIP socket: {e}"))),
-        Err(OpenError::Connect(e)) => {
+        Err(OpenError::Connect(e) | OpenError::Send(e)) => {
             // Nobody accepts TCP there: the endpoint failed, not the tester.
             record.sip.ended =
                 Some(EndReason::TransportError { detail: format!("TCP connection to {first_hop} failed: {e}") });
@@ -279,8 +279,11 @@ pub async fn run(
                 let logged = log_message(since_t0(Instant::now()), Direction::Out, to, &t.bytes);
                 observer.message(&logged);
                 record.messages.push(logged);
-                if let Err(e) = sockets.send(to, &host, &t.bytes).await {
-                    call.handle_transport_error(format!("sending to {to} over {:?}: {e}", spec.transport));
+                match sockets.send(to, &host, &t.bytes).await {
+                    Ok(()) => {}
+                    // A new TLS connection (e.g. for the ACK to a Contact elsewhere) was refused.
+                    Err(OpenError::Tls { problem, detail }) => call.handle_tls_failure(problem, detail),
+                    Err(e) => call.handle_transport_error(format!("sending to {to} over {:?}: {e}", spec.transport)),
                 }
                 continue;
             }

@@ -183,23 +183,26 @@ impl SipSockets {
 
     /// Sends `bytes` to `to`; a new TCP/TLS connection there checks `host`
     /// (the next hop's host; for a response, its address).
-    pub async fn send(&mut self, to: SocketAddr, host: &str, bytes: &[u8]) -> io::Result<()> {
+    pub async fn send(&mut self, to: SocketAddr, host: &str, bytes: &[u8]) -> Result<(), OpenError> {
         match self.kind {
             Transport::Udp => {
-                let socket = self.udp.as_ref().ok_or_else(|| io::Error::other("UDP socket not open"))?;
-                socket.send_to(bytes, to).await.map(|_| ())
+                let socket =
+                    self.udp.as_ref().ok_or_else(|| OpenError::Send(io::Error::other("UDP socket not open")))?;
+                socket.send_to(bytes, to).await.map(|_| ()).map_err(OpenError::Send)
             }
             Transport::Tcp | Transport::Tls => {
                 if !self.tcp.contains_key(&to) {
-                    self.connect(to, host).await.map_err(|e| match e {
-                        OpenError::Bind(e) | OpenError::Connect(e) => e,
-                        tls @ OpenError::Tls { .. } => io::Error::other(tls.to_string()),
-                    })?;
+                    self.connect(to, host).await?;
                 }
-                let stream = self.tcp.get_mut(&to).ok_or_else(|| io::Error::other("no TCP connection"))?;
-                tokio::time::timeout(TCP_TIMEOUT, stream.write_all(bytes)).await.map_err(|_| {
-                    io::Error::new(io::ErrorKind::TimedOut, format!("TCP write blocked for {TCP_TIMEOUT:?}"))
-                })?
+                let stream =
+                    self.tcp.get_mut(&to).ok_or_else(|| OpenError::Send(io::Error::other("no TCP connection")))?;
+                tokio::time::timeout(TCP_TIMEOUT, stream.write_all(bytes))
+                    .await
+                    .map_err(|_| {
+                        io::Error::new(io::ErrorKind::TimedOut, format!("TCP write blocked for {TCP_TIMEOUT:?}"))
+                    })
+                    .and_then(|r| r)
+                    .map_err(OpenError::Send)
             }
         }
     }
@@ -308,6 +311,7 @@ mod icmp {
     }
 }
 
+/// Why the transport could not be opened, or a message not sent.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error("cannot bind a local SIP socket: {0}")]
@@ -316,4 +320,7 @@ pub enum OpenError {
     Connect(io::Error),
     #[error("{detail}")]
     Tls { problem: TlsProblem, detail: String },
+    /// Writing to an open socket or connection failed.
+    #[error("{0}")]
+    Send(io::Error),
 }

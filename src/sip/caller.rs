@@ -444,6 +444,14 @@ impl Caller {
         }
     }
 
+    /// A TLS connection the call needs could not be set up (a bad
+    /// certificate, a stuck handshake): the call cannot go on.
+    pub fn handle_tls_failure(&mut self, problem: super::TlsProblem, detail: String) {
+        if !self.is_ended() {
+            self.end(EndReason::TlsFailed { problem, detail });
+        }
+    }
+
     /// Sending failed: the call cannot go on.
     pub fn handle_transport_error(&mut self, detail: String) {
         if !self.is_ended() {

@@ -711,3 +711,20 @@ fn tls_via_contact_and_default_port() {
         assert!(drain(&mut c).is_empty());
     }
 }
+
+/// A TLS connection refused mid-call (e.g. for the ACK) ends the call with
+/// the TLS problem, once.
+#[test]
+fn tls_failure_ends_the_call_with_its_problem() {
+    let t0 = Instant::now();
+    let cfg = CallerConfig { target_uri: "sips:+1@127.0.0.1".into(), transport: Transport::Tls, ..config(false) };
+    let mut c = Caller::start(cfg, t0).unwrap();
+    drain(&mut c);
+    c.handle_tls_failure(super::TlsProblem::WrongHost, "not valid for 10.0.0.1".into());
+    c.handle_transport_error("later".into());
+    assert_eq!(
+        c.outcome().ended,
+        Some(EndReason::TlsFailed { problem: super::TlsProblem::WrongHost, detail: "not valid for 10.0.0.1".into() })
+    );
+    assert!(c.is_ended());
+}
