@@ -107,6 +107,10 @@ pub struct LoadArgs {
     /// $JOB_COMPLETION_INDEX. Then `callprobe merge` the shards' folders.
     #[arg(long, value_name = "i/N")]
     pub shard: Option<Shard>,
+    /// Append the TLS session secrets of every call to FILE (SSLKEYLOGFILE
+    /// format, for Wireshark). Holds secrets: only when asked for.
+    #[arg(long, value_name = "FILE")]
+    pub keylog: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -162,6 +166,10 @@ pub struct RunArgs {
     /// auto/N takes i from $JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs). Then `callprobe merge`.
     #[arg(long, value_name = "i/N")]
     pub shard: Option<Shard>,
+    /// Append the TLS session secrets of every call to FILE (SSLKEYLOGFILE
+    /// format, for Wireshark). Holds secrets: only when asked for.
+    #[arg(long, value_name = "FILE")]
+    pub keylog: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -291,18 +299,31 @@ pub struct DoctorArgs {
 pub enum TransportArg {
     Udp,
     Tcp,
+    Tls,
 }
 
 #[derive(Debug, Args)]
 pub struct CallArgs {
-    /// Who to call, e.g. sip:+14144007103@127.0.0.1:5060 (";transport=tcp" also selects TCP).
+    /// Who to call, e.g. sip:+14144007103@127.0.0.1:5060 (";transport=tcp" also selects TCP;
+    /// a sips: URI or ";transport=tls" selects TLS, default port 5061).
     pub target: String,
     /// Caller: a SIP URI or a number/user (becomes sip:<it>@<our address>).
     #[arg(long, default_value = request::DEFAULT_FROM)]
     pub from: String,
-    /// SIP transport; default UDP, or the target URI's transport parameter.
+    /// SIP transport; default UDP, or the target URI's transport parameter (TLS for sips:).
     #[arg(long, value_enum)]
     pub transport: Option<TransportArg>,
+    /// TLS: trust only the CA certificates in this PEM file (a private CA)
+    /// instead of the system's roots.
+    #[arg(long, value_name = "FILE", conflicts_with = "tls_insecure")]
+    pub tls_ca: Option<PathBuf>,
+    /// TLS: do NOT verify the server's certificate (reported as "certificate NOT verified").
+    #[arg(long)]
+    pub tls_insecure: bool,
+    /// Append the TLS session secrets to FILE (SSLKEYLOGFILE format, for
+    /// Wireshark). Holds secrets: only when asked for.
+    #[arg(long, value_name = "FILE")]
+    pub keylog: Option<PathBuf>,
     /// Digest user name for the trunk.
     #[arg(long)]
     pub auth_user: Option<String>,
@@ -497,6 +518,7 @@ pub fn call_request(args: &CallArgs) -> Result<CallRequest, UsageError> {
     let transport = args.transport.map(|t| match t {
         TransportArg::Udp => Transport::Udp,
         TransportArg::Tcp => Transport::Tcp,
+        TransportArg::Tls => Transport::Tls,
     });
     // A target's unusable ;transport= is reported before the other flags.
     request::transport_for(transport, &target_uri).map_err(|e| UsageError(e.to_string()))?;
@@ -545,6 +567,7 @@ pub fn call_request(args: &CallArgs) -> Result<CallRequest, UsageError> {
     if args.timeout.is_zero() {
         return Err(UsageError("--timeout must be more than zero".into()));
     }
+    let keylog = args.keylog.as_deref().map(open_keylog).transpose()?;
     Ok(CallRequest {
         name: None,
         scenario: None,
@@ -552,6 +575,8 @@ pub fn call_request(args: &CallArgs) -> Result<CallRequest, UsageError> {
         target_uri,
         from: args.from.clone(),
         transport,
+        tls: crate::call::tls::TlsOptions { ca: args.tls_ca.clone(), insecure: args.tls_insecure },
+        keylog,
         auth,
         headers,
         codecs,
@@ -573,9 +598,15 @@ pub fn prepare(request: &CallRequest) -> Result<PreparedCall, UsageError> {
             PrepareError::Password { secret: SecretRef::File(_), error } => format!("--auth-password-file: {error}"),
             PrepareError::Play { .. } => format!("--play {e}"),
             PrepareError::Conversation(_) => e.to_string(),
-            PrepareError::Target(_) | PrepareError::TargetTransport(_) => e.to_string(),
+            PrepareError::Target(_) | PrepareError::TargetTransport(_) | PrepareError::SipsNeedsTls(_) => e.to_string(),
+            PrepareError::Tls(_) => format!("--tls-ca: {e}"),
         })
     })
+}
+
+/// Opens `--keylog FILE` for appending.
+pub fn open_keylog(path: &std::path::Path) -> Result<crate::keylog::KeyLog, UsageError> {
+    crate::keylog::KeyLog::open(path).map_err(|e| UsageError(format!("--keylog {}: {e}", path.display())))
 }
 
 /// `407,200` → [407, 200].
@@ -901,7 +932,16 @@ fn run_suite(runtime: &tokio::runtime::Runtime, args: &RunArgs) -> Exit {
     }
     let mut plans = Vec::new();
     let mut problems = Vec::new();
+    let keylog = match args.keylog.as_deref().map(open_keylog).transpose() {
+        Ok(k) => k,
+        Err(e) => {
+            console::error(e);
+            return Exit::TesterError;
+        }
+    };
     for case in crate::scenario::cases(&files).filter(|c| crate::scenario::matches_tags(c, &args.tags)) {
+        let mut case = case.clone();
+        case.call.keylog = keylog.clone();
         match case.prepare() {
             Ok(spec) => plans.push((case.call.clone(), spec)),
             Err(e) => problems.push(e.to_string()),

@@ -206,6 +206,12 @@ pub fn summary_table(report: &Report) -> String {
             why
         ));
     }
+    let unverified = report.calls.iter().filter(|c| c.tls_unverified()).count();
+    if unverified > 0 {
+        out.push_str(&format!(
+            "TLS: {unverified} call(s) with the server's certificate NOT verified (--tls-insecure / tls_insecure)\n"
+        ));
+    }
     out
 }
 

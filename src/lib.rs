@@ -25,6 +25,7 @@ mod doc_links;
 pub mod exit;
 pub mod finding;
 pub mod history;
+pub mod keylog;
 pub mod livekit;
 pub mod load;
 pub mod media;

@@ -32,6 +32,9 @@ pub fn verdict_block(call: &Call) -> String {
         out.push('\n');
     };
     line(&mut out, format!("call     {} over {}", call.target, call.transport.via_name()));
+    if let Some(tls) = call.tls_line() {
+        line(&mut out, format!("tls      {tls}"));
+    }
     line(&mut out, format!("test id  {}   call id {}", call.test_id, call.call_id));
     let responses: Vec<String> =
         call.sip.final_responses.iter().map(|f| format!("{} {}", f.status, f.reason)).collect();

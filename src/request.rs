@@ -8,8 +8,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::audio::wav;
+use crate::call::tls::{TlsClient, TlsOptions, TlsSetupError};
 use crate::call::PreparedCall;
 use crate::conversation::Conversation;
+use crate::keylog::KeyLog;
 use crate::livekit::LiveKitOverrides;
 use crate::media::codec::AudioCodec;
 use crate::media::script::{Clip, Script, ScriptStep};
@@ -50,8 +52,12 @@ pub struct CallRequest {
     pub target_uri: String,
     /// A `sip:` URI, or a user/number that becomes `sip:<it>@<our address>`.
     pub from: String,
-    /// `None`: the target URI's `;transport=`, else UDP.
+    /// `None`: the target URI's `;transport=` (TLS for `sips:`), else UDP.
     pub transport: Option<Transport>,
+    /// How a TLS server is checked (calls over TLS only).
+    pub tls: TlsOptions,
+    /// Where TLS secrets are written (`--keylog`); `None`: nowhere.
+    pub keylog: Option<KeyLog>,
     pub auth: Option<AuthRequest>,
     /// Extra INVITE headers, checked by [`parse_header`].
     pub headers: Vec<(String, String)>,
@@ -80,6 +86,8 @@ impl CallRequest {
             target_uri,
             from: DEFAULT_FROM.to_string(),
             transport: None,
+            tls: TlsOptions::default(),
+            keylog: None,
             auth: None,
             headers: Vec::new(),
             codecs: DEFAULT_CODECS.to_vec(),
@@ -97,6 +105,10 @@ impl CallRequest {
     /// decided, fresh test and call ids.
     pub fn prepare(&self) -> Result<PreparedCall, PrepareError> {
         let transport = transport_for(self.transport, &self.target_uri)?;
+        let tls = match transport {
+            Transport::Tls => Some(TlsClient::new(&self.tls, self.keylog.as_ref()).map_err(PrepareError::Tls)?),
+            _ => None,
+        };
         let credentials = match &self.auth {
             None => None,
             Some(auth) => {
@@ -123,6 +135,7 @@ impl CallRequest {
             target_uri: self.target_uri.clone(),
             from_uri: self.from.clone(),
             transport,
+            tls,
             credentials,
             headers: self.headers.clone(),
             invite_timeout: self.invite_timeout,
@@ -137,15 +150,23 @@ impl CallRequest {
     }
 }
 
-/// The transport: `explicit`, else the target URI's `;transport=`, else UDP.
+/// The transport: `explicit`, else the target URI's `;transport=`, else TLS
+/// for a `sips:` URI and UDP for a `sip:` one. A `sips:` URI is TLS only.
 pub fn transport_for(explicit: Option<Transport>, target_uri: &str) -> Result<Transport, PrepareError> {
     let parsed = uri_target(target_uri).map_err(|e| PrepareError::Target(e.to_string()))?;
-    Ok(match (explicit, parsed.transport.as_deref()) {
+    let transport = match (explicit, parsed.transport.as_deref()) {
         (Some(t), _) => t,
+        (None, Some("tls")) => Transport::Tls,
+        (None, Some("tcp")) if parsed.secure => Transport::Tls,
         (None, Some("tcp")) => Transport::Tcp,
+        (None, None) if parsed.secure => Transport::Tls,
         (None, Some("udp") | None) => Transport::Udp,
         (None, Some(other)) => return Err(PrepareError::TargetTransport(other.to_string())),
-    })
+    };
+    if parsed.secure && transport != Transport::Tls {
+        return Err(PrepareError::SipsNeedsTls(transport.param().to_string()));
+    }
+    Ok(transport)
 }
 
 /// Digest credentials, with the password only referenced.
@@ -211,8 +232,13 @@ impl PlayRequest {
 pub enum PrepareError {
     #[error("bad target: {0}")]
     Target(String),
-    #[error("transport {0} in the target URI is not supported (udp, tcp)")]
+    #[error("transport {0} in the target URI is not supported (udp, tcp, tls)")]
     TargetTransport(String),
+    #[error("a sips: target must be called over TLS, not {0}: drop the transport setting or use a sip: URI")]
+    SipsNeedsTls(String),
+    /// The TLS client could not be set up (the CA file …).
+    #[error("{0}")]
+    Tls(TlsSetupError),
     #[error("{error}")]
     Password { secret: SecretRef, error: SecretError },
     #[error("{}: {error}", path.display())]
@@ -295,14 +321,11 @@ const TARGET_EXAMPLE: &str = "write sip:NUMBER@HOST[:PORT], e.g. sip:+1414400710
 pub fn target_uri(text: &str) -> Result<String, String> {
     let text = text.trim();
     let (has_scheme, rest) = match text.split_once(':') {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("sip") => (true, rest),
-        Some((scheme, _)) if scheme.eq_ignore_ascii_case("sips") => {
-            return Err(format!(
-                "'{text}' is a sips: URI: SIP over TLS is not supported; use a sip: URI (with ;transport=tcp for TCP)"
-            ))
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") => {
+            (true, rest)
         }
         Some((scheme, rest)) if looks_like_scheme(scheme, rest) => {
-            return Err(format!("'{text}' is not a SIP URI: only sip: URIs are supported; {TARGET_EXAMPLE}"))
+            return Err(format!("'{text}' is not a SIP URI: only sip: and sips: URIs are supported; {TARGET_EXAMPLE}"))
         }
         _ => (false, text),
     };
@@ -422,7 +445,7 @@ mod tests {
         assert!(err("sip:").starts_with("'sip:' names no host: write sip:NUMBER@HOST"), "{}", err("sip:"));
         assert!(err("sip:1@").contains("names no host"), "{}", err("sip:1@"));
         let web = err("http://example.com");
-        assert!(web.starts_with("'http://example.com' is not a SIP URI: only sip: URIs"), "{web}");
+        assert!(web.starts_with("'http://example.com' is not a SIP URI: only sip: and sips: URIs"), "{web}");
         assert!(web.contains("sip:+14144007103@"), "{web}");
         assert!(err("tel:+14144007103").contains("is not a SIP URI"));
         assert_eq!(err("sip:1@127.0.0.1:99999"), "'sip:1@127.0.0.1:99999' has port 99999: a port must be 1-65535");
@@ -431,7 +454,34 @@ mod tests {
         let number = err("+14144007103");
         assert!(number.starts_with("'+14144007103' is a phone number, not a SIP URI: write sip:+14144007103@HOST"));
         assert!(err("sip:14144007103").contains("write sip:14144007103@HOST"));
-        assert!(err("sips:1@h").contains("not supported"));
+        assert_eq!(target_uri("sips:1@sip.example.com").as_deref(), Ok("sips:1@sip.example.com"));
+    }
+
+    #[test]
+    fn tls_from_the_uri() {
+        let t = |explicit, uri: &str| transport_for(explicit, uri).map_err(|e| e.to_string());
+        assert_eq!(t(None, "sips:1@h"), Ok(Transport::Tls));
+        assert_eq!(t(None, "sip:1@h;transport=tls"), Ok(Transport::Tls));
+        assert_eq!(t(None, "sip:1@h;transport=TLS"), Ok(Transport::Tls));
+        assert_eq!(t(None, "sips:1@h;transport=tcp"), Ok(Transport::Tls));
+        assert_eq!(t(Some(Transport::Tls), "sip:1@h"), Ok(Transport::Tls));
+        assert!(t(Some(Transport::Udp), "sips:1@h").unwrap_err().contains("must be called over TLS, not udp"));
+        assert_eq!(uri_target("sips:1@h").ok().map(|u| u.port), Some(5061));
+        assert_eq!(uri_target("sip:1@h;transport=tls").ok().map(|u| u.port), Some(5061));
+        assert_eq!(uri_target("sips:1@h:5071").ok().map(|u| u.port), Some(5071));
+        assert_eq!(uri_target("sip:1@h").ok().map(|u| u.port), Some(5060));
+    }
+
+    #[test]
+    fn a_missing_ca_file_stops_preparing() {
+        let mut r = CallRequest::new("sips:1@127.0.0.1".into());
+        r.tls.ca = Some("/nonexistent/ca.pem".into());
+        let e = r.prepare().unwrap_err();
+        assert!(matches!(e, PrepareError::Tls(TlsSetupError::CaRead { .. })), "{e}");
+        // Not over TLS: the file is not read.
+        let mut r = CallRequest::new("sip:1@127.0.0.1".into());
+        r.tls.ca = Some("/nonexistent/ca.pem".into());
+        assert!(r.prepare().is_ok());
     }
 
     #[test]

@@ -89,7 +89,8 @@ fn a_target_without_a_host_says_how_to_write_one() {
 
 #[test]
 fn a_web_url_is_not_a_sip_uri() {
-    let says = ["'http://example.com' is not a SIP URI: only sip: URIs are supported", "e.g. sip:+14144007103@"];
+    let says =
+        ["'http://example.com' is not a SIP URI: only sip: and sips: URIs are supported", "e.g. sip:+14144007103@"];
     assert_bad_target("http://example.com", &says, &["rsip", "invalid digit"]);
 }
 

@@ -158,6 +158,7 @@ fn sip_report(
     let local = match transport {
         Transport::Udp => "127.0.0.1:40123",
         Transport::Tcp => "127.0.0.1:40124",
+        Transport::Tls => "127.0.0.1:40125",
     };
     Sip {
         final_responses: finals
@@ -1205,6 +1206,7 @@ fn golden_report() -> Report {
 
     // Call 4: callprobe could not place it.
     let spec = PreparedCall {
+        tls: None,
         target_uri: "sip:+14144007105@nowhere.invalid".into(),
         from_uri: "+15550100123".into(),
         transport: Transport::Udp,

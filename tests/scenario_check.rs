@@ -257,7 +257,10 @@ fn broken_files_are_reported_with_positions() {
     assert!(lines[0].starts_with(&format!("{}:2:8: ", at("b-syntax.toml"))), "{}", lines[0]);
     assert_eq!(
         lines[1],
-        format!("{}:4:13: transport 'sctp' is not supported (expected \"udp\" or \"tcp\")", at("c-semantic.toml"))
+        format!(
+            "{}:4:13: transport 'sctp' is not supported (expected \"udp\", \"tcp\" or \"tls\")",
+            at("c-semantic.toml")
+        )
     );
     assert!(lines[2].starts_with(&format!("{}:6:16: 'soon' is not a duration", at("c-semantic.toml"))), "{}", lines[2]);
     assert!(

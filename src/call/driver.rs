@@ -84,6 +84,10 @@ impl CallDriver {
         self.caller.handle_transport_error(detail);
     }
 
+    pub fn handle_tls_failure(&mut self, problem: crate::sip::TlsProblem, detail: String) {
+        self.caller.handle_tls_failure(problem, detail);
+    }
+
     pub fn handle_port_unreachable(&mut self, to: SocketAddr) {
         self.caller.handle_port_unreachable(to);
     }

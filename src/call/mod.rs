@@ -5,6 +5,7 @@
 pub mod cancel;
 pub mod driver;
 pub mod media;
+pub mod tls;
 pub mod transport;
 
 use std::collections::HashMap;
@@ -37,6 +38,8 @@ pub struct PreparedCall {
     /// A `sip:` URI, or a user/number that becomes `sip:<it>@<our address>`.
     pub from_uri: String,
     pub transport: Transport,
+    /// The TLS client, for [`Transport::Tls`].
+    pub tls: Option<tls::TlsClient>,
     pub credentials: Option<Credentials>,
     pub headers: Vec<(String, String)>,
     pub invite_timeout: Duration,
@@ -95,6 +98,8 @@ pub struct CallOutcome {
     pub test_id: String,
     pub target: String,
     pub transport: Transport,
+    /// How the TLS server was checked (calls over TLS).
+    pub tls: Option<TlsInfo>,
     pub credentials_given: bool,
     pub started: SystemTime,
     pub local_sip: Option<SocketAddr>,
@@ -130,6 +135,17 @@ impl CallOutcome {
     pub fn srtp_keylog_lines(&self) -> Vec<String> {
         self.srtp_keys.as_ref().map(|p| sdes::keylog_lines(&self.call_id, p)).unwrap_or_default()
     }
+}
+
+/// How a call over TLS checked its server (for the report).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// `false` with `--tls-insecure`: the certificate was NOT verified.
+    pub verified: bool,
+    /// The URI host the certificate was checked against.
+    pub server_name: String,
+    /// `system`, or the CA file.
+    pub roots: String,
 }
 
 /// The tester itself could not run the call (exit code 2).
@@ -170,6 +186,11 @@ pub async fn run(
         test_id: spec.test_id.clone(),
         target: spec.target_uri.clone(),
         transport: spec.transport,
+        tls: spec.tls.as_ref().filter(|_| spec.transport == Transport::Tls).map(|c| TlsInfo {
+            verified: c.verified,
+            server_name: target.host.clone(),
+            roots: c.roots.clone(),
+        }),
         credentials_given: spec.credentials.is_some(),
         started: SystemTime::now(),
         local_sip: None,
@@ -205,13 +226,23 @@ pub async fn run(
     });
     let mut media_port = Some(media_port);
     let mut media_session: Option<MediaSession> = None;
-    let mut sockets = match SipSockets::open(spec.transport, local_ip, first_hop).await {
+    let tls = match (spec.transport, &spec.tls) {
+        (Transport::Tls, None) => return Err(RunError::Internal("a call over TLS without a TLS client".into())),
+        (Transport::Tls, Some(client)) => Some(client.clone()),
+        _ => None,
+    };
+    let mut sockets = match SipSockets::open(spec.transport, local_ip, first_hop, &target.host, tls).await {
         Ok(s) => s,
         Err(OpenError::Bind(e)) => return Err(RunError::Socket(format!("cannot bind a SIP socket: {e}"))),
-        Err(OpenError::Connect(e)) => {
+        Err(OpenError::Connect(e) | OpenError::Send(e)) => {
             // Nobody accepts TCP there: the endpoint failed, not the tester.
             record.sip.ended =
                 Some(EndReason::TransportError { detail: format!("TCP connection to {first_hop} failed: {e}") });
+            return Ok(record);
+        }
+        // A bad certificate or a stuck handshake: the endpoint failed too.
+        Err(OpenError::Tls { problem, detail }) => {
+            record.sip.ended = Some(EndReason::TlsFailed { problem, detail });
             return Ok(record);
         }
     };
@@ -256,14 +287,14 @@ pub async fn run(
     loop {
         let deadline = match call.poll_output() {
             Output::Transmit(t) => {
-                let to = match &t.to {
-                    Peer::Addr(a) => *a,
+                let (to, host) = match &t.to {
+                    Peer::Addr(a) => (*a, a.ip().to_string()),
                     Peer::Hop(hp) => match hops.get(hp) {
-                        Some(a) => *a,
+                        Some(a) => (*a, hp.host.clone()),
                         None => match resolve(&hp.host, hp.port).await {
                             Ok(a) => {
                                 hops.insert(hp.clone(), a);
-                                a
+                                (a, hp.host.clone())
                             }
                             Err(e) => {
                                 call.handle_transport_error(e.to_string());
@@ -275,8 +306,11 @@ pub async fn run(
                 let logged = log_message(since_t0(Instant::now()), Direction::Out, to, &t.bytes);
                 observer.message(&logged);
                 record.messages.push(logged);
-                if let Err(e) = sockets.send(to, &t.bytes).await {
-                    call.handle_transport_error(format!("sending to {to} over {:?}: {e}", spec.transport));
+                match sockets.send(to, &host, &t.bytes).await {
+                    Ok(()) => {}
+                    // A new TLS connection (e.g. for the ACK to a Contact elsewhere) was refused.
+                    Err(OpenError::Tls { problem, detail }) => call.handle_tls_failure(problem, detail),
+                    Err(e) => call.handle_transport_error(format!("sending to {to} over {:?}: {e}", spec.transport)),
                 }
                 continue;
             }

@@ -9,12 +9,16 @@
 //! TCP: one connection per next hop,
 //! opened on first use; incoming bytes are cut into messages by
 //! [`crate::sip::framing::StreamFramer`]; a closed connection is reported.
+//! TLS: the same over a TLS session ([`super::tls`]) on each connection; the
+//! server name checked is the next hop's host.
 //! Our Contact must be reachable over TCP too (the far end may open a new
 //! connection for its BYE or re-INVITE, RFC 3261 18.2.2): a listener is bound
 //! first, and the connection to the first hop is made *from* the listener's
 //! port (`SO_REUSEPORT` on both), so Via and Contact name one address where
 //! we both send from and accept. What arrives on an accepted connection goes
-//! to the same caller, and responses to it go back on it.
+//! to the same caller, and responses to it go back on it. Over TLS we
+//! would need a server certificate of our own to accept: the far end reuses
+//! our connection instead (RFC 5923), and there is no listener.
 
 use std::collections::HashMap;
 use std::io;
@@ -22,13 +26,16 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, UdpSocket};
 use tokio::sync::mpsc;
 
+use super::tls::{self, TlsClient};
 use crate::sip::framing::StreamFramer;
-use crate::sip::Transport;
+use crate::sip::{TlsProblem, Transport};
+
+/// The sending half of a TCP or TLS connection.
+type StreamWriter = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// What the network delivered.
 #[derive(Debug)]
@@ -57,13 +64,14 @@ pub enum Incoming {
 /// How long opening a TCP connection or writing to it may take before the
 /// transport counts as failed (a silent host must not stall the call's timers).
 const TCP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the TLS handshake may take once TCP is connected.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the socket tasks hand the call: network input, or (internal) a
 /// connection the far end opened to our Contact.
-#[derive(Debug)]
 enum Event {
     Incoming(Incoming),
-    Accepted { peer: SocketAddr, write: OwnedWriteHalf },
+    Accepted { peer: SocketAddr, write: StreamWriter },
 }
 
 /// Connections the far end may open to us at once; more wait in the backlog.
@@ -72,7 +80,9 @@ const LISTEN_BACKLOG: u32 = 16;
 pub struct SipSockets {
     kind: Transport,
     udp: Option<Arc<UdpSocket>>,
-    tcp: HashMap<SocketAddr, OwnedWriteHalf>,
+    tcp: HashMap<SocketAddr, StreamWriter>,
+    /// For [`Transport::Tls`].
+    tls: Option<TlsClient>,
     local_addr: SocketAddr,
     /// Bytes of an unfinished message held per TCP connection.
     unfinished: Arc<Mutex<HashMap<SocketAddr, usize>>>,
@@ -83,9 +93,16 @@ pub struct SipSockets {
 }
 
 impl SipSockets {
-    /// Opens the transport towards `first_hop`. UDP binds `local_ip:0`; TCP
-    /// connects at once so that our Via/Contact can name the real local port.
-    pub async fn open(kind: Transport, local_ip: IpAddr, first_hop: SocketAddr) -> Result<SipSockets, OpenError> {
+    /// Opens the transport towards `first_hop` (whose host name is `host`:
+    /// the name a TLS certificate must show). UDP binds `local_ip:0`; TCP and
+    /// TLS connect at once so that our Via/Contact can name the real local port.
+    pub async fn open(
+        kind: Transport,
+        local_ip: IpAddr,
+        first_hop: SocketAddr,
+        host: &str,
+        tls: Option<TlsClient>,
+    ) -> Result<SipSockets, OpenError> {
         let (tx, rx) = mpsc::channel(256);
         match kind {
             Transport::Udp => {
@@ -123,6 +140,7 @@ impl SipSockets {
                     kind,
                     udp: Some(socket),
                     tcp: HashMap::new(),
+                    tls: None,
                     local_addr,
                     unfinished: Arc::default(),
                     listening: false,
@@ -130,20 +148,28 @@ impl SipSockets {
                     rx,
                 })
             }
-            Transport::Tcp => {
+            Transport::Tcp | Transport::Tls => {
+                if kind == Transport::Tls && tls.is_none() {
+                    return Err(OpenError::Connect(io::Error::other("TLS transport without a TLS client")));
+                }
                 let mut sockets = SipSockets {
                     kind,
                     udp: None,
                     tcp: HashMap::new(),
+                    tls,
                     local_addr: SocketAddr::new(local_ip, 0),
                     unfinished: Arc::default(),
                     listening: false,
                     tx,
                     rx,
                 };
+                if kind == Transport::Tls {
+                    sockets.local_addr = sockets.connect_from(first_hop, host, None).await?;
+                    return Ok(sockets);
+                }
                 let listener = listen(SocketAddr::new(local_ip, 0)).map_err(OpenError::Bind)?;
                 let port = listener.local_addr().map_err(OpenError::Bind)?.port();
-                sockets.local_addr = sockets.connect_from(first_hop, Some(port)).await.map_err(OpenError::Connect)?;
+                sockets.local_addr = sockets.connect_from(first_hop, host, Some(port)).await?;
                 sockets.listening = true;
                 sockets.accept_on(listener);
                 Ok(sockets)
@@ -161,7 +187,7 @@ impl SipSockets {
                 let Ok((stream, peer)) = listener.accept().await else { return };
                 let _ = stream.set_nodelay(true);
                 let (read, write) = stream.into_split();
-                if sink.send(Event::Accepted { peer, write }).await.is_err() {
+                if sink.send(Event::Accepted { peer, write: Box::new(write) }).await.is_err() {
                     return;
                 }
                 tokio::spawn(read_stream(read, peer, sink.clone(), unfinished.clone()));
@@ -181,41 +207,85 @@ impl SipSockets {
     }
 
     /// Connects to `peer` (from `local_port` when given, sharing it with the
-    /// listener) and starts reading; returns our end's address.
-    async fn connect_from(&mut self, peer: SocketAddr, local_port: Option<u16>) -> io::Result<SocketAddr> {
-        let socket = if peer.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
-        if let Some(port) = local_port {
-            socket.set_reuseaddr(true)?;
-            #[cfg(unix)]
-            socket.set_reuseport(true)?;
-            socket.bind(SocketAddr::new(self.local_addr.ip(), port))?;
+    /// listener), over TLS for [`Transport::Tls`] with `host` as the name the
+    /// certificate must show, and starts reading; returns our end's address.
+    async fn connect_from(
+        &mut self,
+        peer: SocketAddr,
+        host: &str,
+        local_port: Option<u16>,
+    ) -> Result<SocketAddr, OpenError> {
+        let stream = async {
+            let socket = if peer.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+            if let Some(port) = local_port {
+                socket.set_reuseaddr(true)?;
+                #[cfg(unix)]
+                socket.set_reuseport(true)?;
+                socket.bind(SocketAddr::new(self.local_addr.ip(), port))?;
+            }
+            let stream = tokio::time::timeout(TCP_TIMEOUT, socket.connect(peer)).await.map_err(|_| {
+                io::Error::new(io::ErrorKind::TimedOut, format!("no TCP connection within {TCP_TIMEOUT:?}"))
+            })??;
+            stream.set_nodelay(true)?;
+            Ok::<_, io::Error>(stream)
         }
-        let stream = tokio::time::timeout(TCP_TIMEOUT, socket.connect(peer)).await.map_err(|_| {
-            io::Error::new(io::ErrorKind::TimedOut, format!("no TCP connection within {TCP_TIMEOUT:?}"))
-        })??;
-        stream.set_nodelay(true)?;
-        let local = stream.local_addr()?;
-        let (read, write) = stream.into_split();
-        self.tcp.insert(peer, write);
+        .await
+        .map_err(OpenError::Connect)?;
+        let local = stream.local_addr().map_err(OpenError::Connect)?;
+        let Some(client) = self.tls.as_ref().filter(|_| self.kind == Transport::Tls) else {
+            let (read, write) = stream.into_split();
+            self.tcp.insert(peer, Box::new(write));
+            tokio::spawn(read_stream(read, peer, self.tx.clone(), self.unfinished.clone()));
+            return Ok(local);
+        };
+        let server = format!("{host}:{}", peer.port());
+        let name =
+            tls::server_name(host).map_err(|detail| OpenError::Tls { problem: TlsProblem::HandshakeFailed, detail })?;
+        let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, client.connector().connect(name, stream)).await;
+        let session = match handshake {
+            Ok(Ok(session)) => session,
+            Ok(Err(e)) => {
+                let (problem, detail) = tls::classify(&e, &server);
+                return Err(OpenError::Tls { problem, detail });
+            }
+            Err(_) => {
+                let e = io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no TLS handshake within {TLS_HANDSHAKE_TIMEOUT:?} after TCP connected"),
+                );
+                let (problem, detail) = tls::classify(&e, &server);
+                return Err(OpenError::Tls { problem, detail });
+            }
+        };
+        let (read, write) = tokio::io::split(session);
+        self.tcp.insert(peer, Box::new(write));
         tokio::spawn(read_stream(read, peer, self.tx.clone(), self.unfinished.clone()));
         Ok(local)
     }
 
-    pub async fn send(&mut self, to: SocketAddr, bytes: &[u8]) -> io::Result<()> {
+    /// Sends `bytes` to `to` (whose host name is `host`), opening a
+    /// connection there first when the transport has none.
+    pub async fn send(&mut self, to: SocketAddr, host: &str, bytes: &[u8]) -> Result<(), OpenError> {
         match self.kind {
             Transport::Udp => {
-                let socket = self.udp.as_ref().ok_or_else(|| io::Error::other("UDP socket not open"))?;
-                socket.send_to(bytes, to).await.map(|_| ())
+                let socket =
+                    self.udp.as_ref().ok_or_else(|| OpenError::Send(io::Error::other("UDP socket not open")))?;
+                socket.send_to(bytes, to).await.map(|_| ()).map_err(OpenError::Send)
             }
-            Transport::Tcp => {
+            Transport::Tcp | Transport::Tls => {
                 if !self.tcp.contains_key(&to) {
                     // Another hop (a Contact elsewhere): from any port.
-                    self.connect_from(to, None).await?;
+                    self.connect_from(to, host, None).await?;
                 }
-                let stream = self.tcp.get_mut(&to).ok_or_else(|| io::Error::other("no TCP connection"))?;
-                tokio::time::timeout(TCP_TIMEOUT, stream.write_all(bytes)).await.map_err(|_| {
-                    io::Error::new(io::ErrorKind::TimedOut, format!("TCP write blocked for {TCP_TIMEOUT:?}"))
-                })?
+                let stream =
+                    self.tcp.get_mut(&to).ok_or_else(|| OpenError::Send(io::Error::other("no TCP connection")))?;
+                tokio::time::timeout(TCP_TIMEOUT, stream.write_all(bytes))
+                    .await
+                    .map_err(|_| {
+                        io::Error::new(io::ErrorKind::TimedOut, format!("TCP write blocked for {TCP_TIMEOUT:?}"))
+                    })
+                    .and_then(|r| r)
+                    .map_err(OpenError::Send)
             }
         }
     }
@@ -243,10 +313,10 @@ fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// Reads one TCP connection until it closes, cutting it into messages; how
-/// much of an unfinished message it holds is kept in `unfinished`.
-async fn read_stream(
-    mut read: OwnedReadHalf,
+/// Reads one TCP (or TLS) connection until it closes, cutting it into
+/// messages; how much of an unfinished message it holds is kept in `unfinished`.
+async fn read_stream<R: AsyncRead + Send + Unpin + 'static>(
+    mut read: R,
     peer: SocketAddr,
     sink: mpsc::Sender<Event>,
     unfinished: Arc<Mutex<HashMap<SocketAddr, usize>>>,
@@ -359,6 +429,11 @@ pub enum OpenError {
     Bind(io::Error),
     #[error("cannot open a TCP connection: {0}")]
     Connect(io::Error),
+    #[error("{detail}")]
+    Tls { problem: TlsProblem, detail: String },
+    /// Writing to an open socket or connection failed.
+    #[error("{0}")]
+    Send(io::Error),
 }
 
 #[cfg(test)]
@@ -375,7 +450,7 @@ mod tests {
     async fn the_far_end_can_open_a_new_connection_to_our_contact() {
         let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let ip: IpAddr = [127, 0, 0, 1].into();
-        let mut sockets = SipSockets::open(Transport::Tcp, ip, proxy.local_addr().unwrap()).await.unwrap();
+        let mut sockets = SipSockets::open(Transport::Tcp, ip, proxy.local_addr().unwrap(), "127.0.0.1", None).await.unwrap();
         assert!(sockets.listening);
         let (_ours, from) = proxy.accept().unwrap();
         assert_eq!(from, sockets.local_addr(), "the connection comes from the port our Contact names");
@@ -392,7 +467,7 @@ mod tests {
         let got = tokio::time::timeout(Duration::from_secs(5), sockets.recv()).await.unwrap();
         let Some(Incoming::Message { bytes, from }) = got else { panic!("{got:?}") };
         assert_eq!(bytes, BYE);
-        sockets.send(from, b"SIP/2.0 200 OK\r\n\r\n").await.unwrap();
+        sockets.send(from, "127.0.0.1", b"SIP/2.0 200 OK\r\n\r\n").await.unwrap();
         assert_eq!(far.join().unwrap(), "SIP/2.0 200 OK\r\n\r\n");
     }
 
@@ -401,7 +476,7 @@ mod tests {
     async fn a_stalled_message_is_reported_as_unfinished() {
         let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let sockets =
-            SipSockets::open(Transport::Tcp, [127, 0, 0, 1].into(), proxy.local_addr().unwrap()).await.unwrap();
+            SipSockets::open(Transport::Tcp, [127, 0, 0, 1].into(), proxy.local_addr().unwrap(), "127.0.0.1", None).await.unwrap();
         let (mut conn, _) = proxy.accept().unwrap();
         conn.write_all(&BYE[..20]).unwrap();
         let peer = proxy.local_addr().unwrap();

@@ -300,6 +300,7 @@ pub(crate) mod tests {
             test_id: "cp-1".into(),
             target: "sip:+14144007103@127.0.0.1:5060".into(),
             transport: Transport::Udp,
+            tls: None,
             credentials_given: true,
             started: SystemTime::UNIX_EPOCH + started,
             local_sip: None,

@@ -68,6 +68,11 @@ pub fn index_html(report: &Report, run_dir: &Path, call_dirs: &[PathBuf]) -> Str
         tool = text(&report.tool),
         version = text(&report.version),
     );
+    if report.tls_unverified {
+        page.push_str(
+            "<div class=\"ids tls warn\">Some calls went over TLS with the certificate NOT verified (--tls-insecure).</div>\n",
+        );
+    }
     objectives(&mut page, report);
     calls_index(&mut page, report);
     for (index, call) in report.calls.iter().enumerate() {
@@ -174,6 +179,10 @@ fn call_section(page: &mut String, index: usize, call: &Call, run_dir: &Path, ca
         started = text(&started),
         tags = if tags.is_empty() { String::new() } else { format!(" · tags {}", text(&tags.join(", "))) },
     );
+    if let Some(tls) = call.tls_line() {
+        let class = if call.tls_unverified() { " warn" } else { "" };
+        let _ = writeln!(page, r#"<div class="ids tls{class}">{}</div>"#, text(&tls));
+    }
     facts(page, call);
     if !call.attempts.is_empty() {
         attempts(page, call, run_dir);

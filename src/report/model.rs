@@ -71,6 +71,10 @@ pub struct Report {
     /// `[regression]`), each a check of the run; absent when none is declared.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub slo: Vec<crate::verdict::slo::SloResult>,
+    /// `true` when some call went over TLS without verifying the server's
+    /// certificate (`--tls-insecure`); absent otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls_unverified: bool,
 }
 
 /// `shard`: the slice of the run's queue of calls a shard ran: the calls
@@ -129,12 +133,27 @@ impl Verdict {
     }
 }
 
-/// `udp` or `tcp`: the SIP transport of the call.
+/// `udp`, `tcp` or `tls`: the SIP transport of the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     Udp,
     Tcp,
+    Tls,
+}
+
+/// `calls[].tls`: how the TLS connection of a call over TLS was checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tls {
+    /// `false` only with `--tls-insecure` (`tls_insecure = true`): the
+    /// server's certificate was NOT verified.
+    pub verified: bool,
+    /// The name checked against the certificate (and sent as SNI when it is
+    /// a DNS name): the URI host.
+    pub server_name: String,
+    /// What the certificate was checked against: `system` (the system's
+    /// trusted roots) or the `--tls-ca` file.
+    pub roots: String,
 }
 
 /// `calls[]`: one call.
@@ -163,6 +182,9 @@ pub struct Call {
     /// The Request-URI called.
     pub target: String,
     pub transport: Transport,
+    /// How TLS was checked; absent unless the call went over TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
     /// `pass` when every check that decides passed (with `expected_diagnosis`:
     /// the `diagnosis` check only), `error` when the call could not be placed
     /// or was interrupted, else `fail`. `flaky` when it failed and then
@@ -458,6 +480,10 @@ pub enum EndReason {
     TransportClosed { during: String },
     /// `transport_error`: sending failed (connection refused, unreachable …).
     TransportError { detail: String },
+    /// `tls_failed`: the TLS connection could not be set up; `problem` is
+    /// `certificate_expired`, `wrong_host`, `unknown_ca`, `bad_certificate`,
+    /// `handshake_timeout` or `handshake_failed`.
+    TlsFailed { problem: crate::sip::TlsProblem, detail: String },
     /// `protocol_error`: the 2xx could not be used (no To tag, unusable Contact …).
     ProtocolError { detail: String },
 }
@@ -860,6 +886,7 @@ impl Report {
             version: env!("CARGO_PKG_VERSION").to_string(),
             verdict,
             shard: None,
+            tls_unverified: calls.iter().any(Call::tls_unverified),
             calls,
             slo: Vec::new(),
         }
@@ -922,6 +949,7 @@ impl Call {
             test_id,
             target,
             transport,
+            tls: None,
             verdict,
             started_unix_ms,
             sip: Sip::default(),
@@ -984,6 +1012,11 @@ impl Call {
             expected_diagnosis,
             notes: record.notes.clone(),
             findings: record.findings.to_vec(),
+            tls: record.tls.as_ref().map(|t| Tls {
+                verified: t.verified,
+                server_name: t.server_name.clone(),
+                roots: t.roots.clone(),
+            }),
             ..Call::bare(
                 record.call_id.clone(),
                 record.test_id.clone(),
@@ -1016,6 +1049,22 @@ impl Call {
                 unix_ms(SystemTime::now()),
             )
         }
+    }
+
+    /// The call went over TLS without verifying the server's certificate.
+    pub fn tls_unverified(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| !t.verified)
+    }
+
+    /// How TLS was checked, in one line (console and page); `None` without TLS.
+    pub fn tls_line(&self) -> Option<String> {
+        let t = self.tls.as_ref()?;
+        Some(if t.verified {
+            let roots = if t.roots == "system" { "the system's trusted roots".to_string() } else { t.roots.clone() };
+            format!("TLS certificate of {} checked against {roots}", t.server_name)
+        } else {
+            format!("TLS certificate NOT verified (--tls-insecure): the server {} was not authenticated", t.server_name)
+        })
     }
 
     /// PASS, FAIL, or XFAIL for a failed check that shows the failure the
@@ -1166,6 +1215,7 @@ impl From<Transport> for crate::sip::Transport {
         match t {
             Transport::Udp => crate::sip::Transport::Udp,
             Transport::Tcp => crate::sip::Transport::Tcp,
+            Transport::Tls => crate::sip::Transport::Tls,
         }
     }
 }
@@ -1191,6 +1241,7 @@ impl From<crate::sip::Transport> for Transport {
         match t {
             crate::sip::Transport::Udp => Transport::Udp,
             crate::sip::Transport::Tcp => Transport::Tcp,
+            crate::sip::Transport::Tls => Transport::Tls,
         }
     }
 }
@@ -1233,6 +1284,7 @@ impl From<&InternalEndReason> for EndReason {
             E::Abandoned => EndReason::Abandoned,
             E::TransportClosed { during } => EndReason::TransportClosed { during: during.clone() },
             E::TransportError { detail } => EndReason::TransportError { detail: detail.clone() },
+            E::TlsFailed { problem, detail } => EndReason::TlsFailed { problem: *problem, detail: detail.clone() },
             E::ProtocolError { detail } => EndReason::ProtocolError { detail: detail.clone() },
         }
     }

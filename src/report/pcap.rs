@@ -106,7 +106,9 @@ fn packets_of<'a>(
 ) -> Vec<CapturedPacket> {
     let protocol = match transport {
         Transport::Udp => CapturedProtocol::Udp,
-        Transport::Tcp => CapturedProtocol::Tcp,
+        // The messages as they were inside TLS: the capture shows them
+        // decrypted, as plain SIP over TCP.
+        Transport::Tcp | Transport::Tls => CapturedProtocol::Tcp,
     };
     messages
         .filter_map(|(offset, outbound, peer, raw)| {

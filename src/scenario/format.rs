@@ -64,6 +64,10 @@ pub struct RawRegression {
 pub struct RawTarget {
     pub uri: Text,
     pub transport: Option<Text>,
+    /// TLS: a PEM file of the CA to trust, relative to the scenario file.
+    pub tls_ca: Option<Text>,
+    /// TLS: do not verify the server's certificate.
+    pub tls_insecure: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -12,7 +12,11 @@
 //!
 //! [target]                                # required
 //! uri = "sip:${CALLED}@127.0.0.1:5060"    # a sip: URI
-//! transport = "udp"                       # "udp" | "tcp"; default: the URI's ;transport=, else udp
+//! transport = "udp"                       # "udp" | "tcp" | "tls"; default: the URI's ;transport=,
+//!                                         # else tls for a sips: URI, else udp
+//! tls_ca = "certs/ca.pem"                 # TLS: trust only this PEM CA (relative to THIS FILE's
+//!                                         # directory); default: the system's roots
+//! tls_insecure = true                     # TLS: do NOT verify the certificate (reported as such)
 //!
 //! [caller]
 //! from = "+15550100123"                   # number/user or sip: URI; default "callprobe"
@@ -130,7 +134,7 @@ pub struct ScenarioFile {
 }
 
 /// One runnable call of a scenario (one matrix combination).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ScenarioCase {
     /// The scenario's name alone (shared by the cases of a matrix).
     pub scenario: String,
@@ -170,7 +174,10 @@ impl ScenarioCase {
                 }
                 PrepareError::Play { .. } => format!("[timeline] play {e}"),
                 PrepareError::Conversation(_) => e.to_string(),
-                PrepareError::Target(_) | PrepareError::TargetTransport(_) => e.to_string(),
+                PrepareError::Target(_) | PrepareError::TargetTransport(_) | PrepareError::SipsNeedsTls(_) => {
+                    e.to_string()
+                }
+                PrepareError::Tls(_) => format!("[target] tls_ca: {e}"),
             };
             ScenarioError::in_file(&self.file, format!("case \"{}\": {message}", self.name()))
         })

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::verdict::slo::{Regression, ScenarioSlo, SloRule};
 use std::time::Duration;
 
+use crate::call::tls::TlsOptions;
 use crate::livekit::LiveKitOverrides;
 use crate::media::codec::AudioCodec;
 use crate::media::sdes::SrtpMode;
@@ -23,7 +24,9 @@ use crate::sip::Transport;
 
 use super::env::{is_variable_name, substitute};
 use super::error::{ScenarioError, Source};
-use super::format::{RawAuth, RawCaseAuth, RawExpect, RawFinalResponses, RawLiveKit, RawScenario, RawTimeline, Text};
+use super::format::{
+    RawAuth, RawCaseAuth, RawExpect, RawFinalResponses, RawLiveKit, RawScenario, RawTarget, RawTimeline, Text,
+};
 use super::matrix::{self, Axis};
 use super::ScenarioCase;
 
@@ -227,6 +230,7 @@ impl CaseScope<'_, '_> {
 
         let target = self.target_uri(&raw.target.uri);
         let transport = raw.target.transport.as_ref().and_then(|t| self.transport(t));
+        let tls = self.tls_options(&raw.target);
         let from = match &raw.caller.from {
             Some(from) => self.from(from),
             None => Some(DEFAULT_FROM.to_string()),
@@ -255,6 +259,7 @@ impl CaseScope<'_, '_> {
 
         let (scenario, target, from, codecs, srtp, timeline, expectations, conversation) =
             (scenario?, target?, from?, codecs?, srtp?, timeline?, expectations?, conversation?);
+        let tls = tls?;
         let name = self.case_name(&scenario);
         let call = CallRequest {
             name: Some(name),
@@ -263,6 +268,8 @@ impl CaseScope<'_, '_> {
             target_uri: target,
             from,
             transport,
+            tls,
+            keylog: None,
             auth,
             headers,
             codecs,
@@ -372,7 +379,8 @@ impl CaseScope<'_, '_> {
     fn target_uri(&mut self, uri: &Text) -> Option<String> {
         let value = self.text(uri)?;
         let expected = "a SIP URI like \"sip:+14144007103@127.0.0.1:5060\"";
-        if !value.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("sip:")) {
+        let scheme_ok = |n: usize, scheme: &str| value.get(..n).is_some_and(|s| s.eq_ignore_ascii_case(scheme));
+        if !scheme_ok(4, "sip:") && !scheme_ok(5, "sips:") {
             self.r.error(uri.span(), format!("'{value}' is not a sip: URI"), Some(expected));
             return None;
         }
@@ -390,15 +398,45 @@ impl CaseScope<'_, '_> {
         match value.to_ascii_lowercase().as_str() {
             "udp" => Some(Transport::Udp),
             "tcp" => Some(Transport::Tcp),
+            "tls" => Some(Transport::Tls),
             _ => {
                 self.r.error(
                     transport.span(),
                     format!("transport '{value}' is not supported"),
-                    Some("\"udp\" or \"tcp\""),
+                    Some("\"udp\", \"tcp\" or \"tls\""),
                 );
                 None
             }
         }
+    }
+
+    /// `tls_ca` and `tls_insecure` of `[target]`; not both.
+    fn tls_options(&mut self, target: &RawTarget) -> Option<TlsOptions> {
+        let insecure = target.tls_insecure.as_ref().is_some_and(|i| *i.get_ref());
+        let ca = match &target.tls_ca {
+            None => None,
+            Some(text) => {
+                let path = self.path(text)?;
+                if !path.is_file() {
+                    self.r.error(
+                        text.span(),
+                        format!("{} is not a file", path.display()),
+                        Some("a PEM file of CA certificates, relative to this scenario file"),
+                    );
+                    return None;
+                }
+                Some(path)
+            }
+        };
+        if let (Some(_), Some(flag)) = (&ca, target.tls_insecure.as_ref().filter(|_| insecure)) {
+            self.r.error(
+                flag.span(),
+                "tls_insecure = true together with tls_ca",
+                Some("either tls_ca = \"CA.pem\" (verify against that CA) or tls_insecure = true (verify nothing)"),
+            );
+            return None;
+        }
+        Some(TlsOptions { ca, insecure })
     }
 
     fn from(&mut self, from: &Text) -> Option<String> {

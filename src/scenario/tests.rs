@@ -307,8 +307,36 @@ fn target_uri_and_transport_are_checked() {
     let e = single_error("name = \"x\"\n[target]\nuri = \"tel:+14144007103\"\n");
     assert_eq!(e, "s/a.toml:3:7: 'tel:+14144007103' is not a sip: URI (expected a SIP URI like \"sip:+14144007103@127.0.0.1:5060\")");
     assert_single_error("name = \"x\"\n[target]\nuri = \"sip:a@b:notaport\"\n", "s/a.toml:3:7: bad target URI: ");
-    let e = single_error("name = \"x\"\n[target]\nuri = \"sip:a@b\"\ntransport = \"tls\"\n");
-    assert_eq!(e, "s/a.toml:4:13: transport 'tls' is not supported (expected \"udp\" or \"tcp\")");
+    let e = single_error("name = \"x\"\n[target]\nuri = \"sip:a@b\"\ntransport = \"sctp\"\n");
+    assert_eq!(e, "s/a.toml:4:13: transport 'sctp' is not supported (expected \"udp\", \"tcp\" or \"tls\")");
+}
+
+#[test]
+fn tls_target_settings() {
+    let dir = std::env::temp_dir().join(format!("callprobe-scenario-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
+    let file = format!("name = \"x\"\n[target]\nuri = \"sips:+1@sip.example.com\"\ntls_ca = \"{}\"\n", ca.display());
+    let case = one(&file);
+    let call = &case.call;
+    assert_eq!(call.tls.ca.as_deref(), Some(ca.as_path()));
+    let e = single_error("name = \"x\"\n[target]\nuri = \"sips:+1@h\"\ntls_ca = \"certs/ca.pem\"\n");
+    assert_eq!(
+        e,
+        "s/a.toml:4:10: s/certs/ca.pem is not a file (expected a PEM file of CA certificates, relative to this scenario file)"
+    );
+    assert!(!call.tls.insecure);
+    assert_eq!(crate::request::transport_for(call.transport, &call.target_uri).unwrap(), Transport::Tls);
+    let case = one("name = \"x\"\n[target]\nuri = \"sip:+1@h\"\ntransport = \"TLS\"\ntls_insecure = true\n");
+    assert_eq!((case.call.transport, case.call.tls.insecure), (Some(Transport::Tls), true));
+    let both =
+        format!("name = \"x\"\n[target]\nuri = \"sips:+1@h\"\ntls_ca = \"{}\"\ntls_insecure = true\n", ca.display());
+    let e = single_error(&both);
+    assert!(e.starts_with("s/a.toml:5:16: tls_insecure = true together with tls_ca (expected either tls_ca"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+    let e = single_error("name = \"x\"\n[target]\nuri = \"sips:+1@h\"\ntls_insecure = \"yes\"\n");
+    assert!(e.starts_with("s/a.toml:4:"), "{e}");
 }
 
 #[test]

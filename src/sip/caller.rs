@@ -181,6 +181,9 @@ pub enum EndReason {
     TransportClosed { during: String },
     /// Sending failed (connection refused, unreachable …).
     TransportError { detail: String },
+    /// The TLS connection to the far end could not be set up (a bad
+    /// certificate, the handshake timed out or failed).
+    TlsFailed { problem: super::TlsProblem, detail: String },
     /// The 2xx could not be used (no To tag, unusable Contact …).
     ProtocolError { detail: String },
 }
@@ -587,6 +590,14 @@ impl Caller {
         let unanswered = self.invites.last().is_some_and(|a| a.tx.state() == InviteState::Calling);
         if matches!(self.phase, Phase::Inviting { .. }) && unanswered {
             self.end(EndReason::PortUnreachable { peer: to.to_string() });
+        }
+    }
+
+    /// A TLS connection the call needs could not be set up (a bad
+    /// certificate, a stuck handshake): the call cannot go on.
+    pub fn handle_tls_failure(&mut self, problem: super::TlsProblem, detail: String) {
+        if !self.is_ended() {
+            self.end(EndReason::TlsFailed { problem, detail });
         }
     }
 

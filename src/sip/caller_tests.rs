@@ -866,3 +866,44 @@ fn a_content_length_that_lies_is_a_finding() {
     assert!(c.handle_message(b"\x00\x01 garbage", far(), t0).is_err());
     assert!(c.outcome().findings.has("unparseable_message"));
 }
+
+/// Over TLS: Via says TLS, the INVITE goes to the URI's host on 5061 when
+/// no port is given, and the Contact is sips: for a sips: Request-URI
+/// (RFC 5630 section 3.1.3), else sip: with ;transport=tls.
+#[test]
+fn tls_via_contact_and_default_port() {
+    let t0 = Instant::now();
+    for (target, contact) in [
+        ("sips:+14144007103@sip.example.com", "Contact: <sips:+15550100@127.0.0.1:40000>"),
+        ("sip:+14144007103@sip.example.com;transport=tls", "Contact: <sip:+15550100@127.0.0.1:40000;transport=tls>"),
+    ] {
+        let cfg = CallerConfig { target_uri: target.into(), transport: Transport::Tls, ..config(false) };
+        let mut c = Caller::start(cfg, t0).unwrap();
+        let out = drain(&mut c);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].to, Peer::Hop(HostPort { host: "sip.example.com".into(), port: 5061 }));
+        let invite = text(&out[0]);
+        assert!(invite.contains("Via: SIP/2.0/TLS 127.0.0.1:40000;branch=z9hG4bK"), "{invite}");
+        assert!(invite.contains(contact), "{invite}");
+        // Reliable transport: no INVITE retransmissions (Timer A off).
+        c.handle_timeout(t0 + Duration::from_secs(2));
+        assert!(drain(&mut c).is_empty());
+    }
+}
+
+/// A TLS connection refused mid-call (e.g. for the ACK) ends the call with
+/// the TLS problem, once.
+#[test]
+fn tls_failure_ends_the_call_with_its_problem() {
+    let t0 = Instant::now();
+    let cfg = CallerConfig { target_uri: "sips:+1@127.0.0.1".into(), transport: Transport::Tls, ..config(false) };
+    let mut c = Caller::start(cfg, t0).unwrap();
+    drain(&mut c);
+    c.handle_tls_failure(super::TlsProblem::WrongHost, "not valid for 10.0.0.1".into());
+    c.handle_transport_error("later".into());
+    assert_eq!(
+        c.outcome().ended,
+        Some(EndReason::TlsFailed { problem: super::TlsProblem::WrongHost, detail: "not valid for 10.0.0.1".into() })
+    );
+    assert!(c.is_ended());
+}

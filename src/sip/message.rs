@@ -263,19 +263,23 @@ pub struct UriTarget {
     pub transport: Option<String>,
     /// `;lr` present (loose router).
     pub loose: bool,
+    /// A `sips:` URI: TLS to the host, and TLS on every hop (RFC 3261 section 26.2).
+    pub secure: bool,
     pub user: Option<String>,
 }
 
 /// Parses a `sip:` URI with rsip and extracts where it points.
 pub fn uri_target(uri: &str) -> Result<UriTarget, ParseError> {
     let parsed = rsip::Uri::try_from(uri).map_err(|e| ParseError::Syntax(format!("{uri}: {e}")))?;
-    match parsed.scheme {
-        Some(rsip::Scheme::Sip) => {}
+    let secure = match parsed.scheme {
+        Some(rsip::Scheme::Sip) => false,
+        Some(rsip::Scheme::Sips) => true,
         None => return Err(ParseError::Syntax(format!("{uri}: not a sip: URI"))),
-        Some(other) => return Err(ParseError::Syntax(format!("{uri}: scheme {other} is not supported (use sip:)"))),
-    }
+        Some(other) => {
+            return Err(ParseError::Syntax(format!("{uri}: scheme {other} is not supported (use sip: or sips:)")))
+        }
+    };
     let host = parsed.host_with_port.host.to_string();
-    let port = parsed.host_with_port.port.map(|p| *p.value()).unwrap_or(5060);
     let mut transport = None;
     let mut loose = false;
     for p in &parsed.params {
@@ -288,7 +292,12 @@ pub fn uri_target(uri: &str) -> Result<UriTarget, ParseError> {
             loose = true;
         }
     }
-    Ok(UriTarget { host, port, transport, loose, user: parsed.user().map(|u| u.to_string()) })
+    let port = parsed
+        .host_with_port
+        .port
+        .map(|p| *p.value())
+        .unwrap_or_else(|| super::default_port(secure || transport.as_deref() == Some("tls")));
+    Ok(UriTarget { host, port, transport, loose, secure, user: parsed.user().map(|u| u.to_string()) })
 }
 
 /// A message we send, rendered with rsip. Headers are given in order; Content-Length

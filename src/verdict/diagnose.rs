@@ -18,7 +18,7 @@ use crate::livekit::observation::LiveKitObservation;
 use crate::livekit::sip_config::{is_number_without_e164, looks_like_phone_number, DispatchRule, SipConfig};
 use crate::request::AgentExpectation;
 use crate::sip::caller::EndReason;
-use crate::sip::Transport;
+use crate::sip::{TlsProblem, Transport};
 use crate::time::{Millis, Offset};
 use crate::verdict::describe_end;
 
@@ -271,6 +271,54 @@ const RULES: &[Rule] = &[
         summary: "Nothing answered the INVITE: wrong host, port or transport, or a firewall drops SIP",
         fix: "Check the SIP URI host and port (LiveKit SIP listens on 5060, UDP and TCP) and the transport the carrier uses (--transport tcp for a Telnyx FQDN connection set to TCP)",
         reference: "docs/failure-modes.md#16-no-response-to-the-invite (runbook item 16); docs/livekit-sip.md#transports",
+        also_when_passed: false,
+    },
+    Rule {
+        code: "tls_certificate_expired",
+        applies: |o| tls_failed(o, TlsProblem::CertificateExpired),
+        summary: "The SIP server presented an expired (or not yet valid) TLS certificate",
+        fix: "Renew the server's certificate (and check the server's clock); --tls-insecure only to look past it while testing",
+        reference: "docs/failure-modes.md#25-tls-certificate-or-handshake-failed; RFC 5922",
+        also_when_passed: false,
+    },
+    Rule {
+        code: "tls_wrong_host",
+        applies: |o| tls_failed(o, TlsProblem::WrongHost),
+        summary: "The SIP server's TLS certificate does not name the host that was called",
+        fix: "Call the host name the certificate is issued for (the URI host is what is checked), or reissue the certificate with this name (or IP address) in its subjectAltName",
+        reference: "docs/failure-modes.md#25-tls-certificate-or-handshake-failed; RFC 5922 section 7",
+        also_when_passed: false,
+    },
+    Rule {
+        code: "tls_unknown_ca",
+        applies: |o| tls_failed(o, TlsProblem::UnknownCa),
+        summary: "The SIP server's TLS certificate is not signed by a trusted CA (self-signed, private CA, or a missing intermediate)",
+        fix: "Give the private CA with --tls-ca FILE (tls_ca = \"FILE\" in [target]), or make the server send its full chain",
+        reference: "docs/failure-modes.md#25-tls-certificate-or-handshake-failed",
+        also_when_passed: false,
+    },
+    Rule {
+        code: "tls_bad_certificate",
+        applies: |o| tls_failed(o, TlsProblem::BadCertificate),
+        summary: "The SIP server's TLS certificate was refused",
+        fix: "Read the detail: the certificate is revoked, badly signed, or not meant for a TLS server; reissue it",
+        reference: "docs/failure-modes.md#25-tls-certificate-or-handshake-failed",
+        also_when_passed: false,
+    },
+    Rule {
+        code: "tls_handshake_timeout",
+        applies: |o| tls_failed(o, TlsProblem::HandshakeTimeout),
+        summary: "TCP connected but the TLS handshake never finished: the port does not speak TLS, or the server is stuck",
+        fix: "Check that the port is the server's TLS port (LiveKit SIP: the TLS listener's port, often 5061) and not its TCP one",
+        reference: "docs/failure-modes.md#25-tls-certificate-or-handshake-failed",
+        also_when_passed: false,
+    },
+    Rule {
+        code: "tls_handshake_failed",
+        applies: |o| tls_failed(o, TlsProblem::HandshakeFailed),
+        summary: "The TLS handshake failed (no common version or cipher suite, or the server sent an alert)",
+        fix: "Read the detail; callprobe speaks TLS 1.2 and 1.3 — the server must offer one of them",
+        reference: "docs/failure-modes.md#25-tls-certificate-or-handshake-failed",
         also_when_passed: false,
     },
     Rule {
@@ -624,9 +672,14 @@ fn number_format(o: &Observation) -> Option<String> {
 }
 
 fn transport_name(t: Transport) -> &'static str {
-    match t {
-        Transport::Udp => "UDP",
-        Transport::Tcp => "TCP",
+    t.via_name()
+}
+
+/// Evidence when the TLS setup failed with `problem`.
+fn tls_failed(o: &Observation, problem: TlsProblem) -> Option<String> {
+    match o.ended() {
+        Some(EndReason::TlsFailed { problem: p, detail }) if *p == problem => Some(detail.clone()),
+        _ => None,
     }
 }
 

@@ -64,6 +64,7 @@ pub fn describe_end(reason: &EndReason) -> String {
         EndReason::Abandoned => "abandoned by the user".into(),
         EndReason::TransportClosed { during } => format!("the TCP connection closed during {during}"),
         EndReason::TransportError { detail } => format!("transport error: {detail}"),
+        EndReason::TlsFailed { detail, .. } => format!("TLS failed: {detail}"),
         EndReason::ProtocolError { detail } => format!("protocol error: {detail}"),
     }
 }

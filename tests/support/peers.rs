@@ -473,6 +473,18 @@ pub struct TrunkConfig {
     /// Nonce lifetime (whole seconds, at least 1; default 300 s). Credentials
     /// with an expired nonce get a fresh `407` with `stale=true`.
     pub nonce_expire: Duration,
+    /// Also listen for SIP over TLS on `tls:127.0.0.1:<free port>` with this
+    /// certificate (`None`, the default: no TLS).
+    pub tls: Option<TrunkTls>,
+}
+
+/// The certificate the trunk's TLS socket presents.
+#[derive(Clone, Debug)]
+pub struct TrunkTls {
+    /// PEM certificate (chain), server first.
+    pub cert: PathBuf,
+    /// PEM private key of `cert`.
+    pub key: PathBuf,
 }
 
 impl TrunkConfig {
@@ -494,6 +506,7 @@ impl TrunkConfig {
             tcp_contact_alias: true,
             log_level: 2,
             nonce_expire: Duration::from_secs(300),
+            tls: None,
         }
     }
 
@@ -549,6 +562,10 @@ impl TrunkConfig {
         if !self.tcp_contact_alias {
             d.push("NO_TCP_ALIAS".into());
         }
+        if let Some(tls) = &self.tls {
+            d.push(format!("TLS_CERT=\"{}\"", tls.cert.display()));
+            d.push(format!("TLS_KEY=\"{}\"", tls.key.display()));
+        }
         d
     }
 }
@@ -558,6 +575,8 @@ impl TrunkConfig {
 pub struct Kamailio {
     /// UDP and TCP port on 127.0.0.1.
     pub port: u16,
+    /// TLS port on 127.0.0.1, when [`TrunkConfig::tls`] is set.
+    pub tls_port: Option<u16>,
     config: TrunkConfig,
     child: Option<Child>,
     startup: Duration,
@@ -612,13 +631,25 @@ impl Kamailio {
             .arg(format!("udp:127.0.0.1:{port}"))
             .arg("-l")
             .arg(format!("tcp:127.0.0.1:{port}"));
+        let tls_port = cfg.tls.as_ref().map(|_| free_port(true));
+        if let Some(tls_port) = tls_port {
+            cmd.arg("-l").arg(format!("tls:127.0.0.1:{tls_port}"));
+        }
         for d in cfg.defines(port) {
             cmd.arg("-A").arg(d);
         }
         cmd.stdout(log.try_clone()?).stderr(log);
         let started = Instant::now();
         let child = spawn_in_group(&mut cmd)?;
-        let mut k = Kamailio { port, config: cfg.clone(), child: Some(child), startup: Duration::ZERO, log_path, dir };
+        let mut k = Kamailio {
+            port,
+            tls_port,
+            config: cfg.clone(),
+            child: Some(child),
+            startup: Duration::ZERO,
+            log_path,
+            dir,
+        };
         k.wait_ready(started).map_err(|e| {
             io::Error::new(
                 e.kind(),
@@ -665,7 +696,7 @@ impl Kamailio {
                 if let Ok((len, _)) = sock.recv_from(&mut buf) {
                     udp_ok = buf[..len].starts_with(b"SIP/2.0 200");
                 }
-            } else if port_in_use(self.port, true) {
+            } else if port_in_use(self.port, true) && self.tls_port.is_none_or(|p| port_in_use(p, true)) {
                 return Ok(());
             } else {
                 thread::sleep(Duration::from_millis(20));
@@ -681,6 +712,12 @@ impl Kamailio {
     /// Like [`Kamailio::uri`] with a `;transport=` parameter.
     pub fn uri_with_transport(&self, number: &str, transport: Transport) -> String {
         format!("sip:{number}@127.0.0.1:{};transport={}", self.port, transport.as_str())
+    }
+
+    /// `sips:<number>@<host>:<tls port>` (`host`: `127.0.0.1` or `localhost`,
+    /// what the certificate is checked against). Panics without TLS.
+    pub fn sips_uri(&self, number: &str, host: &str) -> String {
+        format!("sips:{number}@{host}:{}", self.tls_port.expect("the trunk was started without TLS"))
     }
 
     /// `127.0.0.1:<port>`.

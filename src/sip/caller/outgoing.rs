@@ -156,9 +156,13 @@ impl Caller {
     fn contact(&self) -> String {
         let user =
             message::uri_target(&self.cfg.from_uri).ok().and_then(|t| t.user).unwrap_or_else(|| "callprobe".into());
+        // RFC 3261 section 8.1.1.8 / RFC 5630 section 3.1.3: a sips: Request-URI
+        // needs a sips: Contact; otherwise TLS is said with ;transport=tls.
+        let sips = self.cfg.target_uri.get(..5).is_some_and(|s| s.eq_ignore_ascii_case("sips:"));
         match self.cfg.transport {
+            Transport::Tls if sips => format!("<sips:{}@{}>", user, self.cfg.local_addr),
             Transport::Udp => format!("<sip:{}@{}>", user, self.cfg.local_addr),
-            Transport::Tcp => format!("<sip:{}@{};transport=tcp>", user, self.cfg.local_addr),
+            t => format!("<sip:{}@{};transport={}>", user, self.cfg.local_addr, t.param()),
         }
     }
 
