@@ -62,6 +62,17 @@ impl KeyLog {
     }
 }
 
+impl KeyLog {
+    /// Appends one line of another shape (SRTP: `SRTP <call-id> <out|in>
+    /// <suite> <base64 key||salt>`); the newline is added. Errors are dropped
+    /// as in [`KeyLog::write_line`].
+    pub fn write_text_line(&self, line: &str) {
+        if let Ok(mut file) = self.file.lock() {
+            let _ = file.write_all(format!("{line}\n").as_bytes());
+        }
+    }
+}
+
 /// One key log line, newline included.
 pub fn format_line(label: &str, id: &[u8], secret: &[u8]) -> String {
     let mut line = String::with_capacity(label.len() + 2 * (id.len() + secret.len()) + 3);

@@ -132,6 +132,7 @@ impl CallRequest {
         };
         let (test_id, call_id) = PreparedCall::new_ids();
         Ok(PreparedCall {
+            keylog: self.keylog.clone(),
             target_uri: self.target_uri.clone(),
             from_uri: self.from.clone(),
             transport,

@@ -206,6 +206,33 @@ tb_render() {
   (umask 077 && printf '%s\n' "$content" >"$out")
 }
 
+# tb_tls_certs DIR: the testbed's TLS CA (ca.pem, ca.key) and LiveKit SIP's
+# server certificate for 127.0.0.1 (server.pem, server.key; IP SAN only, so a
+# call to "localhost" is a wrong-host case). Made once; remade when missing
+# or within a day of expiry.
+tb_tls_certs() {
+  local dir="$1"
+  if [[ -f "$dir/server.pem" && -f "$dir/ca.pem" ]] && openssl x509 -checkend 86400 -noout -in "$dir/server.pem" >/dev/null 2>&1; then
+    return 0
+  fi
+  command -v openssl >/dev/null || tb_die "openssl is needed for the testbed's TLS certificate (Debian package openssl)"
+  mkdir -p "$dir"
+  (
+    umask 077
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 825 \
+      -subj "/CN=callprobe testbed CA" -keyout "$dir/ca.key" -out "$dir/ca.pem" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null &&
+      openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -subj "/CN=127.0.0.1" -keyout "$dir/server.key" -out "$dir/server.csr" 2>/dev/null &&
+      printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
+        "extendedKeyUsage=serverAuth" "subjectAltName=IP:127.0.0.1" >"$dir/server.ext" &&
+      openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
+        -days 825 -extfile "$dir/server.ext" -out "$dir/server.pem" 2>/dev/null
+  ) || tb_die "could not make the testbed's TLS certificate in $dir"
+  chmod 644 "$dir/ca.pem" "$dir/server.pem"
+  tb_log "made the testbed's TLS CA and LiveKit SIP certificate in $dir (trust $dir/ca.pem)"
+}
+
 tb_sip_bin() {
   if [[ -n "${LIVEKIT_SIP_BIN:-}" ]]; then echo "$LIVEKIT_SIP_BIN"; else echo "$TB_BIN/livekit-sip"; fi
 }

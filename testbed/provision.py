@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Provision the testbed's LiveKit SIP config through the server API (livekit-api).
 
-  provision.py apply [--fault no-agents|no-auth|missing-number|other-agent]
+  provision.py apply [--fault no-agents|no-auth|missing-number|other-agent|srtp-required|srtp-allowed]
   provision.py show
 
 apply finds the inbound trunk and the dispatch rule by name (LK_TRUNK_NAME,
@@ -19,6 +19,8 @@ Faults:
   no-auth         trunk without credentials (calls are not challenged)
   missing-number  trunk without LK_SIP_CALL_NUMBER (the number the smoke dials)
   other-agent     rule dispatches PROBE_OTHER_AGENT_NAME instead of the probe agent
+  srtp-required   trunk media_encryption REQUIRE (plain-RTP offers get 500)
+  srtp-allowed    trunk media_encryption ALLOW (SRTP when offered)
 
 Output: JSON on stdout. The trunk password is never printed ("<set>" / "").
 """
@@ -55,9 +57,10 @@ from livekit.protocol.sip import (  # noqa: E402
     SIPDispatchRuleIndividual,
     SIPDispatchRuleInfo,
     SIPInboundTrunkInfo,
+    SIPMediaEncryption,
 )
 
-FAULTS = ("no-agents", "no-auth", "missing-number", "other-agent")
+FAULTS = ("no-agents", "no-auth", "missing-number", "other-agent", "srtp-required", "srtp-allowed")
 
 
 def lkapi() -> api.LiveKitAPI:
@@ -87,6 +90,10 @@ def desired_trunk(fault: str | None) -> SIPInboundTrunkInfo:
     if fault != "no-auth":
         trunk.auth_username = tbenv.env("LK_SIP_USER")
         trunk.auth_password = tbenv.env("LK_SIP_PASSWORD")
+    if fault == "srtp-required":
+        trunk.media_encryption = SIPMediaEncryption.SIP_MEDIA_ENCRYPT_REQUIRE
+    elif fault == "srtp-allowed":
+        trunk.media_encryption = SIPMediaEncryption.SIP_MEDIA_ENCRYPT_ALLOW
     rt = os.environ.get("LK_SIP_RINGING_TIMEOUT", "")
     if rt:
         trunk.ringing_timeout.seconds = int(rt)

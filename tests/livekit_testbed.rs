@@ -193,7 +193,18 @@ impl Testbed {
     /// A call to the testbed's number with its credentials (or `password`).
     fn call(&self, password: &str, extra: &[&str]) -> Run {
         let target = format!("sip:{}@127.0.0.1:{}", self.get("LK_SIP_CALL_NUMBER"), self.get("LK_SIP_PORT"));
-        let mut args = vec!["call", target.as_str(), "--from", self.get("LK_SIP_CALLER_NUMBER")];
+        self.call_to(&target, password, extra)
+    }
+
+    /// A call over TLS to LiveKit SIP's TLS listener, the host named `host`.
+    fn tls_call(&self, host: &str, extra: &[&str]) -> Run {
+        let target = format!("sips:{}@{host}:{}", self.get("LK_SIP_CALL_NUMBER"), self.get("LK_SIP_TLS_PORT"));
+        self.call_to(&target, self.get("LK_SIP_PASSWORD"), extra)
+    }
+
+    /// A call to `target` with the testbed's credentials (or `password`).
+    fn call_to(&self, target: &str, password: &str, extra: &[&str]) -> Run {
+        let mut args = vec!["call", target, "--from", self.get("LK_SIP_CALLER_NUMBER")];
         args.extend(["--auth-user", self.get("LK_SIP_USER"), "--auth-password-env", PASSWORD_VAR]);
         args.extend_from_slice(extra);
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
@@ -997,8 +1008,8 @@ fn table_row<'a>(page: &'a str, table: &str, first: &str) -> &'a str {
 
 /// The issue's acceptance run of the nightly operations: ten `callprobe run`s
 /// into one report folder against the testbed's LiveKit SIP, with faults
-/// planted in between (a slow-joining agent for the objectives, a crashing
-/// agent), a scenario whose caller the agent ignores every other time
+/// planted in between (a slow-joining agent for the objectives; the SIP
+/// password rotated on one side only), a scenario whose caller the agent ignores every other time
 /// (flaky: passes on the retry), and `--notify-on change`. The webhook must
 /// fire exactly on the runs where something changed, and the history page
 /// (checked in headless Chromium at 1200 px) must show the strip, the
@@ -1018,22 +1029,22 @@ fn ten_nightly_runs_make_a_history_and_alert_only_on_changes() {
     write("flaky.toml", nightly_scenario(&tb, "nightly flaky caller", tb.get("PROBE_FLAKY_CALLER"), false));
     let (url, hooks) = support::webhook::webhook_server();
 
-    // (agent mode, exit code, webhook expected)
+    // (agent mode, our password right, exit code, webhook expected)
     let plan = [
-        ("normal", 0, false), // first run, passing: nothing to compare with, no alert
-        ("normal", 0, false),
-        ("slow-join", 1, true), // agent_join objective and regression breached
-        ("slow-join", 1, false),
-        ("normal", 0, true), // objectives met again
-        ("normal", 0, false),
-        ("crash", 1, true), // both scenarios broke
-        ("crash", 1, false),
-        ("normal", 0, true), // fixed
-        ("normal", 0, false),
+        ("normal", true, 0, false), // first run, passing: nothing to compare with, no alert
+        ("normal", true, 0, false),
+        ("slow-join", true, 1, true), // agent_join objective and regression breached
+        ("slow-join", true, 1, false),
+        ("normal", true, 0, true), // objectives met again
+        ("normal", true, 0, false),
+        ("normal", false, 1, true), // both scenarios broke: credentials_rejected
+        ("normal", false, 1, false),
+        ("normal", true, 0, true), // fixed
+        ("normal", true, 0, false),
     ];
     let mut mode = "";
     let mut fired = Vec::new();
-    for (i, (want_mode, want_code, _)) in plan.iter().enumerate() {
+    for (i, (want_mode, password_right, want_code, _)) in plan.iter().enumerate() {
         if mode != *want_mode {
             let ok = tb.script(
                 &format!("agent-ctl restart --mode {want_mode}"),
@@ -1058,14 +1069,15 @@ fn ten_nightly_runs_make_a_history_and_alert_only_on_changes() {
             "--notify-on",
             "change",
         ];
-        let run = tb.callprobe(&args, Some(tb.get("LK_SIP_PASSWORD")));
+        let password = if *password_right { tb.get("LK_SIP_PASSWORD") } else { "rotated-on-one-side-only" };
+        let run = tb.callprobe(&args, Some(password));
         assert_eq!(run.code, *want_code, "run {} (agent {want_mode}): {}", i + 1, run.explain());
         let body = hooks.try_recv().ok();
         eprintln!("run {} (agent {want_mode}): exit {}, webhook {}", i + 1, run.code, body.is_some());
         fired.push(body);
         std::thread::sleep(Duration::from_millis(1100)); // one run folder per second
     }
-    let expected: Vec<bool> = plan.iter().map(|p| p.2).collect();
+    let expected: Vec<bool> = plan.iter().map(|p| p.3).collect();
     let got: Vec<bool> = fired.iter().map(Option::is_some).collect();
     assert_eq!(got, expected, "the webhook fires on the changes only: {fired:#?}");
     let changes = |i: usize| -> Vec<(String, String)> {
@@ -1083,7 +1095,7 @@ fn ten_nightly_runs_make_a_history_and_alert_only_on_changes() {
     let body7: Value = serde_json::from_str(fired[6].as_deref().unwrap_or("{}")).expect("webhook JSON");
     let broke = body7["changes"].as_array().and_then(|a| a.iter().find(|c| c["change"] == "broke")).cloned();
     let broke = broke.unwrap_or_default();
-    assert_eq!(broke["diagnosis"], "agent_crashed_at_start", "{body7:#}");
+    assert_eq!(broke["diagnosis"], "credentials_rejected", "{body7:#}");
     assert!(broke["fix"].as_str().is_some_and(|f| !f.is_empty()), "the fix line: {body7:#}");
     assert!(broke["page"].as_str().is_some_and(|p| p.contains("index.html#call-")), "{body7:#}");
     assert!(has(8, "nightly greets", "fixed") && has(8, "nightly flaky caller", "fixed"), "run 9: {:?}", changes(8));
@@ -1140,7 +1152,8 @@ fn ten_nightly_runs_make_a_history_and_alert_only_on_changes() {
     let dom = support::browser::run_chromium(&chromium, &profile, &["--window-size=1200,2400", "--dump-dom", &url]);
     assert!(dom.status.success(), "chromium --dump-dom: {}", String::from_utf8_lossy(&dom.stderr));
     let dump = String::from_utf8_lossy(&dom.stdout);
-    let json = dump.split("<pre id=\"probe\">").nth(1).and_then(|s| s.split("</pre>").next()).unwrap_or("{}");
+    // The last one: the first is in the script's own text.
+    let json = dump.rsplit("<pre id=\"probe\">").next().and_then(|s| s.split("</pre>").next()).unwrap_or("{}");
     let rendered: Value = serde_json::from_str(&json.replace("&quot;", "\"")).expect("probe JSON");
     eprintln!("rendered: {rendered}");
     assert!(rendered["width"].as_u64().is_some_and(|w| w <= 1200), "the page scrolls sideways at 1200 px: {rendered}");
@@ -1172,4 +1185,232 @@ fn ten_nightly_runs_make_a_history_and_alert_only_on_changes() {
     );
     assert!(out.status.success(), "chromium --screenshot: {}", String::from_utf8_lossy(&out.stderr));
     eprintln!("history page screenshot: {}", shot.display());
+}
+
+// ------------------------------------------------------------------ TLS and SRTP through LiveKit SIP
+
+/// The testbed's run folder (its TLS CA is in `tls/ca.pem`).
+fn testbed_run_dir() -> PathBuf {
+    std::env::var("CALLPROBE_TESTBED_RUN").map_or_else(|_| testbed_dir().join(".run"), PathBuf::from)
+}
+
+fn testbed_ca() -> String {
+    testbed_run_dir().join("tls/ca.pem").to_string_lossy().into_owned()
+}
+
+/// The checks of a call through LiveKit SIP that must talk to the agent.
+fn agent_checks<'a>(tb: &'a Testbed) -> [&'a str; 10] {
+    [
+        "--expect-agent",
+        tb.get("PROBE_AGENT_NAME"),
+        "--agent-within",
+        "5s",
+        "--expect-speech-within",
+        "3s",
+        "--hangup-after",
+        "4s",
+        "--timeout",
+        "20s",
+    ]
+}
+
+#[test]
+fn livekit_sip_tls_and_srtp_call_passes_with_agent_and_speech() {
+    let Some(tb) = testbed("livekit_sip_tls_and_srtp_call_passes_with_agent_and_speech", Needs::Sip) else { return };
+    let _restore = Restore::fault(&tb, "srtp-required");
+    let ca = testbed_ca();
+    let mut args = vec!["--tls-ca", ca.as_str(), "--srtp", "required"];
+    args.extend(agent_checks(&tb));
+    let run = tb.tls_call("127.0.0.1", &args);
+    assert_eq!(run.code, 0, "{}", run.explain());
+    let call = run.call();
+    assert_eq!(call["transport"], "tls", "{call:#}");
+    assert_eq!(call["tls"]["verified"], true, "{call:#}");
+    let srtp = &call["media"]["srtp"];
+    assert_eq!(srtp["suite"], "AES_CM_128_HMAC_SHA1_80", "{srtp:#}");
+    assert_eq!(srtp["auth_failures"], 0, "{srtp:#}");
+    assert!(srtp["unprotected_packets"].as_u64().is_some_and(|n| n > 100), "LiveKit's SRTP decrypted: {srtp:#}");
+    assert!(srtp["protected_packets"].as_u64().is_some_and(|n| n > 100), "{srtp:#}");
+    assert_eq!(run.check("agent_joined")["passed"], true, "{}", run.explain());
+    assert_eq!(run.check("speech_within")["passed"], true, "{}", run.explain());
+    eprintln!("TLS + SRTP through LiveKit SIP: {srtp}; first audio {} ms", call["media"]["first_audio_ms"]);
+}
+
+#[test]
+fn livekit_sip_tls_with_an_unknown_ca_is_diagnosed() {
+    let Some(tb) = testbed("livekit_sip_tls_with_an_unknown_ca_is_diagnosed", Needs::Sip) else { return };
+    // The system roots do not know the testbed's CA.
+    let run = tb.tls_call("127.0.0.1", &["--timeout", "8s"]);
+    assert_eq!(run.code, 1, "{}", run.explain());
+    assert_eq!(run.diagnosis_codes().first().map(String::as_str), Some("tls_unknown_ca"), "{}", run.explain());
+}
+
+#[test]
+fn livekit_sip_tls_under_another_host_name_is_diagnosed() {
+    let Some(tb) = testbed("livekit_sip_tls_under_another_host_name_is_diagnosed", Needs::Sip) else { return };
+    // The certificate names 127.0.0.1 only.
+    let ca = testbed_ca();
+    let run = tb.tls_call("localhost", &["--tls-ca", ca.as_str(), "--timeout", "8s"]);
+    assert_eq!(run.code, 1, "{}", run.explain());
+    assert_eq!(run.diagnosis_codes().first().map(String::as_str), Some("tls_wrong_host"), "{}", run.explain());
+}
+
+#[test]
+fn plain_rtp_to_a_trunk_that_requires_srtp_is_diagnosed() {
+    let Some(tb) = testbed("plain_rtp_to_a_trunk_that_requires_srtp_is_diagnosed", Needs::Sip) else { return };
+    let _restore = Restore::fault(&tb, "srtp-required");
+    let run = tb.call(tb.get("LK_SIP_PASSWORD"), &["--expect-agent", tb.get("PROBE_AGENT_NAME"), "--timeout", "8s"]);
+    assert_eq!(run.code, 1, "{}", run.explain());
+    assert_eq!(run.diagnosis_codes().first().map(String::as_str), Some("srtp_required_by_trunk"), "{}", run.explain());
+    let evidence = run.call()["diagnosis"][0]["evidence"].as_str().unwrap_or_default().to_string();
+    assert!(evidence.contains("500") && evidence.contains("REQUIRE"), "{evidence}");
+}
+
+#[test]
+fn srtp_optional_takes_srtp_where_the_trunk_allows_it_and_plain_rtp_still_works() {
+    let Some(tb) = testbed("srtp_optional_takes_srtp_where_the_trunk_allows_it", Needs::Sip) else { return };
+    let _restore = Restore::fault(&tb, "srtp-allowed");
+    let mut args = vec!["--srtp", "optional"];
+    args.extend(agent_checks(&tb));
+    let run = tb.call(tb.get("LK_SIP_PASSWORD"), &args);
+    assert_eq!(run.code, 0, "{}", run.explain());
+    assert_eq!(run.call()["media"]["srtp"]["suite"], "AES_CM_128_HMAC_SHA1_80", "{}", run.explain());
+    let plain = tb.call(tb.get("LK_SIP_PASSWORD"), &agent_checks(&tb));
+    assert_eq!(plain.code, 0, "{}", plain.explain());
+    assert!(plain.call()["media"]["srtp"].is_null(), "{}", plain.explain());
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() && !path.is_symlink() {
+                todo.push(path);
+            } else if path.is_file() {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+/// A full call with TLS, SRTP and digest auth, as `call -vv` and as a suite
+/// `run` (report.json, JUnit, HTML, pcap, metrics, webhook body): neither the
+/// SIP password, nor the LiveKit API secret, nor an SRTP master key (ours or
+/// LiveKit's, read back from the `--keylog` file, the only place they may
+/// be), nor a TLS secret appears in any output.
+#[test]
+fn no_secret_appears_in_any_output_of_a_tls_srtp_digest_call() {
+    const TEST: &str = "no_secret_appears_in_any_output_of_a_tls_srtp_digest_call";
+    let Some(tb) = testbed(TEST, Needs::Sip) else { return };
+    let _restore = Restore::fault(&tb, "srtp-required");
+    let work = support::peers::TempDir::new("callprobe-secrets").expect("temp dir");
+    let keylog = work.path().join("keys.log");
+    let keylog_arg = keylog.to_string_lossy().into_owned();
+    let ca = testbed_ca();
+    let mut outputs: Vec<(String, Vec<u8>)> = Vec::new();
+
+    // 1. callprobe call -vv
+    let call_dir = work.path().join("call-report");
+    let target = format!("sips:{}@127.0.0.1:{}", tb.get("LK_SIP_CALL_NUMBER"), tb.get("LK_SIP_TLS_PORT"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_callprobe"));
+    cmd.args(["call", &target, "-vv", "--from", tb.get("LK_SIP_CALLER_NUMBER"), "--auth-user", tb.get("LK_SIP_USER")])
+        .args(["--auth-password-env", PASSWORD_VAR, "--tls-ca", &ca, "--srtp", "required", "--keylog", &keylog_arg])
+        .args(agent_checks(&tb))
+        .arg("--report-dir")
+        .arg(&call_dir)
+        .env(PASSWORD_VAR, tb.get("LK_SIP_PASSWORD"));
+    for var in LIVEKIT_VARS {
+        cmd.env(var, tb.get(var));
+    }
+    let out = output_of(&mut cmd, "callprobe call -vv");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    outputs.push(("call stdout".into(), out.stdout));
+    outputs.push(("call stderr".into(), out.stderr));
+
+    // 2. callprobe run: JUnit, HTML, metrics, webhook
+    let suite = work.path().join("suite");
+    std::fs::create_dir_all(&suite).expect("suite dir");
+    std::fs::write(
+        suite.join("secure.toml"),
+        format!(
+            "name = \"secure call\"\n[target]\nuri = \"{target}\"\ntls_ca = \"{ca}\"\n\
+             [caller]\nfrom = \"{from}\"\nsrtp = \"required\"\n\
+             [auth]\nuser = \"{user}\"\npassword_env = \"{PASSWORD_VAR}\"\n\
+             [timeline]\nhangup_after = \"4s\"\ntimeout = \"20s\"\n\
+             [expect]\nfinal_responses = [407, 200]\nagent = \"{agent}\"\nagent_within = \"5s\"\nspeech_within = \"3s\"\n",
+            from = tb.get("LK_SIP_CALLER_NUMBER"),
+            user = tb.get("LK_SIP_USER"),
+            agent = tb.get("PROBE_AGENT_NAME"),
+        ),
+    )
+    .expect("scenario");
+    let (url, hooks) = support::webhook::webhook_server();
+    let reports = work.path().join("reports");
+    let metrics = work.path().join("callprobe.prom");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_callprobe"));
+    cmd.arg("run")
+        .arg(&suite)
+        .arg("--report-dir")
+        .arg(&reports)
+        .args(["--stt", "off", "-v", "--keylog", &keylog_arg, "--notify-webhook", &url, "--notify-on", "always"])
+        .arg("--metrics-file")
+        .arg(&metrics)
+        .env(PASSWORD_VAR, tb.get("LK_SIP_PASSWORD"));
+    for var in LIVEKIT_VARS {
+        cmd.env(var, tb.get(var));
+    }
+    let out = output_of(&mut cmd, "callprobe run");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    outputs.push(("run stdout".into(), out.stdout));
+    outputs.push(("run stderr".into(), out.stderr));
+    outputs.push(("webhook body".into(), hooks.try_recv().expect("the webhook fired (always)").into_bytes()));
+    for file in files_under(&call_dir).into_iter().chain(files_under(&reports)).chain([metrics.clone()]) {
+        let bytes = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        outputs.push((file.display().to_string(), bytes));
+    }
+    let kinds = |ext: &str| outputs.iter().filter(|(name, _)| name.ends_with(ext)).count();
+    for ext in ["report.json", "junit.xml", ".html", ".pcap", ".prom"] {
+        assert!(kinds(ext) > 0, "no {ext} among the outputs: {:?}", outputs.iter().map(|o| &o.0).collect::<Vec<_>>());
+    }
+
+    // The secrets: from the testbed, and from the key log (the one place keys go).
+    let log = std::fs::read_to_string(&keylog).expect("the key log");
+    let mut secrets: Vec<(String, String)> = vec![
+        ("SIP password".into(), tb.get("LK_SIP_PASSWORD").to_string()),
+        ("LiveKit API secret".into(), tb.get("LIVEKIT_API_SECRET").to_string()),
+    ];
+    let mut srtp_keys = 0;
+    let mut tls_secrets = 0;
+    for line in log.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        match fields.as_slice() {
+            ["SRTP", _call_id, direction, _suite, key] => {
+                srtp_keys += 1;
+                secrets.push((format!("SRTP {direction} key"), key.to_string()));
+            }
+            [label, _random, secret] => {
+                tls_secrets += 1;
+                secrets.push((format!("TLS {label}"), secret.to_string()));
+            }
+            _ => panic!("unexpected key log line: {line}"),
+        }
+    }
+    assert_eq!(srtp_keys, 4, "two calls, both directions:\n{log}");
+    assert!(tls_secrets >= 8, "TLS secrets of two calls:\n{log}");
+    for (what, secret) in &secrets {
+        assert!(secret.len() >= 8, "{what} too short to grep for");
+        for (name, bytes) in &outputs {
+            let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+            assert!(!found, "the {what} appears in {name}");
+        }
+    }
+    eprintln!(
+        "{} secrets ({srtp_keys} SRTP keys, {tls_secrets} TLS secrets) absent from {} outputs",
+        secrets.len(),
+        outputs.len()
+    );
 }

@@ -1207,6 +1207,7 @@ fn golden_report() -> Report {
     // Call 4: callprobe could not place it.
     let spec = PreparedCall {
         tls: None,
+        keylog: None,
         target_uri: "sip:+14144007105@nowhere.invalid".into(),
         from_uri: "+15550100123".into(),
         transport: Transport::Udp,

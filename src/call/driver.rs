@@ -153,7 +153,8 @@ impl CallDriver {
                 );
             }
             Ok(now) => {
-                let before = early.and_then(|b| sdp::parse_answer(&String::from_utf8_lossy(&b), &self.codecs, &self.srtp).ok());
+                let before =
+                    early.and_then(|b| sdp::parse_answer(&String::from_utf8_lossy(&b), &self.codecs, &self.srtp).ok());
                 if let Some(before) = before.filter(|b| (b.remote_rtp, b.codec) != (now.remote_rtp, now.codec)) {
                     self.caller.record_finding(
                         "answer_sdp_changed",

@@ -40,6 +40,8 @@ pub struct PreparedCall {
     pub transport: Transport,
     /// The TLS client, for [`Transport::Tls`].
     pub tls: Option<tls::TlsClient>,
+    /// `--keylog`: where the call's TLS secrets and SRTP master keys go; `None`: nowhere.
+    pub keylog: Option<crate::keylog::KeyLog>,
     pub credentials: Option<Credentials>,
     pub headers: Vec<(String, String)>,
     pub invite_timeout: Duration,
@@ -319,6 +321,11 @@ pub async fn run(
                 match (media, media_port.take()) {
                     (Ok(audio), Some(port)) => {
                         record.srtp_keys = audio.srtp.clone();
+                        if let Some(log) = &spec.keylog {
+                            for line in record.srtp_keylog_lines() {
+                                log.write_text_line(&line);
+                            }
+                        }
                         media_session =
                             Some(MediaSession::start(port, audio, spec.script.clone(), t0, at, hang_up_tx.clone()));
                     }

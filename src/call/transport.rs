@@ -450,7 +450,8 @@ mod tests {
     async fn the_far_end_can_open_a_new_connection_to_our_contact() {
         let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let ip: IpAddr = [127, 0, 0, 1].into();
-        let mut sockets = SipSockets::open(Transport::Tcp, ip, proxy.local_addr().unwrap(), "127.0.0.1", None).await.unwrap();
+        let mut sockets =
+            SipSockets::open(Transport::Tcp, ip, proxy.local_addr().unwrap(), "127.0.0.1", None).await.unwrap();
         assert!(sockets.listening);
         let (_ours, from) = proxy.accept().unwrap();
         assert_eq!(from, sockets.local_addr(), "the connection comes from the port our Contact names");
@@ -476,7 +477,9 @@ mod tests {
     async fn a_stalled_message_is_reported_as_unfinished() {
         let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let sockets =
-            SipSockets::open(Transport::Tcp, [127, 0, 0, 1].into(), proxy.local_addr().unwrap(), "127.0.0.1", None).await.unwrap();
+            SipSockets::open(Transport::Tcp, [127, 0, 0, 1].into(), proxy.local_addr().unwrap(), "127.0.0.1", None)
+                .await
+                .unwrap();
         let (mut conn, _) = proxy.accept().unwrap();
         conn.write_all(&BYE[..20]).unwrap();
         let peer = proxy.local_addr().unwrap();

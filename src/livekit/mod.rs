@@ -338,14 +338,23 @@ impl ServerApi {
             .map_err(|e| self.error("ListSIPDispatchRule", e))?;
         let trunks = trunks
             .into_iter()
-            .map(|t| InboundTrunk {
-                id: t.sip_trunk_id,
-                name: t.name,
-                numbers: t.numbers,
-                allowed_addresses: t.allowed_addresses,
-                allowed_numbers: t.allowed_numbers,
-                auth_username: t.auth_username,
-                auth_password_set: !t.auth_password.is_empty(),
+            .map(|t| {
+                // `media.encryption` when set, else the older `media_encryption`,
+                // which LiveKit SIP v1.0.0 still reads (and the testbed sets):
+                // deprecated in the protocol, not in the servers.
+                #[allow(deprecated)]
+                let legacy = t.media_encryption;
+                let encryption = t.media.as_ref().and_then(|m| m.encryption).unwrap_or(legacy);
+                InboundTrunk {
+                    id: t.sip_trunk_id,
+                    name: t.name,
+                    numbers: t.numbers,
+                    allowed_addresses: t.allowed_addresses,
+                    allowed_numbers: t.allowed_numbers,
+                    auth_username: t.auth_username,
+                    auth_password_set: !t.auth_password.is_empty(),
+                    media_encryption: sip_config::MediaEncryption::from_proto(encryption),
+                }
             })
             .collect();
         let rules = rules

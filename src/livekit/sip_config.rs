@@ -19,6 +19,33 @@ pub struct InboundTrunk {
     pub auth_username: String,
     /// Whether a digest password is set (its value is never read into callprobe).
     pub auth_password_set: bool,
+    /// `media_encryption`: whether the trunk takes plain RTP (`disable`,
+    /// `allow`) or only SRTP (`require`).
+    pub media_encryption: MediaEncryption,
+}
+
+/// An inbound trunk's `media_encryption` (LiveKit's `SIPMediaEncryption`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaEncryption {
+    /// `SIP_MEDIA_ENCRYPT_DISABLE` (0): plain RTP; an SRTP offer is answered plain.
+    #[default]
+    Disable,
+    /// `SIP_MEDIA_ENCRYPT_ALLOW` (1): SRTP when the offer has it.
+    Allow,
+    /// `SIP_MEDIA_ENCRYPT_REQUIRE` (2): SRTP only; a plain offer gets 500.
+    Require,
+}
+
+impl MediaEncryption {
+    /// From the protobuf enum's number (unknown numbers: as LiveKit reads them, disabled).
+    pub fn from_proto(n: i32) -> MediaEncryption {
+        match n {
+            1 => MediaEncryption::Allow,
+            2 => MediaEncryption::Require,
+            _ => MediaEncryption::Disable,
+        }
+    }
 }
 
 impl InboundTrunk {

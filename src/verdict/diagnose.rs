@@ -13,7 +13,7 @@
 //! specific row's evidence already states the SIP symptom, and a second,
 //! vaguer "why" would only send people down the wrong list of fixes.
 
-use crate::call::CallOutcome;
+use crate::call::{CallOutcome, Direction};
 use crate::livekit::observation::LiveKitObservation;
 use crate::livekit::sip_config::{is_number_without_e164, looks_like_phone_number, DispatchRule, SipConfig};
 use crate::request::AgentExpectation;
@@ -116,6 +116,34 @@ impl Observation<'_> {
     }
     fn ended(&self) -> Option<&EndReason> {
         self.record.sip.ended.as_ref()
+    }
+}
+
+/// A 500 to our authenticated INVITE whose offer had no `a=crypto`: what
+/// LiveKit SIP answers a plain offer on a trunk that requires SRTP. With the
+/// trunks read, only when the called number's trunk requires it; without
+/// them, said as the likely cause.
+fn srtp_required_by_trunk(o: &Observation) -> Option<String> {
+    let answered = o.invite_answered(&[500])?;
+    let offer = o.record.messages.iter().find(|m| m.dir == Direction::Out && m.first_line.starts_with("INVITE "))?;
+    if offer.raw.contains("a=crypto:") {
+        return None;
+    }
+    match o.sip_config {
+        Some(config) => {
+            let number = o.called_number()?;
+            let trunk = config
+                .trunks_for_number(number)
+                .into_iter()
+                .find(|t| t.media_encryption == crate::livekit::sip_config::MediaEncryption::Require)?;
+            Some(format!(
+                "{answered} to an offer of plain RTP; trunk {} ({}) for {number} has media_encryption REQUIRE",
+                trunk.name, trunk.id
+            ))
+        }
+        None => Some(format!(
+            "{answered} to an offer of plain RTP (no a=crypto): LiveKit SIP answers 500 when it cannot start media, most often because the trunk requires SRTP"
+        )),
     }
 }
 
@@ -383,6 +411,14 @@ const RULES: &[Rule] = &[
         summary: "The call was answered but SRTP could not be agreed: the answer had no usable a=crypto line for our offer (or asked for SRTP we did not offer)",
         fix: "Match the trunk's media_encryption to --srtp: required/allowed on the trunk for --srtp required; disabled on the trunk for --srtp off; --srtp optional works with both",
         reference: "docs/failure-modes.md#18-sdp-rejected-400-415-488 (runbook item 18); docs/livekit-sip.md#srtp",
+        also_when_passed: false,
+    },
+    Rule {
+        code: "srtp_required_by_trunk",
+        applies: srtp_required_by_trunk,
+        summary: "The trunk requires encrypted media (media_encryption REQUIRE) and our offer was plain RTP: LiveKit SIP answers 500 when it cannot agree on SRTP (no-common-crypto)",
+        fix: "Call with --srtp required (or optional; srtp = \"required\" under [caller] in a scenario), or set the trunk's media_encryption to SIP_MEDIA_ENCRYPT_ALLOW if plain-RTP callers must get through",
+        reference: "docs/failure-modes.md#18-sdp-rejected-400-415-488; docs/livekit-sip.md#srtp",
         also_when_passed: false,
     },
     Rule {
