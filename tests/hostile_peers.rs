@@ -7,7 +7,7 @@
 //!
 //! For every case: the real binary ends with a verdict (exit 1 with a
 //! diagnosis, or 0 where the call is fine) within [`CASE_DEADLINE`]; its
-//! peak memory (VmHWM from `/usr/bin/time -v`, when installed) stays under
+//! peak memory (from `/usr/bin/time -v`, Debian package time) stays under
 //! [`MAX_PEAK_RSS_KB`]; the peer sees our ACK/BYE/CANCEL where a transaction
 //! or dialog exists (no ghost call); and report.json names what the peer
 //! did (`calls[].findings`, `calls[].diagnosis`).
@@ -298,7 +298,7 @@ impl Run {
 
 /// Runs `callprobe call <uri> --timeout 2s <extra>` (`--hangup-after 1s`
 /// unless `extra` says otherwise), under
-/// `/usr/bin/time -v` when it is installed (for the peak memory).
+/// `/usr/bin/time -v` (for the peak memory; without it the case fails).
 fn callprobe(uri: &str, extra: &[&str]) -> Run {
     let dir = support::peers::TempDir::new("hostile").unwrap();
     let time_file = dir.path().join("time.txt");
@@ -380,9 +380,11 @@ fn case(
     let seen = log.lock().unwrap().clone();
     assert!(script_ok.is_ok(), "{name}: the peer's script failed\n{}", run.explain());
     assert!(run.elapsed < CASE_DEADLINE, "{name}: took {:?}\n{}", run.elapsed, run.explain());
-    if let Some(kb) = run.peak_rss_kb {
-        assert!(kb < MAX_PEAK_RSS_KB, "{name}: peak RSS {kb} kB\n{}", run.explain());
-    }
+    // Memory must be measured: a missing /usr/bin/time is a failure, not a pass.
+    let kb = run.peak_rss_kb.unwrap_or_else(|| {
+        panic!("{name}: peak memory not measured: {TIME} -v is needed (Debian package time; scripts/install-deps)")
+    });
+    assert!(kb < MAX_PEAK_RSS_KB, "{name}: peak RSS {kb} kB\n{}", run.explain());
     assert!(!run.report.is_null(), "{name}: no report.json\n{}", run.explain());
     println!(
         "{name}: exit {} in {:.2} s, peak RSS {}, ended {}, findings {:?}, diagnosis {:?}",

@@ -723,8 +723,6 @@ fn which(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| p.is_file())
 }
 
-/// Chromium's path, or `None` (`test` skipped) when CALLPROBE_SKIP_BROWSER=1
-/// or it is not installed; `what` the test would have checked.
 // ---------------------------------------------------------------- pcap
 
 const RTP_PORT: u16 = 16_000;
