@@ -359,7 +359,9 @@ async def entrypoint(ctx: JobContext) -> None:
         if heard is not None:
             attrs["probe.heard"] = heard
         try:
-            await ctx.room.local_participant.set_attributes(attrs)
+            # Bounded: on a worker's first job the server's answer has been
+            # seen to take > 5 s, and the state must never hold up speech.
+            await asyncio.wait_for(ctx.room.local_participant.set_attributes(attrs), timeout=1.0)
         except Exception as e:  # attributes are a convenience, never fatal
             log.warning("set_attributes failed: %s", e)
 
@@ -424,8 +426,8 @@ async def entrypoint(ctx: JobContext) -> None:
 
     async def greet() -> None:
         await asyncio.sleep(greeting_delay)
-        await set_state("greeting")
         speaker.play("greeting", clips["greeting"])
+        await set_state("greeting")
 
     tasks.append(asyncio.create_task(greet(), name="greet"))
 
