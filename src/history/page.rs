@@ -20,7 +20,7 @@ const RECENT_RUNS: usize = 30;
 const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d232b}
 main{max-width:1150px;margin:0 auto;padding:20px}h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:26px 0 8px}
 .sub{color:#5a6470}table{border-collapse:collapse;background:#fff;width:100%}
-td,th{border-bottom:1px solid #e3e6ea;padding:5px 8px;text-align:left;white-space:nowrap}td.detail{white-space:normal}
+td,th{border-bottom:1px solid #e3e6ea;padding:5px 8px;text-align:left;white-space:nowrap}td.detail{white-space:normal;min-width:18em}
 .wrap{overflow-x:auto}.badge{display:inline-block;padding:1px 8px;border-radius:5px;color:#fff;font-weight:600}
 .pass{background:#2f8f46}.fail{background:#c4352b}.error{background:#8a6d1d}.flaky{background:#d08a1c}.none{background:#c9ced6}
 .strip a,.strip span{display:inline-block;width:12px;height:18px;margin-right:2px;border-radius:2px}
