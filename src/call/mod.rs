@@ -363,7 +363,11 @@ pub async fn run(
                         }
                     }
                     Some(Incoming::Closed { peer, detail }) => {
-                        record.notes.push(format!("TCP connection to {peer} {detail} at {:.1} ms", at.ms()));
+                        record.notes.push(format!(
+                            "{} connection to {peer} {detail} at {:.1} ms",
+                            spec.transport.via_name(),
+                            at.ms()
+                        ));
                         // The connection that carries the call ends it; another one
                         // (e.g. opened only for the ACK to a Contact) is just noted.
                         if peer == first_hop {

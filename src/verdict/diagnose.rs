@@ -363,10 +363,12 @@ const RULES: &[Rule] = &[
     Rule {
         code: "connection_closed",
         applies: |o| match o.ended() {
-            Some(EndReason::TransportClosed { during }) => Some(format!("the TCP connection closed during {during}")),
+            Some(EndReason::TransportClosed { during }) => {
+                Some(format!("the {} connection closed during {during}", o.record.transport.via_name()))
+            }
             _ => None,
         },
-        summary: "The far end closed the TCP connection in the middle of the call",
+        summary: "The far end closed the TCP (or TLS) connection in the middle of the call",
         fix: "Look at the endpoint's logs at the time in the report; a proxy or load balancer with a short idle timeout also does this",
         reference: "docs/failure-modes.md#17-transport-failed-or-connection-closed (runbook item 17); RFC 3261 section 18",
         also_when_passed: false,

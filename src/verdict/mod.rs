@@ -62,7 +62,7 @@ pub fn describe_end(reason: &EndReason) -> String {
             last_provisional.map_or("none".to_string(), |s| s.to_string())
         ),
         EndReason::Abandoned => "abandoned by the user".into(),
-        EndReason::TransportClosed { during } => format!("the TCP connection closed during {during}"),
+        EndReason::TransportClosed { during } => format!("the connection closed during {during}"),
         EndReason::TransportError { detail } => format!("transport error: {detail}"),
         EndReason::TlsFailed { detail, .. } => format!("TLS failed: {detail}"),
         EndReason::ProtocolError { detail } => format!("protocol error: {detail}"),
