@@ -207,9 +207,16 @@ pub fn parse(bytes: &[u8]) -> Result<Inbound, ParseError> {
     let start = first_line(bytes);
     Ok(match msg {
         rsip::SipMessage::Response(r) => {
+            // RFC 3261 section 7.2: 1xx..6xx. A status such as 000 would be
+            // taken for a final response that no ACK can answer (found by
+            // the sip_message fuzz target).
+            let status = r.status_code.code();
+            if !(100..=699).contains(&status) {
+                return Err(ParseError::Syntax(format!("status code {status} is not 100..699")));
+            }
             // "SIP/2.0 404 No trunk found": keep the reason phrase as sent.
             let reason = start.splitn(3, ' ').nth(2).unwrap_or("").to_string();
-            Inbound::Response(InResponse { status: r.status_code.code(), reason, common })
+            Inbound::Response(InResponse { status, reason, common })
         }
         rsip::SipMessage::Request(r) => {
             Inbound::Request(InRequest { method: r.method.to_string(), uri: r.uri.to_string(), common })
@@ -347,6 +354,19 @@ From: <sip:c@d>;tag=2\r\nTo: <sip:a@b>;tag=1\r\nCall-ID: x@y\r\nCSeq: 7 BYE\r\nC
         assert_eq!(r.method, "BYE");
         assert_eq!(r.common.values("Via").len(), 2);
         assert_eq!(r.common.raw_lines("Via").len(), 1);
+    }
+
+    /// Fuzz find (sip_message): status 000 was parsed, and the caller took
+    /// it for a final response and sent an empty "ACK".
+    #[test]
+    fn rejects_status_codes_outside_100_to_699() {
+        for status in ["000", "099", "700", "999"] {
+            let text = format!(
+                "SIP/2.0 {status} OK\r\nVia: SIP/2.0/TCP 127.0.0.1:40000;branch=z9hG4bK1\r\n\
+From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCall-ID: call-abc\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+            );
+            assert!(matches!(parse(text.as_bytes()), Err(ParseError::Syntax(_))), "{status}");
+        }
     }
 
     #[test]
