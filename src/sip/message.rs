@@ -275,9 +275,21 @@ pub enum Start<'a> {
 }
 
 impl Outgoing<'_> {
+    fn uri_text(&self) -> &str {
+        match &self.start {
+            Start::Request { uri, .. } => uri,
+            Start::Response { .. } => "",
+        }
+    }
+
     pub fn render(&self) -> Result<Vec<u8>, ParseError> {
         let mut headers = rsip::Headers::default();
         for (name, value) in &self.headers {
+            // A far end's Record-Route can carry line breaks into our Route
+            // headers (found by the sip_message fuzz target): no injection.
+            if value.contains(['\r', '\n']) {
+                return Err(ParseError::Syntax(format!("header {name} would contain a line break")));
+            }
             headers.push(rsip::Header::Other((*name).to_string(), value.clone()));
         }
         headers.push(rsip::Header::Other("Content-Length".into(), self.body.len().to_string()));
@@ -286,7 +298,13 @@ impl Outgoing<'_> {
                 let method: rsip::Method =
                     method.parse().map_err(|_| ParseError::Syntax(format!("unknown method {method}")))?;
                 let uri = rsip::Uri::try_from(*uri).map_err(|e| ParseError::Syntax(format!("{uri}: {e}")))?;
-                rsip::Request { method, uri, version: rsip::Version::V2, headers, body: self.body.to_vec() }.to_string()
+                let text = rsip::Request { method, uri, version: rsip::Version::V2, headers, body: self.body.to_vec() }
+                    .to_string();
+                // Never send what we cannot read back (a last guard; found by
+                // the sip_message fuzz target).
+                rsip::SipMessage::try_from(text.as_str())
+                    .map_err(|e| ParseError::Syntax(format!("request to {} would not parse: {e}", self.uri_text())))?;
+                text
             }
             Start::Response { status, reason } => {
                 // rsip would print its own reason phrase; ours is the one we mean.
@@ -354,6 +372,19 @@ From: <sip:c@d>;tag=2\r\nTo: <sip:a@b>;tag=1\r\nCall-ID: x@y\r\nCSeq: 7 BYE\r\nC
         assert_eq!(r.method, "BYE");
         assert_eq!(r.common.values("Via").len(), 2);
         assert_eq!(r.common.raw_lines("Via").len(), 1);
+    }
+
+    /// Fuzz find (sip_message): a Record-Route value holding line breaks
+    /// became a Route header of our ACK and split it into two messages.
+    #[test]
+    fn render_refuses_line_breaks_in_header_values() {
+        let route = "<sip:127.0.0.1:5060;transp;lr\r\n\r\nFrom: <sip://x@127.0.0.1>".to_string();
+        let out = Outgoing {
+            start: Start::Request { method: "ACK", uri: "sip:agent@127.0.0.1:5070" },
+            headers: vec![("Route", format!("<{route}>")), ("Call-ID", "a".into()), ("CSeq", "1 ACK".into())],
+            body: b"",
+        };
+        assert!(matches!(out.render(), Err(ParseError::Syntax(_))));
     }
 
     /// Fuzz find (sip_message): status 000 was parsed, and the caller took
