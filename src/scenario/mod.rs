@@ -204,6 +204,18 @@ pub fn load_path_with_env(
     }
 }
 
+/// Loads one scenario file from its text, with `${VAR}` taken from `env`:
+/// [`load_path`] without the reading (used by the fuzz targets in `fuzz/`).
+/// `path` is only named in errors and is the base of relative paths (a
+/// `play` WAV must exist there); nothing else is read.
+pub fn load_str(
+    path: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<ScenarioFile, Vec<ScenarioError>> {
+    load::load_file(path, text, env).map(|(file, _)| file)
+}
+
 /// For `callprobe check PATH`: (files read, cases of the files without
 /// errors, every error). Exit 0 when the errors are empty, else 2.
 pub fn check_path(path: &Path) -> (usize, usize, Vec<ScenarioError>) {

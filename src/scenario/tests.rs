@@ -107,6 +107,16 @@ impl Drop for Scratch {
     }
 }
 
+/// `load_str` (the fuzz targets' entry) reads text the way a file on disk is read.
+#[test]
+fn load_str_reads_text_without_a_file() {
+    let file = load_str(Path::new("nowhere/x.toml"), MINIMAL, &env).expect("loads");
+    assert_eq!(file.path, Path::new("nowhere/x.toml"));
+    assert_eq!(file.cases.len(), 1);
+    let errors = load_str(Path::new("nowhere/x.toml"), "name = 1", &env).expect_err("a number is no name");
+    assert!(errors[0].to_string().starts_with("nowhere/x.toml:1:"), "{}", errors[0]);
+}
+
 #[test]
 fn minimal_file_gets_the_cli_defaults() {
     let case = one(MINIMAL);

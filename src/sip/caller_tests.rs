@@ -907,3 +907,20 @@ fn tls_failure_ends_the_call_with_its_problem() {
     );
     assert!(c.is_ended());
 }
+
+/// Fuzz find (sip_message): a response with status 000 ended the INVITE
+/// transaction as a final and queued an empty datagram as its ACK.
+#[test]
+fn a_status_below_100_is_refused_and_sends_nothing() {
+    let t0 = Instant::now();
+    let (mut c, inv) = started(config(false), t0);
+    let bad = respond(&inv, 0, "OK", &[], Some("far"));
+    assert!(String::from_utf8_lossy(&bad).starts_with("SIP/2.0 0 OK"));
+    let bad = String::from_utf8_lossy(&bad).replacen("SIP/2.0 0 OK", "SIP/2.0 000 OK", 1);
+    assert!(matches!(c.handle_message(bad.as_bytes(), far(), t0), Err(message::ParseError::Syntax(_))));
+    assert!(drain(&mut c).is_empty());
+    assert!(!c.is_ended());
+    let ok = respond(&inv, 200, "OK", &["Contact: <sip:agent@127.0.0.1:5060>"], Some("far"));
+    c.handle_message(&ok, far(), t0 + ms(10)).unwrap();
+    assert!(drain(&mut c).iter().any(|t| text(t).starts_with("ACK ")));
+}

@@ -244,9 +244,16 @@ pub fn parse(bytes: &[u8]) -> Result<Inbound, ParseError> {
     let start = first_line(bytes);
     Ok(match msg {
         rsip::SipMessage::Response(r) => {
+            // RFC 3261 section 7.2: 1xx..6xx. A status such as 000 would be
+            // taken for a final response that no ACK can answer (found by
+            // the sip_message fuzz target).
+            let status = r.status_code.code();
+            if !(100..=699).contains(&status) {
+                return Err(ParseError::Syntax(format!("status code {status} is not 100..699")));
+            }
             // "SIP/2.0 404 No trunk found": keep the reason phrase as sent.
             let reason = start.splitn(3, ' ').nth(2).unwrap_or("").to_string();
-            Inbound::Response(InResponse { status: r.status_code.code(), reason, common })
+            Inbound::Response(InResponse { status, reason, common })
         }
         rsip::SipMessage::Request(r) => {
             Inbound::Request(InRequest { method: r.method.to_string(), uri: r.uri.to_string(), common })
@@ -314,9 +321,21 @@ pub enum Start<'a> {
 }
 
 impl Outgoing<'_> {
+    fn uri_text(&self) -> &str {
+        match &self.start {
+            Start::Request { uri, .. } => uri,
+            Start::Response { .. } => "",
+        }
+    }
+
     pub fn render(&self) -> Result<Vec<u8>, ParseError> {
         let mut headers = rsip::Headers::default();
         for (name, value) in &self.headers {
+            // A far end's Record-Route can carry line breaks into our Route
+            // headers (found by the sip_message fuzz target): no injection.
+            if value.contains(['\r', '\n']) {
+                return Err(ParseError::Syntax(format!("header {name} would contain a line break")));
+            }
             headers.push(rsip::Header::Other((*name).to_string(), value.clone()));
         }
         headers.push(rsip::Header::Other("Content-Length".into(), self.body.len().to_string()));
@@ -325,7 +344,13 @@ impl Outgoing<'_> {
                 let method: rsip::Method =
                     method.parse().map_err(|_| ParseError::Syntax(format!("unknown method {method}")))?;
                 let uri = rsip::Uri::try_from(*uri).map_err(|e| ParseError::Syntax(format!("{uri}: {e}")))?;
-                rsip::Request { method, uri, version: rsip::Version::V2, headers, body: self.body.to_vec() }.to_string()
+                let text = rsip::Request { method, uri, version: rsip::Version::V2, headers, body: self.body.to_vec() }
+                    .to_string();
+                // Never send what we cannot read back (a last guard; found by
+                // the sip_message fuzz target).
+                rsip::SipMessage::try_from(text.as_str())
+                    .map_err(|e| ParseError::Syntax(format!("request to {} would not parse: {e}", self.uri_text())))?;
+                text
             }
             Start::Response { status, reason } => {
                 // rsip would print its own reason phrase; ours is the one we mean.
@@ -393,6 +418,32 @@ From: <sip:c@d>;tag=2\r\nTo: <sip:a@b>;tag=1\r\nCall-ID: x@y\r\nCSeq: 7 BYE\r\nC
         assert_eq!(r.method, "BYE");
         assert_eq!(r.common.values("Via").len(), 2);
         assert_eq!(r.common.raw_lines("Via").len(), 1);
+    }
+
+    /// Fuzz find (sip_message): a Record-Route value holding line breaks
+    /// became a Route header of our ACK and split it into two messages.
+    #[test]
+    fn render_refuses_line_breaks_in_header_values() {
+        let route = "<sip:127.0.0.1:5060;transp;lr\r\n\r\nFrom: <sip://x@127.0.0.1>".to_string();
+        let out = Outgoing {
+            start: Start::Request { method: "ACK", uri: "sip:agent@127.0.0.1:5070" },
+            headers: vec![("Route", format!("<{route}>")), ("Call-ID", "a".into()), ("CSeq", "1 ACK".into())],
+            body: b"",
+        };
+        assert!(matches!(out.render(), Err(ParseError::Syntax(_))));
+    }
+
+    /// Fuzz find (sip_message): status 000 was parsed, and the caller took
+    /// it for a final response and sent an empty "ACK".
+    #[test]
+    fn rejects_status_codes_outside_100_to_699() {
+        for status in ["000", "099", "700", "999"] {
+            let text = format!(
+                "SIP/2.0 {status} OK\r\nVia: SIP/2.0/TCP 127.0.0.1:40000;branch=z9hG4bK1\r\n\
+From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCall-ID: call-abc\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+            );
+            assert!(matches!(parse(text.as_bytes()), Err(ParseError::Syntax(_))), "{status}");
+        }
     }
 
     #[test]

@@ -150,9 +150,14 @@ impl InviteClient {
                 self.state = InviteState::Completed;
                 self.send.retransmit = None;
                 self.timer_b = None;
-                let ack = ack();
-                self.send.outbox.push_back(ack.clone());
-                self.ack_for_final = Some(ack);
+                // An ACK the caller could not build is empty: send nothing
+                // rather than an empty datagram (found by the sip_message
+                // fuzz target: a far end's To tag with a line break).
+                let ack = Some(ack()).filter(|a| !a.is_empty());
+                if let Some(ack) = &ack {
+                    self.send.outbox.push_back(ack.clone());
+                }
+                self.ack_for_final = ack;
                 let d = if self.send.reliable { Duration::ZERO } else { Duration::from_secs(32) };
                 self.linger_until = Some(now + d);
                 Disposition::PassUp
@@ -393,6 +398,19 @@ mod tests {
     /// [`drive`], the offsets only.
     fn drive_invite(tx: &mut InviteClient, t0: Instant, end: Duration) -> Vec<u128> {
         drive(tx, t0, end).0
+    }
+
+    /// Fuzz find (sip_message): an ACK that could not be built (empty) was
+    /// sent as an empty datagram, again for each retransmitted final.
+    #[test]
+    fn an_empty_ack_is_never_sent() {
+        let t0 = Instant::now();
+        let mut tx = invite_sent(t0);
+        assert_eq!(tx.on_response(486, Vec::new, t0), Disposition::PassUp);
+        assert_eq!(tx.poll_transmit(), None);
+        assert_eq!(tx.on_response(486, Vec::new, t0 + ms(10)), Disposition::Absorbed);
+        assert_eq!(tx.poll_transmit(), None);
+        assert_eq!(tx.state(), InviteState::Completed);
     }
 
     #[test]
