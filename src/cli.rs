@@ -107,8 +107,8 @@ pub struct LoadArgs {
     /// $JOB_COMPLETION_INDEX. Then `callprobe merge` the shards' folders.
     #[arg(long, value_name = "i/N")]
     pub shard: Option<Shard>,
-    /// Append the TLS session secrets of every call to FILE (SSLKEYLOGFILE
-    /// format, for Wireshark). Holds secrets: only when asked for.
+    /// Append the TLS session secrets (SSLKEYLOGFILE format, for Wireshark)
+    /// and SRTP master keys of every call to FILE. Holds secrets: only when asked for.
     #[arg(long, value_name = "FILE")]
     pub keylog: Option<PathBuf>,
 }
@@ -166,8 +166,8 @@ pub struct RunArgs {
     /// auto/N takes i from $JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs). Then `callprobe merge`.
     #[arg(long, value_name = "i/N")]
     pub shard: Option<Shard>,
-    /// Append the TLS session secrets of every call to FILE (SSLKEYLOGFILE
-    /// format, for Wireshark). Holds secrets: only when asked for.
+    /// Append the TLS session secrets (SSLKEYLOGFILE format, for Wireshark)
+    /// and SRTP master keys of every call to FILE. Holds secrets: only when asked for.
     #[arg(long, value_name = "FILE")]
     pub keylog: Option<PathBuf>,
 }
@@ -320,8 +320,8 @@ pub struct CallArgs {
     /// TLS: do NOT verify the server's certificate (reported as "certificate NOT verified").
     #[arg(long)]
     pub tls_insecure: bool,
-    /// Append the TLS session secrets to FILE (SSLKEYLOGFILE format, for
-    /// Wireshark). Holds secrets: only when asked for.
+    /// Append the TLS session secrets (SSLKEYLOGFILE format, for Wireshark)
+    /// and the SRTP master keys to FILE. Holds secrets: only when asked for.
     #[arg(long, value_name = "FILE")]
     pub keylog: Option<PathBuf>,
     /// Digest user name for the trunk.

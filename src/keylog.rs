@@ -7,9 +7,10 @@
 //! TLS 1.3 writes `CLIENT_HANDSHAKE_TRAFFIC_SECRET`,
 //! `SERVER_HANDSHAKE_TRAFFIC_SECRET`, `CLIENT_TRAFFIC_SECRET_0`,
 //! `SERVER_TRAFFIC_SECRET_0` and `EXPORTER_SECRET`; TLS 1.2 `CLIENT_RANDOM`.
-//! Other protocols append their own labels through [`KeyLog::write_line`]
-//! (e.g. SRTP master keys: `SRTP <ssrc or call id> <key||salt hex>`); a
-//! reader that does not know a label skips its line, as Wireshark does.
+//! Other protocols append their own lines: SRTP master keys through
+//! [`KeyLog::write_text_line`] as `SRTP <call-id> <out|in> <suite> <base64
+//! key||salt>` (docs/keylog.md); a reader that does not know a label skips
+//! its line, as Wireshark does.
 //!
 //! The file is opened for appending, created with mode 0600 (it holds
 //! secrets), and shared by every call of the process; each line is one write.

@@ -143,7 +143,7 @@ impl CallDriver {
             );
             return Err("the 200 OK carried no SDP answer".to_string());
         };
-        let answer = sdp::parse_answer(&String::from_utf8_lossy(&body), &self.codecs, &self.srtp);
+        let answer = sdp::parse_answer(&String::from_utf8_lossy(&body.0), &self.codecs, &self.srtp);
         match &answer {
             Err(e @ (SdpError::Malformed { .. } | SdpError::MissingConnectionAddress | SdpError::NoAudio)) => {
                 self.caller.record_finding(
@@ -153,8 +153,8 @@ impl CallDriver {
                 );
             }
             Ok(now) => {
-                let before =
-                    early.and_then(|b| sdp::parse_answer(&String::from_utf8_lossy(&b), &self.codecs, &self.srtp).ok());
+                let before = early
+                    .and_then(|b| sdp::parse_answer(&String::from_utf8_lossy(&b.0), &self.codecs, &self.srtp).ok());
                 if let Some(before) = before.filter(|b| (b.remote_rtp, b.codec) != (now.remote_rtp, now.codec)) {
                     self.caller.record_finding(
                         "answer_sdp_changed",

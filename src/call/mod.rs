@@ -410,7 +410,7 @@ pub async fn run(
     }
     // The answer's SDES key is the far end's: the record keeps it starred out.
     for body in [&mut record.sip.answer_sdp, &mut record.sip.early_sdp].into_iter().flatten() {
-        *body = sdes::redact_inline_keys_bytes(body).into_owned();
+        body.0 = sdes::redact_inline_keys_bytes(&body.0).into_owned();
     }
     if let Some(session) = media_session {
         record.media = session.stop().await;

@@ -76,6 +76,9 @@ enum Event {
 
 /// Connections the far end may open to us at once; more wait in the backlog.
 const LISTEN_BACKLOG: u32 = 16;
+/// Connections the far end may open to our Contact during one call; after
+/// that the listener closes (a peer must not make us hold sockets without bound).
+const MAX_ACCEPTED: usize = 16;
 
 pub struct SipSockets {
     kind: Transport,
@@ -90,6 +93,17 @@ pub struct SipSockets {
     pub listening: bool,
     tx: mpsc::Sender<Event>,
     rx: mpsc::Receiver<Event>,
+    /// The socket tasks (UDP reader, TCP readers, the listener): stopped
+    /// when the call's sockets are dropped, so nothing outlives the call.
+    tasks: Vec<tokio::task::AbortHandle>,
+}
+
+impl Drop for SipSockets {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
 }
 
 impl SipSockets {
@@ -113,7 +127,7 @@ impl SipSockets {
                 let socket = Arc::new(socket);
                 let reader = socket.clone();
                 let sink = tx.clone();
-                tokio::spawn(async move {
+                let reader_task = tokio::spawn(async move {
                     let mut buf = vec![0u8; 65_535];
                     loop {
                         match reader.recv_from(&mut buf).await {
@@ -146,6 +160,7 @@ impl SipSockets {
                     listening: false,
                     tx,
                     rx,
+                    tasks: vec![reader_task.abort_handle()],
                 })
             }
             Transport::Tcp | Transport::Tls => {
@@ -162,6 +177,7 @@ impl SipSockets {
                     listening: false,
                     tx,
                     rx,
+                    tasks: Vec::new(),
                 };
                 if kind == Transport::Tls {
                     sockets.local_addr = sockets.connect_from(first_hop, host, None).await?;
@@ -179,20 +195,25 @@ impl SipSockets {
 
     /// Accepts the far end's connections to our Contact; each is read like
     /// ours, and its write half is handed over for the responses.
-    fn accept_on(&self, listener: TcpListener) {
+    fn accept_on(&mut self, listener: TcpListener) {
         let sink = self.tx.clone();
         let unfinished = self.unfinished.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, peer)) = listener.accept().await else { return };
+        let task = tokio::spawn(async move {
+            // The readers live in the set: when this task is stopped, so are they.
+            let mut readers = tokio::task::JoinSet::new();
+            for _ in 0..MAX_ACCEPTED {
+                let Ok((stream, peer)) = listener.accept().await else { break };
                 let _ = stream.set_nodelay(true);
                 let (read, write) = stream.into_split();
                 if sink.send(Event::Accepted { peer, write: Box::new(write) }).await.is_err() {
                     return;
                 }
-                tokio::spawn(read_stream(read, peer, sink.clone(), unfinished.clone()));
+                readers.spawn(read_stream(read, peer, sink.clone(), unfinished.clone()));
             }
+            drop(listener);
+            while readers.join_next().await.is_some() {}
         });
+        self.tasks.push(task.abort_handle());
     }
 
     /// TCP connections holding part of a message: (peer, bytes held).
@@ -235,7 +256,8 @@ impl SipSockets {
         let Some(client) = self.tls.as_ref().filter(|_| self.kind == Transport::Tls) else {
             let (read, write) = stream.into_split();
             self.tcp.insert(peer, Box::new(write));
-            tokio::spawn(read_stream(read, peer, self.tx.clone(), self.unfinished.clone()));
+            let reader = tokio::spawn(read_stream(read, peer, self.tx.clone(), self.unfinished.clone()));
+            self.tasks.push(reader.abort_handle());
             return Ok(local);
         };
         let server = format!("{host}:{}", peer.port());
@@ -259,7 +281,8 @@ impl SipSockets {
         };
         let (read, write) = tokio::io::split(session);
         self.tcp.insert(peer, Box::new(write));
-        tokio::spawn(read_stream(read, peer, self.tx.clone(), self.unfinished.clone()));
+        let reader = tokio::spawn(read_stream(read, peer, self.tx.clone(), self.unfinished.clone()));
+        self.tasks.push(reader.abort_handle());
         Ok(local)
     }
 

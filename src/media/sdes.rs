@@ -399,45 +399,53 @@ pub fn keylog_lines(call_id: &str, params: &SrtpParams) -> Vec<String> {
 /// logged or captured message keeps its Content-Length. Borrowed when there
 /// is nothing to hide.
 pub fn redact_inline_keys(text: &str) -> Cow<'_, str> {
-    if !text.contains("a=crypto:") {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len());
-    for line in text.split_inclusive('\n') {
-        if !line.starts_with("a=crypto:") {
-            out.push_str(line);
-            continue;
+    match redact_inline_keys_bytes(text.as_bytes()) {
+        Cow::Borrowed(_) => Cow::Borrowed(text),
+        // Only whole bytes of a key became ASCII `*`s: still UTF-8.
+        Cow::Owned(bytes) => {
+            Cow::Owned(String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
         }
-        let mut rest = line;
-        while let Some(at) = rest.find("inline:") {
-            let (before, after) = rest.split_at(at + "inline:".len());
-            out.push_str(before);
-            let end = after.find(|c: char| c == '|' || c == ';' || c.is_whitespace()).unwrap_or(after.len());
-            out.extend(std::iter::repeat_n('*', after[..end].len()));
-            rest = &after[end..];
-        }
-        out.push_str(rest);
     }
-    Cow::Owned(out)
 }
 
-/// [`redact_inline_keys`] on bytes (a SIP message, maybe not UTF-8).
+/// [`redact_inline_keys`] on bytes (a SIP message, maybe not UTF-8): byte
+/// for byte, so the length never changes.
 pub fn redact_inline_keys_bytes(bytes: &[u8]) -> Cow<'_, [u8]> {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => match redact_inline_keys(text) {
-            Cow::Borrowed(_) => Cow::Borrowed(bytes),
-            Cow::Owned(s) => Cow::Owned(s.into_bytes()),
-        },
-        Err(_) => match redact_inline_keys(&String::from_utf8_lossy(bytes)) {
-            Cow::Borrowed(_) => Cow::Borrowed(bytes),
-            Cow::Owned(s) => Cow::Owned(s.into_bytes()),
-        },
+    const CRYPTO: &[u8] = b"a=crypto:";
+    const INLINE: &[u8] = b"inline:";
+    if !bytes.windows(CRYPTO.len()).any(|w| w == CRYPTO) {
+        return Cow::Borrowed(bytes);
     }
+    let mut out = bytes.to_vec();
+    let mut start = 0;
+    for line in bytes.split_inclusive(|&b| b == b'\n') {
+        if line.starts_with(CRYPTO) {
+            let mut i = 0;
+            while let Some(at) = line[i..].windows(INLINE.len()).position(|w| w == INLINE) {
+                i += at + INLINE.len();
+                while i < line.len() && !matches!(line[i], b'|' | b';') && !line[i].is_ascii_whitespace() {
+                    out[start + i] = b'*';
+                    i += 1;
+                }
+            }
+        }
+        start += line.len();
+    }
+    Cow::Owned(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redaction_keeps_the_length_of_bytes_that_are_not_utf8() {
+        let msg = b"SIP/2.0 200 OK\r\nX: \xff\xfe\r\n\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3|2^20\r\n";
+        let out = redact_inline_keys_bytes(msg);
+        assert_eq!(out.len(), msg.len());
+        assert!(out.windows(4).all(|w| w != b"QUJD"), "the key is gone");
+        assert!(out.ends_with(b"|2^20\r\n") && out.starts_with(b"SIP/2.0 200 OK\r\nX: \xff\xfe"));
+    }
 
     /// RFC 4568 §4's example line.
     const RFC_EXAMPLE: &str = "1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|2^20|1:32";

@@ -234,11 +234,23 @@ pub struct SipOutcome {
     /// SDP body of the 2xx, when there was one (holds the far end's SRTP
     /// key until `call::run` stars it out of the record).
     #[serde(skip)]
-    pub answer_sdp: Option<Vec<u8>>,
+    pub answer_sdp: Option<SdpBody>,
     /// SDP body of the last provisional response that carried one (early
     /// media; starred out of the record like the 2xx's).
     #[serde(skip)]
-    pub early_sdp: Option<Vec<u8>>,
+    pub early_sdp: Option<SdpBody>,
+}
+
+/// An SDP body as the far end sent it. It may hold an SRTP master key
+/// (`a=crypto … inline:`), so `Debug` shows it with the key starred out.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SdpBody(pub Vec<u8>);
+
+impl std::fmt::Debug for SdpBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = String::from_utf8_lossy(&self.0);
+        f.debug_tuple("SdpBody").field(&redact_inline_keys(&text)).finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -50,8 +50,8 @@ pub enum InviteState {
 }
 
 /// What both client transactions keep for sending: the request, how it is
-/// re-sent, and what waits to go out.
-#[derive(Debug)]
+/// re-sent, and what waits to go out. `Debug` shows sizes, not bytes: an
+/// INVITE's SDP may carry our SRTP key.
 struct Sending {
     request: Vec<u8>,
     reliable: bool,
@@ -60,6 +60,17 @@ struct Sending {
     /// over a reliable transport.
     retransmit: Option<(Instant, Duration)>,
     outbox: VecDeque<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Sending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sending")
+            .field("request_bytes", &self.request.len())
+            .field("reliable", &self.reliable)
+            .field("retransmit", &self.retransmit)
+            .field("outbox", &self.outbox.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Sending {

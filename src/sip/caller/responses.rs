@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use super::{auth, CallEvent, Caller, Dialog, EndReason, FinalResponse, NonInviteRequest, Phase, Transmit};
+use super::{auth, CallEvent, Caller, Dialog, EndReason, FinalResponse, NonInviteRequest, Phase, SdpBody, Transmit};
 use crate::sip::message::InResponse;
 use crate::sip::transaction::{Disposition, NonInviteClient};
 use crate::sip::Peer;
@@ -110,7 +110,7 @@ impl Caller {
         if resp.status < 200 {
             self.outcome.provisional.push(resp.status);
             if !resp.common.body.is_empty() {
-                self.outcome.early_sdp = Some(resp.common.body.clone());
+                self.outcome.early_sdp = Some(SdpBody(resp.common.body.clone()));
             }
         } else {
             self.outcome.final_responses.push(FinalResponse { status: resp.status, reason: resp.reason.clone() });
@@ -136,7 +136,7 @@ impl Caller {
         self.outcome.remote_target = Some(remote_target.clone());
         self.outcome.route_set = route_set.clone();
         self.outcome.authenticated = authenticated;
-        self.outcome.answer_sdp = (!resp.common.body.is_empty()).then(|| resp.common.body.clone());
+        self.outcome.answer_sdp = (!resp.common.body.is_empty()).then(|| SdpBody(resp.common.body.clone()));
         // A 2xx that beat our CANCEL came after the deadline: it is recorded,
         // and the checks do not count it as answered in time.
         let beat_our_cancel = matches!(self.phase, Phase::Cancelling { .. });
