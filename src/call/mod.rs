@@ -400,7 +400,7 @@ pub async fn run(
         }
     }
     record.sip = call.caller().outcome().clone();
-    record.findings.extend(&record.sip.findings.clone());
+    record.findings.extend(&record.sip.findings);
     for (peer, held) in sockets.unfinished_messages() {
         record.findings.add(
             "tcp_stalled_mid_message",

@@ -46,18 +46,7 @@ impl StreamFramer {
         if end > MAX_HEADER_BYTES {
             return Err(FramingError::TooLarge(MAX_HEADER_BYTES));
         }
-        let head = String::from_utf8_lossy(&self.buf[..end]);
-        let length = head
-            .split("\r\n")
-            .skip(1)
-            .find_map(|line| {
-                let (name, value) = line.split_once(':')?;
-                let name = name.trim();
-                (name.eq_ignore_ascii_case("Content-Length") || name.eq_ignore_ascii_case("l"))
-                    .then(|| value.trim().parse::<usize>().ok())
-            })
-            .flatten()
-            .ok_or(FramingError::NoContentLength)?;
+        let length = content_length(&self.buf[..end]).ok_or(FramingError::NoContentLength)?;
         if length > MAX_BODY_BYTES {
             return Err(FramingError::BodyTooLarge(length));
         }
@@ -67,6 +56,22 @@ impl StreamFramer {
         }
         Ok(Some(self.buf.drain(..total).collect()))
     }
+}
+
+/// The Content-Length (or compact `l`) of a message head (the bytes before
+/// the blank line): the first such header's value; `None` when there is none
+/// or it is not a number.
+pub fn content_length(head: &[u8]) -> Option<usize> {
+    let head = String::from_utf8_lossy(head);
+    head.split("\r\n")
+        .skip(1)
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            let name = name.trim();
+            (name.eq_ignore_ascii_case("Content-Length") || name.eq_ignore_ascii_case("l"))
+                .then(|| value.trim().parse::<usize>().ok())
+        })
+        .flatten()
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

@@ -41,14 +41,7 @@ pub enum LengthCheck {
 /// Content-Length header (`l:` too).
 pub fn check_length(bytes: &[u8]) -> LengthCheck {
     let Some(head_end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else { return LengthCheck::Absent };
-    let head = String::from_utf8_lossy(&bytes[..head_end]);
-    let announced = head.split("\r\n").skip(1).find_map(|line| {
-        let (name, value) = line.split_once(':')?;
-        let name = name.trim();
-        (name.eq_ignore_ascii_case("Content-Length") || name.eq_ignore_ascii_case("l"))
-            .then(|| value.trim().to_string())
-    });
-    let Some(Ok(announced)) = announced.map(|v| v.parse::<usize>()) else { return LengthCheck::Absent };
+    let Some(announced) = super::framing::content_length(&bytes[..head_end]) else { return LengthCheck::Absent };
     let body_start = head_end + 4;
     let carried = bytes.len() - body_start;
     match announced.cmp(&carried) {

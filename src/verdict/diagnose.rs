@@ -18,7 +18,7 @@ use crate::livekit::observation::LiveKitObservation;
 use crate::livekit::sip_config::{is_number_without_e164, looks_like_phone_number, DispatchRule, SipConfig};
 use crate::request::AgentExpectation;
 use crate::sip::caller::EndReason;
-use crate::sip::{TlsProblem, Transport};
+use crate::sip::TlsProblem;
 use crate::time::{Millis, Offset};
 use crate::verdict::describe_end;
 
@@ -290,7 +290,7 @@ const RULES: &[Rule] = &[
             Some(EndReason::NoResponse { waited_ms }) => Some(format!(
                 "{} INVITE(s) sent over {}, {} retransmission(s), nothing came back in {} ms",
                 o.record.sip.invites_sent,
-                transport_name(o.record.transport),
+                o.record.transport.via_name(),
                 o.record.sip.invite_retransmissions,
                 waited_ms
             )),
@@ -707,10 +707,6 @@ fn number_format(o: &Observation) -> Option<String> {
         }
     }
     (!seen.is_empty()).then(|| seen.join("; "))
-}
-
-fn transport_name(t: Transport) -> &'static str {
-    t.via_name()
 }
 
 /// Evidence when the TLS setup failed with `problem`.
